@@ -1,0 +1,153 @@
+//! What clients ask of a node and what nodes say to each other.
+//!
+//! These types cross the wire between nodes (postcard-encoded) and are the
+//! vocabulary of the sans-IO node's inputs and outputs.
+
+use serde::{Deserialize, Serialize};
+
+use crate::hash::BucketKey;
+use crate::layout::NodeId;
+use crate::params::QuorumParam;
+use crate::version::{Object, Value, VersionVector};
+
+/// A client operation on one key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientOp {
+    /// Read the key.
+    Get {
+        /// Replies to wait for (default: the node's `r`).
+        r: Option<QuorumParam>,
+    },
+    /// Write a value (or a tombstone, for DELETE).
+    Put {
+        /// The value; [`Value::Tombstone`] deletes.
+        value: Value,
+        /// What the client read before; `None` writes a value concurrent with
+        /// everything stored (a DELETE without context first reads the key and
+        /// deletes what the read returned).
+        context: Option<VersionVector>,
+        /// Acks to wait for (default: the node's `w`).
+        w: Option<QuorumParam>,
+    },
+}
+
+/// A client request, as received by any node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRequest {
+    /// The key.
+    pub key: BucketKey,
+    /// What to do.
+    pub op: ClientOp,
+    /// How long the coordinator waits for replies, in ms (default: the node's).
+    pub timeout_ms: Option<u64>,
+}
+
+/// The outcome of a client request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientReply {
+    /// A write met its quorum; the context covers the new value.
+    Written {
+        /// Context to hand back on the next write.
+        context: VersionVector,
+    },
+    /// A read met its quorum: the merged state of the replies.
+    Read {
+        /// The merged object (may be empty or all tombstones: absent).
+        object: Object,
+    },
+    /// The request failed.
+    Error(ClientError),
+}
+
+/// Why a client request failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientError {
+    /// Fewer than the required replies arrived before the deadline. For a
+    /// write, the value may still be applied on the replicas that acked.
+    Unavailable {
+        /// Replies needed.
+        required: usize,
+        /// Replies received.
+        acks: usize,
+    },
+    /// A parameter is invalid; nothing was changed.
+    BadRequest(String),
+    /// A key, bucket or value is over its limit; nothing was changed.
+    TooLarge(String),
+    /// The node has too many requests in flight; nothing was changed.
+    Overloaded(String),
+    /// The node failed to store or read; the message says what.
+    Internal(String),
+}
+
+/// A message between two nodes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerMsg {
+    /// "Coordinate this request for me": sent by a node that is not a primary.
+    Forward {
+        /// Id chosen by the sender, echoed in the reply.
+        fwd_id: u64,
+        /// The client's request.
+        request: ClientRequest,
+    },
+    /// The outcome of a forwarded request.
+    ForwardReply {
+        /// The sender's id for the request.
+        fwd_id: u64,
+        /// The outcome.
+        reply: ClientReply,
+    },
+    /// "Merge this state of the key into yours."
+    ReplicaPut {
+        /// Id chosen by the sender, echoed in the ack; 0 asks for no ack
+        /// (read repair).
+        req_id: u64,
+        /// The key.
+        key: BucketKey,
+        /// The coordinator's state of the key after the write.
+        object: Object,
+    },
+    /// The replica merged and stored the object (`ok`), or failed to.
+    ReplicaPutAck {
+        /// The coordinator's id for the write.
+        req_id: u64,
+        /// Whether it was stored.
+        ok: bool,
+    },
+    /// "Send me your state of the key."
+    ReplicaGet {
+        /// Id chosen by the sender, echoed in the reply.
+        req_id: u64,
+        /// The key.
+        key: BucketKey,
+    },
+    /// A replica's state of the key (empty when it has none), or `None` when it
+    /// failed to read.
+    ReplicaGetReply {
+        /// The coordinator's id for the read.
+        req_id: u64,
+        /// The state, if it could be read.
+        object: Option<Object>,
+    },
+}
+
+/// A peer message with its sender, as framed on a node-to-node connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The sending node.
+    pub from: NodeId,
+    /// The message.
+    pub msg: PeerMsg,
+}
+
+impl Envelope {
+    /// Encodes for a frame.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("envelope encoding cannot fail")
+    }
+
+    /// Decodes a frame; a malformed one is an error, never a panic.
+    pub fn from_bytes(b: &[u8]) -> Result<Envelope, postcard::Error> {
+        postcard::from_bytes(b)
+    }
+}

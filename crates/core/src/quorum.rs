@@ -1,0 +1,242 @@
+//! Bookkeeping for one request waiting for replies from replicas: who was
+//! asked, who answered, whether the quorum is met or can no longer be met, and
+//! (for reads) which replies were stale and need repair.
+//!
+//! Plain data: the node feeds it replies and tells it when the deadline passed.
+
+use std::collections::BTreeMap;
+
+use crate::layout::NodeId;
+use crate::version::Object;
+
+/// Where a request stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuorumStatus {
+    /// Fewer than `required` replies yet, and enough targets still outstanding.
+    Pending,
+    /// `required` replies arrived.
+    Met,
+    /// The quorum cannot be met any more (failures or the deadline).
+    Failed,
+}
+
+/// A write waiting for `required` acks from its targets.
+#[derive(Clone, Debug)]
+pub struct WriteQuorum {
+    required: usize,
+    targets: Vec<NodeId>,
+    acked: Vec<NodeId>,
+    failed: Vec<NodeId>,
+    expired: bool,
+}
+
+impl WriteQuorum {
+    /// A write to `targets` that needs `required` acks.
+    pub fn new(targets: Vec<NodeId>, required: usize) -> Self {
+        assert!(required >= 1, "a write needs at least one ack");
+        WriteQuorum {
+            required,
+            targets,
+            acked: vec![],
+            failed: vec![],
+            expired: false,
+        }
+    }
+
+    /// Records an ack from `node`; duplicates and strangers are ignored.
+    pub fn ack(&mut self, node: &NodeId) -> QuorumStatus {
+        if self.is_outstanding(node) {
+            self.acked.push(node.clone());
+        }
+        self.status()
+    }
+
+    /// Records that `node` refused or failed.
+    pub fn fail(&mut self, node: &NodeId) -> QuorumStatus {
+        if self.is_outstanding(node) {
+            self.failed.push(node.clone());
+        }
+        self.status()
+    }
+
+    /// The deadline passed: whatever is still missing will not count.
+    pub fn expire(&mut self) -> QuorumStatus {
+        self.expired = true;
+        self.status()
+    }
+
+    fn is_outstanding(&self, node: &NodeId) -> bool {
+        self.targets.contains(node) && !self.acked.contains(node) && !self.failed.contains(node)
+    }
+
+    /// Where the write stands.
+    pub fn status(&self) -> QuorumStatus {
+        let outstanding = self.targets.len() - self.acked.len() - self.failed.len();
+        if self.acked.len() >= self.required {
+            QuorumStatus::Met
+        } else if self.expired || self.acked.len() + outstanding < self.required {
+            QuorumStatus::Failed
+        } else {
+            QuorumStatus::Pending
+        }
+    }
+
+    /// Acks needed.
+    pub fn required(&self) -> usize {
+        self.required
+    }
+
+    /// Acks received so far.
+    pub fn acks(&self) -> usize {
+        self.acked.len()
+    }
+}
+
+/// A read waiting for `required` replies; keeps every reply so that the
+/// merged answer and the stale replicas can be computed.
+#[derive(Clone, Debug)]
+pub struct ReadQuorum {
+    required: usize,
+    targets: Vec<NodeId>,
+    replies: BTreeMap<NodeId, Object>,
+    failed: Vec<NodeId>,
+    expired: bool,
+}
+
+impl ReadQuorum {
+    /// A read of `targets` that needs `required` replies.
+    pub fn new(targets: Vec<NodeId>, required: usize) -> Self {
+        assert!(required >= 1, "a read needs at least one reply");
+        ReadQuorum {
+            required,
+            targets,
+            replies: BTreeMap::new(),
+            failed: vec![],
+            expired: false,
+        }
+    }
+
+    /// Records `node`'s state of the key (empty when it has none).
+    pub fn reply(&mut self, node: &NodeId, object: Object) -> QuorumStatus {
+        if self.is_outstanding(node) {
+            self.replies.insert(node.clone(), object);
+        }
+        self.status()
+    }
+
+    /// Records that `node` could not answer.
+    pub fn fail(&mut self, node: &NodeId) -> QuorumStatus {
+        if self.is_outstanding(node) {
+            self.failed.push(node.clone());
+        }
+        self.status()
+    }
+
+    /// The deadline passed.
+    pub fn expire(&mut self) -> QuorumStatus {
+        self.expired = true;
+        self.status()
+    }
+
+    fn is_outstanding(&self, node: &NodeId) -> bool {
+        self.targets.contains(node) && !self.replies.contains_key(node) && !self.failed.contains(node)
+    }
+
+    /// Where the read stands.
+    pub fn status(&self) -> QuorumStatus {
+        let outstanding = self.targets.len() - self.replies.len() - self.failed.len();
+        if self.replies.len() >= self.required {
+            QuorumStatus::Met
+        } else if self.expired || self.replies.len() + outstanding < self.required {
+            QuorumStatus::Failed
+        } else {
+            QuorumStatus::Pending
+        }
+    }
+
+    /// Whether every target has answered or failed.
+    pub fn all_in(&self) -> bool {
+        self.replies.len() + self.failed.len() == self.targets.len()
+    }
+
+    /// Replies needed.
+    pub fn required(&self) -> usize {
+        self.required
+    }
+
+    /// Replies received so far.
+    pub fn replies(&self) -> usize {
+        self.replies.len()
+    }
+
+    /// The merge of every reply received.
+    pub fn merged(&self) -> Object {
+        self.replies
+            .values()
+            .fold(Object::empty(), |acc, o| acc.merge(o))
+    }
+
+    /// The replicas whose reply lacks something `merged` has: they need
+    /// `merged` written back (read repair).
+    pub fn stale(&self, merged: &Object) -> Vec<NodeId> {
+        self.replies
+            .iter()
+            .filter(|(_, o)| *o != merged)
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::version::{Actor, Value, VersionVector};
+
+    fn ids(n: usize) -> Vec<NodeId> {
+        (1..=n).map(|i| NodeId(format!("n{i}"))).collect()
+    }
+
+    #[test]
+    fn write_met_after_w_acks_in_any_order() {
+        let t = ids(3);
+        for order in [[0, 1, 2], [2, 1, 0], [1, 2, 0]] {
+            let mut q = WriteQuorum::new(t.clone(), 2);
+            assert_eq!(q.ack(&t[order[0]]), QuorumStatus::Pending);
+            assert_eq!(q.ack(&t[order[0]]), QuorumStatus::Pending, "duplicate ack counted");
+            assert_eq!(q.ack(&t[order[1]]), QuorumStatus::Met);
+            assert_eq!(q.ack(&t[order[2]]), QuorumStatus::Met);
+        }
+    }
+
+    #[test]
+    fn write_fails_when_quorum_impossible_or_expired() {
+        let t = ids(3);
+        let mut q = WriteQuorum::new(t.clone(), 3);
+        q.ack(&t[0]);
+        assert_eq!(q.fail(&t[1]), QuorumStatus::Failed);
+        let mut q = WriteQuorum::new(t.clone(), 2);
+        q.ack(&t[0]);
+        assert_eq!(q.expire(), QuorumStatus::Failed);
+        assert_eq!((q.required(), q.acks()), (2, 1));
+        let mut q = WriteQuorum::new(t.clone(), 1);
+        assert_eq!(q.ack(&NodeId("stranger".into())), QuorumStatus::Pending);
+    }
+
+    #[test]
+    fn read_merges_and_finds_stale() {
+        let t = ids(3);
+        let a = Actor { node: t[0].clone(), incarnation: 1 };
+        let o = Object::empty();
+        let d = o.next_dot(&a, &VersionVector::new());
+        let newer = o.update(&VersionVector::new(), d, Value::Data("x".into()), 0);
+        let mut q = ReadQuorum::new(t.clone(), 2);
+        assert_eq!(q.reply(&t[1], Object::empty()), QuorumStatus::Pending);
+        assert_eq!(q.reply(&t[0], newer.clone()), QuorumStatus::Met);
+        let m = q.merged();
+        assert_eq!(m, newer);
+        assert_eq!(q.stale(&m), vec![t[1].clone()]);
+        assert!(!q.all_in());
+        q.fail(&t[2]);
+        assert!(q.all_in());
+    }
+}

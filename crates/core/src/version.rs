@@ -1,0 +1,326 @@
+//! Causal versions: dots, version vectors, and objects that keep concurrent
+//! writes as siblings.
+//!
+//! An [`Object`] is a compact dotted-version-vector set: a version vector `vv`
+//! that summarises every write the object has seen, and the siblings, each the
+//! value of one write named by its [`Dot`]. A sibling survives a merge unless
+//! the other side has seen its dot (its `vv` covers it) and dropped it, which
+//! means a later write superseded it. This keeps exactly the concurrent values.
+//!
+//! Version vectors are downward closed per actor: an actor only makes dots at
+//! its own node, on top of everything it stored before, so `vv[a] = c` means
+//! "every write of `a` up to `c` is here or superseded".
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use crate::layout::NodeId;
+
+/// Who made a write: a node and the incarnation of its data directory, so a
+/// node whose data was wiped (or whose unsynced writes were lost) never reuses
+/// a dot.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Actor {
+    /// The node that coordinated the write.
+    pub node: NodeId,
+    /// Random id of the node's data-directory incarnation.
+    pub incarnation: u32,
+}
+
+/// Names one write: the `counter`-th write of `actor` to a key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Dot {
+    /// Who made the write.
+    pub actor: Actor,
+    /// Its sequence number among that actor's writes to the key (from 1).
+    pub counter: u64,
+}
+
+/// For each actor, how many of its writes are covered.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct VersionVector(pub BTreeMap<Actor, u64>);
+
+impl VersionVector {
+    /// The empty vector: covers nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many writes of `actor` are covered.
+    pub fn get(&self, actor: &Actor) -> u64 {
+        self.0.get(actor).copied().unwrap_or(0)
+    }
+
+    /// Whether the write named by `dot` is covered.
+    pub fn covers(&self, dot: &Dot) -> bool {
+        self.get(&dot.actor) >= dot.counter
+    }
+
+    /// Adds `dot` (and, by downward closure, every earlier dot of its actor).
+    pub fn add(&mut self, dot: &Dot) {
+        let c = self.0.entry(dot.actor.clone()).or_insert(0);
+        *c = (*c).max(dot.counter);
+    }
+
+    /// Pointwise maximum with `other`.
+    pub fn join(&mut self, other: &VersionVector) {
+        for (a, &c) in &other.0 {
+            let e = self.0.entry(a.clone()).or_insert(0);
+            *e = (*e).max(c);
+        }
+    }
+
+    /// Whether `self` covers everything `other` covers.
+    pub fn descends(&self, other: &VersionVector) -> bool {
+        other.0.iter().all(|(a, &c)| self.get(a) >= c)
+    }
+
+    /// Whether nothing is covered.
+    pub fn is_empty(&self) -> bool {
+        self.0.values().all(|&c| c == 0)
+    }
+}
+
+/// What one write stored: bytes, or a deletion.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Value {
+    /// A value.
+    Data(Bytes),
+    /// A deletion (tombstone).
+    Tombstone,
+}
+
+impl Value {
+    /// Whether this is a deletion.
+    pub fn is_tombstone(&self) -> bool {
+        matches!(self, Value::Tombstone)
+    }
+}
+
+/// One concurrent value of a key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sibling {
+    /// The write that made it.
+    pub dot: Dot,
+    /// What it wrote.
+    pub value: Value,
+    /// The coordinator's clock when it was written, in ms (for last-write-wins
+    /// buckets and for operators; never used for causality).
+    pub timestamp_ms: u64,
+}
+
+/// Every version of a key a replica knows: the causal summary and the
+/// concurrent values. Siblings are sorted by dot, so equal states compare equal.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Object {
+    /// Every write this object has seen (its siblings' dots included).
+    pub vv: VersionVector,
+    /// The values not superseded by any write seen, sorted by dot.
+    pub siblings: Vec<Sibling>,
+}
+
+impl Object {
+    /// The state of a key nobody wrote.
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// Whether no write is known at all.
+    pub fn is_empty(&self) -> bool {
+        self.siblings.is_empty() && self.vv.is_empty()
+    }
+
+    /// Whether the key reads as absent: no sibling holds data.
+    pub fn is_deleted(&self) -> bool {
+        self.siblings.iter().all(|s| s.value.is_tombstone())
+    }
+
+    /// The context a client gets when reading this object.
+    pub fn context(&self) -> &VersionVector {
+        &self.vv
+    }
+
+    /// Merges two replicas' states of the same key.
+    ///
+    /// Commutative, associative and idempotent for states that come from one
+    /// history (dots are unique, so equal dots carry equal values).
+    pub fn merge(&self, other: &Object) -> Object {
+        let mut siblings: Vec<Sibling> = Vec::new();
+        let keep = |s: &Sibling, other: &Object| {
+            !other.vv.covers(&s.dot) || other.siblings.iter().any(|o| o.dot == s.dot)
+        };
+        for s in &self.siblings {
+            if keep(s, other) {
+                siblings.push(s.clone());
+            }
+        }
+        for s in &other.siblings {
+            if keep(s, self) && !siblings.iter().any(|x| x.dot == s.dot) {
+                siblings.push(s.clone());
+            }
+        }
+        siblings.sort_by(|a, b| a.dot.cmp(&b.dot));
+        let mut vv = self.vv.clone();
+        vv.join(&other.vv);
+        Object { vv, siblings }
+    }
+
+    /// The next dot `actor` makes on this key, given the client's context.
+    pub fn next_dot(&self, actor: &Actor, context: &VersionVector) -> Dot {
+        Dot {
+            actor: actor.clone(),
+            counter: self.vv.get(actor).max(context.get(actor)) + 1,
+        }
+    }
+
+    /// Applies a write made with `context` (what the client had read): drops
+    /// every sibling the context covers, keeps the rest as concurrent, and adds
+    /// the new value under `dot`.
+    pub fn update(&self, context: &VersionVector, dot: Dot, value: Value, timestamp_ms: u64) -> Object {
+        debug_assert!(!self.vv.covers(&dot), "dot {dot:?} reused");
+        let mut siblings: Vec<Sibling> = self
+            .siblings
+            .iter()
+            .filter(|s| !context.covers(&s.dot))
+            .cloned()
+            .collect();
+        let mut vv = self.vv.clone();
+        vv.join(context);
+        vv.add(&dot);
+        siblings.push(Sibling {
+            dot,
+            value,
+            timestamp_ms,
+        });
+        siblings.sort_by(|a, b| a.dot.cmp(&b.dot));
+        Object { vv, siblings }
+    }
+
+    /// Encodes for storage or the wire.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("object encoding cannot fail")
+    }
+
+    /// Decodes what [`Object::to_bytes`] made.
+    pub fn from_bytes(b: &[u8]) -> Result<Object, postcard::Error> {
+        postcard::from_bytes(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn actor(i: usize) -> Actor {
+        Actor {
+            node: NodeId(format!("n{i}")),
+            incarnation: 7,
+        }
+    }
+
+    /// One step of a random history over 3 replicas of one key.
+    #[derive(Clone, Debug)]
+    enum Step {
+        /// Replica `r` coordinates a write; the context is what replica
+        /// `ctx_from` held (a client read there), or none.
+        Write { r: usize, ctx_from: Option<usize>, delete: bool },
+        /// Replica `to` merges in the state of replica `from`.
+        Sync { from: usize, to: usize },
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            (0..3usize, proptest::option::of(0..3usize), any::<bool>())
+                .prop_map(|(r, ctx_from, delete)| Step::Write { r, ctx_from, delete }),
+            (0..3usize, 0..3usize).prop_map(|(from, to)| Step::Sync { from, to }),
+        ]
+    }
+
+    /// Runs a history; returns the replicas' states and every state seen.
+    fn run(steps: &[Step]) -> (Vec<Object>, Vec<Object>) {
+        let mut reps = vec![Object::empty(); 3];
+        let mut seen = vec![];
+        for (i, st) in steps.iter().enumerate() {
+            match st {
+                Step::Write { r, ctx_from, delete } => {
+                    let ctx = ctx_from.map(|c| reps[c].vv.clone()).unwrap_or_default();
+                    let dot = reps[*r].next_dot(&actor(*r), &ctx);
+                    let v = if *delete { Value::Tombstone } else { Value::Data(Bytes::from(format!("v{i}"))) };
+                    reps[*r] = reps[*r].update(&ctx, dot, v, i as u64);
+                }
+                Step::Sync { from, to } => {
+                    reps[*to] = reps[*to].merge(&reps[*from]);
+                }
+            }
+            seen.extend(reps.iter().cloned());
+        }
+        (reps, seen)
+    }
+
+    proptest! {
+        #[test]
+        fn merge_is_commutative_associative_idempotent(steps in proptest::collection::vec(step(), 0..40), i in 0usize..1000, j in 0usize..1000, k in 0usize..1000) {
+            let (_, seen) = run(&steps);
+            prop_assume!(!seen.is_empty());
+            let a = &seen[i % seen.len()];
+            let b = &seen[j % seen.len()];
+            let c = &seen[k % seen.len()];
+            prop_assert_eq!(a.merge(b), b.merge(a));
+            prop_assert_eq!(a.merge(&b.merge(c)), a.merge(b).merge(c));
+            prop_assert_eq!(a.merge(a), a.clone());
+        }
+
+        #[test]
+        fn update_with_read_context_supersedes_exactly_what_was_read(steps in proptest::collection::vec(step(), 0..40), reader in 0usize..3, writer in 0usize..3, other in 0usize..3) {
+            let (mut reps, _) = run(&steps);
+            // A client reads at `reader`; meanwhile `other` makes a concurrent write.
+            let read = reps[reader].clone();
+            let cdot = reps[other].next_dot(&actor(other), &VersionVector::new());
+            let concurrent = Value::Data(Bytes::from_static(b"concurrent"));
+            reps[other] = reps[other].update(&VersionVector::new(), cdot.clone(), concurrent, 1);
+            // The client writes with the context of its read, coordinated at `writer`.
+            let ctx = read.vv.clone();
+            let dot = reps[writer].next_dot(&actor(writer), &ctx);
+            reps[writer] = reps[writer].update(&ctx, dot.clone(), Value::Data(Bytes::from_static(b"new")), 2);
+            // Everything converges.
+            let all = reps[0].merge(&reps[1]).merge(&reps[2]);
+            // The new write survives; nothing the read returned does.
+            prop_assert!(all.siblings.iter().any(|s| s.dot == dot));
+            for s in &read.siblings {
+                prop_assert!(!all.siblings.iter().any(|x| x.dot == s.dot), "read sibling {:?} survived", s.dot);
+            }
+            // The concurrent write survives as a sibling (unless it is the same
+            // write: the reader already saw it, impossible here as it came after).
+            prop_assert!(all.siblings.iter().any(|s| s.dot == cdot));
+            // Every surviving sibling is one the read did not cover.
+            for s in &all.siblings {
+                prop_assert!(s.dot == dot || !ctx.covers(&s.dot));
+            }
+        }
+
+        #[test]
+        fn object_roundtrips(steps in proptest::collection::vec(step(), 0..20)) {
+            let (reps, _) = run(&steps);
+            for o in reps {
+                prop_assert_eq!(Object::from_bytes(&o.to_bytes()).unwrap(), o);
+            }
+        }
+    }
+
+    #[test]
+    fn writes_without_context_become_siblings() {
+        let o = Object::empty();
+        let d1 = o.next_dot(&actor(0), &VersionVector::new());
+        let o = o.update(&VersionVector::new(), d1, Value::Data(Bytes::from_static(b"a")), 0);
+        let d2 = o.next_dot(&actor(0), &VersionVector::new());
+        let o = o.update(&VersionVector::new(), d2, Value::Data(Bytes::from_static(b"b")), 0);
+        assert_eq!(o.siblings.len(), 2);
+        let ctx = o.vv.clone();
+        let d3 = o.next_dot(&actor(1), &ctx);
+        let o = o.update(&ctx, d3, Value::Tombstone, 0);
+        assert_eq!(o.siblings.len(), 1);
+        assert!(o.is_deleted());
+    }
+}

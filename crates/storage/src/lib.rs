@@ -1,0 +1,64 @@
+//! Where a node keeps its objects: the [`Store`] trait and its engines.
+//!
+//! - [`fjall_store::FjallStore`]: on disk, one fjall keyspace per partition so
+//!   a whole partition can be dropped or streamed cheaply.
+//! - [`memory::MemStore`]: in memory, for tests and simulation; it models what
+//!   was synced and what a crash loses.
+//! - [`datadir`]: the data directory's identity (its incarnation) and the
+//!   clean-shutdown marker.
+#![forbid(unsafe_code)]
+
+pub mod datadir;
+pub mod fjall_store;
+pub mod memory;
+
+use ringkv_core::hash::BucketKey;
+use ringkv_core::{Object, PartitionId};
+
+/// A storage failure. The message says what failed; the write it belonged to
+/// may or may not have been applied.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The engine reported an I/O or internal error.
+    #[error("storage engine error: {0}")]
+    Engine(String),
+    /// A stored record does not decode: the data directory is damaged.
+    #[error("stored record for a key is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// How far a write must get before the node acknowledges it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncMode {
+    /// Replies wait for fsync; concurrent writes share one fsync (group commit).
+    Always,
+    /// Replies wait for the write to reach the operating system; fsync runs at
+    /// least every `interval_ms`. A power cut may lose the last interval.
+    Periodic {
+        /// Longest time between two fsyncs, in ms.
+        interval_ms: u64,
+    },
+}
+
+/// A node's objects, keyed by partition and (bucket, key).
+///
+/// Writes become visible to `get` at once; `flush` and `sync` decide how
+/// durable they are. The runtime calls `flush` (or `sync`) once per batch of
+/// inputs, before releasing the replies that depend on the batch's writes.
+pub trait Store {
+    /// The stored state of `key`, or `None` when it has none.
+    fn get(&self, partition: PartitionId, key: &BucketKey) -> Result<Option<Object>, StoreError>;
+
+    /// Replaces the stored state of `key`.
+    fn put(&mut self, partition: PartitionId, key: &BucketKey, object: &Object) -> Result<(), StoreError>;
+
+    /// Makes every write so far reach the operating system: a killed process
+    /// loses none of them (a power cut may).
+    fn flush(&mut self) -> Result<(), StoreError>;
+
+    /// Makes every write so far durable on disk (fsync).
+    fn sync(&mut self) -> Result<(), StoreError>;
+
+    /// Every key stored in `partition` with its state, in key order.
+    fn scan_partition(&self, partition: PartitionId) -> Result<Vec<(BucketKey, Object)>, StoreError>;
+}

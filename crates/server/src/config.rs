@@ -1,0 +1,59 @@
+//! A node's configuration: one documented struct, checked by [`Config::validate`].
+
+use std::path::PathBuf;
+
+use ringkv_core::Limits;
+use ringkv_storage::SyncMode;
+
+/// Everything a node needs to start. Built by the binary from flags and an
+/// optional TOML file (flags win).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Stable id of this node, e.g. `n1`; must appear in `initial_cluster`.
+    pub node_id: String,
+    /// Where the node keeps its data; created if missing.
+    pub data_dir: PathBuf,
+    /// Address for node-to-node traffic (`host:port`).
+    pub listen: String,
+    /// Address of the HTTP API (`host:port`).
+    pub http: String,
+    /// Members of layout version 1: (node id, RPC address).
+    pub initial_cluster: Vec<(String, String)>,
+    /// Number of partitions: a power of two from 8 to 4096.
+    pub ring_size: u32,
+    /// Replicas per key.
+    pub n: usize,
+    /// Default replies a read waits for.
+    pub r: usize,
+    /// Default acks a write waits for.
+    pub w: usize,
+    /// Durability of acknowledged writes.
+    pub sync: SyncMode,
+    /// Default time a coordinator waits for replies, in ms.
+    pub timeout_ms: u64,
+    /// Key, bucket and value size limits.
+    pub limits: Limits,
+    /// Most client requests in flight on this node; more get `503 overloaded`.
+    pub pending_max: usize,
+}
+
+impl Config {
+    /// A config with the documented defaults for the given identity.
+    pub fn new(node_id: &str, data_dir: PathBuf, listen: &str, http: &str) -> Self {
+        Config {
+            node_id: node_id.to_string(),
+            data_dir,
+            listen: listen.to_string(),
+            http: http.to_string(),
+            initial_cluster: vec![(node_id.to_string(), listen.to_string())],
+            ring_size: 64,
+            n: 3,
+            r: 2,
+            w: 2,
+            sync: SyncMode::Periodic { interval_ms: 100 },
+            timeout_ms: 5_000,
+            limits: Limits::default(),
+            pending_max: 10_000,
+        }
+    }
+}

@@ -24,7 +24,9 @@ pub type Context = VersionVector;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ContextError {
     /// The token is longer than any context we hand out.
-    #[error("context token is {0} characters, more than the {TOKEN_LEN_MAX} allowed; pass the X-Ringkv-Context value of a read unchanged")]
+    #[error(
+        "context token is {0} characters, more than the {TOKEN_LEN_MAX} allowed; pass the X-Ringkv-Context value of a read unchanged"
+    )]
     TooLong(usize),
     /// Not base64url.
     #[error("context token is not base64url; pass the X-Ringkv-Context value of a read unchanged")]
@@ -33,13 +35,19 @@ pub enum ContextError {
     #[error("context token is truncated; pass the X-Ringkv-Context value of a read unchanged")]
     Truncated,
     /// The checksum does not match: the token was altered.
-    #[error("context token is corrupted (checksum mismatch); pass the X-Ringkv-Context value of a read unchanged")]
+    #[error(
+        "context token is corrupted (checksum mismatch); pass the X-Ringkv-Context value of a read unchanged"
+    )]
     Corrupted,
     /// Made by a newer ringkv.
-    #[error("context token has format {0}, which this node does not know; upgrade the node or read the key again")]
+    #[error(
+        "context token has format {0}, which this node does not know; upgrade the node or read the key again"
+    )]
     UnknownFormat(u8),
     /// The payload does not decode.
-    #[error("context token payload does not decode; pass the X-Ringkv-Context value of a read unchanged")]
+    #[error(
+        "context token payload does not decode; pass the X-Ringkv-Context value of a read unchanged"
+    )]
     BadPayload,
 }
 
@@ -136,6 +144,9 @@ mod tests {
     fn errors_name_the_problem() {
         assert_eq!(decode("!!!"), Err(ContextError::NotBase64));
         assert_eq!(decode("AAE"), Err(ContextError::Truncated));
-        assert_eq!(decode(&"A".repeat(TOKEN_LEN_MAX + 1)), Err(ContextError::TooLong(TOKEN_LEN_MAX + 1)));
+        assert_eq!(
+            decode(&"A".repeat(TOKEN_LEN_MAX + 1)),
+            Err(ContextError::TooLong(TOKEN_LEN_MAX + 1))
+        );
     }
 }

@@ -21,7 +21,8 @@ impl NodeId {
     pub fn parse(s: &str) -> Result<Self, LayoutError> {
         let ok = !s.is_empty()
             && s.len() <= NODE_ID_LEN_MAX
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
         if ok {
             Ok(NodeId(s.to_string()))
         } else {

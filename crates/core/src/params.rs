@@ -103,8 +103,14 @@ mod tests {
     fn parses_names_and_numbers() {
         assert_eq!(QuorumParam::parse("r", "one"), Ok(QuorumParam::One));
         assert_eq!(QuorumParam::parse("r", "2"), Ok(QuorumParam::Count(2)));
-        assert!(matches!(QuorumParam::parse("r", "banana"), Err(ParamError::Unparsable { .. })));
-        assert!(matches!(QuorumParam::parse("r", "-1"), Err(ParamError::Unparsable { .. })));
+        assert!(matches!(
+            QuorumParam::parse("r", "banana"),
+            Err(ParamError::Unparsable { .. })
+        ));
+        assert!(matches!(
+            QuorumParam::parse("r", "-1"),
+            Err(ParamError::Unparsable { .. })
+        ));
     }
 
     #[test]

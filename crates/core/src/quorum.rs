@@ -139,7 +139,9 @@ impl ReadQuorum {
     }
 
     fn is_outstanding(&self, node: &NodeId) -> bool {
-        self.targets.contains(node) && !self.replies.contains_key(node) && !self.failed.contains(node)
+        self.targets.contains(node)
+            && !self.replies.contains_key(node)
+            && !self.failed.contains(node)
     }
 
     /// Where the read stands.
@@ -202,7 +204,11 @@ mod tests {
         for order in [[0, 1, 2], [2, 1, 0], [1, 2, 0]] {
             let mut q = WriteQuorum::new(t.clone(), 2);
             assert_eq!(q.ack(&t[order[0]]), QuorumStatus::Pending);
-            assert_eq!(q.ack(&t[order[0]]), QuorumStatus::Pending, "duplicate ack counted");
+            assert_eq!(
+                q.ack(&t[order[0]]),
+                QuorumStatus::Pending,
+                "duplicate ack counted"
+            );
             assert_eq!(q.ack(&t[order[1]]), QuorumStatus::Met);
             assert_eq!(q.ack(&t[order[2]]), QuorumStatus::Met);
         }
@@ -225,7 +231,10 @@ mod tests {
     #[test]
     fn read_merges_and_finds_stale() {
         let t = ids(3);
-        let a = Actor { node: t[0].clone(), incarnation: 1 };
+        let a = Actor {
+            node: t[0].clone(),
+            incarnation: 1,
+        };
         let o = Object::empty();
         let d = o.next_dot(&a, &VersionVector::new());
         let newer = o.update(&VersionVector::new(), d, Value::Data("x".into()), 0);

@@ -177,7 +177,13 @@ impl Object {
     /// Applies a write made with `context` (what the client had read): drops
     /// every sibling the context covers, keeps the rest as concurrent, and adds
     /// the new value under `dot`.
-    pub fn update(&self, context: &VersionVector, dot: Dot, value: Value, timestamp_ms: u64) -> Object {
+    pub fn update(
+        &self,
+        context: &VersionVector,
+        dot: Dot,
+        value: Value,
+        timestamp_ms: u64,
+    ) -> Object {
         debug_assert!(!self.vv.covers(&dot), "dot {dot:?} reused");
         let mut siblings: Vec<Sibling> = self
             .siblings
@@ -225,15 +231,24 @@ mod tests {
     enum Step {
         /// Replica `r` coordinates a write; the context is what replica
         /// `ctx_from` held (a client read there), or none.
-        Write { r: usize, ctx_from: Option<usize>, delete: bool },
+        Write {
+            r: usize,
+            ctx_from: Option<usize>,
+            delete: bool,
+        },
         /// Replica `to` merges in the state of replica `from`.
         Sync { from: usize, to: usize },
     }
 
     fn step() -> impl Strategy<Value = Step> {
         prop_oneof![
-            (0..3usize, proptest::option::of(0..3usize), any::<bool>())
-                .prop_map(|(r, ctx_from, delete)| Step::Write { r, ctx_from, delete }),
+            (0..3usize, proptest::option::of(0..3usize), any::<bool>()).prop_map(
+                |(r, ctx_from, delete)| Step::Write {
+                    r,
+                    ctx_from,
+                    delete
+                }
+            ),
             (0..3usize, 0..3usize).prop_map(|(from, to)| Step::Sync { from, to }),
         ]
     }
@@ -244,10 +259,18 @@ mod tests {
         let mut seen = vec![];
         for (i, st) in steps.iter().enumerate() {
             match st {
-                Step::Write { r, ctx_from, delete } => {
+                Step::Write {
+                    r,
+                    ctx_from,
+                    delete,
+                } => {
                     let ctx = ctx_from.map(|c| reps[c].vv.clone()).unwrap_or_default();
                     let dot = reps[*r].next_dot(&actor(*r), &ctx);
-                    let v = if *delete { Value::Tombstone } else { Value::Data(Bytes::from(format!("v{i}"))) };
+                    let v = if *delete {
+                        Value::Tombstone
+                    } else {
+                        Value::Data(Bytes::from(format!("v{i}")))
+                    };
                     reps[*r] = reps[*r].update(&ctx, dot, v, i as u64);
                 }
                 Step::Sync { from, to } => {
@@ -313,9 +336,19 @@ mod tests {
     fn writes_without_context_become_siblings() {
         let o = Object::empty();
         let d1 = o.next_dot(&actor(0), &VersionVector::new());
-        let o = o.update(&VersionVector::new(), d1, Value::Data(Bytes::from_static(b"a")), 0);
+        let o = o.update(
+            &VersionVector::new(),
+            d1,
+            Value::Data(Bytes::from_static(b"a")),
+            0,
+        );
         let d2 = o.next_dot(&actor(0), &VersionVector::new());
-        let o = o.update(&VersionVector::new(), d2, Value::Data(Bytes::from_static(b"b")), 0);
+        let o = o.update(
+            &VersionVector::new(),
+            d2,
+            Value::Data(Bytes::from_static(b"b")),
+            0,
+        );
         assert_eq!(o.siblings.len(), 2);
         let ctx = o.vv.clone();
         let d3 = o.next_dot(&actor(1), &ctx);

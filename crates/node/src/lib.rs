@@ -1,1 +1,290 @@
-//! placeholder
+//! The ringkv node as a sans-IO state machine.
+//!
+//! ```text
+//!   client request ─┐                     ┌─> Send { to, msg }      (runtime: TCP)
+//!   peer message  ──┼─> Node::handle ─────┼─> Reply { client, .. }  (runtime: HTTP)
+//!   timer / peer up ┘     (Store)         └─> SetTimer { id, at_ms } (runtime: clock)
+//! ```
+//!
+//! `Node::handle(now_ms, input, &mut outputs)` is the only entry point. It
+//! reads and writes its [`Store`] through the trait and never touches a socket,
+//! a clock or a thread, so the same code runs under the tokio runtime and in the
+//! deterministic simulator. The runtime must make the batch's writes durable
+//! (`Store::flush`/`sync`) before it performs the outputs of that batch.
+//!
+//! # Layout
+//! - `lib.rs`: inputs, outputs, config, dispatch.
+//! - [`coordinator`]: GET, PUT and DELETE coordinators and forwarding.
+//! - [`replica`]: what a replica does with the coordinators' messages.
+#![forbid(unsafe_code)]
+
+pub mod coordinator;
+pub mod replica;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ringkv_core::msg::{ClientReply, ClientRequest, PeerMsg};
+use ringkv_core::{Actor, Layout, Limits, NodeId, PartitionId};
+use ringkv_storage::Store;
+
+use coordinator::Coord;
+
+/// Id of a client request, chosen by the runtime; echoed in its [`Output::Reply`].
+pub type ClientId = u64;
+
+/// Id of a timer, echoed in [`Input::Timer`].
+pub type TimerId = u64;
+
+/// Something that happened to the node.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// A client request arrived.
+    Client {
+        /// The runtime's id for it.
+        client_id: ClientId,
+        /// The request.
+        request: ClientRequest,
+    },
+    /// A peer sent a message.
+    Peer {
+        /// The sender.
+        from: NodeId,
+        /// The message.
+        msg: PeerMsg,
+    },
+    /// A timer set by [`Output::SetTimer`] fired.
+    Timer(TimerId),
+    /// The transport reached a peer (connected) or lost it.
+    PeerStatus {
+        /// The peer.
+        peer: NodeId,
+        /// Whether it is reachable now.
+        up: bool,
+    },
+}
+
+/// Something the runtime must do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    /// Send a message to a peer (best effort: it may be lost).
+    Send {
+        /// The peer.
+        to: NodeId,
+        /// The message.
+        msg: PeerMsg,
+    },
+    /// Answer a client request.
+    Reply {
+        /// The request.
+        client_id: ClientId,
+        /// The answer.
+        reply: ClientReply,
+    },
+    /// Deliver [`Input::Timer`] with `id` at time `at_ms` (or later).
+    SetTimer {
+        /// Echoed back.
+        id: TimerId,
+        /// When, on the clock `handle` is given.
+        at_ms: u64,
+    },
+}
+
+/// What a node needs to know about itself and its defaults.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// This node.
+    pub id: NodeId,
+    /// Incarnation of this node's data directory (see [`Actor`]).
+    pub incarnation: u32,
+    /// Replicas per key.
+    pub n: usize,
+    /// Default replies a read waits for.
+    pub r: usize,
+    /// Default acks a write waits for.
+    pub w: usize,
+    /// Default coordinator timeout, in ms.
+    pub timeout_ms: u64,
+    /// Size limits.
+    pub limits: Limits,
+    /// Most requests this node coordinates or forwards at once.
+    pub pending_max: usize,
+}
+
+/// Longest timeout a client may ask for, in ms.
+pub const TIMEOUT_MS_MAX: u64 = 600_000;
+
+/// Counters a node keeps about its own work (exported as metrics).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// Reads this node coordinated.
+    pub gets_coordinated: u64,
+    /// Writes (and deletes) this node coordinated.
+    pub puts_coordinated: u64,
+    /// Requests forwarded to a primary.
+    pub forwarded: u64,
+    /// Requests that failed for lack of replies.
+    pub unavailable: u64,
+    /// Requests refused as invalid or too large.
+    pub rejected: u64,
+    /// Requests refused because too many were pending.
+    pub overloaded: u64,
+    /// Read-repair writes sent.
+    pub read_repairs: u64,
+    /// Replica writes applied for peers.
+    pub replica_puts: u64,
+    /// Storage errors seen.
+    pub store_errors: u64,
+}
+
+/// A ringkv node: coordinators, replica logic and its store.
+pub struct Node<S: Store> {
+    cfg: NodeConfig,
+    actor: Actor,
+    layout: Layout,
+    store: S,
+    /// Peers the transport reports unreachable.
+    down: BTreeSet<NodeId>,
+    next_id: u64,
+    coords: BTreeMap<u64, Coord>,
+    stats: NodeStats,
+}
+
+impl<S: Store> Node<S> {
+    /// A node with its config, the cluster layout and its store.
+    pub fn new(cfg: NodeConfig, layout: Layout, store: S) -> Self {
+        assert!(
+            cfg.n >= 1 && cfg.r >= 1 && cfg.w >= 1,
+            "n, r, w must be at least 1"
+        );
+        assert!(
+            layout.member(&cfg.id).is_some(),
+            "node {} is not in the layout",
+            cfg.id
+        );
+        let actor = Actor {
+            node: cfg.id.clone(),
+            incarnation: cfg.incarnation,
+        };
+        Node {
+            cfg,
+            actor,
+            layout,
+            store,
+            down: BTreeSet::new(),
+            next_id: 1,
+            coords: BTreeMap::new(),
+            stats: NodeStats::default(),
+        }
+    }
+
+    /// Feeds one input; appends what the runtime must do to `out`.
+    pub fn handle(&mut self, now_ms: u64, input: Input, out: &mut Vec<Output>) {
+        match input {
+            Input::Client { client_id, request } => self.on_client(
+                now_ms,
+                coordinator::Origin::Client(client_id),
+                request,
+                false,
+                out,
+            ),
+            Input::Peer { from, msg } => self.on_peer(now_ms, from, msg, out),
+            Input::Timer(id) => self.on_timer(now_ms, id, out),
+            Input::PeerStatus { peer, up } => {
+                if up {
+                    self.down.remove(&peer);
+                } else if peer != self.cfg.id {
+                    self.down.insert(peer);
+                }
+            }
+        }
+    }
+
+    fn on_peer(&mut self, now_ms: u64, from: NodeId, msg: PeerMsg, out: &mut Vec<Output>) {
+        match msg {
+            PeerMsg::Forward { fwd_id, request } => self.on_client(
+                now_ms,
+                coordinator::Origin::Forward { from, fwd_id },
+                request,
+                true,
+                out,
+            ),
+            PeerMsg::ForwardReply { fwd_id, reply } => self.on_forward_reply(fwd_id, reply, out),
+            PeerMsg::ReplicaPut {
+                req_id,
+                key,
+                object,
+            } => self.replica_put(from, req_id, key, object, out),
+            PeerMsg::ReplicaGet { req_id, key } => self.replica_get(from, req_id, key, out),
+            PeerMsg::ReplicaPutAck { req_id, ok } => self.on_put_ack(now_ms, from, req_id, ok, out),
+            PeerMsg::ReplicaGetReply { req_id, object } => {
+                self.on_get_reply(now_ms, from, req_id, object, out)
+            }
+        }
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> &NodeId {
+        &self.cfg.id
+    }
+
+    /// This node's config.
+    pub fn config(&self) -> &NodeConfig {
+        &self.cfg
+    }
+
+    /// The layout in force.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Whether this node believes `peer` reachable (itself always is).
+    pub fn is_live(&self, peer: &NodeId) -> bool {
+        !self.down.contains(peer)
+    }
+
+    /// Number of partitions whose live primaries are fewer than `max(r, w)`.
+    pub fn partitions_without_quorum(&self) -> usize {
+        let need = self.cfg.r.max(self.cfg.w);
+        (0..self.layout.ring_size)
+            .filter(|&p| {
+                self.layout
+                    .preference_list(p, self.cfg.n)
+                    .iter()
+                    .filter(|id| self.is_live(id))
+                    .count()
+                    < need
+            })
+            .count()
+    }
+
+    /// The primaries of partition `p`.
+    pub fn primaries(&self, p: PartitionId) -> Vec<NodeId> {
+        self.layout.preference_list(p, self.cfg.n)
+    }
+
+    /// Counters about this node's work.
+    pub fn stats(&self) -> &NodeStats {
+        &self.stats
+    }
+
+    /// Requests being coordinated or forwarded right now.
+    pub fn pending(&self) -> usize {
+        self.coords.len()
+    }
+
+    /// The store (the runtime flushes and syncs it).
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    /// The store, read-only.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+}

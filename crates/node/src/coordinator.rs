@@ -1,0 +1,670 @@
+//! Coordinators: a request's life from arrival to reply.
+//!
+//! - PUT/DELETE: a node that is not a primary of the key forwards the request
+//!   to the first live primary. The coordinator makes a new dot, applies the
+//!   write to its own state, stores it, sends the new state to the other
+//!   primaries and answers after W acks (its own included).
+//! - DELETE without a context first reads the key at R, then writes a
+//!   tombstone with the read's context, so it deletes every value the quorum
+//!   knows instead of adding a tombstone sibling next to them.
+//! - GET: any node coordinates. It asks the N primaries, answers after R
+//!   replies with their merge, keeps listening until all replied or the
+//!   deadline, then writes the merge back to the replicas that were stale
+//!   (read repair).
+
+use ringkv_core::hash::BucketKey;
+use ringkv_core::msg::{ClientError, ClientOp, ClientReply, ClientRequest, PeerMsg};
+use ringkv_core::params::QuorumParam;
+use ringkv_core::quorum::{QuorumStatus, ReadQuorum, WriteQuorum};
+use ringkv_core::{NodeId, Object, PartitionId, Value, VersionVector};
+use ringkv_storage::Store;
+use tracing::{debug, warn};
+
+use crate::{ClientId, Node, Output, TIMEOUT_MS_MAX};
+
+/// Who is waiting for a request's outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// A client of this node.
+    Client(ClientId),
+    /// A peer that forwarded the request.
+    Forward {
+        /// The peer.
+        from: NodeId,
+        /// Its id for the request.
+        fwd_id: u64,
+    },
+}
+
+/// What a GET coordinator does with its result.
+#[derive(Clone, Debug)]
+pub enum ReadPurpose {
+    /// Answer the client with the merged object.
+    Client,
+    /// First phase of a DELETE without context: then write a tombstone
+    /// covering what was read, waiting for `w` acks.
+    Delete {
+        /// Acks the delete waits for.
+        w: usize,
+        /// The delete's own deadline, in ms.
+        timeout_ms: u64,
+    },
+}
+
+/// State of one request in flight at this node.
+#[derive(Debug)]
+pub enum Coord {
+    /// Sent to a primary; waiting for its [`PeerMsg::ForwardReply`].
+    Forwarded {
+        /// The client.
+        client_id: ClientId,
+        /// The primary.
+        to: NodeId,
+        /// Acks the write wanted (reported if the primary never answers).
+        required: usize,
+    },
+    /// A write waiting for acks.
+    Put {
+        /// Who waits.
+        origin: Origin,
+        /// Acks so far.
+        quorum: WriteQuorum,
+        /// The context to answer with: covers the new value.
+        context: VersionVector,
+    },
+    /// A read waiting for replies.
+    Get {
+        /// Who waits (`None` once answered).
+        origin: Option<Origin>,
+        /// The key.
+        key: BucketKey,
+        /// Replies so far.
+        quorum: ReadQuorum,
+        /// What to do with the result.
+        purpose: ReadPurpose,
+    },
+}
+
+/// The outcome of a read's quorum, taken out of its coordinator.
+struct ReadDone {
+    key: BucketKey,
+    status: QuorumStatus,
+    merged: Object,
+    required: usize,
+    acks: usize,
+    purpose: ReadPurpose,
+}
+
+/// A request that passed validation.
+struct Checked {
+    partition: PartitionId,
+    timeout_ms: u64,
+}
+
+impl<S: Store> Node<S> {
+    /// Sends `reply` to whoever waits for it.
+    pub(crate) fn answer(&mut self, origin: Origin, reply: ClientReply, out: &mut Vec<Output>) {
+        if let ClientReply::Error(ClientError::Unavailable { .. }) = &reply {
+            self.stats.unavailable += 1;
+        }
+        match origin {
+            Origin::Client(client_id) => out.push(Output::Reply { client_id, reply }),
+            Origin::Forward { from, fwd_id } => out.push(Output::Send {
+                to: from,
+                msg: PeerMsg::ForwardReply { fwd_id, reply },
+            }),
+        }
+    }
+
+    fn reject(&mut self, origin: Origin, err: ClientError, out: &mut Vec<Output>) {
+        match &err {
+            ClientError::Overloaded(_) => self.stats.overloaded += 1,
+            _ => self.stats.rejected += 1,
+        }
+        self.answer(origin, ClientReply::Error(err), out);
+    }
+
+    fn check(&self, req: &ClientRequest) -> Result<Checked, ClientError> {
+        let l = &self.cfg.limits;
+        if req.key.bucket.is_empty() {
+            return Err(ClientError::BadRequest(
+                "the bucket name is empty: give a bucket of 1 to 255 bytes".into(),
+            ));
+        }
+        if req.key.bucket.len() > l.bucket_bytes_max {
+            return Err(ClientError::TooLarge(format!(
+                "bucket name is {} bytes, more than the limit of {}",
+                req.key.bucket.len(),
+                l.bucket_bytes_max
+            )));
+        }
+        if req.key.key.is_empty() {
+            return Err(ClientError::BadRequest(
+                "the key is empty: give a key of 1 or more bytes".into(),
+            ));
+        }
+        if req.key.key.len() > l.key_bytes_max {
+            return Err(ClientError::TooLarge(format!(
+                "key is {} bytes, more than the limit of {} (--key-bytes-max)",
+                req.key.key.len(),
+                l.key_bytes_max
+            )));
+        }
+        if let ClientOp::Put {
+            value: Value::Data(v),
+            ..
+        } = &req.op
+        {
+            if v.len() > l.value_bytes_max {
+                return Err(ClientError::TooLarge(format!(
+                    "value is {} bytes, more than the limit of {} (--value-bytes-max)",
+                    v.len(),
+                    l.value_bytes_max
+                )));
+            }
+        }
+        let timeout_ms = req.timeout_ms.unwrap_or(self.cfg.timeout_ms);
+        if timeout_ms == 0 || timeout_ms > TIMEOUT_MS_MAX {
+            return Err(ClientError::BadRequest(format!(
+                "timeout_ms={timeout_ms} is out of range: use 1 to {TIMEOUT_MS_MAX}"
+            )));
+        }
+        match &req.op {
+            ClientOp::Get { r } => {
+                self.resolve("r", *r, self.cfg.r)?;
+            }
+            ClientOp::Put { w, .. } => {
+                self.resolve("w", *w, self.cfg.w)?;
+            }
+        }
+        Ok(Checked {
+            partition: req.key.partition(self.layout.ring_size),
+            timeout_ms,
+        })
+    }
+
+    fn resolve(
+        &self,
+        name: &str,
+        p: Option<QuorumParam>,
+        default: usize,
+    ) -> Result<usize, ClientError> {
+        let n = self.cfg.n.min(self.layout.members.len());
+        match p {
+            None => Ok(default.min(n)),
+            Some(p) => p
+                .resolve(name, n)
+                .map_err(|e| ClientError::BadRequest(e.to_string())),
+        }
+    }
+
+    /// A client request, from a client of this node or forwarded by a peer.
+    pub(crate) fn on_client(
+        &mut self,
+        now_ms: u64,
+        origin: Origin,
+        req: ClientRequest,
+        forwarded: bool,
+        out: &mut Vec<Output>,
+    ) {
+        let checked = match self.check(&req) {
+            Ok(c) => c,
+            Err(e) => return self.reject(origin, e, out),
+        };
+        if self.coords.len() >= self.cfg.pending_max {
+            let msg = format!(
+                "{} requests are in flight on this node (--pending-max); retry later or use another node",
+                self.coords.len()
+            );
+            return self.reject(origin, ClientError::Overloaded(msg), out);
+        }
+        let primaries = self.primaries(checked.partition);
+        match req.op {
+            ClientOp::Get { r } => {
+                let r = self.resolve("r", r, self.cfg.r).expect("checked");
+                self.start_get(
+                    now_ms,
+                    origin,
+                    req.key,
+                    primaries,
+                    r,
+                    checked.timeout_ms,
+                    ReadPurpose::Client,
+                    out,
+                );
+            }
+            ClientOp::Put { value, context, w } => {
+                let w = self.resolve("w", w, self.cfg.w).expect("checked");
+                if !primaries.contains(&self.cfg.id) {
+                    if forwarded {
+                        // Never forward twice: the sender's layout disagrees with ours.
+                        let msg = "this node is not a primary for the key; layouts disagree, retry"
+                            .to_string();
+                        return self.answer(
+                            origin,
+                            ClientReply::Error(ClientError::Internal(msg)),
+                            out,
+                        );
+                    }
+                    let Origin::Client(client_id) = origin else {
+                        unreachable!("forwarded handled above")
+                    };
+                    let Some(to) = primaries.iter().find(|p| self.is_live(p)).cloned() else {
+                        return self.answer(
+                            origin,
+                            ClientReply::Error(ClientError::Unavailable {
+                                required: w,
+                                acks: 0,
+                            }),
+                            out,
+                        );
+                    };
+                    let fwd_id = self.next_id();
+                    self.stats.forwarded += 1;
+                    let request = ClientRequest {
+                        key: req.key,
+                        op: ClientOp::Put {
+                            value,
+                            context,
+                            w: Some(QuorumParam::Count(w as u32)),
+                        },
+                        timeout_ms: Some(checked.timeout_ms),
+                    };
+                    out.push(Output::Send {
+                        to: to.clone(),
+                        msg: PeerMsg::Forward { fwd_id, request },
+                    });
+                    // Give the primary its whole timeout plus a margin for the hops.
+                    out.push(Output::SetTimer {
+                        id: fwd_id,
+                        at_ms: now_ms + checked.timeout_ms + 1_000,
+                    });
+                    self.coords.insert(
+                        fwd_id,
+                        Coord::Forwarded {
+                            client_id,
+                            to,
+                            required: w,
+                        },
+                    );
+                    return;
+                }
+                match (value, context) {
+                    (Value::Tombstone, None) => {
+                        let r = self
+                            .resolve("r", None, self.cfg.r)
+                            .expect("default r is valid");
+                        let purpose = ReadPurpose::Delete {
+                            w,
+                            timeout_ms: checked.timeout_ms,
+                        };
+                        self.start_get(
+                            now_ms,
+                            origin,
+                            req.key,
+                            primaries,
+                            r,
+                            checked.timeout_ms,
+                            purpose,
+                            out,
+                        );
+                    }
+                    (value, context) => {
+                        let context = context.unwrap_or_default();
+                        self.start_put(
+                            now_ms,
+                            origin,
+                            req.key,
+                            checked.partition,
+                            primaries,
+                            value,
+                            context,
+                            w,
+                            checked.timeout_ms,
+                            out,
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_put(
+        &mut self,
+        now_ms: u64,
+        origin: Origin,
+        key: BucketKey,
+        partition: PartitionId,
+        primaries: Vec<NodeId>,
+        value: Value,
+        context: VersionVector,
+        w: usize,
+        timeout_ms: u64,
+        out: &mut Vec<Output>,
+    ) {
+        self.stats.puts_coordinated += 1;
+        let local = match self.store.get(partition, &key) {
+            Ok(o) => o.unwrap_or_default(),
+            Err(e) => return self.store_failed(origin, e, out),
+        };
+        let dot = local.next_dot(&self.actor, &context);
+        let new = local.update(&context, dot, value, now_ms);
+        if let Err(e) = self.store.put(partition, &key, &new) {
+            return self.store_failed(origin, e, out);
+        }
+        let mut quorum = WriteQuorum::new(primaries.clone(), w);
+        quorum.ack(&self.cfg.id);
+        let req_id = self.next_id();
+        for p in primaries.iter().filter(|p| **p != self.cfg.id) {
+            if self.is_live(p) {
+                out.push(Output::Send {
+                    to: p.clone(),
+                    msg: PeerMsg::ReplicaPut {
+                        req_id,
+                        key: key.clone(),
+                        object: new.clone(),
+                    },
+                });
+            } else {
+                quorum.fail(p);
+            }
+        }
+        let context = new.vv;
+        match quorum.status() {
+            QuorumStatus::Met => self.answer(origin, ClientReply::Written { context }, out),
+            QuorumStatus::Failed => {
+                let err = ClientError::Unavailable {
+                    required: quorum.required(),
+                    acks: quorum.acks(),
+                };
+                self.answer(origin, ClientReply::Error(err), out)
+            }
+            QuorumStatus::Pending => {
+                out.push(Output::SetTimer {
+                    id: req_id,
+                    at_ms: now_ms + timeout_ms,
+                });
+                self.coords.insert(
+                    req_id,
+                    Coord::Put {
+                        origin,
+                        quorum,
+                        context,
+                    },
+                );
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_get(
+        &mut self,
+        now_ms: u64,
+        origin: Origin,
+        key: BucketKey,
+        primaries: Vec<NodeId>,
+        r: usize,
+        timeout_ms: u64,
+        purpose: ReadPurpose,
+        out: &mut Vec<Output>,
+    ) {
+        self.stats.gets_coordinated += 1;
+        let partition = key.partition(self.layout.ring_size);
+        let mut quorum = ReadQuorum::new(primaries.clone(), r);
+        let req_id = self.next_id();
+        for p in &primaries {
+            if *p == self.cfg.id {
+                match self.store.get(partition, &key) {
+                    Ok(o) => {
+                        quorum.reply(p, o.unwrap_or_default());
+                    }
+                    Err(e) => {
+                        self.stats.store_errors += 1;
+                        warn!(error = %e, "local read failed");
+                        quorum.fail(p);
+                    }
+                }
+            } else if self.is_live(p) {
+                out.push(Output::Send {
+                    to: p.clone(),
+                    msg: PeerMsg::ReplicaGet {
+                        req_id,
+                        key: key.clone(),
+                    },
+                });
+            } else {
+                quorum.fail(p);
+            }
+        }
+        self.coords.insert(
+            req_id,
+            Coord::Get {
+                origin: Some(origin),
+                key,
+                quorum,
+                purpose,
+            },
+        );
+        out.push(Output::SetTimer {
+            id: req_id,
+            at_ms: now_ms + timeout_ms,
+        });
+        self.progress_get(now_ms, req_id, out);
+    }
+
+    fn store_failed(
+        &mut self,
+        origin: Origin,
+        e: ringkv_storage::StoreError,
+        out: &mut Vec<Output>,
+    ) {
+        self.stats.store_errors += 1;
+        warn!(error = %e, "store failed");
+        let msg =
+            format!("this node could not access its store: {e}; the write was not applied here");
+        self.answer(origin, ClientReply::Error(ClientError::Internal(msg)), out);
+    }
+
+    pub(crate) fn on_forward_reply(
+        &mut self,
+        fwd_id: u64,
+        reply: ClientReply,
+        out: &mut Vec<Output>,
+    ) {
+        if let Some(Coord::Forwarded { client_id, .. }) = self.coords.get(&fwd_id) {
+            let client_id = *client_id;
+            self.coords.remove(&fwd_id);
+            out.push(Output::Reply { client_id, reply });
+        }
+    }
+
+    pub(crate) fn on_put_ack(
+        &mut self,
+        _now_ms: u64,
+        from: NodeId,
+        req_id: u64,
+        ok: bool,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(Coord::Put { quorum, .. }) = self.coords.get_mut(&req_id) else {
+            return; // late ack for a finished write
+        };
+        let status = if ok {
+            quorum.ack(&from)
+        } else {
+            quorum.fail(&from)
+        };
+        self.finish_put(req_id, status, out);
+    }
+
+    fn finish_put(&mut self, req_id: u64, status: QuorumStatus, out: &mut Vec<Output>) {
+        if status == QuorumStatus::Pending {
+            return;
+        }
+        let Some(Coord::Put {
+            origin,
+            quorum,
+            context,
+        }) = self.coords.remove(&req_id)
+        else {
+            unreachable!("finish_put on a put")
+        };
+        let reply = if status == QuorumStatus::Met {
+            debug!(acks = quorum.acks(), "write quorum met");
+            ClientReply::Written { context }
+        } else {
+            ClientReply::Error(ClientError::Unavailable {
+                required: quorum.required(),
+                acks: quorum.acks(),
+            })
+        };
+        self.answer(origin, reply, out);
+    }
+
+    pub(crate) fn on_get_reply(
+        &mut self,
+        now_ms: u64,
+        from: NodeId,
+        req_id: u64,
+        object: Option<Object>,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(Coord::Get { quorum, .. }) = self.coords.get_mut(&req_id) else {
+            return; // late reply for a finished read
+        };
+        match object {
+            Some(o) => quorum.reply(&from, o),
+            None => quorum.fail(&from),
+        };
+        self.progress_get(now_ms, req_id, out);
+    }
+
+    /// Answers a read once its quorum is met or failed; ends it (with read
+    /// repair) once every target answered.
+    fn progress_get(&mut self, now_ms: u64, req_id: u64, out: &mut Vec<Output>) {
+        let Some(Coord::Get {
+            origin,
+            key,
+            quorum,
+            purpose,
+        }) = self.coords.get_mut(&req_id)
+        else {
+            return;
+        };
+        let status = quorum.status();
+        if status != QuorumStatus::Pending {
+            if let Some(origin) = origin.take() {
+                let done = ReadDone {
+                    key: key.clone(),
+                    status,
+                    merged: quorum.merged(),
+                    required: quorum.required(),
+                    acks: quorum.replies(),
+                    purpose: purpose.clone(),
+                };
+                self.read_done(now_ms, origin, done, out);
+            }
+        }
+        let done =
+            matches!(self.coords.get(&req_id), Some(Coord::Get { quorum, .. }) if quorum.all_in());
+        if done {
+            self.end_get(req_id, out);
+        }
+    }
+
+    fn read_done(&mut self, now_ms: u64, origin: Origin, done: ReadDone, out: &mut Vec<Output>) {
+        let ReadDone {
+            key,
+            status,
+            merged,
+            required,
+            acks,
+            purpose,
+        } = done;
+        if status == QuorumStatus::Failed {
+            let err = ClientError::Unavailable { required, acks };
+            return self.answer(origin, ClientReply::Error(err), out);
+        }
+        match purpose {
+            ReadPurpose::Client => self.answer(origin, ClientReply::Read { object: merged }, out),
+            ReadPurpose::Delete { w, timeout_ms } => {
+                if merged.is_deleted() {
+                    // Nothing to delete: every value the quorum knows is gone already.
+                    let context = merged.vv;
+                    return self.answer(origin, ClientReply::Written { context }, out);
+                }
+                let partition = key.partition(self.layout.ring_size);
+                let primaries = self.primaries(partition);
+                self.start_put(
+                    now_ms,
+                    origin,
+                    key,
+                    partition,
+                    primaries,
+                    Value::Tombstone,
+                    merged.vv,
+                    w,
+                    timeout_ms,
+                    out,
+                );
+            }
+        }
+    }
+
+    /// Ends a read: writes the merged object back to every replica whose
+    /// reply lacked part of it.
+    fn end_get(&mut self, req_id: u64, out: &mut Vec<Output>) {
+        let Some(Coord::Get { key, quorum, .. }) = self.coords.remove(&req_id) else {
+            return;
+        };
+        let merged = quorum.merged();
+        if merged.is_empty() {
+            return;
+        }
+        for node in quorum.stale(&merged) {
+            self.stats.read_repairs += 1;
+            if node == self.cfg.id {
+                self.merge_local(&key, &merged);
+            } else {
+                out.push(Output::Send {
+                    to: node,
+                    msg: PeerMsg::ReplicaPut {
+                        req_id: 0,
+                        key: key.clone(),
+                        object: merged.clone(),
+                    },
+                });
+            }
+        }
+    }
+
+    pub(crate) fn on_timer(&mut self, now_ms: u64, id: u64, out: &mut Vec<Output>) {
+        match self.coords.get_mut(&id) {
+            None => {}
+            Some(Coord::Forwarded { .. }) => {
+                let Some(Coord::Forwarded {
+                    client_id,
+                    to,
+                    required,
+                }) = self.coords.remove(&id)
+                else {
+                    unreachable!()
+                };
+                debug!(%to, "forwarded request timed out");
+                self.stats.unavailable += 1;
+                let reply = ClientReply::Error(ClientError::Unavailable { required, acks: 0 });
+                out.push(Output::Reply { client_id, reply });
+            }
+            Some(Coord::Put { quorum, .. }) => {
+                let status = quorum.expire();
+                self.finish_put(id, status, out);
+            }
+            Some(Coord::Get { quorum, .. }) => {
+                quorum.expire();
+                self.progress_get(now_ms, id, out);
+                self.end_get(id, out);
+            }
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! What a replica does with a coordinator's messages: merge incoming states
+//! into its own and answer reads with what it has.
+
+use ringkv_core::hash::BucketKey;
+use ringkv_core::msg::PeerMsg;
+use ringkv_core::{NodeId, Object};
+use ringkv_storage::Store;
+use tracing::warn;
+
+use crate::{Node, Output};
+
+impl<S: Store> Node<S> {
+    /// Merges `incoming` into the stored state of `key`; returns whether the
+    /// result is stored.
+    pub(crate) fn merge_local(&mut self, key: &BucketKey, incoming: &Object) -> bool {
+        let partition = key.partition(self.layout.ring_size);
+        let local = match self.store.get(partition, key) {
+            Ok(o) => o.unwrap_or_default(),
+            Err(e) => {
+                self.stats.store_errors += 1;
+                warn!(error = %e, "replica read failed");
+                return false;
+            }
+        };
+        let merged = local.merge(incoming);
+        if merged == local {
+            return true;
+        }
+        match self.store.put(partition, key, &merged) {
+            Ok(()) => true,
+            Err(e) => {
+                self.stats.store_errors += 1;
+                warn!(error = %e, "replica write failed");
+                false
+            }
+        }
+    }
+
+    pub(crate) fn replica_put(
+        &mut self,
+        from: NodeId,
+        req_id: u64,
+        key: BucketKey,
+        object: Object,
+        out: &mut Vec<Output>,
+    ) {
+        self.stats.replica_puts += 1;
+        let ok = self.merge_local(&key, &object);
+        if req_id != 0 {
+            out.push(Output::Send {
+                to: from,
+                msg: PeerMsg::ReplicaPutAck { req_id, ok },
+            });
+        }
+    }
+
+    pub(crate) fn replica_get(
+        &mut self,
+        from: NodeId,
+        req_id: u64,
+        key: BucketKey,
+        out: &mut Vec<Output>,
+    ) {
+        let partition = key.partition(self.layout.ring_size);
+        let object = match self.store.get(partition, &key) {
+            Ok(o) => Some(o.unwrap_or_default()),
+            Err(e) => {
+                self.stats.store_errors += 1;
+                warn!(error = %e, "replica read failed");
+                None
+            }
+        };
+        out.push(Output::Send {
+            to: from,
+            msg: PeerMsg::ReplicaGetReply { req_id, object },
+        });
+    }
+}

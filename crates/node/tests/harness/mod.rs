@@ -1,0 +1,273 @@
+//! An in-process cluster of real nodes with a scripted message queue: tests
+//! choose which message is delivered when, drop messages and fire timers.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use ringkv_core::hash::BucketKey;
+use ringkv_core::msg::{ClientOp, ClientReply, ClientRequest, PeerMsg};
+use ringkv_core::params::QuorumParam;
+use ringkv_core::{Layout, Limits, Member, NodeId, Object, Value, VersionVector};
+use ringkv_node::{ClientId, Input, Node, NodeConfig, Output};
+use ringkv_storage::Store;
+use ringkv_storage::memory::MemStore;
+
+/// A message in flight.
+#[derive(Clone, Debug)]
+pub struct InFlight {
+    pub from: NodeId,
+    pub to: NodeId,
+    pub msg: PeerMsg,
+}
+
+pub struct Cluster {
+    pub nodes: BTreeMap<NodeId, Node<MemStore>>,
+    pub queue: Vec<InFlight>,
+    pub timers: Vec<(u64, NodeId, u64)>,
+    pub replies: BTreeMap<ClientId, ClientReply>,
+    pub now: u64,
+    next_client: ClientId,
+}
+
+pub fn id(s: &str) -> NodeId {
+    NodeId(s.to_string())
+}
+
+pub fn key(k: &str) -> BucketKey {
+    BucketKey::new(
+        Bytes::from_static(b"default"),
+        Bytes::copy_from_slice(k.as_bytes()),
+    )
+}
+
+pub fn put(k: &str, v: &str, context: Option<VersionVector>) -> ClientRequest {
+    ClientRequest {
+        key: key(k),
+        op: ClientOp::Put {
+            value: Value::Data(Bytes::copy_from_slice(v.as_bytes())),
+            context,
+            w: None,
+        },
+        timeout_ms: None,
+    }
+}
+
+pub fn put_w(k: &str, v: &str, w: QuorumParam) -> ClientRequest {
+    let mut r = put(k, v, None);
+    if let ClientOp::Put { w: ref mut ww, .. } = r.op {
+        *ww = Some(w);
+    }
+    r
+}
+
+pub fn delete(k: &str, context: Option<VersionVector>) -> ClientRequest {
+    ClientRequest {
+        key: key(k),
+        op: ClientOp::Put {
+            value: Value::Tombstone,
+            context,
+            w: None,
+        },
+        timeout_ms: None,
+    }
+}
+
+pub fn get(k: &str) -> ClientRequest {
+    ClientRequest {
+        key: key(k),
+        op: ClientOp::Get { r: None },
+        timeout_ms: None,
+    }
+}
+
+pub fn get_r(k: &str, r: QuorumParam) -> ClientRequest {
+    ClientRequest {
+        key: key(k),
+        op: ClientOp::Get { r: Some(r) },
+        timeout_ms: None,
+    }
+}
+
+/// The data values of an object, sorted.
+pub fn values(o: &Object) -> Vec<String> {
+    let mut v: Vec<String> = o
+        .siblings
+        .iter()
+        .filter_map(|s| match &s.value {
+            Value::Data(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            Value::Tombstone => None,
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+impl Cluster {
+    /// `size` nodes `n1..`, with the given n/r/w, timeout 1000 ms.
+    pub fn new(size: usize, n: usize, r: usize, w: usize) -> Self {
+        Self::with(size, n, r, w, 10_000)
+    }
+
+    pub fn with(size: usize, n: usize, r: usize, w: usize, pending_max: usize) -> Self {
+        let members: Vec<Member> = (1..=size)
+            .map(|i| Member {
+                id: id(&format!("n{i}")),
+                rpc_addr: format!("sim:{i}"),
+            })
+            .collect();
+        let layout = Layout::initial(members.clone(), 16).unwrap();
+        let nodes = members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let cfg = NodeConfig {
+                    id: m.id.clone(),
+                    incarnation: 100 + i as u32,
+                    n,
+                    r,
+                    w,
+                    timeout_ms: 1_000,
+                    limits: Limits {
+                        value_bytes_max: 64,
+                        ..Limits::default()
+                    },
+                    pending_max,
+                };
+                (
+                    m.id.clone(),
+                    Node::new(cfg, layout.clone(), MemStore::new()),
+                )
+            })
+            .collect();
+        Cluster {
+            nodes,
+            queue: vec![],
+            timers: vec![],
+            replies: BTreeMap::new(),
+            now: 0,
+            next_client: 1,
+        }
+    }
+
+    fn route(&mut self, at: &NodeId, outs: Vec<Output>) {
+        for o in outs {
+            match o {
+                Output::Send { to, msg } => self.queue.push(InFlight {
+                    from: at.clone(),
+                    to,
+                    msg,
+                }),
+                Output::Reply { client_id, reply } => {
+                    assert!(
+                        self.replies.insert(client_id, reply).is_none(),
+                        "two replies for one request"
+                    );
+                }
+                Output::SetTimer { id, at_ms } => self.timers.push((at_ms, at.clone(), id)),
+            }
+        }
+    }
+
+    pub fn input(&mut self, at: &NodeId, input: Input) {
+        let mut outs = vec![];
+        let now = self.now;
+        self.nodes
+            .get_mut(at)
+            .expect("known node")
+            .handle(now, input, &mut outs);
+        self.route(at, outs);
+    }
+
+    /// Sends a client request to node `at`; returns its id.
+    pub fn client(&mut self, at: &str, request: ClientRequest) -> ClientId {
+        let client_id = self.next_client;
+        self.next_client += 1;
+        self.input(&id(at), Input::Client { client_id, request });
+        client_id
+    }
+
+    /// Delivers the message at `idx` in the queue.
+    pub fn deliver(&mut self, idx: usize) {
+        let m = self.queue.remove(idx);
+        self.input(
+            &m.to.clone(),
+            Input::Peer {
+                from: m.from,
+                msg: m.msg,
+            },
+        );
+    }
+
+    /// Delivers messages first-in first-out until none are left.
+    pub fn deliver_all(&mut self) {
+        let mut steps = 0;
+        while !self.queue.is_empty() {
+            self.deliver(0);
+            steps += 1;
+            assert!(steps < 100_000, "message storm");
+        }
+    }
+
+    /// Drops every queued message to or from `node`.
+    pub fn drop_node_msgs(&mut self, node: &str) {
+        let n = id(node);
+        self.queue.retain(|m| m.to != n && m.from != n);
+    }
+
+    /// Advances the clock to `t` and fires the timers due by then.
+    pub fn advance_to(&mut self, t: u64) {
+        self.now = t;
+        let mut due: Vec<_> = self
+            .timers
+            .iter()
+            .filter(|(at, _, _)| *at <= t)
+            .cloned()
+            .collect();
+        self.timers.retain(|(at, _, _)| *at > t);
+        due.sort();
+        for (_, node, tid) in due {
+            self.input(&node, Input::Timer(tid));
+        }
+    }
+
+    pub fn reply(&self, c: ClientId) -> &ClientReply {
+        self.replies
+            .get(&c)
+            .unwrap_or_else(|| panic!("no reply for request {c}"))
+    }
+
+    pub fn read_object(&self, c: ClientId) -> Object {
+        match self.reply(c) {
+            ClientReply::Read { object } => object.clone(),
+            other => panic!("expected a read, got {other:?}"),
+        }
+    }
+
+    pub fn written_context(&self, c: ClientId) -> VersionVector {
+        match self.reply(c) {
+            ClientReply::Written { context } => context.clone(),
+            other => panic!("expected a write ack, got {other:?}"),
+        }
+    }
+
+    /// What node `n` has stored for key `k`.
+    pub fn stored(&self, n: &str, k: &str) -> Option<Object> {
+        let node = &self.nodes[&id(n)];
+        let bk = key(k);
+        node.store()
+            .get(bk.partition(node.layout().ring_size), &bk)
+            .unwrap()
+    }
+
+    /// Every node's whole store, for "nothing changed" checks.
+    pub fn snapshot(&self) -> Vec<Vec<(BucketKey, Object)>> {
+        self.nodes
+            .values()
+            .map(|n| {
+                (0..16)
+                    .flat_map(|p| n.store().scan_partition(p).unwrap())
+                    .collect()
+            })
+            .collect()
+    }
+}

@@ -17,6 +17,8 @@ pub enum ClientOp {
     Get {
         /// Replies to wait for (default: the node's `r`).
         r: Option<QuorumParam>,
+        /// How many of the replies must come from primaries (default 0).
+        pr: Option<QuorumParam>,
     },
     /// Write a value (or a tombstone, for DELETE).
     Put {
@@ -28,6 +30,8 @@ pub enum ClientOp {
         context: Option<VersionVector>,
         /// Acks to wait for (default: the node's `w`).
         w: Option<QuorumParam>,
+        /// How many of the acks must come from primaries (default 0).
+        pw: Option<QuorumParam>,
     },
 }
 

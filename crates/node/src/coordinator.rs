@@ -170,11 +170,11 @@ impl<S: Store> Node<S> {
             )));
         }
         match &req.op {
-            ClientOp::Get { r } => {
-                self.resolve("r", *r, self.cfg.r)?;
+            ClientOp::Get { r, pr } => {
+                self.resolve_strict("r", *r, self.cfg.r, "pr", *pr)?;
             }
-            ClientOp::Put { w, .. } => {
-                self.resolve("w", *w, self.cfg.w)?;
+            ClientOp::Put { w, pw, .. } => {
+                self.resolve_strict("w", *w, self.cfg.w, "pw", *pw)?;
             }
         }
         Ok(Checked {
@@ -196,6 +196,25 @@ impl<S: Store> Node<S> {
                 .resolve(name, n)
                 .map_err(|e| ClientError::BadRequest(e.to_string())),
         }
+    }
+
+    /// Replies needed for a request asking for `p` (or `default`) replies of
+    /// which `strict` must come from primaries. Every target is a primary
+    /// while quorums are strict, so the request waits for the larger of both.
+    fn resolve_strict(
+        &self,
+        name: &str,
+        p: Option<QuorumParam>,
+        default: usize,
+        strict_name: &str,
+        strict: Option<QuorumParam>,
+    ) -> Result<usize, ClientError> {
+        let q = self.resolve(name, p, default)?;
+        let s = match strict {
+            None | Some(QuorumParam::Count(0)) => 0,
+            Some(s) => self.resolve(strict_name, Some(s), 0)?,
+        };
+        Ok(q.max(s))
     }
 
     /// A client request, from a client of this node or forwarded by a peer.
@@ -220,8 +239,8 @@ impl<S: Store> Node<S> {
         }
         let primaries = self.primaries(checked.partition);
         match req.op {
-            ClientOp::Get { r } => {
-                let r = self.resolve("r", r, self.cfg.r).expect("checked");
+            ClientOp::Get { r, pr } => {
+                let r = self.resolve_strict("r", r, self.cfg.r, "pr", pr).expect("checked");
                 self.start_get(
                     now_ms,
                     origin,
@@ -233,8 +252,8 @@ impl<S: Store> Node<S> {
                     out,
                 );
             }
-            ClientOp::Put { value, context, w } => {
-                let w = self.resolve("w", w, self.cfg.w).expect("checked");
+            ClientOp::Put { value, context, w, pw } => {
+                let w = self.resolve_strict("w", w, self.cfg.w, "pw", pw).expect("checked");
                 if !primaries.contains(&self.cfg.id) {
                     if forwarded {
                         // Never forward twice: the sender's layout disagrees with ours.
@@ -267,6 +286,7 @@ impl<S: Store> Node<S> {
                             value,
                             context,
                             w: Some(QuorumParam::Count(w as u32)),
+                            pw: None,
                         },
                         timeout_ms: Some(checked.timeout_ms),
                     };

@@ -50,7 +50,12 @@ pub trait Store {
     fn get(&self, partition: PartitionId, key: &BucketKey) -> Result<Option<Object>, StoreError>;
 
     /// Replaces the stored state of `key`.
-    fn put(&mut self, partition: PartitionId, key: &BucketKey, object: &Object) -> Result<(), StoreError>;
+    fn put(
+        &mut self,
+        partition: PartitionId,
+        key: &BucketKey,
+        object: &Object,
+    ) -> Result<(), StoreError>;
 
     /// Makes every write so far reach the operating system: a killed process
     /// loses none of them (a power cut may).
@@ -60,5 +65,8 @@ pub trait Store {
     fn sync(&mut self) -> Result<(), StoreError>;
 
     /// Every key stored in `partition` with its state, in key order.
-    fn scan_partition(&self, partition: PartitionId) -> Result<Vec<(BucketKey, Object)>, StoreError>;
+    fn scan_partition(
+        &self,
+        partition: PartitionId,
+    ) -> Result<Vec<(BucketKey, Object)>, StoreError>;
 }

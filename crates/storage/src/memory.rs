@@ -1,1 +1,318 @@
-//! placeholder, being written
+//! An in-memory [`Store`] that models durability, for tests and the
+//! deterministic simulator.
+//!
+//! A real node's writes pass three stages: the process has them (visible to
+//! `get`), the operating system has them (after `flush`: a killed process
+//! loses nothing), the disk has them (after `sync`: a power cut loses
+//! nothing). [`MemStore`] keeps all three so the simulator can crash a node
+//! either way and check that what was acknowledged survives:
+//! [`MemStore::crash_process`] and [`MemStore::crash_power`].
+//!
+//! Everything is ordered (`BTreeMap`, `Vec`), never hashed, so a simulation
+//! seed replays exactly.
+
+use std::collections::BTreeMap;
+
+use ringkv_core::hash::BucketKey;
+use ringkv_core::{Object, PartitionId};
+
+use crate::{Store, StoreError};
+
+/// Objects of every partition, by partition then key.
+type State = BTreeMap<PartitionId, BTreeMap<BucketKey, Object>>;
+
+/// One `put`, remembered until it is durable.
+#[derive(Clone, Debug)]
+struct Write {
+    partition: PartitionId,
+    key: BucketKey,
+    object: Object,
+}
+
+/// An in-memory store that remembers what was flushed and what was synced,
+/// so crashes can be simulated faithfully.
+///
+/// - `put` changes the visible state and appends to the *unflushed* log.
+/// - `flush` moves the unflushed log to the *unsynced* log (the OS has it).
+/// - `sync` applies both logs to the *synced* state (the disk has it).
+///
+/// A process crash keeps the synced state plus the unsynced log; a power cut
+/// keeps the synced state only (or, with [`MemStore::crash_power_keeping`], a
+/// prefix of the unsynced log, as a journal-based engine recovers).
+#[derive(Clone, Debug, Default)]
+pub struct MemStore {
+    /// What `get` and `scan_partition` see: every write so far.
+    visible: State,
+    /// What survives a power cut: every write up to the last `sync`.
+    synced: State,
+    /// Flushed to the "OS" but not synced, in write order.
+    unsynced: Vec<Write>,
+    /// Not yet flushed, in write order.
+    unflushed: Vec<Write>,
+}
+
+impl MemStore {
+    /// An empty store: nothing written, nothing to lose.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Simulates the process being killed (SIGKILL, panic, OOM kill): writes
+    /// that were not flushed are lost; flushed ones survive (the OS still has
+    /// them), whether synced or not.
+    pub fn crash_process(&mut self) {
+        self.unflushed.clear();
+        let mut state = self.synced.clone();
+        for w in &self.unsynced {
+            apply(&mut state, w);
+        }
+        self.visible = state;
+    }
+
+    /// Simulates a power cut (or kernel crash): only what was synced survives.
+    pub fn crash_power(&mut self) {
+        self.crash_power_keeping(0);
+    }
+
+    /// Simulates a power cut after which the first `survivors` flushed but
+    /// unsynced writes happened to reach the disk anyway (clamped to how many
+    /// there are). A journal-based engine such as fjall recovers a prefix of
+    /// its journal, so this is the set of outcomes a real power cut can have;
+    /// the simulator picks `survivors` from its seed. Unflushed writes are
+    /// always lost.
+    pub fn crash_power_keeping(&mut self, survivors: usize) {
+        self.unflushed.clear();
+        let keep = survivors.min(self.unsynced.len());
+        for w in self.unsynced.drain(..keep) {
+            apply(&mut self.synced, &w);
+        }
+        self.unsynced.clear();
+        self.visible = self.synced.clone();
+    }
+
+    /// How many writes a process crash would lose right now (not flushed).
+    /// Lets tests and the simulator check that the runtime flushes before it
+    /// acknowledges.
+    pub fn unflushed_len(&self) -> usize {
+        self.unflushed.len()
+    }
+
+    /// How many writes a power cut could lose right now (not synced, flushed
+    /// or not).
+    pub fn unsynced_len(&self) -> usize {
+        self.unsynced.len() + self.unflushed.len()
+    }
+}
+
+/// Applies one write to a state.
+fn apply(state: &mut State, w: &Write) {
+    state
+        .entry(w.partition)
+        .or_default()
+        .insert(w.key.clone(), w.object.clone());
+}
+
+impl Store for MemStore {
+    fn get(&self, partition: PartitionId, key: &BucketKey) -> Result<Option<Object>, StoreError> {
+        Ok(self
+            .visible
+            .get(&partition)
+            .and_then(|p| p.get(key))
+            .cloned())
+    }
+
+    fn put(
+        &mut self,
+        partition: PartitionId,
+        key: &BucketKey,
+        object: &Object,
+    ) -> Result<(), StoreError> {
+        let w = Write {
+            partition,
+            key: key.clone(),
+            object: object.clone(),
+        };
+        apply(&mut self.visible, &w);
+        self.unflushed.push(w);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StoreError> {
+        self.unsynced.append(&mut self.unflushed);
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        self.flush()?;
+        for w in self.unsynced.drain(..) {
+            apply(&mut self.synced, &w);
+        }
+        Ok(())
+    }
+
+    fn scan_partition(
+        &self,
+        partition: PartitionId,
+    ) -> Result<Vec<(BucketKey, Object)>, StoreError> {
+        Ok(self
+            .visible
+            .get(&partition)
+            .map(|p| p.iter().map(|(k, o)| (k.clone(), o.clone())).collect())
+            .unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use ringkv_core::{Actor, Dot, NodeId, Value, VersionVector};
+
+    fn obj(v: &str) -> Object {
+        let actor = Actor {
+            node: NodeId("n1".into()),
+            incarnation: 1,
+        };
+        let dot = Dot { actor, counter: 1 };
+        Object::empty().update(
+            &VersionVector::new(),
+            dot,
+            Value::Data(Bytes::copy_from_slice(v.as_bytes())),
+            0,
+        )
+    }
+
+    fn key(b: &str, k: &str) -> BucketKey {
+        BucketKey::new(b.as_bytes().to_vec(), k.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn put_is_visible_at_once() {
+        let mut s = MemStore::new();
+        assert_eq!(s.get(3, &key("b", "k")).unwrap(), None);
+        s.put(3, &key("b", "k"), &obj("v")).unwrap();
+        assert_eq!(s.get(3, &key("b", "k")).unwrap(), Some(obj("v")));
+        // Another partition does not see it.
+        assert_eq!(s.get(4, &key("b", "k")).unwrap(), None);
+        assert_eq!(s.unflushed_len(), 1);
+        assert_eq!(s.unsynced_len(), 1);
+    }
+
+    #[test]
+    fn process_crash_keeps_flushed_writes_only() {
+        let mut s = MemStore::new();
+        s.put(0, &key("b", "synced"), &obj("1")).unwrap();
+        s.sync().unwrap();
+        s.put(0, &key("b", "flushed"), &obj("2")).unwrap();
+        s.flush().unwrap();
+        s.put(0, &key("b", "lost"), &obj("3")).unwrap();
+        // An overwrite of a flushed key that was not flushed itself.
+        s.put(0, &key("b", "flushed"), &obj("2b")).unwrap();
+
+        s.crash_process();
+        assert_eq!(s.get(0, &key("b", "synced")).unwrap(), Some(obj("1")));
+        assert_eq!(s.get(0, &key("b", "flushed")).unwrap(), Some(obj("2")));
+        assert_eq!(s.get(0, &key("b", "lost")).unwrap(), None);
+        assert_eq!(s.unflushed_len(), 0);
+        // The flushed write is still not synced: a power cut now loses it.
+        assert_eq!(s.unsynced_len(), 1);
+        s.crash_power();
+        assert_eq!(s.get(0, &key("b", "flushed")).unwrap(), None);
+        assert_eq!(s.get(0, &key("b", "synced")).unwrap(), Some(obj("1")));
+    }
+
+    #[test]
+    fn power_cut_keeps_synced_writes_only() {
+        let mut s = MemStore::new();
+        s.put(1, &key("b", "a"), &obj("old")).unwrap();
+        s.sync().unwrap();
+        s.put(1, &key("b", "a"), &obj("new")).unwrap();
+        s.put(1, &key("b", "c"), &obj("c")).unwrap();
+        s.flush().unwrap();
+        s.put(2, &key("b", "d"), &obj("d")).unwrap();
+
+        s.crash_power();
+        assert_eq!(s.get(1, &key("b", "a")).unwrap(), Some(obj("old")));
+        assert_eq!(s.get(1, &key("b", "c")).unwrap(), None);
+        assert_eq!(s.get(2, &key("b", "d")).unwrap(), None);
+        assert_eq!(s.unsynced_len(), 0);
+        // Nothing more is lost by a second crash.
+        s.crash_process();
+        assert_eq!(
+            s.scan_partition(1).unwrap(),
+            vec![(key("b", "a"), obj("old"))]
+        );
+    }
+
+    #[test]
+    fn sync_covers_unflushed_writes() {
+        let mut s = MemStore::new();
+        s.put(0, &key("b", "k"), &obj("v")).unwrap();
+        s.sync().unwrap();
+        s.crash_power();
+        assert_eq!(s.get(0, &key("b", "k")).unwrap(), Some(obj("v")));
+    }
+
+    #[test]
+    fn power_cut_may_keep_a_prefix_of_flushed_writes() {
+        let mut s = MemStore::new();
+        for (i, k) in ["a", "b", "c"].iter().enumerate() {
+            s.put(0, &key("b", k), &obj(&i.to_string())).unwrap();
+        }
+        s.flush().unwrap();
+        s.put(0, &key("b", "d"), &obj("unflushed")).unwrap();
+        s.crash_power_keeping(2);
+        let keys: Vec<_> = s
+            .scan_partition(0)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys, vec![key("b", "a"), key("b", "b")]);
+        // The survivors are now durable.
+        s.crash_power();
+        assert_eq!(s.scan_partition(0).unwrap().len(), 2);
+        // Asking for more survivors than there are is fine.
+        s.put(0, &key("b", "e"), &obj("e")).unwrap();
+        s.flush().unwrap();
+        s.crash_power_keeping(100);
+        assert_eq!(s.scan_partition(0).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn scan_partition_is_in_key_order_and_per_partition() {
+        let mut s = MemStore::new();
+        // Inserted out of order, with bucket/key boundaries that a naive
+        // concatenation would confuse.
+        let keys = [
+            key("b", "z"),
+            key("ab", "c"),
+            key("a", "bc"),
+            key("b", ""),
+            key("", "x"),
+            key("b", "a"),
+        ];
+        for (i, k) in keys.iter().enumerate() {
+            s.put(5, k, &obj(&i.to_string())).unwrap();
+        }
+        s.put(6, &key("b", "other"), &obj("x")).unwrap();
+        let got: Vec<BucketKey> = s
+            .scan_partition(5)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        let mut want = keys.to_vec();
+        want.sort();
+        assert_eq!(got, want);
+        assert_eq!(got[0], key("", "x"));
+        assert_eq!(got[1], key("a", "bc"));
+        assert_eq!(got[2], key("ab", "c"));
+        assert!(s.scan_partition(7).unwrap().is_empty());
+        // Scan sees the latest value of an overwritten key, once.
+        s.put(5, &key("b", "z"), &obj("new")).unwrap();
+        let scan = s.scan_partition(5).unwrap();
+        assert_eq!(scan.len(), keys.len());
+        assert!(scan.contains(&(key("b", "z"), obj("new"))));
+    }
+}

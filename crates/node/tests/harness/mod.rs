@@ -47,6 +47,7 @@ pub fn put(k: &str, v: &str, context: Option<VersionVector>) -> ClientRequest {
             value: Value::Data(Bytes::copy_from_slice(v.as_bytes())),
             context,
             w: None,
+            pw: None,
         },
         timeout_ms: None,
     }
@@ -67,6 +68,7 @@ pub fn delete(k: &str, context: Option<VersionVector>) -> ClientRequest {
             value: Value::Tombstone,
             context,
             w: None,
+            pw: None,
         },
         timeout_ms: None,
     }
@@ -75,7 +77,7 @@ pub fn delete(k: &str, context: Option<VersionVector>) -> ClientRequest {
 pub fn get(k: &str) -> ClientRequest {
     ClientRequest {
         key: key(k),
-        op: ClientOp::Get { r: None },
+        op: ClientOp::Get { r: None, pr: None },
         timeout_ms: None,
     }
 }
@@ -83,7 +85,7 @@ pub fn get(k: &str) -> ClientRequest {
 pub fn get_r(k: &str, r: QuorumParam) -> ClientRequest {
     ClientRequest {
         key: key(k),
-        op: ClientOp::Get { r: Some(r) },
+        op: ClientOp::Get { r: Some(r), pr: None },
         timeout_ms: None,
     }
 }

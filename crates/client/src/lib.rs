@@ -1,1 +1,605 @@
-//! placeholder
+//! The Rust client of ringkv's HTTP API (v1).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), ringkv_client::ClientError> {
+//! use ringkv_client::{Client, GetResult, RequestOptions};
+//!
+//! // Fails over to the next endpoint when one cannot be reached.
+//! let client = Client::new(vec!["http://127.0.0.1:8080,http://127.0.0.1:8081".into()])?;
+//! let ctx = client
+//!     .put("default", b"greeting", "hello", None, &RequestOptions::new().w("quorum"))
+//!     .await?;
+//! match client.get("default", b"greeting", &RequestOptions::new()).await? {
+//!     GetResult::Value { value, context } => println!("{value:?} {context}"),
+//!     GetResult::Siblings { siblings, .. } => println!("{} siblings", siblings.len()),
+//!     GetResult::NotFound { .. } => println!("not found"),
+//! }
+//! client.delete("default", b"greeting", Some(&ctx), &RequestOptions::new()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Failover
+//! A client holds a list of endpoints. A request goes to the endpoint that
+//! last answered (the first one at the start); when a connection cannot be
+//! made it tries the next one, and so on through the list. Reads (`get`,
+//! `cluster`, `ring`, `health`) also move on after other transport errors such
+//! as a timeout; writes do not, because a write that was sent may have been
+//! applied. An HTTP error status never causes failover: the server's answer is
+//! returned as [`ClientError::Server`].
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod error;
+mod path;
+mod types;
+
+use std::error::Error as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::HeaderValue;
+use reqwest::{Method, Response, StatusCode};
+use serde::de::DeserializeOwned;
+
+pub use error::{Attempt, ClientError};
+pub use path::{encode_segment, kv_path};
+pub use types::{
+    ClusterStatus, GetResult, MemberStatus, PartitionInfo, RequestOptions, RingInfo, SiblingValue,
+    parse_siblings,
+};
+
+use path::with_query;
+use types::ErrorBody;
+
+/// Name of the header that carries the opaque causal context.
+pub const CONTEXT_HEADER: &str = "X-Ringkv-Context";
+
+/// Timeouts of a [`Client`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// Longest wait for a TCP connection to one endpoint before trying the next.
+    pub connect_timeout: Duration,
+    /// Longest wait for a whole request to one endpoint. A request with
+    /// `timeout_ms` waits at least that long plus two seconds.
+    pub request_timeout: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// An HTTP client for one ringkv cluster, with failover between endpoints.
+///
+/// Cheap to share: wrap it in an `Arc` or clone the endpoints into a new one.
+#[derive(Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    endpoints: Vec<String>,
+    /// Index of the endpoint that answered last; requests start there.
+    preferred: AtomicUsize,
+    config: ClientConfig,
+}
+
+/// One request, before an endpoint is picked.
+struct Request<'a> {
+    method: Method,
+    /// Path and query, starting with `/`.
+    path: String,
+    context: Option<&'a str>,
+    body: Option<Bytes>,
+    timeout_ms: Option<u64>,
+    /// Whether repeating the request elsewhere after it was sent is harmless.
+    idempotent: bool,
+}
+
+impl Client {
+    /// A client for `endpoints`, with default timeouts.
+    ///
+    /// Each entry may itself be a comma-separated list (as in
+    /// `RINGKV_ENDPOINT`); blanks are skipped. An endpoint is `http://host:port`
+    /// (optionally with a path prefix); a missing scheme means `http://`.
+    /// `https://` is refused: this client is built without TLS.
+    pub fn new(endpoints: Vec<String>) -> Result<Self, ClientError> {
+        Self::with_config(endpoints, ClientConfig::default())
+    }
+
+    /// Like [`Client::new`], with the given timeouts.
+    pub fn with_config(endpoints: Vec<String>, config: ClientConfig) -> Result<Self, ClientError> {
+        let mut normalized = Vec::new();
+        for entry in &endpoints {
+            for part in entry.split(',') {
+                let part = part.trim();
+                if !part.is_empty() {
+                    normalized.push(normalize_endpoint(part)?);
+                }
+            }
+        }
+        if normalized.is_empty() {
+            return Err(ClientError::InvalidEndpoint {
+                endpoint: endpoints.join(","),
+                reason: "no endpoint given; use e.g. http://127.0.0.1:8080".to_string(),
+            });
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            // Cluster nodes are reached directly, never through a proxy.
+            .no_proxy()
+            .build()
+            .map_err(|e| ClientError::InvalidEndpoint {
+                endpoint: normalized.join(","),
+                reason: format!("cannot build the HTTP client: {}", error_chain(&e)),
+            })?;
+        Ok(Client {
+            http,
+            endpoints: normalized,
+            preferred: AtomicUsize::new(0),
+            config,
+        })
+    }
+
+    /// The endpoints, normalized (scheme added, trailing `/` removed), in failover order.
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// Reads a key: `GET /v1/kv/{bucket}/{key}` with `r`, `pr`, `timeout_ms`.
+    pub async fn get(
+        &self,
+        bucket: &str,
+        key: &[u8],
+        opts: &RequestOptions,
+    ) -> Result<GetResult, ClientError> {
+        let path = with_query(
+            kv_path(bucket, key)?,
+            &[
+                ("r", opts.r.clone()),
+                ("pr", opts.pr.clone()),
+                ("timeout_ms", opts.timeout_ms.map(|t| t.to_string())),
+            ],
+        );
+        let (endpoint, resp) = self
+            .send(Request {
+                method: Method::GET,
+                path,
+                context: None,
+                body: None,
+                timeout_ms: opts.timeout_ms,
+                idempotent: true,
+            })
+            .await?;
+        match resp.status() {
+            StatusCode::OK => {
+                let context = required_context(&endpoint, &resp)?;
+                let value = read_body(&endpoint, resp).await?;
+                Ok(GetResult::Value { value, context })
+            }
+            StatusCode::MULTIPLE_CHOICES => {
+                let body = read_body(&endpoint, resp).await?;
+                let (context, siblings) = parse_siblings(&body)
+                    .map_err(|message| ClientError::Protocol { endpoint, message })?;
+                Ok(GetResult::Siblings { context, siblings })
+            }
+            StatusCode::NOT_FOUND => Ok(GetResult::NotFound {
+                context: optional_context(&endpoint, &resp)?,
+            }),
+            _ => Err(server_error(endpoint, resp).await),
+        }
+    }
+
+    /// Writes a value: `PUT /v1/kv/{bucket}/{key}` with `w`, `pw`, `timeout_ms`.
+    ///
+    /// Pass the context of the read this write follows, so the new value
+    /// supersedes what that read returned; without one the value is
+    /// concurrent with every existing one. Returns the new context.
+    pub async fn put(
+        &self,
+        bucket: &str,
+        key: &[u8],
+        value: impl Into<Bytes>,
+        context: Option<&str>,
+        opts: &RequestOptions,
+    ) -> Result<String, ClientError> {
+        let path = with_query(kv_path(bucket, key)?, &write_params(opts));
+        check_context(context)?;
+        let (endpoint, resp) = self
+            .send(Request {
+                method: Method::PUT,
+                path,
+                context,
+                body: Some(value.into()),
+                timeout_ms: opts.timeout_ms,
+                idempotent: false,
+            })
+            .await?;
+        if resp.status().is_success() {
+            required_context(&endpoint, &resp)
+        } else {
+            Err(server_error(endpoint, resp).await)
+        }
+    }
+
+    /// Deletes a key: `DELETE /v1/kv/{bucket}/{key}` with `w`, `pw`, `timeout_ms`.
+    ///
+    /// Pass the context of a read so the deletion supersedes what it returned.
+    /// Returns the tombstone's context when the server sends one.
+    pub async fn delete(
+        &self,
+        bucket: &str,
+        key: &[u8],
+        context: Option<&str>,
+        opts: &RequestOptions,
+    ) -> Result<Option<String>, ClientError> {
+        let path = with_query(kv_path(bucket, key)?, &write_params(opts));
+        check_context(context)?;
+        let (endpoint, resp) = self
+            .send(Request {
+                method: Method::DELETE,
+                path,
+                context,
+                body: None,
+                timeout_ms: opts.timeout_ms,
+                idempotent: false,
+            })
+            .await?;
+        if resp.status().is_success() {
+            optional_context(&endpoint, &resp)
+        } else {
+            Err(server_error(endpoint, resp).await)
+        }
+    }
+
+    /// `GET /v1/cluster`: members, liveness and settings as the answering node sees them.
+    pub async fn cluster(&self) -> Result<ClusterStatus, ClientError> {
+        self.get_json("/v1/cluster").await
+    }
+
+    /// `GET /v1/ring`: the preference list of every partition.
+    pub async fn ring(&self) -> Result<RingInfo, ClientError> {
+        self.get_json("/v1/ring").await
+    }
+
+    /// `GET /health`: `Ok` once a node serves.
+    pub async fn health(&self) -> Result<(), ClientError> {
+        let (endpoint, resp) = self.send(read_request("/health")).await?;
+        if resp.status() == StatusCode::OK {
+            Ok(())
+        } else {
+            Err(server_error(endpoint, resp).await)
+        }
+    }
+
+    async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let (endpoint, resp) = self.send(read_request(path)).await?;
+        if resp.status() != StatusCode::OK {
+            return Err(server_error(endpoint, resp).await);
+        }
+        let body = read_body(&endpoint, resp).await?;
+        serde_json::from_slice(&body).map_err(|e| ClientError::Protocol {
+            endpoint,
+            message: format!("{path} answered JSON this client does not understand: {e}"),
+        })
+    }
+
+    /// Sends `req` to the preferred endpoint, failing over as described in
+    /// the crate docs. Returns the endpoint that answered and its answer.
+    async fn send(&self, req: Request<'_>) -> Result<(String, Response), ClientError> {
+        let count = self.endpoints.len();
+        let start = self.preferred.load(Ordering::Relaxed) % count;
+        let timeout = match req.timeout_ms {
+            Some(ms) => self
+                .config
+                .request_timeout
+                .max(Duration::from_millis(ms).saturating_add(Duration::from_secs(2))),
+            None => self.config.request_timeout,
+        };
+        let mut attempts = Vec::new();
+        for k in 0..count {
+            let i = (start + k) % count;
+            let endpoint = &self.endpoints[i];
+            let mut builder = self
+                .http
+                .request(req.method.clone(), format!("{endpoint}{}", req.path))
+                .timeout(timeout);
+            if let Some(ctx) = req.context {
+                builder = builder.header(CONTEXT_HEADER, ctx);
+            }
+            if let Some(body) = &req.body {
+                builder = builder.body(body.clone());
+            }
+            match builder.send().await {
+                Ok(resp) => {
+                    self.preferred.store(i, Ordering::Relaxed);
+                    return Ok((endpoint.clone(), resp));
+                }
+                Err(e) => {
+                    let not_sent = e.is_connect();
+                    let mut reason = if e.is_timeout() {
+                        format!("no answer within {} ms", timeout.as_millis())
+                    } else if not_sent {
+                        format!("cannot connect: {}", root_cause(&e))
+                    } else {
+                        error_chain(&e)
+                    };
+                    if !not_sent && !req.idempotent {
+                        reason.push_str(" (the write may or may not have been applied)");
+                    }
+                    attempts.push(Attempt {
+                        endpoint: endpoint.clone(),
+                        reason,
+                    });
+                    if !(not_sent || req.idempotent) {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(ClientError::Transport { attempts })
+    }
+}
+
+fn read_request(path: &str) -> Request<'static> {
+    Request {
+        method: Method::GET,
+        path: path.to_string(),
+        context: None,
+        body: None,
+        timeout_ms: None,
+        idempotent: true,
+    }
+}
+
+fn write_params(opts: &RequestOptions) -> [(&'static str, Option<String>); 3] {
+    [
+        ("w", opts.w.clone()),
+        ("pw", opts.pw.clone()),
+        ("timeout_ms", opts.timeout_ms.map(|t| t.to_string())),
+    ]
+}
+
+/// Checks that a context can be sent as a header value.
+fn check_context(context: Option<&str>) -> Result<(), ClientError> {
+    match context {
+        Some(c) if HeaderValue::from_str(c).is_err() || c.is_empty() => {
+            Err(ClientError::InvalidInput {
+                what: "context",
+                reason: "it must be a non-empty token of printable ASCII, as returned by a read"
+                    .to_string(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Normalizes one endpoint to `http://host:port[/prefix]` without a trailing `/`.
+fn normalize_endpoint(raw: &str) -> Result<String, ClientError> {
+    let invalid = |reason: &str| ClientError::InvalidEndpoint {
+        endpoint: raw.to_string(),
+        reason: reason.to_string(),
+    };
+    let with_scheme = if raw.contains("://") {
+        raw.to_string()
+    } else {
+        format!("http://{raw}")
+    };
+    let url = reqwest::Url::parse(&with_scheme)
+        .map_err(|e| invalid(&format!("{e}; use e.g. http://127.0.0.1:8080")))?;
+    if url.scheme() != "http" {
+        return Err(invalid(
+            "only http:// endpoints are supported (this client is built without TLS)",
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("it has no host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("it must not have a query or fragment"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
+}
+
+fn context_header(endpoint: &str, resp: &Response) -> Result<Option<String>, ClientError> {
+    match resp.headers().get(CONTEXT_HEADER) {
+        None => Ok(None),
+        Some(v) => match v.to_str() {
+            Ok(s) if !s.is_empty() => Ok(Some(s.to_string())),
+            _ => Err(ClientError::Protocol {
+                endpoint: endpoint.to_string(),
+                message: format!("{CONTEXT_HEADER} header is empty or not ASCII"),
+            }),
+        },
+    }
+}
+
+fn optional_context(endpoint: &str, resp: &Response) -> Result<Option<String>, ClientError> {
+    context_header(endpoint, resp)
+}
+
+fn required_context(endpoint: &str, resp: &Response) -> Result<String, ClientError> {
+    context_header(endpoint, resp)?.ok_or_else(|| ClientError::Protocol {
+        endpoint: endpoint.to_string(),
+        message: format!(
+            "{} answer has no {CONTEXT_HEADER} header",
+            resp.status().as_u16()
+        ),
+    })
+}
+
+async fn read_body(endpoint: &str, resp: Response) -> Result<Bytes, ClientError> {
+    resp.bytes().await.map_err(|e| ClientError::Transport {
+        attempts: vec![Attempt {
+            endpoint: endpoint.to_string(),
+            reason: format!("reading the answer failed: {}", error_chain(&e)),
+        }],
+    })
+}
+
+/// Turns an error answer into [`ClientError::Server`] (or `Transport` when
+/// even the body cannot be read).
+async fn server_error(endpoint: String, resp: Response) -> ClientError {
+    let status = resp.status();
+    let body = match read_body(&endpoint, resp).await {
+        Ok(b) => b,
+        Err(e) => return e,
+    };
+    error_from_body(endpoint, status.as_u16(), &body)
+}
+
+fn error_from_body(endpoint: String, status: u16, body: &[u8]) -> ClientError {
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(e) => ClientError::Server {
+            status,
+            code: e.error,
+            message: e.message,
+            required: e.required,
+            acks: e.acks,
+            endpoint,
+        },
+        Err(_) => {
+            let text = String::from_utf8_lossy(body);
+            let text = text.trim();
+            let message = if text.is_empty() {
+                StatusCode::from_u16(status)
+                    .ok()
+                    .and_then(|s| s.canonical_reason())
+                    .unwrap_or("error")
+                    .to_string()
+            } else {
+                text.chars().take(300).collect()
+            };
+            ClientError::Server {
+                status,
+                code: format!("http_{status}"),
+                message,
+                required: None,
+                acks: None,
+                endpoint,
+            }
+        }
+    }
+}
+
+/// The innermost cause of an error, e.g. `Connection refused (os error 111)`.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+/// An error and its causes, joined by `: `, repeats removed.
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut parts: Vec<String> = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        let s = err.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+        cur = err.source();
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_normalized_and_split() {
+        let c = Client::new(vec![
+            "http://127.0.0.1:8080/, 127.0.0.1:8081".into(),
+            "http://h:1/prefix/".into(),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.endpoints(),
+            [
+                "http://127.0.0.1:8080",
+                "http://127.0.0.1:8081",
+                "http://h:1/prefix"
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_endpoints_are_refused() {
+        for bad in [
+            "https://x:1",
+            "http://",
+            "ftp://x",
+            "http://x:1/?a=b",
+            "http://x:99999",
+        ] {
+            assert!(
+                matches!(
+                    Client::new(vec![bad.into()]),
+                    Err(ClientError::InvalidEndpoint { .. })
+                ),
+                "{bad}"
+            );
+        }
+        assert!(Client::new(vec![]).is_err());
+        assert!(Client::new(vec![" , ".into()]).is_err());
+    }
+
+    #[test]
+    fn contexts_must_be_header_safe() {
+        assert!(check_context(None).is_ok());
+        assert!(check_context(Some("abc-_123")).is_ok());
+        assert!(check_context(Some("a\nb")).is_err());
+        assert!(check_context(Some("")).is_err());
+    }
+
+    #[test]
+    fn non_json_errors_keep_status_and_body() {
+        match error_from_body("http://x".into(), 502, b"bad gateway\n") {
+            ClientError::Server { code, message, .. } => {
+                assert_eq!(code, "http_502");
+                assert_eq!(message, "bad gateway");
+            }
+            e => panic!("{e:?}"),
+        }
+        match error_from_body("http://x".into(), 404, b"") {
+            ClientError::Server { message, .. } => assert_eq!(message, "Not Found"),
+            e => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn json_errors_carry_code_and_counts() {
+        let e = error_from_body(
+            "http://x".into(),
+            503,
+            br#"{"error":"quorum_not_reached","message":"1 of 2 acks","required":2,"acks":1}"#,
+        );
+        assert!(matches!(
+            e,
+            ClientError::Server { status: 503, required: Some(2), acks: Some(1), ref code, .. } if code == "quorum_not_reached"
+        ));
+    }
+
+    #[tokio::test]
+    async fn unreachable_endpoints_are_all_tried() {
+        // Port 1 on loopback: nothing listens there, so connecting fails at once.
+        let c = Client::new(vec!["http://127.0.0.1:1,http://127.0.0.1:2".into()]).unwrap();
+        match c.get("b", b"k", &RequestOptions::new()).await {
+            Err(ClientError::Transport { attempts }) => {
+                let tried: Vec<&str> = attempts.iter().map(|a| a.endpoint.as_str()).collect();
+                assert_eq!(tried, ["http://127.0.0.1:1", "http://127.0.0.1:2"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A write also fails over when nothing was sent.
+        match c.put("b", b"k", "v", None, &RequestOptions::new()).await {
+            Err(ClientError::Transport { attempts }) => assert_eq!(attempts.len(), 2),
+            other => panic!("{other:?}"),
+        }
+    }
+}

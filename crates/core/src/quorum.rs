@@ -16,7 +16,9 @@ pub enum QuorumStatus {
     Pending,
     /// `required` replies arrived.
     Met,
-    /// The quorum cannot be met any more (failures or the deadline).
+    /// The quorum was not met: every target answered or failed, or the
+    /// deadline passed. (A request that can no longer succeed still waits for
+    /// its outstanding targets, so its error reports every ack it got.)
     Failed,
 }
 
@@ -74,7 +76,7 @@ impl WriteQuorum {
         let outstanding = self.targets.len() - self.acked.len() - self.failed.len();
         if self.acked.len() >= self.required {
             QuorumStatus::Met
-        } else if self.expired || self.acked.len() + outstanding < self.required {
+        } else if self.expired || outstanding == 0 {
             QuorumStatus::Failed
         } else {
             QuorumStatus::Pending
@@ -149,7 +151,7 @@ impl ReadQuorum {
         let outstanding = self.targets.len() - self.replies.len() - self.failed.len();
         if self.replies.len() >= self.required {
             QuorumStatus::Met
-        } else if self.expired || self.replies.len() + outstanding < self.required {
+        } else if self.expired || outstanding == 0 {
             QuorumStatus::Failed
         } else {
             QuorumStatus::Pending
@@ -219,7 +221,13 @@ mod tests {
         let t = ids(3);
         let mut q = WriteQuorum::new(t.clone(), 3);
         q.ack(&t[0]);
-        assert_eq!(q.fail(&t[1]), QuorumStatus::Failed);
+        assert_eq!(
+            q.fail(&t[1]),
+            QuorumStatus::Pending,
+            "waits for n3 to count its ack"
+        );
+        assert_eq!(q.ack(&t[2]), QuorumStatus::Failed);
+        assert_eq!(q.acks(), 2);
         let mut q = WriteQuorum::new(t.clone(), 2);
         q.ack(&t[0]);
         assert_eq!(q.expire(), QuorumStatus::Failed);

@@ -154,14 +154,13 @@ impl<S: Store> Node<S> {
             value: Value::Data(v),
             ..
         } = &req.op
+            && v.len() > l.value_bytes_max
         {
-            if v.len() > l.value_bytes_max {
-                return Err(ClientError::TooLarge(format!(
-                    "value is {} bytes, more than the limit of {} (--value-bytes-max)",
-                    v.len(),
-                    l.value_bytes_max
-                )));
-            }
+            return Err(ClientError::TooLarge(format!(
+                "value is {} bytes, more than the limit of {} (--value-bytes-max)",
+                v.len(),
+                l.value_bytes_max
+            )));
         }
         let timeout_ms = req.timeout_ms.unwrap_or(self.cfg.timeout_ms);
         if timeout_ms == 0 || timeout_ms > TIMEOUT_MS_MAX {
@@ -240,7 +239,9 @@ impl<S: Store> Node<S> {
         let primaries = self.primaries(checked.partition);
         match req.op {
             ClientOp::Get { r, pr } => {
-                let r = self.resolve_strict("r", r, self.cfg.r, "pr", pr).expect("checked");
+                let r = self
+                    .resolve_strict("r", r, self.cfg.r, "pr", pr)
+                    .expect("checked");
                 self.start_get(
                     now_ms,
                     origin,
@@ -252,8 +253,15 @@ impl<S: Store> Node<S> {
                     out,
                 );
             }
-            ClientOp::Put { value, context, w, pw } => {
-                let w = self.resolve_strict("w", w, self.cfg.w, "pw", pw).expect("checked");
+            ClientOp::Put {
+                value,
+                context,
+                w,
+                pw,
+            } => {
+                let w = self
+                    .resolve_strict("w", w, self.cfg.w, "pw", pw)
+                    .expect("checked");
                 if !primaries.contains(&self.cfg.id) {
                     if forwarded {
                         // Never forward twice: the sender's layout disagrees with ours.
@@ -573,18 +581,18 @@ impl<S: Store> Node<S> {
             return;
         };
         let status = quorum.status();
-        if status != QuorumStatus::Pending {
-            if let Some(origin) = origin.take() {
-                let done = ReadDone {
-                    key: key.clone(),
-                    status,
-                    merged: quorum.merged(),
-                    required: quorum.required(),
-                    acks: quorum.replies(),
-                    purpose: purpose.clone(),
-                };
-                self.read_done(now_ms, origin, done, out);
-            }
+        if status != QuorumStatus::Pending
+            && let Some(origin) = origin.take()
+        {
+            let done = ReadDone {
+                key: key.clone(),
+                status,
+                merged: quorum.merged(),
+                required: quorum.required(),
+                acks: quorum.replies(),
+                purpose: purpose.clone(),
+            };
+            self.read_done(now_ms, origin, done, out);
         }
         let done =
             matches!(self.coords.get(&req_id), Some(Coord::Get { quorum, .. }) if quorum.all_in());

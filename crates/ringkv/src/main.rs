@@ -1,1 +1,112 @@
-fn main() {}
+//! `ringkv`: the one binary of ringkv.
+//!
+//! - `ringkv server ...` runs a node (flags, or a TOML `--config` file; see [`config`]).
+//! - `ringkv dev` runs a local cluster of `server` child processes.
+//! - `ringkv put|get|delete` talk to a cluster over HTTP.
+//! - `ringkv status|ring` show the cluster and its partitions.
+//!
+//! Exit codes: 0 success; 1 `get` found no value; 2 usage or any other error.
+#![forbid(unsafe_code)]
+
+mod cli;
+mod config;
+mod dev;
+mod kv;
+mod signals;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, anyhow};
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use cli::{Cli, Command, ServerArgs};
+
+/// Exit code of every failure other than "not found".
+const EXIT_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+fn init_logging() {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) => EnvFilter::try_new(&spec).unwrap_or_else(|e| {
+            eprintln!("warning: RUST_LOG={spec:?} is not a valid filter ({e}); using info");
+            EnvFilter::new("info")
+        }),
+        Err(_) => EnvFilter::new("info"),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Server(args) => server(*args).await,
+        Command::Dev(args) => dev::run(args).await,
+        Command::Put(args) => kv::put(args).await,
+        Command::Get(args) => kv::get(args).await,
+        Command::Delete(args) => kv::delete(args).await,
+        Command::Status(args) => kv::status(args).await,
+        Command::Ring(args) => kv::ring(args).await,
+    }
+}
+
+/// `ringkv server`: build and check the config, run until SIGINT or SIGTERM.
+async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
+    let file = match &args.config {
+        Some(path) => config::load_file(path)?,
+        None => config::FileConfig::default(),
+    };
+    let config = config::merge(&args, &file).map_err(|e| anyhow!("{e}"))?;
+    config::validate(&config).map_err(|e| {
+        let lines: Vec<String> = e.lines().map(|l| format!("  - {l}")).collect();
+        anyhow!("invalid configuration:\n{}", lines.join("\n"))
+    })?;
+    for warning in config::warnings(&config) {
+        tracing::warn!("{warning}");
+    }
+    let mut signals = signals::Signals::new().context("cannot install signal handlers")?;
+    let shutdown = async move {
+        let sig = signals.recv().await;
+        tracing::info!("{sig} received, shutting down");
+    };
+    tracing::info!(
+        node = %config.node_id,
+        listen = %config.listen,
+        http = %config.http,
+        data_dir = %config.data_dir.display(),
+        members = config.initial_cluster.len(),
+        "starting ringkv server"
+    );
+    let node = config.node_id.clone();
+    ringkv_server::run(config, shutdown)
+        .await
+        .with_context(|| format!("node {node} failed"))?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,8 +1,29 @@
 //! The ringkv runtime: drives the sans-IO node with tokio, TCP between nodes,
 //! the HTTP API, timers and group commit.
+//!
+//! # Layout
+//! - [`config`]: the node's configuration.
+//! - [`runtime`]: the node thread, batching and group commit.
+//! - [`transport`]: node-to-node TCP.
+//! - [`http`]: the HTTP API v1.
+//! - [`metrics`]: Prometheus metrics.
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod runtime;
+pub mod transport;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use ringkv_core::{Layout, Member, NodeId};
+use ringkv_node::{Node, NodeConfig};
+use ringkv_storage::SyncMode;
+use ringkv_storage::datadir::DataDir;
+use ringkv_storage::fjall_store::FjallStore;
+use tracing::info;
 
 pub use config::Config;
 
@@ -12,6 +33,118 @@ pub async fn run(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let _ = (config, shutdown);
-    anyhow::bail!("not yet implemented")
+    let me = NodeId::parse(&config.node_id).map_err(|e| anyhow::anyhow!("--node-id: {e}"))?;
+    let members: Vec<Member> = config
+        .initial_cluster
+        .iter()
+        .map(|(id, addr)| {
+            Ok(Member {
+                id: NodeId::parse(id).map_err(|e| anyhow::anyhow!("--initial-cluster: {e}"))?,
+                rpc_addr: addr.clone(),
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let layout = Layout::initial(members, config.ring_size)
+        .map_err(|e| anyhow::anyhow!("--initial-cluster: {e}"))?;
+    anyhow::ensure!(
+        layout.member(&me).is_some(),
+        "node id {me} is not in --initial-cluster; add {me}=ADDR to it"
+    );
+    let periodic = matches!(config.sync, SyncMode::Periodic { .. });
+    let dir = DataDir::open(&config.data_dir, periodic)
+        .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
+    if !dir.was_clean {
+        info!(
+            incarnation = dir.incarnation,
+            "previous run did not shut down cleanly"
+        );
+    }
+    let store =
+        FjallStore::open(&dir.store_path(), config.ring_size).context("opening the store")?;
+
+    let node_cfg = NodeConfig {
+        id: me.clone(),
+        incarnation: dir.incarnation,
+        n: config.n,
+        r: config.r,
+        w: config.w,
+        timeout_ms: config.timeout_ms,
+        limits: config.limits.clone(),
+        pending_max: config.pending_max,
+    };
+    let node = Node::new(node_cfg, layout.clone(), runtime::Tracked::new(store));
+
+    // Bind both listeners before anything else so a port clash fails fast.
+    let rpc_listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("binding --listen {}", config.listen))?;
+    let http_listener = tokio::net::TcpListener::bind(&config.http)
+        .await
+        .with_context(|| format!("binding --http {}", config.http))?;
+
+    // A frame holds at most a whole object with its siblings.
+    let frame_bytes_max = config.limits.value_bytes_max.saturating_mul(8).max(1 << 20) + (1 << 20);
+    let (handle_tx, handle_rx) = tokio::sync::watch::channel(None);
+    let peer_list: Vec<(NodeId, String)> = layout
+        .members
+        .iter()
+        .filter(|m| m.id != me)
+        .map(|m| (m.id.clone(), m.rpc_addr.clone()))
+        .collect();
+    let peers = transport::start_peers(
+        me.clone(),
+        config.http.clone(),
+        peer_list,
+        frame_bytes_max,
+        handle_rx,
+    );
+    let (handle, thread) = runtime::spawn(node, config.sync, peers);
+    let _ = handle_tx.send(Some(handle.clone()));
+
+    let info = transport::PeerInfo::default();
+    let member_ids: Vec<NodeId> = layout.members.iter().map(|m| m.id.clone()).collect();
+    let peer_server = tokio::spawn(transport::serve_peers(
+        rpc_listener,
+        member_ids,
+        frame_bytes_max,
+        info.clone(),
+        handle.clone(),
+    ));
+
+    let state = http::AppState {
+        node: handle.clone(),
+        me: me.clone(),
+        http_addr: config.http.clone(),
+        value_bytes_max: config.limits.value_bytes_max,
+        timeout_ms: config.timeout_ms,
+        peers: info,
+        metrics: Arc::new(metrics::Metrics::new()),
+    };
+    info!(node = %me, http = %config.http, rpc = %config.listen, incarnation = dir.incarnation, "serving");
+    axum::serve(http_listener, http::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("HTTP server")?;
+
+    info!("shutting down: syncing the store");
+    peer_server.abort();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let stopped = handle.try_send(runtime::Event::Shutdown(tx)).is_ok();
+    let synced = if stopped {
+        rx.await
+            .unwrap_or_else(|_| Err("node thread stopped".into()))
+    } else {
+        Err("node queue full".into())
+    };
+    drop(handle);
+    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    match synced {
+        Ok(()) => {
+            dir.mark_clean_shutdown()
+                .context("marking a clean shutdown")?;
+            info!("stopped cleanly");
+            Ok(())
+        }
+        Err(e) => anyhow::bail!("the store could not be synced at shutdown: {e}"),
+    }
 }

@@ -85,7 +85,10 @@ pub fn get(k: &str) -> ClientRequest {
 pub fn get_r(k: &str, r: QuorumParam) -> ClientRequest {
     ClientRequest {
         key: key(k),
-        op: ClientOp::Get { r: Some(r), pr: None },
+        op: ClientOp::Get {
+            r: Some(r),
+            pr: None,
+        },
         timeout_ms: None,
     }
 }

@@ -1,0 +1,285 @@
+//! Command-line arguments of the `ringkv` binary (clap derive).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ringkv_core::QuorumParam;
+use serde::Deserialize;
+
+/// Default HTTP endpoint of the kv and admin commands.
+pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8080";
+
+const EXIT_CODES: &str = "\
+Exit codes: 0 success; 1 `get` found no value; 2 bad usage or any other error.";
+
+/// ringkv: a Dynamo-style distributed key-value store.
+#[derive(Debug, Parser)]
+#[command(name = "ringkv", version, about, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one node of a cluster.
+    ///
+    /// Every option may also be given in a TOML file passed with --config,
+    /// under the same name with `_` or `-` (e.g. `node_id = "n1"`,
+    /// `initial_cluster = "n1=127.0.0.1:7081,n2=127.0.0.1:7082"`,
+    /// `sync = "always"`). Options on the command line win over the file, the
+    /// file wins over the defaults. Stops cleanly on SIGINT or SIGTERM.
+    Server(Box<ServerArgs>),
+    /// Start a local cluster as child processes and stop it on Ctrl-C.
+    Dev(DevArgs),
+    /// Store a value under a key.
+    Put(PutArgs),
+    /// Read a key: the value to stdout, the context to stderr.
+    Get(GetArgs),
+    /// Delete a key.
+    Delete(DeleteArgs),
+    /// Show the cluster's members, liveness and settings.
+    Status(AdminArgs),
+    /// Show each partition's preference list.
+    Ring(AdminArgs),
+}
+
+/// How acknowledged writes are made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncArg {
+    /// Acknowledge after fsync (concurrent writes share one fsync).
+    Always,
+    /// Acknowledge once written to the OS; fsync every --sync-interval-ms.
+    Periodic,
+}
+
+/// `ringkv server`. Every option may also come from the `--config` TOML file
+/// (key = option name with `_` or `-`); options given here win over the file,
+/// and the file wins over the defaults.
+#[derive(Debug, Default, Args)]
+pub struct ServerArgs {
+    /// Stable id of this node, e.g. n1; must be listed in --initial-cluster.
+    #[arg(long)]
+    pub node_id: Option<String>,
+    /// Data directory of this node (created if missing).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Address for node-to-node traffic, host:port.
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Address of the HTTP API, host:port.
+    #[arg(long)]
+    pub http: Option<String>,
+    /// Members of the first layout: id=host:port,id=host:port,...
+    /// [default: just this node at --listen]
+    #[arg(long)]
+    pub initial_cluster: Option<String>,
+    /// Number of partitions, a power of two from 8 to 4096. [default: 64]
+    #[arg(long)]
+    pub ring_size: Option<u32>,
+    /// Replicas per key. [default: 3]
+    #[arg(long)]
+    pub n: Option<usize>,
+    /// Default replies a read waits for. [default: 2]
+    #[arg(long)]
+    pub r: Option<usize>,
+    /// Default acks a write waits for. [default: 2]
+    #[arg(long)]
+    pub w: Option<usize>,
+    /// When acknowledged writes are fsynced. [default: periodic]
+    #[arg(long, value_enum)]
+    pub sync: Option<SyncArg>,
+    /// Longest time between fsyncs with --sync periodic, in ms. [default: 100]
+    #[arg(long)]
+    pub sync_interval_ms: Option<u64>,
+    /// Default time a coordinator waits for replicas, in ms. [default: 5000]
+    #[arg(long)]
+    pub timeout_ms: Option<u64>,
+    /// Longest key, in bytes. [default: 1024]
+    #[arg(long)]
+    pub key_bytes_max: Option<usize>,
+    /// Largest value, in bytes. [default: 4194304]
+    #[arg(long)]
+    pub value_bytes_max: Option<usize>,
+    /// Longest bucket name, in bytes. [default: 255]
+    #[arg(long)]
+    pub bucket_bytes_max: Option<usize>,
+    /// Most client requests in flight; more get 503 overloaded. [default: 10000]
+    #[arg(long)]
+    pub pending_max: Option<usize>,
+    /// TOML file giving any of the options above.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// `ringkv dev`.
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Number of nodes (n1, n2, ...).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub nodes: u16,
+    /// Directory for the nodes' data (DIR/nI) and logs (DIR/nI.log); kept across runs.
+    #[arg(long, default_value = ".ringkv-dev")]
+    pub dir: PathBuf,
+    /// HTTP port of n1; node i listens on http-port + i - 1.
+    #[arg(long, default_value_t = 8080)]
+    pub http_port: u16,
+    /// RPC port of n1; node i listens on rpc-port + i - 1.
+    #[arg(long, default_value_t = 7080)]
+    pub rpc_port: u16,
+}
+
+/// Where to reach the cluster.
+#[derive(Debug, Args)]
+pub struct Connection {
+    /// HTTP endpoint(s) of the cluster; a comma-separated list fails over.
+    #[arg(long, env = "RINGKV_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
+    pub endpoint: String,
+}
+
+/// Options shared by `put`, `get` and `delete`.
+#[derive(Debug, Args)]
+pub struct KvCommon {
+    /// Bucket of the key.
+    #[arg(long, default_value = "default")]
+    pub bucket: String,
+    /// How long the coordinating node waits for replicas, in ms.
+    #[arg(long)]
+    pub timeout_ms: Option<u64>,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+/// `ringkv put`.
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    /// The key (UTF-8). Use `--` before a key that starts with `-`.
+    pub key: String,
+    /// The value; `-` reads it from stdin.
+    #[arg(allow_hyphen_values = true)]
+    pub value: OsString,
+    /// Context of the read this write follows (printed by `get`).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Acks to wait for: a number, one, quorum or all.
+    #[arg(long, value_parser = parse_quorum)]
+    pub w: Option<String>,
+    /// How many of the acks must come from primaries.
+    #[arg(long, value_parser = parse_quorum)]
+    pub pw: Option<String>,
+    #[command(flatten)]
+    pub common: KvCommon,
+}
+
+/// `ringkv get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The key (UTF-8). Use `--` before a key that starts with `-`.
+    pub key: String,
+    /// Replies to wait for: a number, one, quorum or all.
+    #[arg(long, value_parser = parse_quorum)]
+    pub r: Option<String>,
+    /// How many of the replies must come from primaries.
+    #[arg(long, value_parser = parse_quorum)]
+    pub pr: Option<String>,
+    #[command(flatten)]
+    pub common: KvCommon,
+}
+
+/// `ringkv delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The key (UTF-8). Use `--` before a key that starts with `-`.
+    pub key: String,
+    /// Context of the read this deletion follows (printed by `get`).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Acks to wait for: a number, one, quorum or all.
+    #[arg(long, value_parser = parse_quorum)]
+    pub w: Option<String>,
+    /// How many of the acks must come from primaries.
+    #[arg(long, value_parser = parse_quorum)]
+    pub pw: Option<String>,
+    #[command(flatten)]
+    pub common: KvCommon,
+}
+
+/// `ringkv status` and `ringkv ring`.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// Print the server's JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+/// Checks a quorum parameter (`one`, `quorum`, `all` or a positive number)
+/// before anything is sent; the server checks it against N.
+pub fn parse_quorum(s: &str) -> Result<String, String> {
+    match QuorumParam::parse("quorum", s) {
+        Ok(QuorumParam::Count(0)) | Err(_) => {
+            Err("use a number from 1 to N, or one, quorum, all".to_string())
+        }
+        Ok(_) => Ok(s.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("ringkv").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn put_takes_key_value_and_options_in_any_order() {
+        let cli = parse(&["put", "--w", "all", "k", "-", "--bucket", "b"]).unwrap();
+        let Command::Put(p) = cli.command else {
+            panic!("not put")
+        };
+        assert_eq!(p.key, "k");
+        assert_eq!(p.value, "-");
+        assert_eq!(p.w.as_deref(), Some("all"));
+        assert_eq!(p.common.bucket, "b");
+
+        let cli = parse(&["put", "k", "-5", "--context", "abc"]).unwrap();
+        let Command::Put(p) = cli.command else {
+            panic!("not put")
+        };
+        assert_eq!(p.value, "-5");
+        assert_eq!(p.context.as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn quorum_values_are_checked() {
+        assert!(parse(&["get", "k", "--r", "quorum"]).is_ok());
+        assert!(parse(&["get", "k", "--r", "2"]).is_ok());
+        assert!(parse(&["get", "k", "--r", "0"]).is_err());
+        assert!(parse(&["get", "k", "--r", "most"]).is_err());
+        // Options that do not apply are refused, not ignored.
+        assert!(parse(&["get", "k", "--w", "1"]).is_err());
+        assert!(parse(&["get", "k", "--context", "c"]).is_err());
+    }
+
+    #[test]
+    fn dev_defaults() {
+        let Command::Dev(d) = parse(&["dev"]).unwrap().command else {
+            panic!("not dev")
+        };
+        assert_eq!((d.nodes, d.http_port, d.rpc_port), (3, 8080, 7080));
+        assert_eq!(d.dir, PathBuf::from(".ringkv-dev"));
+        assert!(parse(&["dev", "--nodes", "0"]).is_err());
+    }
+}

@@ -1,0 +1,342 @@
+//! The kv commands (`put`, `get`, `delete`) and the admin views (`status`, `ring`).
+
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use ringkv_client::{Client, ClusterStatus, GetResult, RequestOptions, RingInfo, SiblingValue};
+
+use crate::cli::{AdminArgs, Connection, DeleteArgs, GetArgs, PutArgs};
+
+/// Exit code of `get` when the key has no value.
+const EXIT_NOT_FOUND: u8 = 1;
+
+fn client(conn: &Connection) -> anyhow::Result<Client> {
+    Client::new(vec![conn.endpoint.clone()]).context("bad --endpoint (or RINGKV_ENDPOINT)")
+}
+
+/// `ringkv put KEY VALUE`: prints the new context to stderr.
+pub async fn put(args: PutArgs) -> anyhow::Result<ExitCode> {
+    let value: Vec<u8> = if args.value == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .lock()
+            .read_to_end(&mut buf)
+            .context("cannot read the value from stdin")?;
+        buf
+    } else {
+        args.value.into_encoded_bytes()
+    };
+    let opts = RequestOptions {
+        w: args.w,
+        pw: args.pw,
+        timeout_ms: args.common.timeout_ms,
+        ..RequestOptions::default()
+    };
+    let ctx = client(&args.common.connection)?
+        .put(
+            &args.common.bucket,
+            args.key.as_bytes(),
+            value,
+            args.context.as_deref(),
+            &opts,
+        )
+        .await
+        .with_context(|| format!("put {}/{} failed", args.common.bucket, args.key))?;
+    eprintln!("context: {ctx}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ringkv get KEY`: the value (or each sibling, marked) to stdout, the
+/// context to stderr; exit code 1 when there is no value.
+pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
+    let opts = RequestOptions {
+        r: args.r,
+        pr: args.pr,
+        timeout_ms: args.common.timeout_ms,
+        ..RequestOptions::default()
+    };
+    let result = client(&args.common.connection)?
+        .get(&args.common.bucket, args.key.as_bytes(), &opts)
+        .await
+        .with_context(|| format!("get {}/{} failed", args.common.bucket, args.key))?;
+    let mut out = Vec::new();
+    render_get(&result, &mut out);
+    write_stdout(&out)?;
+    if let Some(ctx) = result.context() {
+        eprintln!("context: {ctx}");
+    }
+    match result {
+        GetResult::NotFound { context } => {
+            let why = if context.is_some() {
+                "it was deleted"
+            } else {
+                "it was never written or is fully deleted"
+            };
+            eprintln!("not found: {}/{} ({why})", args.common.bucket, args.key);
+            Ok(ExitCode::from(EXIT_NOT_FOUND))
+        }
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// What `get` prints to stdout: a value as its raw bytes; siblings each after
+/// a marker line, each followed by a newline.
+fn render_get(result: &GetResult, out: &mut Vec<u8>) {
+    match result {
+        GetResult::Value { value, .. } => out.extend_from_slice(value),
+        GetResult::Siblings { siblings, .. } => {
+            let total = siblings.len();
+            for (i, s) in siblings.iter().enumerate() {
+                match s {
+                    SiblingValue::Value(v) => {
+                        out.extend_from_slice(
+                            format!("--- sibling {} of {total} ---\n", i + 1).as_bytes(),
+                        );
+                        out.extend_from_slice(v);
+                        out.push(b'\n');
+                    }
+                    SiblingValue::Deleted => out.extend_from_slice(
+                        format!("--- sibling {} of {total} (deleted) ---\n", i + 1).as_bytes(),
+                    ),
+                }
+            }
+        }
+        GetResult::NotFound { .. } => {}
+    }
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error.
+fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("cannot write to stdout"),
+    }
+}
+
+/// `ringkv delete KEY`: prints the tombstone's context to stderr when the
+/// server returns one.
+pub async fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
+    let opts = RequestOptions {
+        w: args.w,
+        pw: args.pw,
+        timeout_ms: args.common.timeout_ms,
+        ..RequestOptions::default()
+    };
+    let ctx = client(&args.common.connection)?
+        .delete(
+            &args.common.bucket,
+            args.key.as_bytes(),
+            args.context.as_deref(),
+            &opts,
+        )
+        .await
+        .with_context(|| format!("delete {}/{} failed", args.common.bucket, args.key))?;
+    if let Some(ctx) = ctx {
+        eprintln!("context: {ctx}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ringkv status`.
+pub async fn status(args: AdminArgs) -> anyhow::Result<ExitCode> {
+    let status = client(&args.connection)?
+        .cluster()
+        .await
+        .context("cannot get the cluster status")?;
+    let text = if args.json {
+        serde_json::to_string_pretty(&status)? + "\n"
+    } else {
+        render_status(&status)
+    };
+    write_stdout(text.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ringkv ring`.
+pub async fn ring(args: AdminArgs) -> anyhow::Result<ExitCode> {
+    let ring = client(&args.connection)?
+        .ring()
+        .await
+        .context("cannot get the ring")?;
+    let text = if args.json {
+        serde_json::to_string_pretty(&ring)? + "\n"
+    } else {
+        render_ring(&ring)
+    };
+    write_stdout(text.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render_status(s: &ClusterStatus) -> String {
+    let mut rows = vec![vec![
+        "ID".to_string(),
+        "RPC ADDR".to_string(),
+        "HTTP ADDR".to_string(),
+        "ALIVE".to_string(),
+        "OWNED".to_string(),
+        "REPLICATED".to_string(),
+    ]];
+    for m in &s.members {
+        rows.push(vec![
+            m.id.clone(),
+            m.rpc_addr.clone(),
+            m.http_addr.clone().unwrap_or_else(|| "-".to_string()),
+            if m.alive { "yes" } else { "NO" }.to_string(),
+            m.partitions_owned.to_string(),
+            m.partitions_replicated.to_string(),
+        ]);
+    }
+    let alive = s.members.iter().filter(|m| m.alive).count();
+    format!(
+        "answered by:     {}\n\
+         layout version:  {}\n\
+         ring size:       {}\n\
+         n / r / w:       {} / {} / {}\n\
+         members alive:   {alive} of {}\n\
+         \n{}\n\
+         partitions without a quorum: {}\n",
+        s.node,
+        s.layout_version,
+        s.ring_size,
+        s.n,
+        s.r,
+        s.w,
+        s.members.len(),
+        table(&rows),
+        s.partitions_without_quorum
+    )
+}
+
+fn render_ring(r: &RingInfo) -> String {
+    let mut rows = vec![vec!["PARTITION".to_string(), "PREFERENCE LIST".to_string()]];
+    for p in &r.partitions {
+        rows.push(vec![p.partition.to_string(), p.preference_list.join(", ")]);
+    }
+    format!(
+        "layout version {}, ring size {}, n={}\n\n{}",
+        r.layout_version,
+        r.ring_size,
+        r.n,
+        table(&rows)
+    )
+}
+
+/// Left-aligned columns separated by two spaces, one row per line.
+pub fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.extend(std::iter::repeat_n(
+                    ' ',
+                    widths[c] - cell.chars().count() + 2,
+                ));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use ringkv_client::{MemberStatus, PartitionInfo};
+
+    #[test]
+    fn value_is_printed_raw() {
+        let mut out = Vec::new();
+        render_get(
+            &GetResult::Value {
+                value: Bytes::from_static(&[0xff, b'a']),
+                context: "c".into(),
+            },
+            &mut out,
+        );
+        assert_eq!(out, [0xff, b'a']);
+    }
+
+    #[test]
+    fn siblings_are_marked() {
+        let mut out = Vec::new();
+        render_get(
+            &GetResult::Siblings {
+                context: "c".into(),
+                siblings: vec![
+                    SiblingValue::Value(Bytes::from_static(b"one")),
+                    SiblingValue::Deleted,
+                    SiblingValue::Value(Bytes::from_static(b"three")),
+                ],
+            },
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "--- sibling 1 of 3 ---\none\n--- sibling 2 of 3 (deleted) ---\n--- sibling 3 of 3 ---\nthree\n"
+        );
+    }
+
+    #[test]
+    fn tables_align() {
+        let t = table(&[
+            vec!["A".into(), "BB".into(), "C".into()],
+            vec!["long".into(), "x".into(), "".into()],
+        ]);
+        assert_eq!(t, "A     BB  C\nlong  x\n");
+    }
+
+    #[test]
+    fn status_and_ring_render() {
+        let s = ClusterStatus {
+            node: "n1".into(),
+            layout_version: 1,
+            ring_size: 8,
+            n: 3,
+            r: 2,
+            w: 2,
+            members: vec![MemberStatus {
+                id: "n1".into(),
+                rpc_addr: "127.0.0.1:7081".into(),
+                http_addr: None,
+                alive: true,
+                partitions_owned: 8,
+                partitions_replicated: 8,
+            }],
+            partitions_without_quorum: 3,
+        };
+        let text = render_status(&s);
+        assert!(
+            text.contains("n1  127.0.0.1:7081  -          yes    8      8"),
+            "{text}"
+        );
+        assert!(text.contains("partitions without a quorum: 3"));
+        let r = RingInfo {
+            layout_version: 1,
+            ring_size: 8,
+            n: 3,
+            partitions: vec![PartitionInfo {
+                partition: 0,
+                preference_list: vec!["n1".into(), "n2".into()],
+            }],
+        };
+        assert!(render_ring(&r).contains("0          n1, n2"));
+    }
+}

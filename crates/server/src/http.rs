@@ -1,0 +1,526 @@
+//! The HTTP API v1 (see DESIGN.md "HTTP API"): key-value requests, cluster
+//! and ring pages, health and metrics. Every error is JSON
+//! `{"error": code, "message": text}` with a fitting status; a refused
+//! request changes nothing.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine;
+use bytes::Bytes;
+use percent_encoding::percent_decode_str;
+use ringkv_core::context;
+use ringkv_core::hash::BucketKey;
+use ringkv_core::msg::{ClientError, ClientOp, ClientReply, ClientRequest};
+use ringkv_core::params::QuorumParam;
+use ringkv_core::{NodeId, Object, Value};
+use serde_json::json;
+use tokio::sync::oneshot;
+
+use crate::metrics::Metrics;
+use crate::runtime::{Event, NodeHandle, QueueError};
+use crate::transport::PeerInfo;
+
+/// Header carrying the causal context.
+pub const CONTEXT_HEADER: &str = "x-ringkv-context";
+
+/// What every handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    /// The node thread.
+    pub node: NodeHandle,
+    /// This node's id.
+    pub me: NodeId,
+    /// This node's HTTP address.
+    pub http_addr: String,
+    /// Largest accepted value, in bytes.
+    pub value_bytes_max: usize,
+    /// Default coordinator timeout, in ms.
+    pub timeout_ms: u64,
+    /// What the transport learned about peers.
+    pub peers: PeerInfo,
+    /// Metrics registry.
+    pub metrics: Arc<Metrics>,
+}
+
+/// The router of the whole API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/v1/cluster", get(cluster))
+        .route("/v1/ring", get(ring))
+        .route("/v1/kv/{*rest}", get(kv).put(kv).delete(kv))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+/// An API error: status, code and a message that says what to do.
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    counts: Option<(usize, usize)>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            counts: None,
+        }
+    }
+    fn bad(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"error": self.code, "message": self.message});
+        if let Some((required, acks)) = self.counts {
+            body["required"] = json!(required);
+            body["acks"] = json!(acks);
+        }
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response()
+    }
+}
+
+impl From<ClientError> for ApiError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Unavailable { required, acks } => ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "unavailable",
+                message: format!(
+                    "quorum not reached: {acks} of the {required} required replicas answered in time; \
+                     a write may still be applied on the replicas that acked (not confirmed, not lost); retry, \
+                     or lower r/w"
+                ),
+                counts: Some((required, acks)),
+            },
+            ClientError::BadRequest(m) => ApiError::bad(m),
+            ClientError::TooLarge(m) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", m)
+            }
+            ClientError::Overloaded(m) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", m)
+            }
+            ClientError::Internal(m) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", m)
+            }
+        }
+    }
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!(
+            "no route for {}; see /v1/kv/{{bucket}}/{{key}}, /v1/cluster, /v1/ring, /health, /metrics",
+            uri.path()
+        ),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{method} is not allowed on {}; keys take GET, PUT and DELETE",
+            uri.path()
+        ),
+    )
+}
+
+async fn health() -> &'static str {
+    "ok\n"
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    let stats = st.node.inspect(|n| (n.stats().clone(), n.pending())).await;
+    match stats {
+        Ok((stats, pending)) => {
+            let text = st.metrics.render(&stats, pending);
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )],
+                text,
+            )
+                .into_response()
+        }
+        Err(_) => node_stopped().into_response(),
+    }
+}
+
+fn node_stopped() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the node is shutting down; use another node",
+    )
+}
+
+async fn cluster(State(st): State<AppState>) -> Response {
+    let http_addrs = st.peers.http_addrs.lock().expect("lock").clone();
+    let me = st.me.clone();
+    let my_http = st.http_addr.clone();
+    let r = st
+        .node
+        .inspect(move |n| {
+            let layout = n.layout();
+            let cfg = n.config();
+            let members: Vec<_> = layout
+                .members
+                .iter()
+                .map(|m| {
+                    let http = if m.id == me {
+                        Some(my_http.clone())
+                    } else {
+                        http_addrs.get(&m.id).cloned()
+                    };
+                    let replicated = (0..layout.ring_size)
+                        .filter(|&p| n.primaries(p).contains(&m.id))
+                        .count();
+                    json!({
+                        "id": m.id.as_str(),
+                        "rpc_addr": m.rpc_addr,
+                        "http_addr": http,
+                        "alive": n.is_live(&m.id),
+                        "partitions_owned": layout.partitions_owned(&m.id),
+                        "partitions_replicated": replicated,
+                    })
+                })
+                .collect();
+            json!({
+                "node": me.as_str(),
+                "layout_version": layout.version,
+                "ring_size": layout.ring_size,
+                "n": cfg.n, "r": cfg.r, "w": cfg.w,
+                "members": members,
+                "partitions_without_quorum": n.partitions_without_quorum(),
+            })
+        })
+        .await;
+    match r {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(_) => node_stopped().into_response(),
+    }
+}
+
+async fn ring(State(st): State<AppState>) -> Response {
+    let r = st
+        .node
+        .inspect(|n| {
+            let layout = n.layout();
+            let parts: Vec<_> = (0..layout.ring_size)
+                .map(|p| {
+                    let pl: Vec<String> = n.primaries(p).into_iter().map(|id| id.0).collect();
+                    json!({"partition": p, "preference_list": pl})
+                })
+                .collect();
+            json!({"layout_version": layout.version, "ring_size": layout.ring_size, "n": n.config().n, "partitions": parts})
+        })
+        .await;
+    match r {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(_) => node_stopped().into_response(),
+    }
+}
+
+/// Splits `/v1/kv/{bucket}/{key}` into decoded bucket and key bytes.
+pub fn parse_kv_path(path: &str) -> Result<(Vec<u8>, Vec<u8>), ApiError> {
+    let rest = path.strip_prefix("/v1/kv/").unwrap_or("");
+    let mut parts = rest.split('/');
+    let (Some(b), Some(k), None) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(ApiError::bad(format!(
+            "path {path:?} is not /v1/kv/{{bucket}}/{{key}}: give exactly a bucket and a key, \
+             and percent-encode '/' inside them as %2F"
+        )));
+    };
+    if b.is_empty() || k.is_empty() {
+        return Err(ApiError::bad("bucket and key must not be empty"));
+    }
+    Ok((
+        percent_decode_str(b).collect(),
+        percent_decode_str(k).collect(),
+    ))
+}
+
+/// Quorum and timeout parameters from the query string.
+#[derive(Default, Debug, PartialEq)]
+pub struct KvQuery {
+    r: Option<QuorumParam>,
+    pr: Option<QuorumParam>,
+    w: Option<QuorumParam>,
+    pw: Option<QuorumParam>,
+    timeout_ms: Option<u64>,
+}
+
+/// Parses `r`, `pr`, `w`, `pw`, `timeout_ms`; anything else is an error.
+pub fn parse_query(q: Option<&str>) -> Result<KvQuery, ApiError> {
+    let mut out = KvQuery::default();
+    for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_decode_str(value).decode_utf8_lossy().into_owned();
+        let quorum =
+            |v: &str| QuorumParam::parse(name, v).map_err(|e| ApiError::bad(e.to_string()));
+        match name {
+            "r" => out.r = Some(quorum(&value)?),
+            "pr" => out.pr = Some(quorum(&value)?),
+            "w" => out.w = Some(quorum(&value)?),
+            "pw" => out.pw = Some(quorum(&value)?),
+            "timeout_ms" => {
+                out.timeout_ms = Some(value.parse().map_err(|_| {
+                    ApiError::bad(format!(
+                        "timeout_ms={value:?} is not a number of milliseconds"
+                    ))
+                })?)
+            }
+            _ => {
+                return Err(ApiError::bad(format!(
+                    "unknown query parameter {name:?}; known: r, pr, w, pw, timeout_ms"
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn context_from(headers: &HeaderMap) -> Result<Option<ringkv_core::VersionVector>, ApiError> {
+    match headers.get(CONTEXT_HEADER) {
+        None => Ok(None),
+        Some(v) => {
+            let s = v.to_str().map_err(|_| {
+                ApiError::bad("X-Ringkv-Context is not ASCII; pass the value a read returned")
+            })?;
+            if s.trim().is_empty() {
+                return Ok(None);
+            }
+            context::decode(s)
+                .map(Some)
+                .map_err(|e| ApiError::bad(e.to_string()))
+        }
+    }
+}
+
+async fn kv(
+    State(st): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let start = Instant::now();
+    let op = method.as_str().to_owned();
+    let resp = match kv_inner(&st, method, uri, headers, body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    st.metrics
+        .observe_http(&op, resp.status().as_u16(), start.elapsed());
+    resp
+}
+
+async fn kv_inner(
+    st: &AppState,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (bucket, key) = parse_kv_path(uri.path())?;
+    let q = parse_query(uri.query())?;
+    let key = BucketKey::new(bucket, key);
+    let op = match method {
+        Method::GET => ClientOp::Get { r: q.r, pr: q.pr },
+        Method::PUT => {
+            let context = context_from(&headers)?;
+            let value = read_body(st.value_bytes_max, &headers, body).await?;
+            ClientOp::Put {
+                value: Value::Data(value),
+                context,
+                w: q.w,
+                pw: q.pw,
+            }
+        }
+        Method::DELETE => {
+            let context = context_from(&headers)?;
+            ClientOp::Put {
+                value: Value::Tombstone,
+                context,
+                w: q.w,
+                pw: q.pw,
+            }
+        }
+        _ => unreachable!("the router only sends GET, PUT and DELETE here"),
+    };
+    let is_get = matches!(op, ClientOp::Get { .. });
+    let timeout_ms = q.timeout_ms;
+    let request = ClientRequest {
+        key,
+        op,
+        timeout_ms,
+    };
+    let (tx, rx) = oneshot::channel();
+    st.node
+        .try_send(Event::Client { request, reply: tx })
+        .map_err(|e| match e {
+            QueueError::Full => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "this node's request queue is full; retry later or use another node",
+            ),
+            QueueError::Stopped => node_stopped(),
+        })?;
+    // The node always answers by its own deadline; this bound only covers a
+    // node that stopped or dropped the reply after a storage failure.
+    let bound = Duration::from_millis(
+        timeout_ms
+            .unwrap_or(st.timeout_ms)
+            .min(ringkv_node::TIMEOUT_MS_MAX)
+            + 5_000,
+    );
+    let reply = match tokio::time::timeout(bound, rx).await {
+        Ok(Ok(r)) => r,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the node gave no answer in time; the request may or may not have been applied; retry",
+            ));
+        }
+    };
+    match reply {
+        ClientReply::Error(e) => Err(e.into()),
+        ClientReply::Written { context } => {
+            let mut resp = StatusCode::NO_CONTENT.into_response();
+            set_context(&mut resp, &context);
+            Ok(resp)
+        }
+        ClientReply::Read { object } => {
+            debug_assert!(is_get);
+            Ok(read_response(&object))
+        }
+    }
+}
+
+fn set_context(resp: &mut Response, vv: &ringkv_core::VersionVector) {
+    let token = context::encode(vv);
+    resp.headers_mut().insert(
+        CONTEXT_HEADER,
+        HeaderValue::from_str(&token).expect("base64url is a valid header"),
+    );
+}
+
+/// 200 with the value, 300 with the siblings, or 404.
+pub fn read_response(object: &Object) -> Response {
+    let mut resp = if object.siblings.len() > 1 {
+        let siblings: Vec<_> = object
+            .siblings
+            .iter()
+            .map(|s| match &s.value {
+                Value::Data(b) => {
+                    json!({"value": base64::engine::general_purpose::STANDARD.encode(b)})
+                }
+                Value::Tombstone => json!({"deleted": true}),
+            })
+            .collect();
+        let body = json!({"context": context::encode(&object.vv), "siblings": siblings});
+        (
+            StatusCode::MULTIPLE_CHOICES,
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response()
+    } else if let Some(Value::Data(b)) = object.siblings.first().map(|s| &s.value) {
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/octet-stream")],
+            b.clone(),
+        )
+            .into_response()
+    } else {
+        let body = json!({"error": "not_found", "message": "the key has no value (never written, or deleted)"});
+        (
+            StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response()
+    };
+    if !object.vv.is_empty() {
+        set_context(&mut resp, &object.vv);
+    }
+    resp
+}
+
+async fn read_body(limit: usize, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    let too_large = |n: String| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "value is {n} bytes, more than the limit of {limit} (--value-bytes-max); store it in parts"
+            ),
+        )
+    };
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        && len > limit
+    {
+        return Err(too_large(len.to_string()));
+    }
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large("more than that".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kv_paths_decode_any_bytes() {
+        assert_eq!(
+            parse_kv_path("/v1/kv/b/a%2Fb%20c%FF").ok().unwrap(),
+            (b"b".to_vec(), b"a/b c\xff".to_vec())
+        );
+        assert!(parse_kv_path("/v1/kv/b/a/b").is_err());
+        assert!(parse_kv_path("/v1/kv/b/").is_err());
+        assert!(parse_kv_path("/v1/kv//k").is_err());
+    }
+
+    #[test]
+    fn queries_are_strict() {
+        assert_eq!(
+            parse_query(Some("r=2&w=all")).ok().unwrap().w,
+            Some(QuorumParam::All)
+        );
+        assert!(parse_query(Some("r=banana")).is_err());
+        assert!(parse_query(Some("rr=1")).is_err());
+        assert!(parse_query(Some("timeout_ms=x")).is_err());
+        assert_eq!(parse_query(None).ok().unwrap(), KvQuery::default());
+    }
+}

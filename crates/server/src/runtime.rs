@@ -1,0 +1,298 @@
+//! The node's own thread: feeds the sans-IO node its inputs in batches,
+//! makes each batch's writes durable once (group commit), then performs the
+//! batch's outputs.
+//!
+//! The node runs on a dedicated OS thread, not a tokio task, because storage
+//! calls (and fsync) block. Async code talks to it through a bounded channel
+//! with `try_send`, so a full node refuses work instead of stalling the HTTP
+//! server.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::time::{Duration, Instant};
+
+use ringkv_core::hash::BucketKey;
+use ringkv_core::msg::{ClientReply, ClientRequest, PeerMsg};
+use ringkv_core::{NodeId, Object, PartitionId};
+use ringkv_node::{ClientId, Input, Node, Output};
+use ringkv_storage::{Store, StoreError, SyncMode};
+use tokio::sync::oneshot;
+use tracing::{error, warn};
+
+/// Most events waiting for the node thread; past it clients get `503`.
+pub const EVENTS_MAX: usize = 65_536;
+/// Most inputs handled before one flush/sync and the batch's outputs.
+const BATCH_MAX: usize = 1_024;
+
+/// A closure run on the node thread with the node, for status pages.
+pub type Inspect = Box<dyn FnOnce(&Node<Tracked>) + Send>;
+
+/// What the node thread can be asked to do.
+pub enum Event {
+    /// A client request; the reply goes to `reply`.
+    Client {
+        /// The request.
+        request: ClientRequest,
+        /// Where the answer goes.
+        reply: oneshot::Sender<ClientReply>,
+    },
+    /// An input from the transport (peer messages, peer status).
+    Input(Input),
+    /// Run a closure with read access to the node.
+    Inspect(Inspect),
+    /// Flush, sync and stop.
+    Shutdown(oneshot::Sender<Result<(), String>>),
+}
+
+/// Sends messages to peers; implemented by the transport.
+pub trait PeerSender: Send + 'static {
+    /// Queues `msg` for `to`; drops it if the peer's queue is full.
+    fn send(&self, to: &NodeId, msg: PeerMsg);
+}
+
+/// A handle to the node thread.
+#[derive(Clone)]
+pub struct NodeHandle {
+    tx: SyncSender<Event>,
+}
+
+/// Why an event could not be queued.
+#[derive(Debug, PartialEq, Eq)]
+pub enum QueueError {
+    /// The queue is full.
+    Full,
+    /// The node thread has stopped.
+    Stopped,
+}
+
+impl NodeHandle {
+    /// Queues an event without blocking.
+    pub fn try_send(&self, ev: Event) -> Result<(), QueueError> {
+        self.tx.try_send(ev).map_err(|e| match e {
+            TrySendError::Full(_) => QueueError::Full,
+            TrySendError::Disconnected(_) => QueueError::Stopped,
+        })
+    }
+
+    /// Runs `f` on the node thread and returns its result.
+    pub async fn inspect<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Node<Tracked>) -> T + Send + 'static,
+    ) -> Result<T, QueueError> {
+        let (tx, rx) = oneshot::channel();
+        self.try_send(Event::Inspect(Box::new(move |n| {
+            let _ = tx.send(f(n));
+        })))?;
+        rx.await.map_err(|_| QueueError::Stopped)
+    }
+}
+
+/// The on-disk store, remembering whether anything was written since the
+/// last flush so idle batches cost no syscall.
+pub struct Tracked {
+    inner: ringkv_storage::fjall_store::FjallStore,
+    dirty: bool,
+}
+
+impl Tracked {
+    /// Wraps a store.
+    pub fn new(inner: ringkv_storage::fjall_store::FjallStore) -> Self {
+        Tracked {
+            inner,
+            dirty: false,
+        }
+    }
+}
+
+impl Store for Tracked {
+    fn get(&self, p: PartitionId, key: &BucketKey) -> Result<Option<Object>, StoreError> {
+        self.inner.get(p, key)
+    }
+    fn put(&mut self, p: PartitionId, key: &BucketKey, object: &Object) -> Result<(), StoreError> {
+        self.dirty = true;
+        self.inner.put(p, key, object)
+    }
+    fn flush(&mut self) -> Result<(), StoreError> {
+        self.inner.flush()
+    }
+    fn sync(&mut self) -> Result<(), StoreError> {
+        self.inner.sync()
+    }
+    fn scan_partition(&self, p: PartitionId) -> Result<Vec<(BucketKey, Object)>, StoreError> {
+        self.inner.scan_partition(p)
+    }
+}
+
+/// Starts the node thread; returns its handle and the thread.
+pub fn spawn(
+    node: Node<Tracked>,
+    sync: SyncMode,
+    peers: impl PeerSender,
+) -> (NodeHandle, std::thread::JoinHandle<()>) {
+    let (tx, rx) = sync_channel(EVENTS_MAX);
+    let thread = std::thread::Builder::new()
+        .name(format!("node-{}", node.id()))
+        .spawn(move || Loop::new(node, sync, peers).run(rx))
+        .expect("spawning the node thread");
+    (NodeHandle { tx }, thread)
+}
+
+struct Loop<P: PeerSender> {
+    node: Node<Tracked>,
+    sync: SyncMode,
+    peers: P,
+    start: Instant,
+    /// Pending timers: (due ms, timer id).
+    timers: BTreeMap<(u64, u64), ()>,
+    clients: HashMap<ClientId, oneshot::Sender<ClientReply>>,
+    next_client: ClientId,
+    last_sync: Instant,
+    unsynced: bool,
+    outputs: Vec<Output>,
+}
+
+impl<P: PeerSender> Loop<P> {
+    fn new(node: Node<Tracked>, sync: SyncMode, peers: P) -> Self {
+        Loop {
+            node,
+            sync,
+            peers,
+            start: Instant::now(),
+            timers: BTreeMap::new(),
+            clients: HashMap::new(),
+            next_client: 1,
+            last_sync: Instant::now(),
+            unsynced: false,
+            outputs: Vec::new(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    fn run(mut self, rx: Receiver<Event>) {
+        loop {
+            let wait = self.next_wakeup();
+            let first = match rx.recv_timeout(wait) {
+                Ok(ev) => Some(ev),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => {
+                    let _ = self.persist(true);
+                    return;
+                }
+            };
+            let mut shutdown = None;
+            if let Some(ev) = first {
+                shutdown = self.on_event(ev);
+                let mut n = 1;
+                while shutdown.is_none() && n < BATCH_MAX {
+                    match rx.try_recv() {
+                        Ok(ev) => shutdown = self.on_event(ev),
+                        Err(_) => break,
+                    }
+                    n += 1;
+                }
+            }
+            self.fire_timers();
+            if let Err(e) = self.persist(false) {
+                // Outputs of this batch may depend on writes that are not
+                // durable: drop them, the coordinators time out.
+                // The HTTP layer answers the clients whose replies are dropped.
+                error!(error = %e, "store flush failed; dropping this batch's replies");
+                self.outputs
+                    .retain(|o| matches!(o, Output::SetTimer { .. }));
+            }
+            self.perform();
+            if let Some(done) = shutdown {
+                let r = self.persist(true).map_err(|e| e.to_string());
+                let _ = done.send(r);
+                return;
+            }
+        }
+    }
+
+    fn next_wakeup(&self) -> Duration {
+        let now = self.now_ms();
+        let mut wait = match self.sync {
+            SyncMode::Periodic { interval_ms } if self.unsynced => {
+                let since = self.last_sync.elapsed().as_millis() as u64;
+                interval_ms.saturating_sub(since)
+            }
+            _ => 1_000,
+        };
+        if let Some(((at, _), _)) = self.timers.first_key_value() {
+            wait = wait.min(at.saturating_sub(now));
+        }
+        Duration::from_millis(wait.max(1))
+    }
+
+    fn on_event(&mut self, ev: Event) -> Option<oneshot::Sender<Result<(), String>>> {
+        let now = self.now_ms();
+        match ev {
+            Event::Client { request, reply } => {
+                let client_id = self.next_client;
+                self.next_client += 1;
+                self.clients.insert(client_id, reply);
+                self.node
+                    .handle(now, Input::Client { client_id, request }, &mut self.outputs);
+            }
+            Event::Input(input) => self.node.handle(now, input, &mut self.outputs),
+            Event::Inspect(f) => f(&self.node),
+            Event::Shutdown(done) => return Some(done),
+        }
+        None
+    }
+
+    fn fire_timers(&mut self) {
+        let now = self.now_ms();
+        while let Some(((at, id), _)) = self.timers.first_key_value() {
+            if *at > now {
+                break;
+            }
+            let id = *id;
+            self.timers.pop_first();
+            self.node.handle(now, Input::Timer(id), &mut self.outputs);
+        }
+    }
+
+    /// Group commit: one flush (or fsync) covers every write of the batch.
+    fn persist(&mut self, force_sync: bool) -> Result<(), StoreError> {
+        let store = self.node.store_mut();
+        let wrote = std::mem::take(&mut store.dirty);
+        if wrote {
+            self.unsynced = true;
+        }
+        let sync_due = match self.sync {
+            SyncMode::Always => self.unsynced,
+            SyncMode::Periodic { interval_ms } => {
+                self.unsynced && self.last_sync.elapsed() >= Duration::from_millis(interval_ms)
+            }
+        };
+        if force_sync || sync_due {
+            self.node.store_mut().sync()?;
+            self.unsynced = false;
+            self.last_sync = Instant::now();
+        } else if wrote {
+            self.node.store_mut().flush()?;
+        }
+        Ok(())
+    }
+
+    fn perform(&mut self) {
+        for out in self.outputs.drain(..) {
+            match out {
+                Output::Send { to, msg } => self.peers.send(&to, msg),
+                Output::Reply { client_id, reply } => match self.clients.remove(&client_id) {
+                    Some(tx) => {
+                        let _ = tx.send(reply);
+                    }
+                    None => warn!(client_id, "reply for an unknown client request"),
+                },
+                Output::SetTimer { id, at_ms } => {
+                    self.timers.insert((at_ms, id), ());
+                }
+            }
+        }
+    }
+}

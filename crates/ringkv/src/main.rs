@@ -48,14 +48,20 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+/// Default log filter: our own events at info; the storage engine's
+/// per-tree recovery chatter only when it matters.
+const LOG_DEFAULT: &str = "info,lsm_tree=warn,fjall=warn";
+
+/// Logs to stderr, filtered by `RUST_LOG` (default [`LOG_DEFAULT`]).
 fn init_logging() {
     let filter = match std::env::var("RUST_LOG") {
         Ok(spec) => EnvFilter::try_new(&spec).unwrap_or_else(|e| {
-            eprintln!("warning: RUST_LOG={spec:?} is not a valid filter ({e}); using info");
-            EnvFilter::new("info")
+            eprintln!(
+                "warning: RUST_LOG={spec:?} is not a valid filter ({e}); using {LOG_DEFAULT}"
+            );
+            EnvFilter::new(LOG_DEFAULT)
         }),
-        Err(_) => EnvFilter::new("info"),
+        Err(_) => EnvFilter::new(LOG_DEFAULT),
     };
     tracing_subscriber::fmt()
         .with_env_filter(filter)

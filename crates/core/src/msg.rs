@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::hash::BucketKey;
 use crate::layout::NodeId;
 use crate::params::QuorumParam;
-use crate::version::{Object, Value, VersionVector};
+use crate::version::{Dot, Object, Value, VersionVector};
 
 /// A client operation on one key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +53,9 @@ pub enum ClientReply {
     Written {
         /// Context to hand back on the next write.
         context: VersionVector,
+        /// The dot naming this write; `None` when a DELETE found nothing to
+        /// delete and wrote nothing. (History checkers use it.)
+        dot: Option<Dot>,
     },
     /// A read met its quorum: the merged state of the replies.
     Read {

@@ -16,7 +16,7 @@ use ringkv_core::hash::BucketKey;
 use ringkv_core::msg::{ClientError, ClientOp, ClientReply, ClientRequest, PeerMsg};
 use ringkv_core::params::QuorumParam;
 use ringkv_core::quorum::{QuorumStatus, ReadQuorum, WriteQuorum};
-use ringkv_core::{NodeId, Object, PartitionId, Value, VersionVector};
+use ringkv_core::{Dot, NodeId, Object, PartitionId, Value, VersionVector};
 use ringkv_storage::Store;
 use tracing::{debug, warn};
 
@@ -71,6 +71,8 @@ pub enum Coord {
         quorum: WriteQuorum,
         /// The context to answer with: covers the new value.
         context: VersionVector,
+        /// The new write's dot.
+        dot: Dot,
     },
     /// A read waiting for replies.
     Get {
@@ -376,8 +378,13 @@ impl<S: Store> Node<S> {
             Ok(o) => o.unwrap_or_default(),
             Err(e) => return self.store_failed(origin, e, out),
         };
+        let context = if self.cfg.bugs.ignore_context {
+            VersionVector::new()
+        } else {
+            context
+        };
         let dot = local.next_dot(&self.actor, &context);
-        let new = local.update(&context, dot, value, now_ms);
+        let new = local.update(&context, dot.clone(), value, now_ms);
         if let Err(e) = self.store.put(partition, &key, &new) {
             return self.store_failed(origin, e, out);
         }
@@ -399,8 +406,16 @@ impl<S: Store> Node<S> {
             }
         }
         let context = new.vv;
-        match quorum.status() {
-            QuorumStatus::Met => self.answer(origin, ClientReply::Written { context }, out),
+        let status = if self.cfg.bugs.ack_before_quorum {
+            QuorumStatus::Met
+        } else {
+            quorum.status()
+        };
+        match status {
+            QuorumStatus::Met => {
+                let dot = Some(dot);
+                self.answer(origin, ClientReply::Written { context, dot }, out)
+            }
             QuorumStatus::Failed => {
                 let err = ClientError::Unavailable {
                     required: quorum.required(),
@@ -419,6 +434,7 @@ impl<S: Store> Node<S> {
                         origin,
                         quorum,
                         context,
+                        dot,
                     },
                 );
             }
@@ -534,13 +550,17 @@ impl<S: Store> Node<S> {
             origin,
             quorum,
             context,
+            dot,
         }) = self.coords.remove(&req_id)
         else {
             unreachable!("finish_put on a put")
         };
         let reply = if status == QuorumStatus::Met {
             debug!(acks = quorum.acks(), "write quorum met");
-            ClientReply::Written { context }
+            ClientReply::Written {
+                context,
+                dot: Some(dot),
+            }
         } else {
             ClientReply::Error(ClientError::Unavailable {
                 required: quorum.required(),
@@ -620,7 +640,8 @@ impl<S: Store> Node<S> {
                 if merged.is_deleted() {
                     // Nothing to delete: every value the quorum knows is gone already.
                     let context = merged.vv;
-                    return self.answer(origin, ClientReply::Written { context }, out);
+                    let reply = ClientReply::Written { context, dot: None };
+                    return self.answer(origin, reply, out);
                 }
                 let partition = key.partition(self.layout.ring_size);
                 let primaries = self.primaries(partition);

@@ -108,6 +108,19 @@ pub struct NodeConfig {
     pub limits: Limits,
     /// Most requests this node coordinates or forwards at once.
     pub pending_max: usize,
+    /// Deliberate bugs, for proving that the simulator's checkers catch
+    /// them. Always off outside those tests.
+    pub bugs: InjectedBugs,
+}
+
+/// Deliberate protocol bugs a test can switch on to see a checker fail.
+/// A checker that cannot fail is worthless; these prove ours can.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InjectedBugs {
+    /// Acknowledge a write as soon as the coordinator stored it, before W acks.
+    pub ack_before_quorum: bool,
+    /// Ignore the client's context on writes (lose its causal information).
+    pub ignore_context: bool,
 }
 
 /// Longest timeout a client may ask for, in ms.

@@ -412,7 +412,7 @@ async fn kv_inner(
     };
     match reply {
         ClientReply::Error(e) => Err(e.into()),
-        ClientReply::Written { context } => {
+        ClientReply::Written { context, .. } => {
             let mut resp = StatusCode::NO_CONTENT.into_response();
             set_context(&mut resp, &context);
             Ok(resp)

@@ -71,6 +71,7 @@ pub async fn run(
         timeout_ms: config.timeout_ms,
         limits: config.limits.clone(),
         pending_max: config.pending_max,
+        bugs: Default::default(),
     };
     let node = Node::new(node_cfg, layout.clone(), runtime::Tracked::new(store));
 

@@ -137,6 +137,7 @@ impl Cluster {
                         ..Limits::default()
                     },
                     pending_max,
+                    bugs: Default::default(),
                 };
                 (
                     m.id.clone(),
@@ -250,7 +251,7 @@ impl Cluster {
 
     pub fn written_context(&self, c: ClientId) -> VersionVector {
         match self.reply(c) {
-            ClientReply::Written { context } => context.clone(),
+            ClientReply::Written { context, .. } => context.clone(),
             other => panic!("expected a write ack, got {other:?}"),
         }
     }

@@ -1,0 +1,94 @@
+//! The history of a run: every client operation with its invocation and
+//! completion times, outcome, values and contexts. Checkers and observations
+//! read only this.
+
+use ringkv_core::{Dot, Object, VersionVector};
+use serde::{Deserialize, Serialize};
+
+/// What a client asked for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OpKind {
+    /// A read.
+    Get,
+    /// A write of `value` with the context the client had (`None` = blind).
+    Put {
+        /// The value written (unique per write in a run).
+        value: String,
+        /// The context handed with the write.
+        context: Option<VersionVector>,
+    },
+    /// A delete with the context the client had.
+    Delete {
+        /// The context handed with the delete.
+        context: Option<VersionVector>,
+    },
+}
+
+/// How an operation ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Still running when the run ended (or its reply was lost with a crashed node).
+    Pending,
+    /// A write or delete was acknowledged; `dot` names it (`None`: a delete
+    /// that found nothing to delete).
+    Written {
+        /// The context returned.
+        context: VersionVector,
+        /// The write's dot.
+        dot: Option<Dot>,
+    },
+    /// A read returned this merged object (siblings and context).
+    Read {
+        /// What the read returned.
+        object: Object,
+    },
+    /// The quorum was not reached.
+    Unavailable {
+        /// Replies needed.
+        required: usize,
+        /// Replies received.
+        acks: usize,
+    },
+    /// Refused or failed for another reason.
+    Error(String),
+}
+
+/// One client operation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Op {
+    /// Sequence number in the history.
+    pub id: u64,
+    /// The client.
+    pub client: u32,
+    /// The node the client sent it to.
+    pub node: String,
+    /// The key (bucket `default`).
+    pub key: String,
+    /// What was asked.
+    pub kind: OpKind,
+    /// Replies the read waited for, or acks the write waited for.
+    pub quorum: usize,
+    /// When the client sent it, simulated ms.
+    pub invoke_ms: u64,
+    /// When the client got the answer, simulated ms (`None` while pending).
+    pub complete_ms: Option<u64>,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+/// Everything that happened to clients in one run, plus the settings the
+/// checkers need.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    /// Replicas per key.
+    pub n: usize,
+    /// Operations in invocation order.
+    pub ops: Vec<Op>,
+}
+
+impl History {
+    /// A byte encoding, for comparing runs exactly.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("history encodes")
+    }
+}

@@ -1,10 +1,14 @@
 //! The opaque context token: a version vector a client got from a read and
 //! hands back on its next write.
 //!
-//! Format: base64url (no padding) of `format byte || postcard(vv) || checksum`,
-//! where the checksum is the low 32 bits of xxh3-64 of the bytes before it, so
-//! a token mangled in transit is rejected instead of silently meaning
-//! something else.
+//! Format: base64url (no padding) of
+//! `format byte || key tag || postcard(vv) || checksum`, where the key tag is
+//! the low 32 bits of the key's ring hash and the checksum the low 32 bits of
+//! xxh3-64 of the bytes before it. A token mangled in transit is rejected
+//! instead of silently meaning something else, and a token read from one key
+//! and handed to a write of another is rejected too: its version vector would
+//! otherwise claim writes this key never saw, and a later write with such a
+//! dot would vanish.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -14,6 +18,8 @@ use crate::version::VersionVector;
 
 /// Format byte of the current token layout.
 const FORMAT_V1: u8 = 1;
+/// Bytes of the key tag.
+const TAG_BYTES: usize = 4;
 /// Longest token accepted, in characters (a vector of ~200 actors).
 pub const TOKEN_LEN_MAX: usize = 8 * 1024;
 
@@ -49,26 +55,38 @@ pub enum ContextError {
         "context token payload does not decode; pass the X-Ringkv-Context value of a read unchanged"
     )]
     BadPayload,
+    /// The token came from a read of another key.
+    #[error(
+        "context token belongs to another key; pass the X-Ringkv-Context of a read of this same key"
+    )]
+    OtherKey,
 }
 
-/// Encodes a version vector as a token.
-pub fn encode(vv: &VersionVector) -> String {
+/// The tag binding a token to the key with ring hash `key_hash`.
+fn tag(key_hash: u64) -> [u8; TAG_BYTES] {
+    (key_hash as u32).to_le_bytes()
+}
+
+/// Encodes a version vector read from the key with ring hash `key_hash`
+/// (see [`crate::hash::key_hash`]).
+pub fn encode(vv: &VersionVector, key_hash: u64) -> String {
     let mut buf = vec![FORMAT_V1];
+    buf.extend_from_slice(&tag(key_hash));
     postcard::to_io(vv, &mut buf).expect("writing to a Vec cannot fail");
     let sum = xxh3_64(&buf) as u32;
     buf.extend_from_slice(&sum.to_le_bytes());
     URL_SAFE_NO_PAD.encode(buf)
 }
 
-/// Decodes a token made by [`encode`].
-pub fn decode(token: &str) -> Result<VersionVector, ContextError> {
+/// Decodes a token made by [`encode`] for the same key.
+pub fn decode(token: &str, key_hash: u64) -> Result<VersionVector, ContextError> {
     if token.len() > TOKEN_LEN_MAX {
         return Err(ContextError::TooLong(token.len()));
     }
     let buf = URL_SAFE_NO_PAD
         .decode(token.trim())
         .map_err(|_| ContextError::NotBase64)?;
-    if buf.len() < 1 + 4 {
+    if buf.len() < 1 + TAG_BYTES + 4 {
         return Err(ContextError::Truncated);
     }
     let (body, sum) = buf.split_at(buf.len() - 4);
@@ -79,8 +97,11 @@ pub fn decode(token: &str) -> Result<VersionVector, ContextError> {
     if body[0] != FORMAT_V1 {
         return Err(ContextError::UnknownFormat(body[0]));
     }
+    if body[1..1 + TAG_BYTES] != tag(key_hash) {
+        return Err(ContextError::OtherKey);
+    }
     let (vv, rest): (VersionVector, &[u8]) =
-        postcard::take_from_bytes(&body[1..]).map_err(|_| ContextError::BadPayload)?;
+        postcard::take_from_bytes(&body[1 + TAG_BYTES..]).map_err(|_| ContextError::BadPayload)?;
     if !rest.is_empty() {
         return Err(ContextError::BadPayload);
     }
@@ -115,37 +136,40 @@ mod tests {
     proptest! {
         #[test]
         fn roundtrips(vv in vv_strategy()) {
-            prop_assert_eq!(decode(&encode(&vv)).unwrap(), vv);
+            prop_assert_eq!(decode(&encode(&vv, 42), 42).unwrap(), vv);
         }
 
         #[test]
         fn truncated_is_rejected(vv in vv_strategy(), cut in 1usize..64) {
-            let t = encode(&vv);
+            let t = encode(&vv, 42);
             let cut = cut.min(t.len());
-            prop_assert!(decode(&t[..t.len() - cut]).is_err());
+            prop_assert!(decode(&t[..t.len() - cut], 42).is_err());
         }
 
         #[test]
         fn corrupted_is_rejected(vv in vv_strategy(), pos in any::<prop::sample::Index>(), bit in 0u8..8) {
-            let t = encode(&vv);
+            let t = encode(&vv, 42);
             let mut raw = URL_SAFE_NO_PAD.decode(&t).unwrap();
             let i = pos.index(raw.len());
             raw[i] ^= 1 << bit;
-            prop_assert!(decode(&URL_SAFE_NO_PAD.encode(raw)).is_err());
+            prop_assert!(decode(&URL_SAFE_NO_PAD.encode(raw), 42).is_err());
         }
 
         #[test]
         fn garbage_never_panics(s in "\\PC{0,200}") {
-            let _ = decode(&s);
+            let _ = decode(&s, 42);
         }
     }
 
     #[test]
     fn errors_name_the_problem() {
-        assert_eq!(decode("!!!"), Err(ContextError::NotBase64));
-        assert_eq!(decode("AAE"), Err(ContextError::Truncated));
+        assert_eq!(decode("!!!", 1), Err(ContextError::NotBase64));
+        assert_eq!(decode("AAE", 1), Err(ContextError::Truncated));
+        let t = encode(&VersionVector::new(), 7);
+        assert_eq!(decode(&t, 8), Err(ContextError::OtherKey));
+        assert_eq!(decode(&t, 7), Ok(VersionVector::new()));
         assert_eq!(
-            decode(&"A".repeat(TOKEN_LEN_MAX + 1)),
+            decode(&"A".repeat(TOKEN_LEN_MAX + 1), 1),
             Err(ContextError::TooLong(TOKEN_LEN_MAX + 1))
         );
     }

@@ -83,6 +83,12 @@ pub struct Limits {
     pub value_bytes_max: usize,
     /// Longest bucket name, in bytes.
     pub bucket_bytes_max: usize,
+    /// Most siblings a write may leave on a key; past it the write is refused
+    /// until a client resolves them (write with the context of a read).
+    pub siblings_max: usize,
+    /// Largest stored object (all siblings' values together), in bytes; it
+    /// must fit in one message between nodes.
+    pub object_bytes_max: usize,
 }
 
 impl Default for Limits {
@@ -91,6 +97,8 @@ impl Default for Limits {
             key_bytes_max: 1024,
             value_bytes_max: 4 * 1024 * 1024,
             bucket_bytes_max: 255,
+            siblings_max: 100,
+            object_bytes_max: 16 * 1024 * 1024,
         }
     }
 }

@@ -46,8 +46,8 @@ pub enum ReadPurpose {
     Delete {
         /// Acks the delete waits for.
         w: usize,
-        /// The delete's own deadline, in ms.
-        timeout_ms: u64,
+        /// When the whole delete (read and write) must be answered, in ms.
+        deadline_ms: u64,
     },
 }
 
@@ -326,7 +326,7 @@ impl<S: Store> Node<S> {
                             .expect("default r is valid");
                         let purpose = ReadPurpose::Delete {
                             w,
-                            timeout_ms: checked.timeout_ms,
+                            deadline_ms: now_ms + checked.timeout_ms,
                         };
                         self.start_get(
                             now_ms,
@@ -383,8 +383,35 @@ impl<S: Store> Node<S> {
         } else {
             context
         };
+        if context.get(&self.actor) > local.vv.get(&self.actor) {
+            // Only this node makes dots of its actor, and it stores each before
+            // anyone can read it: the context was not read from this key.
+            let msg = "the context names writes this key never had: pass the X-Ringkv-Context \
+                       of a read of this same key"
+                .to_string();
+            return self.reject(origin, ClientError::BadRequest(msg), out);
+        }
         let dot = local.next_dot(&self.actor, &context);
-        let new = local.update(&context, dot.clone(), value, now_ms);
+        let new = local.update(&context, dot.clone(), value, self.wall_ms.unwrap_or(now_ms));
+        let limits = &self.cfg.limits;
+        let bytes: usize = new
+            .siblings
+            .iter()
+            .map(|s| match &s.value {
+                Value::Data(b) => b.len(),
+                Value::Tombstone => 0,
+            })
+            .sum();
+        if new.siblings.len() > limits.siblings_max || bytes > limits.object_bytes_max {
+            let msg = format!(
+                "the key would have {} siblings and {bytes} bytes, over the limits of {} siblings \
+                 and {} bytes: read it and write the resolved value with the read's context",
+                new.siblings.len(),
+                limits.siblings_max,
+                limits.object_bytes_max
+            );
+            return self.reject(origin, ClientError::TooLarge(msg), out);
+        }
         if let Err(e) = self.store.put(partition, &key, &new) {
             return self.store_failed(origin, e, out);
         }
@@ -636,7 +663,8 @@ impl<S: Store> Node<S> {
         }
         match purpose {
             ReadPurpose::Client => self.answer(origin, ClientReply::Read { object: merged }, out),
-            ReadPurpose::Delete { w, timeout_ms } => {
+            ReadPurpose::Delete { w, deadline_ms } => {
+                let timeout_ms = deadline_ms.saturating_sub(now_ms).max(1);
                 if merged.is_deleted() {
                     // Nothing to delete: every value the quorum knows is gone already.
                     let context = merged.vv;

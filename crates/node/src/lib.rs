@@ -160,6 +160,8 @@ pub struct Node<S: Store> {
     next_id: u64,
     coords: BTreeMap<u64, Coord>,
     stats: NodeStats,
+    /// Wall-clock time the runtime last told us, for write timestamps.
+    wall_ms: Option<u64>,
 }
 
 impl<S: Store> Node<S> {
@@ -187,6 +189,7 @@ impl<S: Store> Node<S> {
             next_id: 1,
             coords: BTreeMap::new(),
             stats: NodeStats::default(),
+            wall_ms: None,
         }
     }
 
@@ -233,6 +236,13 @@ impl<S: Store> Node<S> {
                 self.on_get_reply(now_ms, from, req_id, object, out)
             }
         }
+    }
+
+    /// Tells the node the wall-clock time (ms since the Unix epoch), which it
+    /// stamps on the values it writes. Timers keep using the `now_ms` given to
+    /// [`Node::handle`], a monotonic clock. Without it, stamps use `now_ms`.
+    pub fn set_wall_clock_ms(&mut self, wall_ms: u64) {
+        self.wall_ms = Some(wall_ms);
     }
 
     /// This node's id.

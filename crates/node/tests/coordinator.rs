@@ -317,3 +317,77 @@ fn too_many_pending_requests_are_refused() {
     c.deliver_all();
     assert_eq!(values(&c.read_object(third)), vec!["v"]);
 }
+
+#[test]
+fn a_context_read_from_another_key_is_refused() {
+    let mut c = Cluster::new(3, 3, 2, 2);
+    for v in ["a", "b", "c"] {
+        let g = c.client("n1", get("k1"));
+        c.deliver_all();
+        let ctx = c.read_object(g).vv;
+        c.client("n1", put("k1", v, Some(ctx)));
+        c.deliver_all();
+    }
+    let g = c.client("n1", get("k1"));
+    c.deliver_all();
+    let foreign = c.read_object(g).vv;
+    let before = c.snapshot();
+    let p = c.client("n1", put("k2", "x", Some(foreign)));
+    c.deliver_all();
+    assert!(
+        matches!(c.reply(p), ClientReply::Error(ClientError::BadRequest(m)) if m.contains("this same key")),
+        "{:?}",
+        c.reply(p)
+    );
+    assert_eq!(c.snapshot(), before);
+}
+
+#[test]
+fn writes_past_the_sibling_limit_are_refused_until_resolved() {
+    let mut c = Cluster::new(3, 3, 2, 2);
+    for v in ["a", "b", "c"] {
+        let p = c.client("n1", put("k", v, None));
+        c.deliver_all();
+        c.written_context(p);
+    }
+    let p = c.client("n1", put("k", "d", None));
+    c.deliver_all();
+    assert!(
+        matches!(c.reply(p), ClientReply::Error(ClientError::TooLarge(_))),
+        "{:?}",
+        c.reply(p)
+    );
+    let g = c.client("n2", get("k"));
+    c.deliver_all();
+    let read = c.read_object(g);
+    assert_eq!(values(&read), vec!["a", "b", "c"]);
+    let p = c.client("n1", put("k", "resolved", Some(read.vv)));
+    c.deliver_all();
+    c.written_context(p);
+}
+
+#[test]
+fn a_delete_without_context_answers_within_its_one_timeout() {
+    let mut c = Cluster::new(3, 3, 2, 2);
+    c.client("n1", put("k", "v", None));
+    c.deliver_all();
+    // The read phase gets its replies only at t=900; the tombstone write then
+    // has what is left of the 1000 ms, not a fresh timeout.
+    let d = c.client("n1", delete("k", None));
+    c.advance_to(900);
+    c.deliver(0); // n2 gets the read
+    c.deliver(1); // n1 gets n2's reply: read quorum met, tombstone sent
+    assert!(matches!(c.queue[1].msg, PeerMsg::ReplicaPut { .. }));
+    c.queue.clear(); // the tombstone writes are lost
+    c.advance_to(999);
+    assert!(!c.replies.contains_key(&d));
+    c.advance_to(1_000);
+    assert_eq!(
+        c.reply(d),
+        &ClientReply::Error(ClientError::Unavailable {
+            required: 2,
+            acks: 1
+        }),
+        "the delete must answer by its one deadline"
+    );
+}

@@ -244,6 +244,29 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
         "bad_request",
     )
     .await;
+    // A context read from another key is refused: it would claim writes
+    // this key never had.
+    assert_eq!(
+        put(&c, 0, "other", "o", None, "").await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let other_ctx = get(&c, 0, "other", "")
+        .await
+        .headers()
+        .get(CTX)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    check(
+        put(&c, 0, "k", "x", Some(&other_ctx), "").await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    )
+    .await;
+    // HEAD is a GET without the body.
+    let r = c.http.head(c.kv(0, "default", "k")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
     let r = c
         .http
         .get(format!("{}/v2/nothing", c.url(0)))
@@ -273,10 +296,11 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
 async fn survives_a_killed_node_and_a_full_restart() {
     let mut c = TestCluster::start(3, &["--timeout-ms", "2000"]).await;
     let mut acked = vec![];
+    // Written at w=all so that the node killed next surely has them.
     for k in 0..20 {
         let key = format!("before-{k}");
         assert_eq!(
-            put(&c, k % 3, &key, &format!("v{k}"), None, "")
+            put(&c, k % 3, &key, &format!("v{k}"), None, "?w=all")
                 .await
                 .status(),
             StatusCode::NO_CONTENT

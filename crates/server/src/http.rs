@@ -150,8 +150,13 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     )
 }
 
-async fn health() -> &'static str {
-    "ok\n"
+/// 200 while the node thread answers; 503 once it stopped.
+async fn health(State(st): State<AppState>) -> Response {
+    let probe = st.node.inspect(|_| ());
+    match tokio::time::timeout(Duration::from_secs(2), probe).await {
+        Ok(Ok(())) => "ok\n".into_response(),
+        _ => node_stopped().into_response(),
+    }
 }
 
 async fn metrics(State(st): State<AppState>) -> Response {
@@ -306,7 +311,10 @@ pub fn parse_query(q: Option<&str>) -> Result<KvQuery, ApiError> {
     Ok(out)
 }
 
-fn context_from(headers: &HeaderMap) -> Result<Option<ringkv_core::VersionVector>, ApiError> {
+fn context_from(
+    headers: &HeaderMap,
+    key_hash: u64,
+) -> Result<Option<ringkv_core::VersionVector>, ApiError> {
     match headers.get(CONTEXT_HEADER) {
         None => Ok(None),
         Some(v) => {
@@ -316,7 +324,7 @@ fn context_from(headers: &HeaderMap) -> Result<Option<ringkv_core::VersionVector
             if s.trim().is_empty() {
                 return Ok(None);
             }
-            context::decode(s)
+            context::decode(s, key_hash)
                 .map(Some)
                 .map_err(|e| ApiError::bad(e.to_string()))
         }
@@ -351,10 +359,11 @@ async fn kv_inner(
     let (bucket, key) = parse_kv_path(uri.path())?;
     let q = parse_query(uri.query())?;
     let key = BucketKey::new(bucket, key);
+    let key_hash = key.hash();
     let op = match method {
-        Method::GET => ClientOp::Get { r: q.r, pr: q.pr },
+        Method::GET | Method::HEAD => ClientOp::Get { r: q.r, pr: q.pr },
         Method::PUT => {
-            let context = context_from(&headers)?;
+            let context = context_from(&headers, key_hash)?;
             let value = read_body(st.value_bytes_max, &headers, body).await?;
             ClientOp::Put {
                 value: Value::Data(value),
@@ -364,7 +373,7 @@ async fn kv_inner(
             }
         }
         Method::DELETE => {
-            let context = context_from(&headers)?;
+            let context = context_from(&headers, key_hash)?;
             ClientOp::Put {
                 value: Value::Tombstone,
                 context,
@@ -372,7 +381,13 @@ async fn kv_inner(
                 pw: q.pw,
             }
         }
-        _ => unreachable!("the router only sends GET, PUT and DELETE here"),
+        other => {
+            return Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{other} is not allowed on keys; use GET, PUT or DELETE"),
+            ));
+        }
     };
     let is_get = matches!(op, ClientOp::Get { .. });
     let timeout_ms = q.timeout_ms;
@@ -414,27 +429,37 @@ async fn kv_inner(
         ClientReply::Error(e) => Err(e.into()),
         ClientReply::Written { context, .. } => {
             let mut resp = StatusCode::NO_CONTENT.into_response();
-            set_context(&mut resp, &context);
+            set_context(&mut resp, &context, key_hash);
             Ok(resp)
         }
         ClientReply::Read { object } => {
             debug_assert!(is_get);
-            Ok(read_response(&object))
+            Ok(read_response(&object, key_hash))
         }
     }
 }
 
-fn set_context(resp: &mut Response, vv: &ringkv_core::VersionVector) {
-    let token = context::encode(vv);
+fn set_context(resp: &mut Response, vv: &ringkv_core::VersionVector, key_hash: u64) {
+    let token = context::encode(vv, key_hash);
     resp.headers_mut().insert(
         CONTEXT_HEADER,
         HeaderValue::from_str(&token).expect("base64url is a valid header"),
     );
 }
 
-/// 200 with the value, 300 with the siblings, or 404.
-pub fn read_response(object: &Object) -> Response {
-    let mut resp = if object.siblings.len() > 1 {
+/// 404 when no sibling holds data (absent, or deleted, even by several
+/// concurrent deletes), 300 with the siblings when there are several, 200
+/// with the value otherwise. The context is bound to the key (`key_hash`).
+pub fn read_response(object: &Object, key_hash: u64) -> Response {
+    let mut resp = if object.is_deleted() {
+        let body = json!({"error": "not_found", "message": "the key has no value (never written, or deleted)"});
+        (
+            StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response()
+    } else if object.siblings.len() > 1 {
         let siblings: Vec<_> = object
             .siblings
             .iter()
@@ -445,31 +470,27 @@ pub fn read_response(object: &Object) -> Response {
                 Value::Tombstone => json!({"deleted": true}),
             })
             .collect();
-        let body = json!({"context": context::encode(&object.vv), "siblings": siblings});
+        let body = json!({"context": context::encode(&object.vv, key_hash), "siblings": siblings});
         (
             StatusCode::MULTIPLE_CHOICES,
             [(header::CONTENT_TYPE, "application/json")],
             body.to_string(),
         )
             .into_response()
-    } else if let Some(Value::Data(b)) = object.siblings.first().map(|s| &s.value) {
+    } else {
+        let value = match object.siblings.first().map(|s| &s.value) {
+            Some(Value::Data(b)) => b.clone(),
+            _ => unreachable!("one sibling, not deleted: it holds data"),
+        };
         (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/octet-stream")],
-            b.clone(),
-        )
-            .into_response()
-    } else {
-        let body = json!({"error": "not_found", "message": "the key has no value (never written, or deleted)"});
-        (
-            StatusCode::NOT_FOUND,
-            [(header::CONTENT_TYPE, "application/json")],
-            body.to_string(),
+            value,
         )
             .into_response()
     };
     if !object.vv.is_empty() {
-        set_context(&mut resp, &object.vv);
+        set_context(&mut resp, &object.vv, key_hash);
     }
     resp
 }

@@ -83,24 +83,24 @@ pub async fn run(
         .await
         .with_context(|| format!("binding --http {}", config.http))?;
 
-    // A frame holds at most a whole object with its siblings.
-    let frame_bytes_max = config.limits.value_bytes_max.saturating_mul(8).max(1 << 20) + (1 << 20);
-    let (handle_tx, handle_rx) = tokio::sync::watch::channel(None);
+    // A frame holds at most a whole object (bounded by object_bytes_max at
+    // the coordinator), plus room for the envelope and the dots.
+    let frame_bytes_max = config.limits.object_bytes_max.saturating_add(1 << 20);
     let peer_list: Vec<(NodeId, String)> = layout
         .members
         .iter()
         .filter(|m| m.id != me)
         .map(|m| (m.id.clone(), m.rpc_addr.clone()))
         .collect();
+    let liveness = transport::Liveness::default();
     let peers = transport::start_peers(
         me.clone(),
         config.http.clone(),
         peer_list,
         frame_bytes_max,
-        handle_rx,
+        liveness.clone(),
     );
-    let (handle, thread) = runtime::spawn(node, config.sync, peers);
-    let _ = handle_tx.send(Some(handle.clone()));
+    let (handle, thread) = runtime::spawn(node, config.sync, peers.clone(), liveness);
 
     let info = transport::PeerInfo::default();
     let member_ids: Vec<NodeId> = layout.members.iter().map(|m| m.id.clone()).collect();
@@ -109,6 +109,7 @@ pub async fn run(
         member_ids,
         frame_bytes_max,
         info.clone(),
+        peers,
         handle.clone(),
     ));
 
@@ -130,12 +131,17 @@ pub async fn run(
     info!("shutting down: syncing the store");
     peer_server.abort();
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let stopped = handle.try_send(runtime::Event::Shutdown(tx)).is_ok();
-    let synced = if stopped {
+    // Wait for room in the queue rather than give up on a clean stop.
+    let h = handle.clone();
+    let queued = tokio::task::spawn_blocking(move || h.send_blocking(runtime::Event::Shutdown(tx)))
+        .await
+        .map(|r| r.is_ok())
+        .unwrap_or(false);
+    let synced = if queued {
         rx.await
             .unwrap_or_else(|_| Err("node thread stopped".into()))
     } else {
-        Err("node queue full".into())
+        Err("node thread stopped".into())
     };
     drop(handle);
     let _ = tokio::task::spawn_blocking(move || thread.join()).await;

@@ -19,6 +19,8 @@ use ringkv_storage::{Store, StoreError, SyncMode};
 use tokio::sync::oneshot;
 use tracing::{error, warn};
 
+use crate::transport::Liveness;
+
 /// Most events waiting for the node thread; past it clients get `503`.
 pub const EVENTS_MAX: usize = 65_536;
 /// Most inputs handled before one flush/sync and the batch's outputs.
@@ -72,6 +74,11 @@ impl NodeHandle {
             TrySendError::Full(_) => QueueError::Full,
             TrySendError::Disconnected(_) => QueueError::Stopped,
         })
+    }
+
+    /// Queues an event, waiting for room (call from a blocking context).
+    pub fn send_blocking(&self, ev: Event) -> Result<(), QueueError> {
+        self.tx.send(ev).map_err(|_| QueueError::Stopped)
     }
 
     /// Runs `f` on the node thread and returns its result.
@@ -128,11 +135,12 @@ pub fn spawn(
     node: Node<Tracked>,
     sync: SyncMode,
     peers: impl PeerSender,
+    liveness: Liveness,
 ) -> (NodeHandle, std::thread::JoinHandle<()>) {
     let (tx, rx) = sync_channel(EVENTS_MAX);
     let thread = std::thread::Builder::new()
         .name(format!("node-{}", node.id()))
-        .spawn(move || Loop::new(node, sync, peers).run(rx))
+        .spawn(move || Loop::new(node, sync, peers, liveness).run(rx))
         .expect("spawning the node thread");
     (NodeHandle { tx }, thread)
 }
@@ -149,10 +157,12 @@ struct Loop<P: PeerSender> {
     last_sync: Instant,
     unsynced: bool,
     outputs: Vec<Output>,
+    liveness: Liveness,
+    liveness_seen: u64,
 }
 
 impl<P: PeerSender> Loop<P> {
-    fn new(node: Node<Tracked>, sync: SyncMode, peers: P) -> Self {
+    fn new(node: Node<Tracked>, sync: SyncMode, peers: P, liveness: Liveness) -> Self {
         Loop {
             node,
             sync,
@@ -164,6 +174,8 @@ impl<P: PeerSender> Loop<P> {
             last_sync: Instant::now(),
             unsynced: false,
             outputs: Vec::new(),
+            liveness,
+            liveness_seen: u64::MAX,
         }
     }
 
@@ -182,6 +194,12 @@ impl<P: PeerSender> Loop<P> {
                     return;
                 }
             };
+            self.refresh_liveness();
+            let wall_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
+            self.node.set_wall_clock_ms(wall_ms);
             let mut shutdown = None;
             if let Some(ev) = first {
                 shutdown = self.on_event(ev);
@@ -208,6 +226,18 @@ impl<P: PeerSender> Loop<P> {
                 let r = self.persist(true).map_err(|e| e.to_string());
                 let _ = done.send(r);
                 return;
+            }
+        }
+    }
+
+    /// Feeds the node the transport's liveness table if it changed.
+    fn refresh_liveness(&mut self) {
+        let v = self.liveness.version();
+        if v != self.liveness_seen {
+            self.liveness_seen = v;
+            let now = self.now_ms();
+            for input in self.liveness.inputs() {
+                self.node.handle(now, input, &mut self.outputs);
             }
         }
     }

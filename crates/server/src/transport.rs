@@ -6,8 +6,14 @@
 //! receiver knows who speaks without trusting each envelope. Frames that do
 //! not decode are logged and the connection is closed: nothing reaches the
 //! node.
+//!
+//! Liveness is level-triggered: each peer's outgoing-connection task writes
+//! whether its connection is up into [`Liveness`], and the node thread reads
+//! the whole table whenever it changed. No up/down event can be lost to a
+//! full queue, and only one task speaks for each peer.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,7 +25,7 @@ use ringkv_node::Input;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use tracing::{debug, info, warn};
 
@@ -30,6 +36,7 @@ use crate::runtime::{Event, NodeHandle, PeerSender};
 pub const PEER_QUEUE_MAX: usize = 8_192;
 /// First reconnect delay; doubles up to [`BACKOFF_MAX_MS`].
 const BACKOFF_MIN_MS: u64 = 50;
+/// Longest reconnect delay.
 const BACKOFF_MAX_MS: u64 = 2_000;
 
 /// First frame on every connection.
@@ -52,10 +59,45 @@ pub struct PeerInfo {
     pub http_addrs: Arc<Mutex<BTreeMap<NodeId, String>>>,
 }
 
+/// Whether each peer's outgoing connection is up, with a version that
+/// changes on every change so readers can skip an unchanged table.
+#[derive(Clone, Default)]
+pub struct Liveness {
+    table: Arc<Mutex<BTreeMap<NodeId, bool>>>,
+    version: Arc<AtomicU64>,
+}
+
+impl Liveness {
+    fn set(&self, peer: &NodeId, up: bool) {
+        let mut t = self.table.lock().expect("liveness lock");
+        if t.insert(peer.clone(), up) != Some(up) {
+            self.version.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// The table's version: changes whenever an entry changes.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// Every peer whose state is known, as node inputs.
+    pub fn inputs(&self) -> Vec<Input> {
+        let t = self.table.lock().expect("liveness lock");
+        t.iter()
+            .map(|(peer, &up)| Input::PeerStatus {
+                peer: peer.clone(),
+                up,
+            })
+            .collect()
+    }
+}
+
 /// The sending side: one queue per peer, drained by that peer's task.
 #[derive(Clone)]
 pub struct Peers {
     queues: Arc<BTreeMap<NodeId, mpsc::Sender<PeerMsg>>>,
+    /// Wakes a peer's task to reconnect at once (the peer just called us).
+    wake: Arc<BTreeMap<NodeId, Arc<Notify>>>,
     me: NodeId,
 }
 
@@ -72,6 +114,15 @@ impl PeerSender for Peers {
     }
 }
 
+impl Peers {
+    /// Asks `peer`'s task to stop backing off and reconnect now.
+    pub fn wake(&self, peer: &NodeId) {
+        if let Some(n) = self.wake.get(peer) {
+            n.notify_one();
+        }
+    }
+}
+
 fn codec(frame_bytes_max: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
         .max_frame_length(frame_bytes_max)
@@ -79,122 +130,141 @@ fn codec(frame_bytes_max: usize) -> LengthDelimitedCodec {
 }
 
 /// Starts one connection task per peer; returns the sender the node uses.
-/// Each task must be given the node handle once it exists (`handle_rx`).
 pub fn start_peers(
     me: NodeId,
     http_addr: String,
     peers: Vec<(NodeId, String)>,
     frame_bytes_max: usize,
-    node: tokio::sync::watch::Receiver<Option<NodeHandle>>,
+    liveness: Liveness,
 ) -> Peers {
     let mut queues = BTreeMap::new();
+    let mut wake = BTreeMap::new();
     for (id, addr) in peers {
         let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
         queues.insert(id.clone(), tx);
-        let hello = Hello {
-            version: WIRE_VERSION,
-            node: me.clone(),
-            http_addr: http_addr.clone(),
-        };
-        tokio::spawn(peer_task(
-            me.clone(),
-            id,
+        let notify = Arc::new(Notify::new());
+        wake.insert(id.clone(), notify.clone());
+        let link = Link {
+            me: me.clone(),
+            peer: id,
             addr,
-            hello,
-            rx,
+            hello: Hello {
+                version: WIRE_VERSION,
+                node: me.clone(),
+                http_addr: http_addr.clone(),
+            },
             frame_bytes_max,
-            node.clone(),
-        ));
+            liveness: liveness.clone(),
+            wake: notify,
+        };
+        tokio::spawn(link.run(rx));
     }
     Peers {
         queues: Arc::new(queues),
+        wake: Arc::new(wake),
         me,
     }
 }
 
-fn notify(node: &tokio::sync::watch::Receiver<Option<NodeHandle>>, peer: &NodeId, up: bool) {
-    if let Some(h) = node.borrow().as_ref() {
-        let _ = h.try_send(Event::Input(Input::PeerStatus {
-            peer: peer.clone(),
-            up,
-        }));
-    }
-}
-
-async fn peer_task(
+/// One peer's outgoing connection.
+struct Link {
     me: NodeId,
     peer: NodeId,
     addr: String,
     hello: Hello,
-    mut rx: mpsc::Receiver<PeerMsg>,
     frame_bytes_max: usize,
-    node: tokio::sync::watch::Receiver<Option<NodeHandle>>,
-) {
-    let mut backoff = BACKOFF_MIN_MS;
-    let mut was_up: Option<bool> = None;
-    loop {
-        let stream = match TcpStream::connect(&addr).await {
-            Ok(s) => s,
-            Err(e) => {
-                if was_up != Some(false) {
-                    debug!(%peer, %addr, error = %e, "cannot reach peer");
-                    notify(&node, &peer, false);
-                    was_up = Some(false);
-                }
-                // Whatever waited for this peer is stale by the time it is back.
-                while rx.try_recv().is_ok() {}
-                tokio::time::sleep(Duration::from_millis(backoff)).await;
-                backoff = (backoff * 2).min(BACKOFF_MAX_MS);
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let (mut read_half, write_half) = stream.into_split();
-        let mut sink = FramedWrite::new(write_half, codec(frame_bytes_max));
-        let hello_bytes = postcard::to_stdvec(&hello).expect("hello encodes");
-        if sink.send(Bytes::from(hello_bytes)).await.is_err() {
-            tokio::time::sleep(Duration::from_millis(backoff)).await;
-            continue;
-        }
-        info!(%peer, %addr, "connected to peer");
-        notify(&node, &peer, true);
-        backoff = BACKOFF_MIN_MS;
-        let mut probe = [0u8; 1];
-        loop {
-            tokio::select! {
-                msg = rx.recv() => {
-                    let Some(msg) = msg else { return };
-                    // Batch every queued message into one write.
-                    let mut ok = sink.feed(frame(&me, msg)).await.is_ok();
-                    while ok {
-                        match rx.try_recv() {
-                            Ok(m) => ok = sink.feed(frame(&me, m)).await.is_ok(),
-                            Err(_) => break,
-                        }
-                    }
-                    if !ok || SinkExt::<Bytes>::flush(&mut sink).await.is_err() {
-                        break;
-                    }
-                }
-                // The peer never writes on this connection: a read returning
-                // means it closed or died.
-                _ = read_half.read(&mut probe) => break,
-            }
-        }
-        warn!(%peer, "lost connection to peer");
-        notify(&node, &peer, false);
-        was_up = Some(false);
-    }
+    liveness: Liveness,
+    wake: Arc<Notify>,
 }
 
-fn frame(me: &NodeId, msg: PeerMsg) -> Bytes {
-    Bytes::from(
-        Envelope {
-            from: me.clone(),
-            msg,
+impl Link {
+    async fn run(self, mut rx: mpsc::Receiver<PeerMsg>) {
+        let mut backoff = BACKOFF_MIN_MS;
+        let mut logged_down = false;
+        loop {
+            let stream = match TcpStream::connect(&self.addr).await {
+                Ok(s) => s,
+                Err(e) => {
+                    if !logged_down {
+                        debug!(peer = %self.peer, addr = %self.addr, error = %e, "cannot reach peer");
+                        logged_down = true;
+                    }
+                    self.liveness.set(&self.peer, false);
+                    // Whatever waited for this peer is stale by the time it is back.
+                    while rx.try_recv().is_ok() {}
+                    self.pause(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX_MS);
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let (mut read_half, write_half) = stream.into_split();
+            let mut sink = FramedWrite::new(write_half, codec(self.frame_bytes_max));
+            let hello = Bytes::from(postcard::to_stdvec(&self.hello).expect("hello encodes"));
+            if sink.send(hello).await.is_err() {
+                self.pause(backoff).await;
+                continue;
+            }
+            info!(peer = %self.peer, addr = %self.addr, "connected to peer");
+            self.liveness.set(&self.peer, true);
+            logged_down = false;
+            backoff = BACKOFF_MIN_MS;
+            let mut probe = [0u8; 1];
+            loop {
+                tokio::select! {
+                    msg = rx.recv() => {
+                        let Some(msg) = msg else { return };
+                        // Batch every queued message into one write.
+                        let mut ok = self.feed(&mut sink, msg).await;
+                        while ok {
+                            match rx.try_recv() {
+                                Ok(m) => ok = self.feed(&mut sink, m).await,
+                                Err(_) => break,
+                            }
+                        }
+                        if !ok || SinkExt::<Bytes>::flush(&mut sink).await.is_err() {
+                            break;
+                        }
+                    }
+                    // The peer never writes on this connection: a read returning
+                    // means it closed or died.
+                    _ = read_half.read(&mut probe) => break,
+                }
+            }
+            warn!(peer = %self.peer, "lost connection to peer");
+            self.liveness.set(&self.peer, false);
         }
-        .to_bytes(),
-    )
+    }
+
+    /// Sleeps `ms`, or less if the peer called us meanwhile.
+    async fn pause(&self, ms: u64) {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
+            _ = self.wake.notified() => {}
+        }
+    }
+
+    /// Queues one frame; a message too large for a frame is dropped (and
+    /// logged) without breaking the connection. Returns false when the
+    /// connection failed.
+    async fn feed(
+        &self,
+        sink: &mut FramedWrite<tokio::net::tcp::OwnedWriteHalf, LengthDelimitedCodec>,
+        msg: PeerMsg,
+    ) -> bool {
+        let frame = Bytes::from(
+            Envelope {
+                from: self.me.clone(),
+                msg,
+            }
+            .to_bytes(),
+        );
+        if frame.len() > self.frame_bytes_max {
+            warn!(peer = %self.peer, bytes = frame.len(), "message larger than a frame; dropped");
+            return true;
+        }
+        sink.feed(frame).await.is_ok()
+    }
 }
 
 /// Accepts peers' connections and hands their messages to the node.
@@ -203,6 +273,7 @@ pub async fn serve_peers(
     members: Vec<NodeId>,
     frame_bytes_max: usize,
     info: PeerInfo,
+    peers: Peers,
     node: NodeHandle,
 ) {
     loop {
@@ -218,6 +289,7 @@ pub async fn serve_peers(
         let node = node.clone();
         let members = members.clone();
         let info = info.clone();
+        let peers = peers.clone();
         tokio::spawn(async move {
             let mut frames = FramedRead::new(stream, codec(frame_bytes_max));
             let hello: Hello = match frames.next().await {
@@ -228,16 +300,15 @@ pub async fn serve_peers(
                 _ => return,
             };
             if hello.version != WIRE_VERSION || !members.contains(&hello.node) {
-                return warn!(%remote, node = %hello.node, version = hello.version, "peer not in the cluster or wrong wire version; closing");
+                return warn!(%remote, node = %hello.node, version = hello.version,
+                    "peer not in the cluster or wrong wire version; closing");
             }
             info.http_addrs
                 .lock()
                 .expect("lock")
                 .insert(hello.node.clone(), hello.http_addr.clone());
-            let _ = node.try_send(Event::Input(Input::PeerStatus {
-                peer: hello.node.clone(),
-                up: true,
-            }));
+            // The peer is back: reconnect to it now rather than after backoff.
+            peers.wake(&hello.node);
             while let Some(frame) = frames.next().await {
                 let bytes = match frame {
                     Ok(b) => b,

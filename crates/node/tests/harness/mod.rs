@@ -134,6 +134,7 @@ impl Cluster {
                     timeout_ms: 1_000,
                     limits: Limits {
                         value_bytes_max: 64,
+                        siblings_max: 3,
                         ..Limits::default()
                     },
                     pending_max,

@@ -28,12 +28,23 @@ pub struct TestCluster {
     pub http: reqwest::Client,
 }
 
+/// A free loopback port below the kernel's ephemeral range (32768+), so the
+/// outgoing connections of already running nodes can never take it between
+/// our check and the server's bind. Ports are handed out once per process,
+/// from a start that depends on the process id so parallel test processes
+/// rarely probe the same ones; each is checked free by binding it.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = 20_000 + (std::process::id() * 613) % 10_000;
+    loop {
+        let i = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(i < 2_500, "no free port found");
+        let port = (base + i) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 impl TestCluster {

@@ -165,8 +165,11 @@ pub struct Network {
 }
 
 /// A fault at a fixed simulated time.
+///
+/// Unknown fields are refused by [`FaultKind`]: serde cannot combine
+/// `deny_unknown_fields` with the `flatten` here (it refused every field of
+/// the kind).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Fault {
     /// When, in simulated ms from the start.
     pub at_ms: u64,
@@ -177,7 +180,7 @@ pub struct Fault {
 
 /// What a fault does.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum FaultKind {
     /// The node's process dies: it keeps what reached the OS (flushed).
     Crash {
@@ -363,13 +366,22 @@ impl Scenario {
             return bad("nodes must be at least 1".into());
         }
         if self.n == 0 || self.n > self.nodes {
-            return bad(format!("n={} must be from 1 to nodes={}", self.n, self.nodes));
+            return bad(format!(
+                "n={} must be from 1 to nodes={}",
+                self.n, self.nodes
+            ));
         }
         if self.r == 0 || self.r > self.n || self.w == 0 || self.w > self.n {
-            return bad(format!("r={} and w={} must be from 1 to n={}", self.r, self.w, self.n));
+            return bad(format!(
+                "r={} and w={} must be from 1 to n={}",
+                self.r, self.w, self.n
+            ));
         }
         if !self.ring_size.is_power_of_two() || !(8..=4096).contains(&self.ring_size) {
-            return bad(format!("ring_size={} must be a power of two from 8 to 4096", self.ring_size));
+            return bad(format!(
+                "ring_size={} must be a power of two from 8 to 4096",
+                self.ring_size
+            ));
         }
         for (name, p) in [
             ("network.loss", self.network.loss),
@@ -399,14 +411,51 @@ impl Scenario {
                 FaultKind::Crash { node }
                 | FaultKind::CrashPower { node }
                 | FaultKind::Restart { node }
-                | FaultKind::Isolate { node }
-                | FaultKind::Slow { node, .. } => check(node)?,
+                | FaultKind::Isolate { node } => check(node)?,
+                FaultKind::Slow { node, factor } => {
+                    check(node)?;
+                    if !(factor.is_finite() && *factor > 0.0 && *factor <= SLOW_FACTOR_MAX) {
+                        return bad(format!(
+                            "slow factor {factor} for {node} must be above 0 and at most {SLOW_FACTOR_MAX}"
+                        ));
+                    }
+                }
                 FaultKind::Partition { a, b, .. } => {
+                    if a.is_empty() || b.is_empty() {
+                        return bad(
+                            "a partition needs at least one node on each side (a and b)".into()
+                        );
+                    }
                     a.iter().chain(b.iter()).try_for_each(check)?
                 }
                 FaultKind::Heal => {}
             }
+            if f.at_ms >= self.duration_ms {
+                return bad(format!(
+                    "a fault at_ms={} is not before duration_ms={}: faults apply only while the workload runs",
+                    f.at_ms, self.duration_ms
+                ));
+            }
         }
-        Ok(())
+        self.validate_ranges()
     }
 }
+
+/// Most nodes a scenario may have.
+pub const NODES_MAX: usize = 1_024;
+/// Longest simulated workload, in ms (about 11.6 days).
+pub const DURATION_MS_MAX: u64 = 1_000_000_000;
+/// Largest latency parameter, in ms; sampled latencies are clamped to it.
+pub const LATENCY_MS_MAX: f64 = 600_000.0;
+/// Largest slow-node factor.
+pub const SLOW_FACTOR_MAX: f64 = 1_000.0;
+/// Most keys a workload may use.
+pub const KEYS_MAX: usize = 10_000_000;
+/// Most clients a workload may have.
+pub const CLIENTS_MAX: usize = 1_000_000;
+/// Highest rate of an open-loop workload or of random faults, per second.
+pub const RATE_PER_S_MAX: f64 = 10_000_000.0;
+/// Largest weight in a mix or mixture (weights are relative).
+pub const WEIGHT_MAX: f64 = 1e12;
+/// Deepest nesting of [`Latency::Mixture`]s.
+pub const MIXTURE_DEPTH_MAX: usize = 8;

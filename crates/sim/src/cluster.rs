@@ -1,0 +1,343 @@
+//! The simulated nodes: real [`Node<MemStore>`] state machines, their disks,
+//! and what a crash and a restart do to them.
+//!
+//! Like the real runtime, every batch of node work is made durable before
+//! its outputs leave: [`Cluster::handle`] flushes the store after each input
+//! (and syncs it with `sync = always`), so a killed process never loses an
+//! acknowledged write. With periodic sync the engine calls [`Cluster::sync`]
+//! every interval; a power cut loses what came after the last one.
+//!
+//! A node's *epoch* counts its crashes. Events addressed to a node (messages,
+//! timers, connection news) carry the epoch they were meant for and are
+//! discarded when it changed: a restarted process has new sockets and no
+//! timers.
+
+use ringkv_core::{Layout, Limits, Member, NodeId};
+use ringkv_node::{InjectedBugs, Input, Node, NodeConfig, Output};
+use ringkv_storage::Store;
+use ringkv_storage::memory::MemStore;
+
+use crate::rng::SimRng;
+use crate::scenario::{Scenario, SimSync};
+
+/// Most requests a simulated node coordinates at once (the server default).
+pub const PENDING_MAX: usize = 10_000;
+
+/// One simulated machine.
+struct Slot {
+    /// The running process, `None` while crashed.
+    node: Option<Node<MemStore>>,
+    /// The disk while the process is down.
+    disk: Option<MemStore>,
+    /// Crashes so far.
+    epoch: u64,
+    /// Incarnation of the data directory (part of every dot it makes).
+    incarnation: u32,
+}
+
+/// Every node of a run, by index (`n1` is index 0).
+pub struct Cluster {
+    ids: Vec<NodeId>,
+    layout: Layout,
+    template: NodeConfig,
+    sync: SimSync,
+    slots: Vec<Slot>,
+}
+
+impl Cluster {
+    /// Nodes `n1..` of a validated scenario, all up with empty stores and
+    /// incarnations drawn from `rng`.
+    pub fn new(s: &Scenario, bugs: &InjectedBugs, rng: &mut SimRng) -> Self {
+        let ids: Vec<NodeId> = (1..=s.nodes).map(|i| NodeId(format!("n{i}"))).collect();
+        let members = ids
+            .iter()
+            .map(|id| Member {
+                id: id.clone(),
+                rpc_addr: format!("sim:{id}"),
+            })
+            .collect();
+        let layout = Layout::initial(members, s.ring_size).expect("scenario was validated");
+        let template = NodeConfig {
+            id: ids[0].clone(),
+            incarnation: 1,
+            n: s.n,
+            r: s.r,
+            w: s.w,
+            timeout_ms: s.timeout_ms,
+            limits: Limits::default(),
+            pending_max: PENDING_MAX,
+            bugs: bugs.clone(),
+        };
+        let mut c = Cluster {
+            ids,
+            layout,
+            template,
+            sync: s.sync.clone(),
+            slots: Vec::new(),
+        };
+        for i in 0..s.nodes {
+            let incarnation = rng.incarnation(None);
+            let node = c.make_node(i, incarnation, MemStore::new());
+            c.slots.push(Slot {
+                node: Some(node),
+                disk: None,
+                epoch: 0,
+                incarnation,
+            });
+        }
+        c
+    }
+
+    fn make_node(&self, i: usize, incarnation: u32, store: MemStore) -> Node<MemStore> {
+        let cfg = NodeConfig {
+            id: self.ids[i].clone(),
+            incarnation,
+            ..self.template.clone()
+        };
+        Node::new(cfg, self.layout.clone(), store)
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether there are no nodes (never, for a valid scenario).
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The id of node `i`.
+    pub fn id(&self, i: usize) -> &NodeId {
+        &self.ids[i]
+    }
+
+    /// The index of `id`, if it is a node of this cluster.
+    pub fn index(&self, id: &NodeId) -> Option<usize> {
+        let i: usize = id.as_str().strip_prefix('n')?.parse().ok()?;
+        (i >= 1 && i <= self.ids.len() && self.ids[i - 1] == *id).then(|| i - 1)
+    }
+
+    /// Whether node `i` is running.
+    pub fn is_up(&self, i: usize) -> bool {
+        self.slots[i].node.is_some()
+    }
+
+    /// How many nodes are down.
+    pub fn down_count(&self) -> usize {
+        self.slots.iter().filter(|s| s.node.is_none()).count()
+    }
+
+    /// Crashes of node `i` so far.
+    pub fn epoch(&self, i: usize) -> u64 {
+        self.slots[i].epoch
+    }
+
+    /// Node `i`'s incarnation.
+    pub fn incarnation(&self, i: usize) -> u32 {
+        self.slots[i].incarnation
+    }
+
+    /// The running node `i`, for inspection.
+    pub fn node(&self, i: usize) -> Option<&Node<MemStore>> {
+        self.slots[i].node.as_ref()
+    }
+
+    /// Feeds `input` to node `i` at `now_ms` and makes its writes durable
+    /// (flush, or sync with `sync = always`) before the outputs are released
+    /// into `out`. Does nothing when the node is down. If the store fails,
+    /// only the timers are kept, as the real runtime does.
+    pub fn handle(&mut self, i: usize, now_ms: u64, input: Input, out: &mut Vec<Output>) {
+        let Some(node) = self.slots[i].node.as_mut() else {
+            return;
+        };
+        let start = out.len();
+        node.handle(now_ms, input, out);
+        let store = node.store_mut();
+        let persisted = match self.sync {
+            SimSync::Always => store.sync(),
+            SimSync::Periodic { .. } => store.flush(),
+        };
+        if persisted.is_err() {
+            let batch = out.split_off(start);
+            out.extend(
+                batch
+                    .into_iter()
+                    .filter(|o| matches!(o, Output::SetTimer { .. })),
+            );
+        }
+    }
+
+    /// A periodic sync of node `i`'s disk (nothing while it is down).
+    pub fn sync(&mut self, i: usize) {
+        if let Some(node) = self.slots[i].node.as_mut() {
+            // MemStore cannot fail; a real engine's failure would be retried
+            // at the next interval.
+            let _ = node.store_mut().sync();
+        }
+    }
+
+    /// Kills node `i`'s process (`power = false`: the OS keeps what was
+    /// flushed) or cuts its power (`power = true`: only what was synced
+    /// survives). Its in-memory state is gone and its epoch moves on.
+    /// Returns `false` (and does nothing) if it was already down.
+    pub fn crash(&mut self, i: usize, power: bool) -> bool {
+        let slot = &mut self.slots[i];
+        let Some(mut node) = slot.node.take() else {
+            return false;
+        };
+        let mut disk = std::mem::take(node.store_mut());
+        if power {
+            disk.crash_power();
+        } else {
+            disk.crash_process();
+        }
+        slot.disk = Some(disk);
+        slot.epoch += 1;
+        true
+    }
+
+    /// Starts node `i` again on what its disk kept. With periodic sync it
+    /// takes a new incarnation drawn from `rng`, as the real data directory
+    /// does after an unclean shutdown (a power cut may have lost dots that
+    /// peers already hold); with `sync = always` it keeps its incarnation.
+    /// Returns `false` (and does nothing) if it was running.
+    pub fn restart(&mut self, i: usize, rng: &mut SimRng) -> bool {
+        if self.slots[i].node.is_some() {
+            return false;
+        }
+        let disk = self.slots[i].disk.take().unwrap_or_default();
+        let previous = self.slots[i].incarnation;
+        let incarnation = match self.sync {
+            SimSync::Always => previous,
+            SimSync::Periodic { .. } => rng.incarnation(Some(previous)),
+        };
+        let node = self.make_node(i, incarnation, disk);
+        let slot = &mut self.slots[i];
+        slot.incarnation = incarnation;
+        slot.node = Some(node);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Stream;
+    use bytes::Bytes;
+    use ringkv_core::hash::BucketKey;
+    use ringkv_core::msg::{ClientOp, ClientReply, ClientRequest};
+    use ringkv_core::{Object, Value};
+
+    /// One node, N = R = W = 1: every request completes inside `handle`.
+    fn one_node(sync: SimSync) -> (Cluster, SimRng) {
+        let s = Scenario {
+            nodes: 1,
+            n: 1,
+            r: 1,
+            w: 1,
+            sync,
+            ..Scenario::default()
+        };
+        let mut rng = SimRng::new(9, Stream::Nodes);
+        (Cluster::new(&s, &InjectedBugs::default(), &mut rng), rng)
+    }
+
+    fn request(op: ClientOp) -> Input {
+        let key = BucketKey::new(Bytes::from_static(b"default"), Bytes::from_static(b"k"));
+        let request = ClientRequest {
+            key,
+            op,
+            timeout_ms: None,
+        };
+        Input::Client {
+            client_id: 1,
+            request,
+        }
+    }
+
+    fn put(c: &mut Cluster) {
+        let mut out = Vec::new();
+        let op = ClientOp::Put {
+            value: Value::Data(Bytes::from_static(b"v")),
+            context: None,
+            w: None,
+            pw: None,
+        };
+        c.handle(0, 10, request(op), &mut out);
+        assert!(
+            out.iter().any(|o| matches!(
+                o,
+                Output::Reply {
+                    reply: ClientReply::Written { .. },
+                    ..
+                }
+            )),
+            "{out:?}"
+        );
+    }
+
+    fn read(c: &mut Cluster) -> Object {
+        let mut out = Vec::new();
+        c.handle(
+            0,
+            20,
+            request(ClientOp::Get { r: None, pr: None }),
+            &mut out,
+        );
+        out.into_iter()
+            .find_map(|o| match o {
+                Output::Reply {
+                    reply: ClientReply::Read { object },
+                    ..
+                } => Some(object),
+                _ => None,
+            })
+            .expect("a read reply")
+    }
+
+    #[test]
+    fn acknowledged_writes_are_flushed_so_a_process_crash_keeps_them() {
+        let (mut c, mut rng) = one_node(SimSync::Periodic { interval_ms: 1_000 });
+        put(&mut c);
+        assert_eq!(c.node(0).unwrap().store().unflushed_len(), 0);
+        let inc = c.incarnation(0);
+        assert!(c.crash(0, false));
+        assert!(!c.is_up(0) && c.epoch(0) == 1 && c.down_count() == 1);
+        assert!(!c.crash(0, false), "already down");
+        assert!(c.restart(0, &mut rng));
+        assert!(!c.restart(0, &mut rng), "already up");
+        assert_eq!(read(&mut c).siblings.len(), 1);
+        // Periodic sync: an unclean restart takes a new incarnation.
+        assert_ne!(c.incarnation(0), inc);
+    }
+
+    #[test]
+    fn power_cut_keeps_only_what_was_synced() {
+        let (mut c, mut rng) = one_node(SimSync::Periodic { interval_ms: 1_000 });
+        put(&mut c);
+        c.crash(0, true);
+        c.restart(0, &mut rng);
+        assert!(read(&mut c).is_empty(), "the unsynced write survived");
+        put(&mut c);
+        c.sync(0);
+        c.crash(0, true);
+        c.restart(0, &mut rng);
+        assert_eq!(read(&mut c).siblings.len(), 1, "a synced write was lost");
+    }
+
+    #[test]
+    fn sync_always_survives_power_cuts_and_keeps_the_incarnation() {
+        let (mut c, mut rng) = one_node(SimSync::Always);
+        put(&mut c);
+        assert_eq!(c.node(0).unwrap().store().unsynced_len(), 0);
+        let inc = c.incarnation(0);
+        c.crash(0, true);
+        c.restart(0, &mut rng);
+        assert_eq!(read(&mut c).siblings.len(), 1);
+        assert_eq!(c.incarnation(0), inc);
+        assert_eq!(c.index(&NodeId("n1".into())), Some(0));
+        assert_eq!(c.index(&NodeId("n2".into())), None);
+        assert_eq!(c.index(&NodeId("x1".into())), None);
+    }
+}

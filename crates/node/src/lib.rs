@@ -111,6 +111,10 @@ pub struct NodeConfig {
     /// Deliberate bugs, for proving that the simulator's checkers catch
     /// them. Always off outside those tests.
     pub bugs: InjectedBugs,
+    /// First request id of this process start. Pick it fresh for every start
+    /// (random, or a start counter shifted high) so that a peer's late reply
+    /// to a request of a previous start can never match a new request.
+    pub request_id_base: u64,
 }
 
 /// Deliberate protocol bugs a test can switch on to see a checker fail.
@@ -162,7 +166,14 @@ pub struct Node<S: Store> {
     stats: NodeStats,
     /// Wall-clock time the runtime last told us, for write timestamps.
     wall_ms: Option<u64>,
+    /// Forward ids recently taken from each peer, so that a duplicated
+    /// forward is coordinated once (a second coordination would make a second
+    /// write the client never hears of).
+    seen_forwards: BTreeMap<NodeId, BTreeSet<u64>>,
 }
+
+/// Forward ids remembered per peer.
+const SEEN_FORWARDS_MAX: usize = 4_096;
 
 impl<S: Store> Node<S> {
     /// A node with its config, the cluster layout and its store.
@@ -176,6 +187,7 @@ impl<S: Store> Node<S> {
             "node {} is not in the layout",
             cfg.id
         );
+        let first_id = cfg.request_id_base.max(1);
         let actor = Actor {
             node: cfg.id.clone(),
             incarnation: cfg.incarnation,
@@ -186,7 +198,8 @@ impl<S: Store> Node<S> {
             layout,
             store,
             down: BTreeSet::new(),
-            next_id: 1,
+            next_id: first_id,
+            seen_forwards: BTreeMap::new(),
             coords: BTreeMap::new(),
             stats: NodeStats::default(),
             wall_ms: None,
@@ -217,13 +230,12 @@ impl<S: Store> Node<S> {
 
     fn on_peer(&mut self, now_ms: u64, from: NodeId, msg: PeerMsg, out: &mut Vec<Output>) {
         match msg {
-            PeerMsg::Forward { fwd_id, request } => self.on_client(
-                now_ms,
-                coordinator::Origin::Forward { from, fwd_id },
-                request,
-                true,
-                out,
-            ),
+            PeerMsg::Forward { fwd_id, request } => {
+                if self.first_forward(&from, fwd_id) {
+                    let origin = coordinator::Origin::Forward { from, fwd_id };
+                    self.on_client(now_ms, origin, request, true, out)
+                }
+            }
             PeerMsg::ForwardReply { fwd_id, reply } => self.on_forward_reply(fwd_id, reply, out),
             PeerMsg::ReplicaPut {
                 req_id,
@@ -303,6 +315,22 @@ impl<S: Store> Node<S> {
     /// The store, read-only.
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// Whether forward `fwd_id` from `from` is new (and remembers it). Ids
+    /// older than every remembered one count as seen once the memory is full.
+    fn first_forward(&mut self, from: &NodeId, fwd_id: u64) -> bool {
+        let seen = self.seen_forwards.entry(from.clone()).or_default();
+        if seen.len() >= SEEN_FORWARDS_MAX && seen.first().is_some_and(|&min| fwd_id < min) {
+            return false;
+        }
+        if !seen.insert(fwd_id) {
+            return false;
+        }
+        if seen.len() > SEEN_FORWARDS_MAX {
+            seen.pop_first();
+        }
+        true
     }
 
     fn next_id(&mut self) -> u64 {

@@ -391,3 +391,31 @@ fn a_delete_without_context_answers_within_its_one_timeout() {
         "the delete must answer by its one deadline"
     );
 }
+
+#[test]
+fn a_duplicated_forward_is_coordinated_once() {
+    let mut c = Cluster::new(4, 3, 2, 2);
+    let k = (0..1000)
+        .map(|i| format!("k{i}"))
+        .find(|k| {
+            let n = &c.nodes[&id("n4")];
+            !n.primaries(key(k).partition(n.layout().ring_size))
+                .contains(&id("n4"))
+        })
+        .unwrap();
+    let p = c.client("n4", put(&k, "v", None));
+    let dup = c.queue[0].clone();
+    assert!(matches!(dup.msg, PeerMsg::Forward { .. }));
+    c.queue.push(dup);
+    c.deliver_all();
+    c.written_context(p);
+    let g = c.client("n4", get_r(&k, QuorumParam::All));
+    c.deliver_all();
+    let o = c.read_object(g);
+    assert_eq!(values(&o), vec!["v"]);
+    assert_eq!(
+        o.siblings.len(),
+        1,
+        "the duplicate made a second write: {o:?}"
+    );
+}

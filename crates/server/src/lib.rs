@@ -72,6 +72,9 @@ pub async fn run(
         limits: config.limits.clone(),
         pending_max: config.pending_max,
         bugs: Default::default(),
+        // Fresh per process start: late replies to a previous start's
+        // requests can then never match this start's.
+        request_id_base: rand::random::<u64>() >> 2,
     };
     let node = Node::new(node_cfg, layout.clone(), runtime::Tracked::new(store));
 

@@ -42,6 +42,9 @@ pub struct Cluster {
     template: NodeConfig,
     sync: SimSync,
     slots: Vec<Slot>,
+    /// Node starts so far, restarts included: each start numbers its
+    /// requests from a fresh range, as a real process does.
+    starts: u64,
 }
 
 impl Cluster {
@@ -67,6 +70,7 @@ impl Cluster {
             limits: Limits::default(),
             pending_max: PENDING_MAX,
             bugs: bugs.clone(),
+            request_id_base: 0,
         };
         let mut c = Cluster {
             ids,
@@ -74,6 +78,7 @@ impl Cluster {
             template,
             sync: s.sync.clone(),
             slots: Vec::new(),
+            starts: 0,
         };
         for i in 0..s.nodes {
             let incarnation = rng.incarnation(None);
@@ -88,10 +93,12 @@ impl Cluster {
         c
     }
 
-    fn make_node(&self, i: usize, incarnation: u32, store: MemStore) -> Node<MemStore> {
+    fn make_node(&mut self, i: usize, incarnation: u32, store: MemStore) -> Node<MemStore> {
+        self.starts += 1;
         let cfg = NodeConfig {
             id: self.ids[i].clone(),
             incarnation,
+            request_id_base: self.starts << 40,
             ..self.template.clone()
         };
         Node::new(cfg, self.layout.clone(), store)

@@ -139,6 +139,7 @@ impl Cluster {
                     },
                     pending_max,
                     bugs: Default::default(),
+                    request_id_base: 0,
                 };
                 (
                     m.id.clone(),

@@ -6,6 +6,9 @@
 //! - [`history`]: what clients saw.
 //! - [`check`]: checkers of DESIGN.md's invariants over a history.
 //! - [`observe`]: latency, throughput and staleness of a history.
+//! - [`experiment`]: sweeps for the report under `docs/experiments/`; [`plot`]
+//!   draws its charts.
+//! - [`cli`]: `ringkv sim run | sweep | experiment`.
 //!
 //! The engine (one concept a file):
 //! - [`mod@run`]: [`run()`](fn@run), the entry point; [`RunResult`], [`SimStats`].
@@ -21,13 +24,16 @@
 #![forbid(unsafe_code)]
 
 pub mod check;
+pub mod cli;
 pub mod cluster;
 pub mod dist;
+pub mod experiment;
 pub mod faults;
 pub mod history;
 pub mod keys;
 pub mod net;
 pub mod observe;
+pub mod plot;
 pub mod queue;
 pub mod rng;
 pub mod run;

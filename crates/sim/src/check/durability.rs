@@ -55,6 +55,9 @@ impl Checker for Durability {
     fn check(&self, h: &History) -> Vec<Violation> {
         let mut out = Vec::new();
         for (key, ops) in ops_by_key(h) {
+            if out.len() >= super::VIOLATIONS_MAX {
+                break;
+            }
             lost_writes(h, key, &ops, &mut out);
             vanished_dots(h, key, &ops, &mut out);
         }

@@ -70,6 +70,10 @@ pub fn all_checkers() -> Vec<Box<dyn Checker>> {
     ]
 }
 
+/// Each checker stops looking after this many violations: one is enough to
+/// fail a run, and a broken node can produce millions.
+pub const VIOLATIONS_MAX: usize = 1_000;
+
 /// Runs [`all_checkers`] over `h`; violations come grouped by checker, in
 /// the order of [`all_checkers`].
 pub fn check_all(h: &History) -> Vec<Violation> {

@@ -43,6 +43,9 @@ impl Checker for Siblings {
     fn check(&self, h: &History) -> Vec<Violation> {
         let mut out = Vec::new();
         for (key, ops) in ops_by_key(h) {
+            if out.len() >= super::VIOLATIONS_MAX {
+                break;
+            }
             check_key(h, key, &ops, &mut out);
         }
         out.sort_by_key(|v| v.op);
@@ -69,6 +72,9 @@ fn recorded_context(op: &Op) -> Option<&ringkv_core::VersionVector> {
 fn check_key(h: &History, key: &str, ops: &[usize], out: &mut Vec<Violation>) {
     let index = WriteIndex::build(h, ops, Bound::Lower);
     for &ri in ops {
+        if out.len() >= super::VIOLATIONS_MAX {
+            return;
+        }
         let read = &h.ops[ri];
         if classify(read) != WriteClass::NotWrite {
             continue;

@@ -1,0 +1,608 @@
+//! Experiments: sweeps of simulated runs whose figures go into a report
+//! (markdown tables and SVG charts) under `docs/experiments/`.
+//!
+//! The seed projects of this store measured how latency, throughput and stale
+//! reads change with R and W, message delay, failures, loss and key skew.
+//! These experiments ask the same questions of the real node code. Every
+//! point is the mean over several seeds; the report gives the spread across
+//! seeds so a reader can judge how stable each figure is.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use ringkv_node::InjectedBugs;
+
+use crate::observe::{Observations, observe};
+use crate::plot::{Figure, Series, svg};
+use crate::scenario::{Arrival, Fault, FaultKind, KeyDist, Latency, Mix, Scenario};
+
+/// Names accepted by [`run_experiment`], in report order.
+pub const EXPERIMENTS: [&str; 5] = ["delay", "crashes", "loss", "hotspot", "tvisibility"];
+
+/// The (R, W) pairs of the N=5 experiments.
+const RW_N5: [(usize, usize); 3] = [(1, 1), (2, 2), (3, 3)];
+
+/// A table of a report.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Table {
+    /// Caption.
+    pub title: String,
+    /// Column names.
+    pub headers: Vec<String>,
+    /// Cells.
+    pub rows: Vec<Vec<String>>,
+}
+
+/// The outcome of one experiment.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Experiment {
+    /// Short name (see [`EXPERIMENTS`]).
+    pub name: String,
+    /// Heading.
+    pub title: String,
+    /// What was run, in a sentence or two.
+    pub setup: String,
+    /// Charts.
+    pub figures: Vec<Figure>,
+    /// Tables.
+    pub tables: Vec<Table>,
+    /// Largest relative spread across seeds of the headline figure.
+    pub spread: f64,
+    /// Simulated operations in all runs.
+    pub ops: u64,
+}
+
+/// How hard to run the experiments.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Seeds per point (figures are their mean).
+    pub seeds: Vec<u64>,
+    /// Shorter runs, for tests and smoke checks.
+    pub quick: bool,
+    /// Scenario whose latency legs the t-visibility experiment uses.
+    pub tvis_scenario: Scenario,
+}
+
+impl Options {
+    /// Three seeds, full length, the shipped PBS scenario.
+    pub fn standard() -> Self {
+        Options {
+            seeds: vec![1, 2, 3],
+            quick: false,
+            tvis_scenario: pbs_scenario(),
+        }
+    }
+}
+
+/// The shipped `scenarios/pbs.toml`.
+pub fn pbs_scenario() -> Scenario {
+    Scenario::from_toml(include_str!("../../../scenarios/pbs.toml"))
+        .expect("shipped scenario parses")
+}
+
+/// The N=5 on 10 nodes setup with exponential message delay of mean `delay_ms`.
+fn n5(delay_ms: f64, r: usize, w: usize, quick: bool) -> Scenario {
+    // About 100,000 operations per run (20,000 quick): an operation takes a few
+    // message delays, and 50 closed-loop clients keep the cluster busy.
+    let per_client_ms = 4.0 * delay_ms.max(1.0);
+    let target_ops = if quick { 20_000.0 } else { 100_000.0 };
+    let duration_ms = (target_ops * per_client_ms / 50.0).max(5_000.0) as u64;
+    Scenario {
+        name: format!("n5-d{delay_ms}-r{r}w{w}"),
+        nodes: 10,
+        ring_size: 64,
+        n: 5,
+        r,
+        w,
+        timeout_ms: 2_000,
+        duration_ms,
+        network: crate::scenario::Network {
+            latency: crate::scenario::Legs {
+                default: Latency::Exponential {
+                    mean_ms: delay_ms,
+                    min_ms: 0.0,
+                },
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        workload: crate::scenario::Workload {
+            clients: 50,
+            arrival: Arrival::Closed { think_ms: 0 },
+            keys: 100,
+            key_dist: KeyDist::Uniform,
+            mix: Mix {
+                get: 0.5,
+                put: 0.0,
+                rmw: 0.5,
+                delete: 0.0,
+            },
+            value_bytes: 16,
+        },
+        ..Scenario::default()
+    }
+}
+
+/// Mean and relative spread ((max - min) / mean) of `xs`.
+fn mean_spread(xs: &[f64]) -> (f64, f64) {
+    if xs.is_empty() {
+        return (0.0, 0.0);
+    }
+    let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+    let max = xs.iter().cloned().fold(f64::MIN, f64::max);
+    let min = xs.iter().cloned().fold(f64::MAX, f64::min);
+    let spread = if mean.abs() > 1e-9 {
+        (max - min) / mean
+    } else {
+        0.0
+    };
+    (mean, spread)
+}
+
+/// Runs `s` once per seed; returns the observations.
+fn runs(s: &Scenario, opts: &Options, ops: &mut u64) -> Result<Vec<Observations>, String> {
+    s.validate().map_err(|e| e.to_string())?;
+    Ok(opts
+        .seeds
+        .iter()
+        .map(|&seed| {
+            let r = crate::run(s, seed, &InjectedBugs::default());
+            *ops += r.stats.ops_invoked;
+            observe(&r.history, s.duration_ms)
+        })
+        .collect())
+}
+
+/// One figure per seed run, reduced by `f` to mean and spread.
+fn agg(obs: &[Observations], f: impl Fn(&Observations) -> f64) -> (f64, f64) {
+    mean_spread(&obs.iter().map(f).collect::<Vec<_>>())
+}
+
+fn p50(o: &Observations, op: &str) -> f64 {
+    o.per_op.get(op).map(|s| s.latency_ms.p50).unwrap_or(0.0)
+}
+
+fn p99(o: &Observations, op: &str) -> f64 {
+    o.per_op.get(op).map(|s| s.latency_ms.p99).unwrap_or(0.0)
+}
+
+fn rw_label(r: usize, w: usize) -> String {
+    format!("R={r} W={w}")
+}
+
+fn fig(id: &str, title: &str, x: &str, y: &str, series: Vec<Series>) -> Figure {
+    Figure {
+        id: id.into(),
+        title: title.into(),
+        x_label: x.into(),
+        y_label: y.into(),
+        log_x: false,
+        series,
+    }
+}
+
+/// Runs the experiment `name`.
+pub fn run_experiment(name: &str, opts: &Options) -> Result<Experiment, String> {
+    match name {
+        "delay" => delay(opts),
+        "crashes" => crashes(opts),
+        "loss" => loss(opts),
+        "hotspot" => hotspot(opts),
+        "tvisibility" => tvisibility(opts),
+        other => Err(format!(
+            "unknown experiment {other:?}; known: {}",
+            EXPERIMENTS.join(", ")
+        )),
+    }
+}
+
+/// Read and write latency, and throughput, against message delay.
+fn delay(opts: &Options) -> Result<Experiment, String> {
+    let delays = [5.0, 10.0, 20.0, 40.0, 80.0];
+    let mut ops = 0;
+    let mut spread = 0.0f64;
+    let (mut read, mut write, mut tput) = (vec![], vec![], vec![]);
+    let mut rows = vec![];
+    for (r, w) in RW_N5 {
+        let (mut rs, mut ws, mut ts) = (vec![], vec![], vec![]);
+        for d in delays {
+            let obs = runs(&n5(d, r, w, opts.quick), opts, &mut ops)?;
+            let (rp50, s1) = agg(&obs, |o| p50(o, "get"));
+            let (wp50, s2) = agg(&obs, |o| p50(o, "put"));
+            let (rp99, _) = agg(&obs, |o| p99(o, "get"));
+            let (wp99, _) = agg(&obs, |o| p99(o, "put"));
+            let (t, s3) = agg(&obs, |o| o.throughput_ops_per_s);
+            spread = spread.max(s1).max(s2).max(s3);
+            rs.push((d, rp50));
+            ws.push((d, wp50));
+            ts.push((d, t));
+            rows.push(vec![
+                rw_label(r, w),
+                format!("{d}"),
+                format!("{rp50:.1}"),
+                format!("{rp99:.1}"),
+                format!("{wp50:.1}"),
+                format!("{wp99:.1}"),
+                format!("{t:.0}"),
+            ]);
+        }
+        read.push(Series {
+            label: rw_label(r, w),
+            points: rs,
+        });
+        write.push(Series {
+            label: rw_label(r, w),
+            points: ws,
+        });
+        tput.push(Series {
+            label: rw_label(r, w),
+            points: ts,
+        });
+    }
+    Ok(Experiment {
+        name: "delay".into(),
+        title: "Latency and throughput against message delay".into(),
+        setup: "10 nodes, N=5, 50 closed-loop clients, 100 keys, half reads and half \
+                read-modify-writes; every message delayed by an exponential with the given mean."
+            .into(),
+        figures: vec![
+            fig(
+                "delay-read-latency",
+                "Read latency (p50) vs message delay",
+                "mean message delay (ms)",
+                "read p50 (ms)",
+                read,
+            ),
+            fig(
+                "delay-write-latency",
+                "Write latency (p50) vs message delay",
+                "mean message delay (ms)",
+                "write p50 (ms)",
+                write,
+            ),
+            fig(
+                "delay-throughput",
+                "Throughput vs message delay",
+                "mean message delay (ms)",
+                "operations/s",
+                tput,
+            ),
+        ],
+        tables: vec![Table {
+            title: "Latency (ms) and throughput per (R, W) and delay".into(),
+            headers: [
+                "R/W",
+                "delay ms",
+                "read p50",
+                "read p99",
+                "write p50",
+                "write p99",
+                "ops/s",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rows,
+        }],
+        spread,
+        ops,
+    })
+}
+
+/// Read latency with 0, 1 and 2 crashed nodes.
+fn crashes(opts: &Options) -> Result<Experiment, String> {
+    let mut ops = 0;
+    let mut spread = 0.0f64;
+    let mut series = vec![];
+    let mut rows = vec![];
+    for (r, w) in RW_N5 {
+        let mut pts = vec![];
+        for down in 0..=2usize {
+            let mut s = n5(10.0, r, w, opts.quick);
+            s.faults = (0..down)
+                .map(|i| Fault {
+                    at_ms: 0,
+                    kind: FaultKind::Crash {
+                        node: format!("n{}", 10 - i),
+                    },
+                })
+                .collect();
+            let obs = runs(&s, opts, &mut ops)?;
+            let (rp50, s1) = agg(&obs, |o| p50(o, "get"));
+            let (rp99, _) = agg(&obs, |o| p99(o, "get"));
+            let (unavail, _) = agg(&obs, |o| o.unavailable as f64);
+            spread = spread.max(s1);
+            pts.push((down as f64, rp50));
+            rows.push(vec![
+                rw_label(r, w),
+                down.to_string(),
+                format!("{rp50:.1}"),
+                format!("{rp99:.1}"),
+                format!("{unavail:.0}"),
+            ]);
+        }
+        series.push(Series {
+            label: rw_label(r, w),
+            points: pts,
+        });
+    }
+    Ok(Experiment {
+        name: "crashes".into(),
+        title: "Read latency with crashed nodes".into(),
+        setup: "As the delay experiment at 10 ms mean delay; 0, 1 or 2 of the 10 nodes crash at \
+                the start. Clients that pick a crashed node get an error at once (not counted in \
+                latency)."
+            .into(),
+        figures: vec![fig(
+            "crashes-read-latency",
+            "Read latency (p50) vs crashed nodes",
+            "crashed nodes",
+            "read p50 (ms)",
+            series,
+        )],
+        tables: vec![Table {
+            title: "Read latency (ms) and unavailable operations per run".into(),
+            headers: ["R/W", "crashed", "read p50", "read p99", "unavailable"]
+                .map(String::from)
+                .to_vec(),
+            rows,
+        }],
+        spread,
+        ops,
+    })
+}
+
+/// Stale-read share against message loss.
+fn loss(opts: &Options) -> Result<Experiment, String> {
+    let losses = [0.0, 0.01, 0.05, 0.10];
+    let mut ops = 0;
+    let mut series = vec![];
+    let mut rows = vec![];
+    let mut spread = 0.0f64;
+    for (r, w) in RW_N5 {
+        let mut pts = vec![];
+        for l in losses {
+            let mut s = n5(10.0, r, w, opts.quick);
+            s.network.loss = l;
+            let obs = runs(&s, opts, &mut ops)?;
+            let (stale, s1) = agg(&obs, |o| o.stale_share * 100.0);
+            let (unavail, _) = agg(&obs, |o| o.unavailable as f64);
+            if stale > 0.5 {
+                spread = spread.max(s1);
+            }
+            pts.push((l * 100.0, stale));
+            rows.push(vec![
+                rw_label(r, w),
+                format!("{}", l * 100.0),
+                format!("{stale:.2}"),
+                format!("{unavail:.0}"),
+            ]);
+        }
+        series.push(Series {
+            label: rw_label(r, w),
+            points: pts,
+        });
+    }
+    Ok(Experiment {
+        name: "loss".into(),
+        title: "Stale reads against message loss".into(),
+        setup: "As the delay experiment at 10 ms mean delay, with each message lost with the \
+                given probability. A read is stale when it misses the latest write acknowledged \
+                before it began."
+            .into(),
+        figures: vec![fig(
+            "loss-stale-reads",
+            "Stale reads vs message loss",
+            "message loss (%)",
+            "stale reads (%)",
+            series,
+        )],
+        tables: vec![Table {
+            title: "Stale reads (% of successful reads) and unavailable operations per run".into(),
+            headers: ["R/W", "loss %", "stale %", "unavailable"]
+                .map(String::from)
+                .to_vec(),
+            rows,
+        }],
+        spread,
+        ops,
+    })
+}
+
+/// Uniform against hotspot keys: latency and staleness.
+fn hotspot(opts: &Options) -> Result<Experiment, String> {
+    let mut ops = 0;
+    let mut rows = vec![];
+    let mut spread = 0.0f64;
+    for (r, w) in RW_N5 {
+        for (label, dist) in [
+            ("uniform", KeyDist::Uniform),
+            (
+                "hotspot 90/10",
+                KeyDist::Hotspot {
+                    hot_keys: 0.1,
+                    hot_ops: 0.9,
+                },
+            ),
+        ] {
+            let mut s = n5(10.0, r, w, opts.quick);
+            s.workload.key_dist = dist;
+            let obs = runs(&s, opts, &mut ops)?;
+            let (rp50, s1) = agg(&obs, |o| p50(o, "get"));
+            let (wp50, _) = agg(&obs, |o| p50(o, "put"));
+            let (rp99, _) = agg(&obs, |o| p99(o, "get"));
+            let (stale, _) = agg(&obs, |o| o.stale_share * 100.0);
+            spread = spread.max(s1);
+            rows.push(vec![
+                rw_label(r, w),
+                label.into(),
+                format!("{rp50:.1}"),
+                format!("{rp99:.1}"),
+                format!("{wp50:.1}"),
+                format!("{stale:.2}"),
+            ]);
+        }
+    }
+    Ok(Experiment {
+        name: "hotspot".into(),
+        title: "Uniform against hotspot keys".into(),
+        setup: "As the delay experiment at 10 ms mean delay; keys uniform, or 90 % of operations \
+                on 10 % of the keys."
+            .into(),
+        figures: vec![],
+        tables: vec![Table {
+            title: "Latency (ms) and stale reads (%)".into(),
+            headers: [
+                "R/W",
+                "keys",
+                "read p50",
+                "read p99",
+                "write p50",
+                "stale %",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rows,
+        }],
+        spread,
+        ops,
+    })
+}
+
+/// t-visibility curves for N=3 under the scenario's latency legs.
+fn tvisibility(opts: &Options) -> Result<Experiment, String> {
+    let mut ops = 0;
+    let mut series = vec![];
+    let mut rows = vec![];
+    let mut spread = 0.0f64;
+    for (r, w) in [(1, 1), (1, 2), (2, 1)] {
+        let mut s = opts.tvis_scenario.clone();
+        s.n = 3;
+        s.r = r;
+        s.w = w;
+        if !opts.quick {
+            s.duration_ms = s.duration_ms.max(60_000);
+        }
+        let obs = runs(&s, opts, &mut ops)?;
+        let (stale, s1) = agg(&obs, |o| o.stale_share * 100.0);
+        spread = spread.max(s1);
+        // Pool the seeds' points per bucket, weighted by reads.
+        let mut buckets: std::collections::BTreeMap<u64, (f64, f64)> = Default::default();
+        for o in &obs {
+            for p in &o.t_visibility {
+                let e = buckets.entry((p.t_ms * 1000.0) as u64).or_default();
+                e.0 += p.reads as f64;
+                e.1 += p.consistent_share * p.reads as f64;
+            }
+        }
+        let pts: Vec<(f64, f64)> = buckets
+            .iter()
+            .filter(|(_, (n, _))| *n > 0.0)
+            .map(|(t, (n, c))| ((*t as f64 / 1000.0).max(0.5), 100.0 * c / n))
+            .collect();
+        let t999: Vec<String> = obs
+            .iter()
+            .map(|o| {
+                o.t_visibility_999_ms
+                    .map(|t| format!("{t}"))
+                    .unwrap_or_else(|| "never".into())
+            })
+            .collect();
+        rows.push(vec![
+            rw_label(r, w),
+            format!("{stale:.2}"),
+            t999.join(" / "),
+        ]);
+        series.push(Series {
+            label: rw_label(r, w),
+            points: pts,
+        });
+    }
+    let mut f = fig(
+        "tvisibility",
+        "t-visibility: P(read sees the latest acked write)",
+        "time since the write was acknowledged (ms, log)",
+        "consistent reads (%)",
+        series,
+    );
+    f.log_x = true;
+    Ok(Experiment {
+        name: "tvisibility".into(),
+        title: "t-visibility (probabilistically bounded staleness)".into(),
+        setup: format!(
+            "N=3 on {} nodes with the latency legs of scenario {:?} (a slow, heavy-tailed \
+             write leg), for each (R, W).",
+            opts.tvis_scenario.nodes, opts.tvis_scenario.name
+        ),
+        figures: vec![f],
+        tables: vec![Table {
+            title: "Stale reads (%) and the time after which 99.9 % of reads are consistent (ms, per seed)".into(),
+            headers: ["R/W", "stale %", "t(99.9 %) ms"].map(String::from).to_vec(),
+            rows,
+        }],
+        spread,
+        ops,
+    })
+}
+
+/// The report as markdown, charts referenced as `ID.svg`.
+pub fn markdown(exps: &[Experiment], opts: &Options, command: &str) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# Experiments\n");
+    let _ = writeln!(
+        md,
+        "Made by `{command}` with seeds {:?}; every figure is the mean over the seeds. \
+         The spread is (max - min) / mean across seeds of each experiment's headline figure, \
+         the largest over its points.\n",
+        opts.seeds
+    );
+    for e in exps {
+        let _ = writeln!(md, "## {}\n\n{}\n", e.title, e.setup);
+        let _ = writeln!(
+            md,
+            "Simulated operations: {}; largest spread across seeds: {:.1} %.\n",
+            e.ops,
+            e.spread * 100.0
+        );
+        for f in &e.figures {
+            let _ = writeln!(md, "![{}]({}.svg)\n", f.title, f.id);
+        }
+        for t in &e.tables {
+            let _ = writeln!(md, "{}\n", t.title);
+            let _ = writeln!(md, "| {} |", t.headers.join(" | "));
+            let _ = writeln!(md, "|{}", " --- |".repeat(t.headers.len()));
+            for r in &t.rows {
+                let _ = writeln!(md, "| {} |", r.join(" | "));
+            }
+            md.push('\n');
+        }
+    }
+    md
+}
+
+/// Writes `report.md`, one SVG per figure and `report.json` into `dir`.
+pub fn write_report(
+    exps: &[Experiment],
+    opts: &Options,
+    command: &str,
+    dir: &Path,
+) -> Result<Vec<PathBuf>, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let mut written = vec![];
+    let mut put = |name: String, text: String| -> Result<(), String> {
+        let p = dir.join(name);
+        std::fs::write(&p, text).map_err(|e| format!("writing {}: {e}", p.display()))?;
+        written.push(p);
+        Ok(())
+    };
+    for e in exps {
+        for f in &e.figures {
+            put(format!("{}.svg", f.id), svg(f)?)?;
+        }
+    }
+    put("report.md".into(), markdown(exps, opts, command))?;
+    put(
+        "report.json".into(),
+        serde_json::to_string_pretty(exps).map_err(|e| e.to_string())?,
+    )?;
+    Ok(written)
+}

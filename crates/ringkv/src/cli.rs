@@ -45,6 +45,13 @@ pub enum Command {
     Status(AdminArgs),
     /// Show each partition's preference list.
     Ring(AdminArgs),
+    /// Measure throughput and latency with YCSB-style workloads
+    /// (`ringkv bench suite`: the standard set, written to docs/benchmarks.md).
+    Bench(Box<crate::bench::BenchArgs>),
+    /// Deterministic simulation: the real node code on a simulated network,
+    /// clock and disk (`run`, `sweep`, `experiment`).
+    #[command(subcommand)]
+    Sim(ringkv_sim::cli::SimCommand),
 }
 
 /// How acknowledged writes are made durable.

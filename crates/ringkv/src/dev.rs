@@ -99,10 +99,11 @@ pub fn quorums(nodes: usize) -> (usize, usize, usize) {
     (n, q, q)
 }
 
-struct Running {
-    spec: NodeSpec,
-    child: Child,
-    pid: u32,
+/// A node process started by [`spawn`].
+pub(crate) struct Running {
+    pub(crate) spec: NodeSpec,
+    pub(crate) child: Child,
+    pub(crate) pid: u32,
 }
 
 /// Runs the dev cluster until SIGINT/SIGTERM or until a node dies.
@@ -162,7 +163,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     outcome
 }
 
-fn spawn(
+/// Starts node `spec` as a child process (killed if dropped), logging to its log file.
+pub(crate) fn spawn(
     exe: &Path,
     spec: &NodeSpec,
     cluster: &str,
@@ -243,12 +245,17 @@ fn check_ports_free(nodes: &[NodeSpec]) -> anyhow::Result<()> {
     Ok(())
 }
 
-enum StartError {
+/// Why [`wait_healthy`] gave up.
+pub(crate) enum StartError {
     Interrupted,
     Failed(anyhow::Error),
 }
 
-async fn wait_healthy(running: &mut [Running], signals: &mut Signals) -> Result<(), StartError> {
+/// Waits until every node answers `/health`, or one dies, or a signal comes.
+pub(crate) async fn wait_healthy(
+    running: &mut [Running],
+    signals: &mut Signals,
+) -> Result<(), StartError> {
     let probe = ClientConfig {
         connect_timeout: Duration::from_millis(500),
         request_timeout: Duration::from_secs(1),
@@ -339,7 +346,7 @@ fn find_dead(running: &mut [Running]) -> Option<String> {
 
 /// SIGTERM to every node still running, up to [`STOP_TIMEOUT`] for them to
 /// exit (a second signal cuts it short), then SIGKILL for the rest.
-async fn stop_all(running: &mut [Running], signals: &mut Signals) {
+pub(crate) async fn stop_all(running: &mut [Running], signals: &mut Signals) {
     for r in running.iter_mut() {
         // `id()` is `None` once the child was reaped: never signal a stale pid.
         if let (Ok(None), Some(pid)) = (r.child.try_wait(), r.child.id()) {

@@ -4,10 +4,12 @@
 //! - `ringkv dev` runs a local cluster of `server` child processes.
 //! - `ringkv put|get|delete` talk to a cluster over HTTP.
 //! - `ringkv status|ring` show the cluster and its partitions.
+//! - `ringkv bench` measures a cluster (`bench suite`: the standard set).
 //!
 //! Exit codes: 0 success; 1 `get` found no value; 2 usage or any other error.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod cli;
 mod config;
 mod dev;
@@ -29,6 +31,21 @@ const EXIT_ERROR: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
+    // The load generator picks its own runtime (`--threads`).
+    let cli = match cli.command {
+        Command::Bench(args) => return bench::main(*args),
+        // The simulator needs no runtime: it is single-threaded and deterministic.
+        Command::Sim(cmd) => {
+            return match ringkv_sim::cli::main(cmd) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(EXIT_ERROR)
+                }
+            };
+        }
+        command => Cli { command },
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -79,6 +96,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Delete(args) => kv::delete(args).await,
         Command::Status(args) => kv::status(args).await,
         Command::Ring(args) => kv::ring(args).await,
+        // `main` runs it on a runtime of its own; never reached.
+        Command::Bench(_) => Err(anyhow!("ringkv bench must run outside the shared runtime")),
+        Command::Sim(_) => Err(anyhow!("ringkv sim must run outside the shared runtime")),
     }
 }
 

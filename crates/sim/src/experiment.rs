@@ -173,6 +173,13 @@ fn p50(o: &Observations, op: &str) -> f64 {
     o.per_op.get(op).map(|s| s.latency_ms.p50).unwrap_or(0.0)
 }
 
+/// Mean latency: the headline figure. The median of R=1 reads and W=1
+/// writes sits between two modes (answered by the coordinator's own replica
+/// in 0 ms, or by a peer after a round trip), so it jumps between seeds.
+fn mean(o: &Observations, op: &str) -> f64 {
+    o.per_op.get(op).map(|s| s.latency_ms.mean).unwrap_or(0.0)
+}
+
 fn p99(o: &Observations, op: &str) -> f64 {
     o.per_op.get(op).map(|s| s.latency_ms.p99).unwrap_or(0.0)
 }
@@ -218,20 +225,24 @@ fn delay(opts: &Options) -> Result<Experiment, String> {
         let (mut rs, mut ws, mut ts) = (vec![], vec![], vec![]);
         for d in delays {
             let obs = runs(&n5(d, r, w, opts.quick), opts, &mut ops)?;
-            let (rp50, s1) = agg(&obs, |o| p50(o, "get"));
-            let (wp50, s2) = agg(&obs, |o| p50(o, "put"));
+            let (rmean, s1) = agg(&obs, |o| mean(o, "get"));
+            let (wmean, s2) = agg(&obs, |o| mean(o, "put"));
+            let (rp50, _) = agg(&obs, |o| p50(o, "get"));
+            let (wp50, _) = agg(&obs, |o| p50(o, "put"));
             let (rp99, _) = agg(&obs, |o| p99(o, "get"));
             let (wp99, _) = agg(&obs, |o| p99(o, "put"));
             let (t, s3) = agg(&obs, |o| o.throughput_ops_per_s);
             spread = spread.max(s1).max(s2).max(s3);
-            rs.push((d, rp50));
-            ws.push((d, wp50));
+            rs.push((d, rmean));
+            ws.push((d, wmean));
             ts.push((d, t));
             rows.push(vec![
                 rw_label(r, w),
                 format!("{d}"),
+                format!("{rmean:.1}"),
                 format!("{rp50:.1}"),
                 format!("{rp99:.1}"),
+                format!("{wmean:.1}"),
                 format!("{wp50:.1}"),
                 format!("{wp99:.1}"),
                 format!("{t:.0}"),
@@ -259,16 +270,16 @@ fn delay(opts: &Options) -> Result<Experiment, String> {
         figures: vec![
             fig(
                 "delay-read-latency",
-                "Read latency (p50) vs message delay",
+                "Read latency (mean) vs message delay",
                 "mean message delay (ms)",
-                "read p50 (ms)",
+                "mean read latency (ms)",
                 read,
             ),
             fig(
                 "delay-write-latency",
-                "Write latency (p50) vs message delay",
+                "Write latency (mean) vs message delay",
                 "mean message delay (ms)",
-                "write p50 (ms)",
+                "mean write latency (ms)",
                 write,
             ),
             fig(
@@ -284,8 +295,10 @@ fn delay(opts: &Options) -> Result<Experiment, String> {
             headers: [
                 "R/W",
                 "delay ms",
+                "read mean",
                 "read p50",
                 "read p99",
+                "write mean",
                 "write p50",
                 "write p99",
                 "ops/s",
@@ -318,14 +331,16 @@ fn crashes(opts: &Options) -> Result<Experiment, String> {
                 })
                 .collect();
             let obs = runs(&s, opts, &mut ops)?;
-            let (rp50, s1) = agg(&obs, |o| p50(o, "get"));
+            let (rmean, s1) = agg(&obs, |o| mean(o, "get"));
+            let (rp50, _) = agg(&obs, |o| p50(o, "get"));
             let (rp99, _) = agg(&obs, |o| p99(o, "get"));
             let (unavail, _) = agg(&obs, |o| o.unavailable as f64);
             spread = spread.max(s1);
-            pts.push((down as f64, rp50));
+            pts.push((down as f64, rmean));
             rows.push(vec![
                 rw_label(r, w),
                 down.to_string(),
+                format!("{rmean:.1}"),
                 format!("{rp50:.1}"),
                 format!("{rp99:.1}"),
                 format!("{unavail:.0}"),
@@ -345,16 +360,23 @@ fn crashes(opts: &Options) -> Result<Experiment, String> {
             .into(),
         figures: vec![fig(
             "crashes-read-latency",
-            "Read latency (p50) vs crashed nodes",
+            "Read latency (mean) vs crashed nodes",
             "crashed nodes",
-            "read p50 (ms)",
+            "mean read latency (ms)",
             series,
         )],
         tables: vec![Table {
             title: "Read latency (ms) and unavailable operations per run".into(),
-            headers: ["R/W", "crashed", "read p50", "read p99", "unavailable"]
-                .map(String::from)
-                .to_vec(),
+            headers: [
+                "R/W",
+                "crashed",
+                "read mean",
+                "read p50",
+                "read p99",
+                "unavailable",
+            ]
+            .map(String::from)
+            .to_vec(),
             rows,
         }],
         spread,
@@ -438,7 +460,8 @@ fn hotspot(opts: &Options) -> Result<Experiment, String> {
             let mut s = n5(10.0, r, w, opts.quick);
             s.workload.key_dist = dist;
             let obs = runs(&s, opts, &mut ops)?;
-            let (rp50, s1) = agg(&obs, |o| p50(o, "get"));
+            let (rmean, s1) = agg(&obs, |o| mean(o, "get"));
+            let (rp50, _) = agg(&obs, |o| p50(o, "get"));
             let (wp50, _) = agg(&obs, |o| p50(o, "put"));
             let (rp99, _) = agg(&obs, |o| p99(o, "get"));
             let (stale, _) = agg(&obs, |o| o.stale_share * 100.0);
@@ -446,6 +469,7 @@ fn hotspot(opts: &Options) -> Result<Experiment, String> {
             rows.push(vec![
                 rw_label(r, w),
                 label.into(),
+                format!("{rmean:.1}"),
                 format!("{rp50:.1}"),
                 format!("{rp99:.1}"),
                 format!("{wp50:.1}"),
@@ -465,6 +489,7 @@ fn hotspot(opts: &Options) -> Result<Experiment, String> {
             headers: [
                 "R/W",
                 "keys",
+                "read mean",
                 "read p50",
                 "read p99",
                 "write p50",

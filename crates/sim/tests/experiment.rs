@@ -17,7 +17,11 @@ fn a_short_tvisibility_experiment_writes_its_report() {
     assert!(e.ops > 1_000, "too few operations: {}", e.ops);
     let points = &e.figures[0].series[0].points;
     assert!(!points.is_empty());
-    assert!(points.iter().all(|&(_, share)| (0.0..=100.0).contains(&share)));
+    assert!(
+        points
+            .iter()
+            .all(|&(_, share)| (0.0..=100.0).contains(&share))
+    );
     let dir = tempfile::tempdir().unwrap();
     let files = write_report(&[e], &opts, "test", dir.path()).unwrap();
     let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();

@@ -43,10 +43,10 @@ use reqwest::{Method, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
 pub use error::{Attempt, ClientError};
-pub use path::{encode_segment, kv_path};
+pub use path::{encode_segment, kv_path, ring_key_path};
 pub use types::{
-    ClusterStatus, GetResult, MemberStatus, PartitionInfo, RequestOptions, RingInfo, SiblingValue,
-    parse_siblings,
+    ClusterStatus, GetResult, KeyLocation, KeyNode, MemberStatus, PartitionInfo, RequestOptions,
+    RingInfo, SiblingValue, parse_siblings,
 };
 
 use path::with_query;
@@ -262,6 +262,12 @@ impl Client {
     /// `GET /v1/ring`: the preference list of every partition.
     pub async fn ring(&self) -> Result<RingInfo, ClientError> {
         self.get_json("/v1/ring").await
+    }
+
+    /// `GET /v1/ring/{bucket}/{key}`: the key's partition, primaries and
+    /// fallbacks, with liveness as the answering node sees it.
+    pub async fn locate(&self, bucket: &str, key: &[u8]) -> Result<KeyLocation, ClientError> {
+        self.get_json(&path::ring_key_path(bucket, key)?).await
     }
 
     /// `GET /health`: `Ok` once a node serves.

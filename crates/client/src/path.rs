@@ -52,6 +52,15 @@ pub fn kv_path(bucket: &str, key: &[u8]) -> Result<String, ClientError> {
     ))
 }
 
+/// `/v1/ring/{bucket}/{key}` with both parts percent-encoded.
+pub fn ring_key_path(bucket: &str, key: &[u8]) -> Result<String, ClientError> {
+    Ok(format!(
+        "/v1/ring/{}/{}",
+        checked_segment("bucket", bucket.as_bytes())?,
+        checked_segment("key", key)?
+    ))
+}
+
 /// Appends `?name=value&...` for the parameters that are set, values
 /// percent-encoded. Returns `path` unchanged when none is set.
 pub(crate) fn with_query(path: String, params: &[(&str, Option<String>)]) -> String {

@@ -169,6 +169,38 @@ pub struct PartitionInfo {
     pub preference_list: Vec<String>,
 }
 
+/// `GET /v1/ring/{bucket}/{key}`: where one key lives.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyLocation {
+    /// Bucket (lossy UTF-8).
+    pub bucket: String,
+    /// Key (lossy UTF-8).
+    pub key: String,
+    /// The key's ring hash, hex.
+    pub hash: String,
+    /// Its partition.
+    pub partition: u32,
+    /// Partitions in the ring.
+    pub ring_size: u32,
+    /// Layout version.
+    pub layout_version: u64,
+    /// Replicas per key.
+    pub n: u64,
+    /// Every member in the order the node uses them for this key.
+    pub nodes: Vec<KeyNode>,
+}
+
+/// One member in [`KeyLocation`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyNode {
+    /// Node id.
+    pub node: String,
+    /// `primary` or `fallback`.
+    pub role: String,
+    /// Whether the answering node sees it alive.
+    pub alive: bool,
+}
+
 /// The body of every error answer.
 #[derive(Debug, Deserialize)]
 pub(crate) struct ErrorBody {

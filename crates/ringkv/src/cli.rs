@@ -44,7 +44,7 @@ pub enum Command {
     /// Show the cluster's members, liveness and settings.
     Status(AdminArgs),
     /// Show each partition's preference list.
-    Ring(AdminArgs),
+    Ring(RingArgs),
     /// Measure throughput and latency with YCSB-style workloads
     /// (`ringkv bench suite`: the standard set, written to docs/benchmarks.md).
     Bench(Box<crate::bench::BenchArgs>),
@@ -118,6 +118,11 @@ pub struct ServerArgs {
     /// Most client requests in flight; more get 503 overloaded. [default: 10000]
     #[arg(long)]
     pub pending_max: Option<usize>,
+    /// Test-only: accept /v1/admin/faults requests that drop or delay this
+    /// node's traffic to chosen peers (a partition for real processes).
+    /// Never enable in production.
+    #[arg(long)]
+    pub fault_injection: bool,
     /// TOML file giving any of the options above.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -223,6 +228,20 @@ pub struct AdminArgs {
     pub json: bool,
     #[command(flatten)]
     pub connection: Connection,
+}
+
+/// `ringkv ring`: the whole ring, or where one key lives (`--key`).
+#[derive(Debug, Args)]
+pub struct RingArgs {
+    /// Show this key's partition, primaries and fallbacks (with liveness)
+    /// instead of the whole ring.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Bucket of `--key`.
+    #[arg(long, default_value = "default", requires = "key")]
+    pub bucket: String,
+    #[command(flatten)]
+    pub admin: AdminArgs,
 }
 
 /// Checks a quorum parameter (`one`, `quorum`, `all` or a positive number)

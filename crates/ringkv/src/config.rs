@@ -78,6 +78,8 @@ pub struct FileConfig {
     bucket_bytes_max: Option<usize>,
     #[serde(default, alias = "pending-max")]
     pending_max: Option<usize>,
+    #[serde(default, alias = "fault-injection")]
+    fault_injection: Option<bool>,
 }
 
 /// The forms `initial_cluster` may take in the file.
@@ -273,6 +275,7 @@ pub fn merge(flags: &ServerArgs, file: &FileConfig) -> Result<Config, String> {
     if let Some(v) = flags.pending_max.or(file.pending_max) {
         c.pending_max = v;
     }
+    c.fault_injection = flags.fault_injection || file.fault_injection.unwrap_or(false);
     Ok(c)
 }
 

@@ -4,9 +4,11 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use ringkv_client::{Client, ClusterStatus, GetResult, RequestOptions, RingInfo, SiblingValue};
+use ringkv_client::{
+    Client, ClusterStatus, GetResult, KeyLocation, RequestOptions, RingInfo, SiblingValue,
+};
 
-use crate::cli::{AdminArgs, Connection, DeleteArgs, GetArgs, PutArgs};
+use crate::cli::{AdminArgs, Connection, DeleteArgs, GetArgs, PutArgs, RingArgs};
 
 /// Exit code of `get` when the key has no value.
 const EXIT_NOT_FOUND: u8 = 1;
@@ -154,16 +156,26 @@ pub async fn status(args: AdminArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `ringkv ring`.
-pub async fn ring(args: AdminArgs) -> anyhow::Result<ExitCode> {
-    let ring = client(&args.connection)?
-        .ring()
-        .await
-        .context("cannot get the ring")?;
-    let text = if args.json {
-        serde_json::to_string_pretty(&ring)? + "\n"
+/// `ringkv ring`, or `ringkv ring --key K`.
+pub async fn ring(args: RingArgs) -> anyhow::Result<ExitCode> {
+    let client = client(&args.admin.connection)?;
+    let text = if let Some(key) = &args.key {
+        let loc = client
+            .locate(&args.bucket, key.as_bytes())
+            .await
+            .with_context(|| format!("cannot locate {}/{key}", args.bucket))?;
+        if args.admin.json {
+            serde_json::to_string_pretty(&loc)? + "\n"
+        } else {
+            render_location(&loc)
+        }
     } else {
-        render_ring(&ring)
+        let ring = client.ring().await.context("cannot get the ring")?;
+        if args.admin.json {
+            serde_json::to_string_pretty(&ring)? + "\n"
+        } else {
+            render_ring(&ring)
+        }
     };
     write_stdout(text.as_bytes())?;
     Ok(ExitCode::SUCCESS)
@@ -206,6 +218,29 @@ fn render_status(s: &ClusterStatus) -> String {
         s.members.len(),
         table(&rows),
         s.partitions_without_quorum
+    )
+}
+
+fn render_location(l: &KeyLocation) -> String {
+    let mut rows = vec![vec![
+        "NODE".to_string(),
+        "ROLE".to_string(),
+        "ALIVE".to_string(),
+    ]];
+    for n in &l.nodes {
+        let alive = if n.alive { "yes" } else { "no" };
+        rows.push(vec![n.node.clone(), n.role.clone(), alive.to_string()]);
+    }
+    format!(
+        "{}/{}: hash {}, partition {} of {}, n={}, layout version {}\n\n{}",
+        l.bucket,
+        l.key,
+        l.hash,
+        l.partition,
+        l.ring_size,
+        l.n,
+        l.layout_version,
+        table(&rows)
     )
 }
 

@@ -23,6 +23,7 @@ use ringkv_core::{NodeId, Object, Value};
 use serde_json::json;
 use tokio::sync::oneshot;
 
+use crate::faults::{Faults, LinkFault};
 use crate::metrics::Metrics;
 use crate::runtime::{Event, NodeHandle, QueueError};
 use crate::transport::PeerInfo;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub peers: PeerInfo,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
+    /// Injected transport faults; `None` unless started with `--fault-injection`.
+    pub faults: Option<Faults>,
 }
 
 /// The router of the whole API.
@@ -56,6 +59,15 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/cluster", get(cluster))
         .route("/v1/ring", get(ring))
+        .route("/v1/ring/{*rest}", get(locate))
+        .route(
+            "/v1/admin/faults",
+            get(faults_list).delete(faults_clear_all),
+        )
+        .route(
+            "/v1/admin/faults/{peer}",
+            axum::routing::put(fault_set).delete(fault_clear),
+        )
         .route("/v1/kv/{*rest}", get(kv).put(kv).delete(kv))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -252,13 +264,130 @@ async fn ring(State(st): State<AppState>) -> Response {
     }
 }
 
+/// `GET /v1/ring/{bucket}/{key}`: where a key lives. Its partition, then
+/// every member in the order this node would use them for the key: the N
+/// primaries first, then the fallbacks, each with its liveness as this node
+/// sees it.
+async fn locate(State(st): State<AppState>, uri: Uri) -> Response {
+    let (bucket, key) = match parse_bucket_key(uri.path(), "/v1/ring/") {
+        Ok(bk) => bk,
+        Err(e) => return e.into_response(),
+    };
+    let key = BucketKey::new(bucket, key);
+    let r = st
+        .node
+        .inspect(move |n| {
+            let layout = n.layout();
+            let p = key.partition(layout.ring_size);
+            let primaries = n.primaries(p);
+            let walk = layout.preference_list(p, layout.members.len());
+            let nodes: Vec<_> = walk
+                .iter()
+                .map(|id| {
+                    json!({
+                        "node": id.as_str(),
+                        "role": if primaries.contains(id) { "primary" } else { "fallback" },
+                        "alive": n.is_live(id),
+                    })
+                })
+                .collect();
+            json!({
+                "bucket": String::from_utf8_lossy(&key.bucket),
+                "key": String::from_utf8_lossy(&key.key),
+                "hash": format!("{:016x}", key.hash()),
+                "partition": p,
+                "ring_size": layout.ring_size,
+                "layout_version": layout.version,
+                "n": n.config().n,
+                "nodes": nodes,
+            })
+        })
+        .await;
+    match r {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(_) => node_stopped().into_response(),
+    }
+}
+
+fn faults_of(st: &AppState) -> Result<&Faults, ApiError> {
+    st.faults.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "fault injection is off; start the server with --fault-injection (test clusters only)",
+        )
+    })
+}
+
+/// `GET /v1/admin/faults`: the faults in force, by peer.
+async fn faults_list(State(st): State<AppState>) -> Response {
+    match faults_of(&st) {
+        Ok(f) => axum::Json(json!(f.all())).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `DELETE /v1/admin/faults`: heal every link.
+async fn faults_clear_all(State(st): State<AppState>) -> Response {
+    match faults_of(&st) {
+        Ok(f) => {
+            f.clear_all();
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `PUT /v1/admin/faults/{peer}` with `{"drop": 0..1, "delay_ms": N}`.
+async fn fault_set(
+    State(st): State<AppState>,
+    axum::extract::Path(peer): axum::extract::Path<String>,
+    body: Bytes,
+) -> Response {
+    let r = (|| {
+        let faults = faults_of(&st)?;
+        let peer = NodeId::parse(&peer).map_err(|e| ApiError::bad(e.to_string()))?;
+        if peer == st.me {
+            return Err(ApiError::bad("a node has no link to itself; name a peer"));
+        }
+        let fault: LinkFault = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad(format!(
+                "body must be JSON {{\"drop\": 0..1, \"delay_ms\": N}}: {e}"
+            ))
+        })?;
+        fault.validate().map_err(ApiError::bad)?;
+        faults.set(peer, fault);
+        Ok(StatusCode::NO_CONTENT.into_response())
+    })();
+    r.unwrap_or_else(|e| e.into_response())
+}
+
+/// `DELETE /v1/admin/faults/{peer}`: heal one link.
+async fn fault_clear(
+    State(st): State<AppState>,
+    axum::extract::Path(peer): axum::extract::Path<String>,
+) -> Response {
+    match faults_of(&st) {
+        Ok(f) => {
+            f.clear(&NodeId(peer));
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
 /// Splits `/v1/kv/{bucket}/{key}` into decoded bucket and key bytes.
 pub fn parse_kv_path(path: &str) -> Result<(Vec<u8>, Vec<u8>), ApiError> {
-    let rest = path.strip_prefix("/v1/kv/").unwrap_or("");
+    parse_bucket_key(path, "/v1/kv/")
+}
+
+/// Splits `{prefix}{bucket}/{key}` into decoded bucket and key bytes.
+fn parse_bucket_key(path: &str, prefix: &str) -> Result<(Vec<u8>, Vec<u8>), ApiError> {
+    let rest = path.strip_prefix(prefix).unwrap_or("");
     let mut parts = rest.split('/');
     let (Some(b), Some(k), None) = (parts.next(), parts.next(), parts.next()) else {
         return Err(ApiError::bad(format!(
-            "path {path:?} is not /v1/kv/{{bucket}}/{{key}}: give exactly a bucket and a key, \
+            "path {path:?} is not {prefix}{{bucket}}/{{key}}: give exactly a bucket and a key, \
              and percent-encode '/' inside them as %2F"
         )));
     };

@@ -5,11 +5,13 @@
 //! - [`config`]: the node's configuration.
 //! - [`runtime`]: the node thread, batching and group commit.
 //! - [`transport`]: node-to-node TCP.
+//! - [`faults`]: test-only fault injection on the transport.
 //! - [`http`]: the HTTP API v1.
 //! - [`metrics`]: Prometheus metrics.
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod faults;
 pub mod http;
 pub mod metrics;
 pub mod runtime;
@@ -96,12 +98,14 @@ pub async fn run(
         .map(|m| (m.id.clone(), m.rpc_addr.clone()))
         .collect();
     let liveness = transport::Liveness::default();
+    let faults = faults::Faults::default();
     let peers = transport::start_peers(
         me.clone(),
         config.http.clone(),
         peer_list,
         frame_bytes_max,
         liveness.clone(),
+        faults.clone(),
     );
     let (handle, thread) = runtime::spawn(node, config.sync, peers.clone(), liveness);
 
@@ -124,6 +128,7 @@ pub async fn run(
         timeout_ms: config.timeout_ms,
         peers: info,
         metrics: Arc::new(metrics::Metrics::new()),
+        faults: config.fault_injection.then_some(faults),
     };
     info!(node = %me, http = %config.http, rpc = %config.listen, incarnation = dir.incarnation, "serving");
     axum::serve(http_listener, http::router(state))

@@ -29,6 +29,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use tracing::{debug, info, warn};
 
+use crate::faults::Faults;
 use crate::runtime::{Event, NodeHandle, PeerSender};
 
 /// Messages waiting for one peer; past it new ones are dropped (the
@@ -136,6 +137,7 @@ pub fn start_peers(
     peers: Vec<(NodeId, String)>,
     frame_bytes_max: usize,
     liveness: Liveness,
+    faults: Faults,
 ) -> Peers {
     let mut queues = BTreeMap::new();
     let mut wake = BTreeMap::new();
@@ -156,6 +158,7 @@ pub fn start_peers(
             frame_bytes_max,
             liveness: liveness.clone(),
             wake: notify,
+            faults: faults.clone(),
         };
         tokio::spawn(link.run(rx));
     }
@@ -175,6 +178,8 @@ struct Link {
     frame_bytes_max: usize,
     liveness: Liveness,
     wake: Arc<Notify>,
+    /// Injected faults (test-only; empty unless asked for).
+    faults: Faults,
 }
 
 impl Link {
@@ -214,10 +219,23 @@ impl Link {
                 tokio::select! {
                     msg = rx.recv() => {
                         let Some(msg) = msg else { return };
+                        let fault = self.faults.get(&self.peer);
+                        if let Some(f) = &fault
+                            && f.delay_ms > 0
+                        {
+                            tokio::time::sleep(Duration::from_millis(f.delay_ms)).await;
+                        }
+                        let dropped = |f: &Option<crate::faults::LinkFault>| {
+                            f.as_ref().is_some_and(|f| f.drop > 0.0 && rand::random::<f64>() < f.drop)
+                        };
+                        if dropped(&fault) {
+                            continue;
+                        }
                         // Batch every queued message into one write.
                         let mut ok = self.feed(&mut sink, msg).await;
                         while ok {
                             match rx.try_recv() {
+                                Ok(m) if dropped(&fault) => drop(m),
                                 Ok(m) => ok = self.feed(&mut sink, m).await,
                                 Err(_) => break,
                             }

@@ -1,0 +1,120 @@
+//! Test-only fault injection for real processes: drop or delay the traffic
+//! this node sends to chosen peers. There is no kernel traffic shaping on
+//! the machines we test on, so partitions of real processes are made here,
+//! in the transport. Served under `/v1/admin/faults` only when the node was
+//! started with `--fault-injection`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use ringkv_core::NodeId;
+use serde::{Deserialize, Serialize};
+
+/// What happens to the messages this node sends to one peer.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkFault {
+    /// Probability that a message is dropped, 0..=1 (1 = the link is cut).
+    #[serde(default)]
+    pub drop: f64,
+    /// Extra delay before each batch of messages is sent, in ms.
+    #[serde(default)]
+    pub delay_ms: u64,
+}
+
+/// Longest injected delay, in ms.
+pub const DELAY_MS_MAX: u64 = 60_000;
+
+impl LinkFault {
+    /// Checks ranges; says what is allowed.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.drop) {
+            return Err(format!(
+                "drop={} must be a probability from 0 to 1",
+                self.drop
+            ));
+        }
+        if self.delay_ms > DELAY_MS_MAX {
+            return Err(format!(
+                "delay_ms={} must be at most {DELAY_MS_MAX}",
+                self.delay_ms
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The faults in force, per peer; shared by the HTTP API and the links.
+#[derive(Clone, Default)]
+pub struct Faults {
+    table: Arc<Mutex<BTreeMap<NodeId, LinkFault>>>,
+}
+
+impl Faults {
+    /// The fault on the link to `peer`, if any.
+    pub fn get(&self, peer: &NodeId) -> Option<LinkFault> {
+        self.table.lock().expect("faults lock").get(peer).cloned()
+    }
+
+    /// Sets (replaces) the fault on the link to `peer`.
+    pub fn set(&self, peer: NodeId, fault: LinkFault) {
+        self.table.lock().expect("faults lock").insert(peer, fault);
+    }
+
+    /// Removes the fault on the link to `peer`; returns whether there was one.
+    pub fn clear(&self, peer: &NodeId) -> bool {
+        self.table
+            .lock()
+            .expect("faults lock")
+            .remove(peer)
+            .is_some()
+    }
+
+    /// Removes every fault.
+    pub fn clear_all(&self) {
+        self.table.lock().expect("faults lock").clear();
+    }
+
+    /// Every fault in force.
+    pub fn all(&self) -> BTreeMap<NodeId, LinkFault> {
+        self.table.lock().expect("faults lock").clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validates_and_tracks_faults() {
+        assert!(
+            LinkFault {
+                drop: 1.5,
+                delay_ms: 0
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            LinkFault {
+                drop: 0.5,
+                delay_ms: DELAY_MS_MAX + 1
+            }
+            .validate()
+            .is_err()
+        );
+        let f = Faults::default();
+        let n2 = NodeId("n2".into());
+        f.set(
+            n2.clone(),
+            LinkFault {
+                drop: 1.0,
+                delay_ms: 0,
+            },
+        );
+        assert_eq!(f.get(&n2).unwrap().drop, 1.0);
+        assert!(f.clear(&n2));
+        assert!(!f.clear(&n2));
+        assert!(f.all().is_empty());
+    }
+}

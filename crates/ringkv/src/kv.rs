@@ -260,6 +260,13 @@ fn render_ring(r: &RingInfo) -> String {
 
 /// Left-aligned columns separated by two spaces, one row per line.
 pub fn table(rows: &[Vec<String>]) -> String {
+    table_aligned(rows, false)
+}
+
+/// Columns separated by two spaces, one row per line; the first column is
+/// left-aligned, the others too unless `numbers_right` (figures line up on
+/// their last digit).
+pub fn table_aligned(rows: &[Vec<String>], numbers_right: bool) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {
@@ -274,14 +281,16 @@ pub fn table(rows: &[Vec<String>]) -> String {
     for row in rows {
         let mut line = String::new();
         for (c, cell) in row.iter().enumerate() {
-            if c + 1 == row.len() {
+            let pad = std::iter::repeat_n(' ', widths[c] - cell.chars().count());
+            if c > 0 {
+                line.push_str("  ");
+            }
+            if numbers_right && c > 0 {
+                line.extend(pad);
                 line.push_str(cell);
             } else {
                 line.push_str(cell);
-                line.extend(std::iter::repeat_n(
-                    ' ',
-                    widths[c] - cell.chars().count() + 2,
-                ));
+                line.extend(pad);
             }
         }
         out.push_str(line.trim_end());

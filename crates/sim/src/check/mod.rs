@@ -694,7 +694,7 @@ mod tests {
     /// Scale: `cargo test --release -p ringkv-sim -- --ignored --nocapture scale`.
     /// Many keys, and one hot key (no per-key quadratic cost).
     #[test]
-    #[ignore]
+    #[ignore = "a measurement: run in release with --ignored --nocapture"]
     fn scale_one_million_ops() {
         for (ops, keys) in [(1_000_000, 100), (200_000, 1)] {
             let t0 = std::time::Instant::now();

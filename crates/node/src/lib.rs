@@ -16,9 +16,12 @@
 //! - `lib.rs`: inputs, outputs, config, dispatch.
 //! - [`coordinator`]: GET, PUT and DELETE coordinators and forwarding.
 //! - [`replica`]: what a replica does with the coordinators' messages.
+//! - [`membership`]: gossip membership and SWIM failure detection (foca),
+//!   self-contained; not wired into [`Node`] yet.
 #![forbid(unsafe_code)]
 
 pub mod coordinator;
+pub mod membership;
 pub mod replica;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -6,6 +6,7 @@
 //! - [`version`]: dots, version vectors, objects with siblings, merge and update.
 //! - [`context`]: the opaque context token handed to clients.
 //! - [`quorum`]: bookkeeping for one read or one write waiting for replies.
+//! - [`sloppy`]: the targets of a request when primaries are down, and hints.
 //! - [`params`]: quorum parameters and request limits.
 //! - [`msg`]: the messages nodes exchange.
 #![deny(missing_docs)]
@@ -17,6 +18,7 @@ pub mod layout;
 pub mod msg;
 pub mod params;
 pub mod quorum;
+pub mod sloppy;
 pub mod version;
 
 pub use context::{Context, ContextError};

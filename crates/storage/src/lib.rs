@@ -13,6 +13,7 @@ pub mod fjall_store;
 pub mod memory;
 
 use ringkv_core::hash::BucketKey;
+use ringkv_core::sloppy::Hint;
 use ringkv_core::{Object, PartitionId};
 
 /// A storage failure. The message says what failed; the write it belonged to
@@ -56,6 +57,20 @@ pub trait Store {
         key: &BucketKey,
         object: &Object,
     ) -> Result<(), StoreError>;
+
+    /// Removes `key` from `partition` (a fallback dropping a copy it handed
+    /// off). Removing a key that is not there is not an error.
+    fn delete(&mut self, partition: PartitionId, key: &BucketKey) -> Result<(), StoreError>;
+
+    /// Records a hint, durable on the same terms as `put` (and in order with
+    /// it): a fallback stores the object and its hint in one batch.
+    fn put_hint(&mut self, hint: &Hint) -> Result<(), StoreError>;
+
+    /// Removes a hint (its primary confirmed the handoff).
+    fn delete_hint(&mut self, hint: &Hint) -> Result<(), StoreError>;
+
+    /// Every stored hint, in [`Hint`] order (by primary first).
+    fn hints(&self) -> Result<Vec<Hint>, StoreError>;
 
     /// Makes every write so far reach the operating system: a killed process
     /// loses none of them (a power cut may).

@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::bucket::BucketEntry;
 use crate::hash::BucketKey;
 use crate::layout::NodeId;
 use crate::params::QuorumParam;
@@ -155,7 +156,15 @@ pub enum PeerMsg {
         /// The state, if it could be read.
         object: Option<Object>,
     },
+    /// A bucket's properties as set somewhere in the cluster: adopt them if
+    /// they supersede what this node has.
+    Bucket {
+        /// The versioned properties.
+        entry: BucketEntry,
+    },
 }
+
+// (Bucket properties travel as `PeerMsg::Bucket`, below the replica messages.)
 
 /// A peer message with its sender, as framed on a node-to-node connection.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

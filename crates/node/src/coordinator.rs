@@ -17,7 +17,9 @@
 //!   until all replied or the deadline, then writes the merge back to the
 //!   primaries that were stale (read repair).
 
+use ringkv_core::bucket::{BucketProps, ConflictMode};
 use ringkv_core::hash::BucketKey;
+use ringkv_core::lww::resolve_lww;
 use ringkv_core::msg::{ClientError, ClientOp, ClientReply, ClientRequest, PeerMsg};
 use ringkv_core::params::QuorumParam;
 use ringkv_core::quorum::{QuorumStatus, ReadQuorum, WriteQuorum};
@@ -148,6 +150,7 @@ fn shortfall(strict_short: bool, strict: (usize, usize), all: (usize, usize)) ->
 /// A request that passed validation.
 struct Checked {
     partition: PartitionId,
+    props: BucketProps,
     timeout_ms: u64,
 }
 
@@ -213,6 +216,8 @@ impl<S: Store> Node<S> {
             )));
         }
         let timeout_ms = req.timeout_ms.unwrap_or(self.cfg.timeout_ms);
+        let mut props = self.bucket_props(&req.key.bucket);
+        props.n = props.n.min(self.layout.members.len());
         if timeout_ms == 0 || timeout_ms > TIMEOUT_MS_MAX {
             return Err(ClientError::BadRequest(format!(
                 "timeout_ms={timeout_ms} is out of range: use 1 to {TIMEOUT_MS_MAX}"
@@ -220,56 +225,23 @@ impl<S: Store> Node<S> {
         }
         match &req.op {
             ClientOp::Get { r, pr } => {
-                self.resolve_strict("r", *r, self.cfg.r, "pr", *pr)?;
+                resolve_strict(&props, "r", *r, "pr", *pr)?;
             }
             ClientOp::Put { w, pw, .. } => {
-                self.resolve_strict("w", *w, self.cfg.w, "pw", *pw)?;
+                resolve_strict(&props, "w", *w, "pw", *pw)?;
             }
         }
         Ok(Checked {
+            props,
             partition: req.key.partition(self.layout.ring_size),
             timeout_ms,
         })
     }
 
-    fn resolve(
-        &self,
-        name: &str,
-        p: Option<QuorumParam>,
-        default: usize,
-    ) -> Result<usize, ClientError> {
-        let n = self.cfg.n.min(self.layout.members.len());
-        match p {
-            None => Ok(default.min(n)),
-            Some(p) => p
-                .resolve(name, n)
-                .map_err(|e| ClientError::BadRequest(e.to_string())),
-        }
-    }
-
-    /// Replies needed for a request asking for `p` (or `default`) replies of
-    /// which `strict` must come from primaries: (all replies, primary
-    /// replies). Primary replies count toward all, so all is at least strict.
-    fn resolve_strict(
-        &self,
-        name: &str,
-        p: Option<QuorumParam>,
-        default: usize,
-        strict_name: &str,
-        strict: Option<QuorumParam>,
-    ) -> Result<(usize, usize), ClientError> {
-        let q = self.resolve(name, p, default)?;
-        let s = match strict {
-            None | Some(QuorumParam::Count(0)) => 0,
-            Some(s) => self.resolve(strict_name, Some(s), 0)?,
-        };
-        Ok((q.max(s), s))
-    }
-
     /// The primaries and targets of a request on `partition`, from this
     /// node's view of who is live.
-    pub fn plan(&self, partition: PartitionId) -> Plan {
-        let n = self.n();
+    pub fn plan(&self, partition: PartitionId, n: usize) -> Plan {
+        let n = n.min(self.layout.members.len());
         let extended = self
             .layout
             .preference_list(partition, self.layout.members.len());
@@ -320,12 +292,10 @@ impl<S: Store> Node<S> {
             );
             return self.reject(origin, ClientError::Overloaded(msg), out);
         }
-        let plan = self.plan(checked.partition);
+        let plan = self.plan(checked.partition, checked.props.n);
         match req.op {
             ClientOp::Get { r, pr } => {
-                let (r, pr) = self
-                    .resolve_strict("r", r, self.cfg.r, "pr", pr)
-                    .expect("checked");
+                let (r, pr) = resolve_strict(&checked.props, "r", r, "pr", pr).expect("checked");
                 if self.too_few_primaries(origin.clone(), pr, &plan, out) {
                     return;
                 }
@@ -346,9 +316,7 @@ impl<S: Store> Node<S> {
                 w,
                 pw,
             } => {
-                let (w, pw) = self
-                    .resolve_strict("w", w, self.cfg.w, "pw", pw)
-                    .expect("checked");
+                let (w, pw) = resolve_strict(&checked.props, "w", w, "pw", pw).expect("checked");
                 if plan.target(&self.cfg.id).is_none() {
                     if forwarded {
                         // Never forward twice: the sender's view disagrees with ours.
@@ -413,9 +381,7 @@ impl<S: Store> Node<S> {
                 }
                 match (value, context) {
                     (Value::Tombstone, None) => {
-                        let r = self
-                            .resolve("r", None, self.cfg.r)
-                            .expect("default r is valid");
+                        let r = checked.props.r.min(checked.props.n);
                         let purpose = ReadPurpose::Delete {
                             w,
                             pw,
@@ -513,7 +479,17 @@ impl<S: Store> Node<S> {
             return self.reject(origin, ClientError::BadRequest(msg), out);
         }
         let dot = local.next_dot(&self.actor, &context);
-        let new = local.update(&context, dot.clone(), value, self.wall_ms.unwrap_or(now_ms));
+        let props = self.bucket_props(&key.bucket);
+        let stamp = self.hlc_now(now_ms).to_u64();
+        let new = match props.conflict {
+            ConflictMode::Siblings => local.update(&context, dot.clone(), value, stamp),
+            // Last write wins: every write competes by stamp with everything
+            // stored; a context must not drop a sibling with a larger stamp
+            // (see `ringkv_core::lww`). The context still chose the dot.
+            ConflictMode::Lww => {
+                resolve_lww(&local.update(&VersionVector::new(), dot.clone(), value, stamp))
+            }
+        };
         let limits = &self.cfg.limits;
         let bytes: usize = new
             .siblings
@@ -523,15 +499,25 @@ impl<S: Store> Node<S> {
                 Value::Tombstone => 0,
             })
             .sum();
-        if new.siblings.len() > limits.siblings_max || bytes > limits.object_bytes_max {
+        let siblings_max = props.siblings_max.min(limits.siblings_max);
+        if new.siblings.len() > siblings_max || bytes > limits.object_bytes_max {
             let msg = format!(
                 "the key would have {} siblings and {bytes} bytes, over the limits of {} siblings \
                  and {} bytes: read it and write the resolved value with the read's context",
                 new.siblings.len(),
-                limits.siblings_max,
+                siblings_max,
                 limits.object_bytes_max
             );
             return self.reject(origin, ClientError::TooLarge(msg), out);
+        }
+        if new.siblings.len() > props.siblings_warn {
+            self.stats.siblings_warned += 1;
+            warn!(
+                siblings = new.siblings.len(),
+                warn_at = props.siblings_warn,
+                max = siblings_max,
+                "a key has many siblings: clients should write back resolved values with their read's context"
+            );
         }
         if let Err(e) = self.store.put(partition, &key, &new) {
             return self.store_failed(origin, e, out);
@@ -746,6 +732,10 @@ impl<S: Store> Node<S> {
     /// Answers a read once its quorum is met or failed; ends it (with read
     /// repair) once every target answered.
     fn progress_get(&mut self, now_ms: u64, req_id: u64, out: &mut Vec<Output>) {
+        let conflict = match self.coords.get(&req_id) {
+            Some(Coord::Get { key, .. }) => self.bucket_props(&key.bucket).conflict,
+            _ => return,
+        };
         let Some(Coord::Get {
             origin,
             key,
@@ -762,7 +752,7 @@ impl<S: Store> Node<S> {
             let done = ReadDone {
                 key: key.clone(),
                 status,
-                merged: quorum.merged(),
+                merged: resolve_for(conflict, quorum.merged()),
                 fallback_replies: quorum.replies() - quorum.primary_replies(),
                 error: shortfall(
                     quorum.strict_shortfall(),
@@ -813,7 +803,8 @@ impl<S: Store> Node<S> {
                     return self.answer(origin, reply, out);
                 }
                 let partition = key.partition(self.layout.ring_size);
-                let plan = self.plan(partition);
+                let n = self.bucket_props(&key.bucket).n;
+                let plan = self.plan(partition, n);
                 if self.too_few_primaries(origin.clone(), pw, &plan, out) {
                     return;
                 }
@@ -839,7 +830,8 @@ impl<S: Store> Node<S> {
         let Some(Coord::Get { key, quorum, .. }) = self.coords.remove(&req_id) else {
             return;
         };
-        let merged = quorum.merged();
+        let conflict = self.bucket_props(&key.bucket).conflict;
+        let merged = resolve_for(conflict, quorum.merged());
         if merged.is_empty() {
             return;
         }
@@ -901,4 +893,45 @@ fn put_error(q: &WriteQuorum) -> ClientError {
         (q.strict(), q.primary_acks()),
         (q.required(), q.acks()),
     )
+}
+
+/// Replies needed for a request asking for `p` replies (default: the
+/// bucket's) of which `strict` (default: the bucket's) must come from
+/// primaries: (all replies, primary replies). Primary replies count toward
+/// all, so all is at least strict.
+fn resolve_strict(
+    props: &BucketProps,
+    name: &str,
+    p: Option<QuorumParam>,
+    strict_name: &str,
+    strict: Option<QuorumParam>,
+) -> Result<(usize, usize), ClientError> {
+    let n = props.n;
+    let (default, strict_default) = if name == "r" {
+        (props.r, props.pr)
+    } else {
+        (props.w, props.pw)
+    };
+    let resolve = |name: &str, p: QuorumParam| {
+        p.resolve(name, n)
+            .map_err(|e| ClientError::BadRequest(e.to_string()))
+    };
+    let q = match p {
+        None => default.min(n),
+        Some(p) => resolve(name, p)?,
+    };
+    let s = match strict {
+        None => strict_default.min(n),
+        Some(QuorumParam::Count(0)) => 0,
+        Some(s) => resolve(strict_name, s)?,
+    };
+    Ok((q.max(s), s))
+}
+
+/// A merged object as the bucket's conflict mode keeps it.
+pub(crate) fn resolve_for(conflict: ConflictMode, merged: Object) -> Object {
+    match conflict {
+        ConflictMode::Siblings => merged,
+        ConflictMode::Lww => resolve_lww(&merged),
+    }
 }

@@ -16,16 +16,21 @@
 //! - `lib.rs`: inputs, outputs, config, dispatch.
 //! - [`coordinator`]: GET, PUT and DELETE coordinators and forwarding.
 //! - [`replica`]: what a replica does with the coordinators' messages.
+//! - [`buckets`]: bucket properties, spread to every node.
 //! - [`handoff`]: hinted handoff, a fallback giving writes back to their
 //!   primaries.
 #![forbid(unsafe_code)]
 
+pub mod buckets;
 pub mod coordinator;
 pub mod handoff;
 pub mod replica;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use bytes::Bytes;
+use ringkv_core::HlcClock;
+use ringkv_core::bucket::{BucketEntry, BucketProps};
 use ringkv_core::sloppy::Hint;
 
 use ringkv_core::msg::{ClientReply, ClientRequest, PeerMsg};
@@ -179,6 +184,9 @@ pub struct NodeStats {
     pub hints_refused: u64,
     /// Fallback copies dropped after their last hint was delivered.
     pub handoff_drops: u64,
+    /// Writes that left a key with more siblings than its bucket's
+    /// `siblings_warn`.
+    pub siblings_warned: u64,
 }
 
 /// A ringkv node: coordinators, replica logic and its store.
@@ -189,6 +197,9 @@ pub struct Node<S: Store> {
     store: S,
     /// Peers the transport reports unreachable.
     down: BTreeSet<NodeId>,
+    /// Peers reported reachable at least once (each gets our bucket
+    /// properties when first heard up and whenever it comes back).
+    heard_up: BTreeSet<NodeId>,
     next_id: u64,
     coords: BTreeMap<u64, Coord>,
     stats: NodeStats,
@@ -204,6 +215,12 @@ pub struct Node<S: Store> {
     handoffs: BTreeMap<u64, handoff::InFlight>,
     /// Whether the handoff timer is set.
     handoff_armed: bool,
+    /// Properties of the buckets that have their own, by bucket name.
+    buckets: BTreeMap<Bytes, BucketEntry>,
+    /// Properties of every other bucket, from the config.
+    default_props: BucketProps,
+    /// Stamps writes (last-write-wins order) and bucket changes.
+    hlc: HlcClock,
 }
 
 /// Forward ids remembered per peer.
@@ -222,6 +239,17 @@ impl<S: Store> Node<S> {
             cfg.id
         );
         let first_id = cfg.request_id_base.max(1);
+        let default_props = BucketProps::defaults(cfg.n, cfg.r, cfg.w, cfg.limits.siblings_max);
+        let buckets = match store.metas() {
+            Ok(m) => buckets::load_buckets(m)
+                .into_iter()
+                .map(|e| (Bytes::from(e.bucket.clone()), e))
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not load bucket properties; peers will resend them");
+                BTreeMap::new()
+            }
+        };
         let actor = Actor {
             node: cfg.id.clone(),
             incarnation: cfg.incarnation,
@@ -232,6 +260,7 @@ impl<S: Store> Node<S> {
             layout,
             store,
             down: BTreeSet::new(),
+            heard_up: BTreeSet::new(),
             next_id: first_id,
             seen_forwards: BTreeMap::new(),
             coords: BTreeMap::new(),
@@ -240,6 +269,9 @@ impl<S: Store> Node<S> {
             hints: None,
             handoffs: BTreeMap::new(),
             handoff_armed: false,
+            buckets,
+            default_props,
+            hlc: HlcClock::new(),
         }
     }
 
@@ -264,7 +296,10 @@ impl<S: Store> Node<S> {
             Input::Timer(id) => self.on_timer(now_ms, id, out),
             Input::PeerStatus { peer, up } => {
                 if up {
-                    self.down.remove(&peer);
+                    if self.down.remove(&peer) || !self.heard_up.contains(&peer) {
+                        self.heard_up.insert(peer.clone());
+                        self.send_buckets(&peer, out);
+                    }
                 } else if peer != self.cfg.id {
                     self.down.insert(peer);
                 }
@@ -298,6 +333,7 @@ impl<S: Store> Node<S> {
             PeerMsg::ReplicaGetReply { req_id, object } => {
                 self.on_get_reply(now_ms, from, req_id, object, out)
             }
+            PeerMsg::Bucket { entry } => self.on_bucket_entry(now_ms, entry),
         }
     }
 

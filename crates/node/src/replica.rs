@@ -23,7 +23,16 @@ impl<S: Store> Node<S> {
                 return false;
             }
         };
-        let merged = local.merge(incoming);
+        let conflict = self.bucket_props(&key.bucket).conflict;
+        if let Some(ts) = incoming.siblings.iter().map(|s| s.timestamp_ms).max() {
+            let wall = self.wall_ms.unwrap_or(0).max(self.hlc.last().wall_ms());
+            self.hlc.observe(
+                ringkv_core::Hlc::from_u64(ts),
+                wall,
+                crate::buckets::MAX_DRIFT_MS,
+            );
+        }
+        let merged = crate::coordinator::resolve_for(conflict, local.merge(incoming));
         if merged == local {
             return true;
         }

@@ -135,6 +135,13 @@ impl Store for Tracked {
     fn hints(&self) -> Result<Vec<Hint>, StoreError> {
         self.inner.hints()
     }
+    fn put_meta(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.dirty = true;
+        self.inner.put_meta(key, value)
+    }
+    fn metas(&self) -> Result<Vec<ringkv_storage::Meta>, StoreError> {
+        self.inner.metas()
+    }
     fn flush(&mut self) -> Result<(), StoreError> {
         self.inner.flush()
     }

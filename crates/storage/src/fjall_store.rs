@@ -75,7 +75,12 @@ pub struct FjallStore {
     keyspaces: Vec<Option<Keyspace>>,
     /// The hints a fallback keeps for unreachable primaries.
     hints: Keyspace,
+    /// Cluster metadata this node remembers (bucket properties).
+    meta: Keyspace,
 }
+
+/// Name of the keyspace of cluster metadata.
+const META_KEYSPACE: &str = "meta";
 
 /// Name of the keyspace of hints (cannot clash with `p0000`..).
 const HINTS_KEYSPACE: &str = "hints";
@@ -221,6 +226,9 @@ impl FjallStore {
         let hints = db
             .keyspace(HINTS_KEYSPACE, keyspace_options)
             .map_err(|e| engine("opening the hints keyspace", e))?;
+        let meta = db
+            .keyspace(META_KEYSPACE, keyspace_options)
+            .map_err(|e| engine("opening the metadata keyspace", e))?;
 
         Ok(Self {
             db,
@@ -228,6 +236,7 @@ impl FjallStore {
             ring_size,
             keyspaces,
             hints,
+            meta,
         })
     }
 
@@ -333,6 +342,23 @@ impl Store for FjallStore {
             out.push(hint);
         }
         out.sort();
+        Ok(out)
+    }
+
+    fn put_meta(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.meta
+            .insert(key, value)
+            .map_err(|e| engine("writing metadata", e))
+    }
+
+    fn metas(&self) -> Result<Vec<crate::Meta>, StoreError> {
+        let mut out = Vec::new();
+        for guard in self.meta.iter() {
+            let (k, v) = guard
+                .into_inner()
+                .map_err(|e| engine("scanning metadata", e))?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
         Ok(out)
     }
 
@@ -508,6 +534,7 @@ mod tests {
         }
         let s = FjallStore::open(dir.path(), 8).unwrap();
         assert_eq!(s.hints().unwrap(), vec![h("n1", "k"), h("n2", "k")]);
+        assert!(s.metas().unwrap().is_empty());
         assert_eq!(s.get(3, &key("b", "gone")).unwrap(), None);
         assert_eq!(s.get(3, &key("b", "k")).unwrap(), Some(obj("v")));
     }

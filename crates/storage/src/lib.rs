@@ -28,6 +28,9 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// One stored piece of metadata: (key, value).
+pub type Meta = (Vec<u8>, Vec<u8>);
+
 /// How far a write must get before the node acknowledges it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyncMode {
@@ -71,6 +74,13 @@ pub trait Store {
 
     /// Every stored hint, in [`Hint`] order (by primary first).
     fn hints(&self) -> Result<Vec<Hint>, StoreError>;
+
+    /// Stores a piece of cluster metadata this node must remember across
+    /// restarts (bucket properties), durable on the same terms as `put`.
+    fn put_meta(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
+
+    /// Every stored piece of metadata, in key order.
+    fn metas(&self) -> Result<Vec<Meta>, StoreError>;
 
     /// Makes every write so far reach the operating system: a killed process
     /// loses none of them (a power cut may).

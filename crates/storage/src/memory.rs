@@ -24,6 +24,7 @@ use crate::{Store, StoreError};
 struct State {
     objects: BTreeMap<PartitionId, BTreeMap<BucketKey, Object>>,
     hints: BTreeSet<Hint>,
+    meta: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 /// One change, remembered until it is durable.
@@ -40,6 +41,7 @@ enum Write {
     },
     PutHint(Hint),
     DeleteHint(Hint),
+    PutMeta(Vec<u8>, Vec<u8>),
 }
 
 /// An in-memory store that remembers what was flushed and what was synced,
@@ -142,6 +144,9 @@ fn apply(state: &mut State, w: &Write) {
         Write::DeleteHint(h) => {
             state.hints.remove(h);
         }
+        Write::PutMeta(k, v) => {
+            state.meta.insert(k.clone(), v.clone());
+        }
     }
 }
 
@@ -196,6 +201,20 @@ impl Store for MemStore {
 
     fn hints(&self) -> Result<Vec<Hint>, StoreError> {
         Ok(self.visible.hints.iter().cloned().collect())
+    }
+
+    fn put_meta(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.record(Write::PutMeta(key.to_vec(), value.to_vec()));
+        Ok(())
+    }
+
+    fn metas(&self) -> Result<Vec<crate::Meta>, StoreError> {
+        Ok(self
+            .visible
+            .meta
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
     }
 
     fn flush(&mut self) -> Result<(), StoreError> {

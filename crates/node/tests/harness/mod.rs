@@ -174,7 +174,7 @@ impl Cluster {
         }
     }
 
-    fn route(&mut self, at: &NodeId, outs: Vec<Output>) {
+    pub fn route(&mut self, at: &NodeId, outs: Vec<Output>) {
         for o in outs {
             match o {
                 Output::Send { to, msg } => self.queue.push(InFlight {

@@ -6,21 +6,34 @@
 //! - [`version`]: dots, version vectors, objects with siblings, merge and update.
 //! - [`context`]: the opaque context token handed to clients.
 //! - [`quorum`]: bookkeeping for one read or one write waiting for replies.
+//! - [`sloppy`]: the targets of a request when primaries are down, and hints.
 //! - [`params`]: quorum parameters and request limits.
+//! - [`bucket`]: bucket properties, user patches and their validation, and
+//!   the versioned entry that spreads them by gossip.
+//! - [`hlc`]: the hybrid logical clock behind last-write-wins timestamps and
+//!   metadata versions.
+//! - [`lww`]: last-write-wins resolution of an object's siblings.
 //! - [`msg`]: the messages nodes exchange.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod bucket;
 pub mod context;
 pub mod hash;
+pub mod hlc;
 pub mod layout;
+pub mod lww;
 pub mod msg;
 pub mod params;
 pub mod quorum;
+pub mod sloppy;
 pub mod version;
 
+pub use bucket::{BucketEntry, BucketError, BucketPatch, BucketProps, ConflictMode};
 pub use context::{Context, ContextError};
 pub use hash::{KeyHash, PartitionId, key_hash, partition_of};
+pub use hlc::{Hlc, HlcClock};
 pub use layout::{Layout, LayoutError, Member, NodeId};
+pub use lww::resolve_lww;
 pub use params::{Limits, QuorumParam};
 pub use version::{Actor, Dot, Object, Sibling, Value, VersionVector};

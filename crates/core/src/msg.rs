@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::bucket::BucketEntry;
 use crate::hash::BucketKey;
 use crate::layout::NodeId;
 use crate::params::QuorumParam;
@@ -56,11 +57,18 @@ pub enum ClientReply {
         /// The dot naming this write; `None` when a DELETE found nothing to
         /// delete and wrote nothing. (History checkers use it.)
         dot: Option<Dot>,
+        /// How many of the acks came from fallbacks standing in for
+        /// unreachable primaries (sloppy quorum). While those hold the write
+        /// as hints, a read of the primaries alone may not see it yet.
+        fallback_acks: usize,
     },
     /// A read met its quorum: the merged state of the replies.
     Read {
         /// The merged object (may be empty or all tombstones: absent).
         object: Object,
+        /// How many of the replies came from fallbacks (sloppy quorum): a
+        /// read that counted them may miss a write its primaries had.
+        fallback_replies: usize,
     },
     /// The request failed.
     Error(ClientError),
@@ -75,6 +83,14 @@ pub enum ClientError {
         /// Replies needed.
         required: usize,
         /// Replies received.
+        acks: usize,
+    },
+    /// Enough replies arrived, but fewer than the request's PR/PW came from
+    /// the key's primaries (the rest came from fallbacks).
+    PrimariesUnavailable {
+        /// Primary replies needed (PR or PW).
+        required: usize,
+        /// Primary replies received.
         acks: usize,
     },
     /// A parameter is invalid; nothing was changed.
@@ -113,6 +129,10 @@ pub enum PeerMsg {
         key: BucketKey,
         /// The coordinator's state of the key after the write.
         object: Object,
+        /// Set when the receiver is a fallback: the unreachable primary it
+        /// stands in for. The receiver keeps a durable hint and hands the
+        /// state off when that primary is back.
+        stands_in_for: Option<NodeId>,
     },
     /// The replica merged and stored the object (`ok`), or failed to.
     ReplicaPutAck {
@@ -136,7 +156,15 @@ pub enum PeerMsg {
         /// The state, if it could be read.
         object: Option<Object>,
     },
+    /// A bucket's properties as set somewhere in the cluster: adopt them if
+    /// they supersede what this node has.
+    Bucket {
+        /// The versioned properties.
+        entry: BucketEntry,
+    },
 }
+
+// (Bucket properties travel as `PeerMsg::Bucket`, below the replica messages.)
 
 /// A peer message with its sender, as framed on a node-to-node connection.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

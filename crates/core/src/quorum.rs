@@ -26,6 +26,9 @@ pub enum QuorumStatus {
 #[derive(Clone, Debug)]
 pub struct WriteQuorum {
     required: usize,
+    /// Acks that must come from primaries (PW), and who the primaries are.
+    strict: usize,
+    primaries: Vec<NodeId>,
     targets: Vec<NodeId>,
     acked: Vec<NodeId>,
     failed: Vec<NodeId>,
@@ -38,11 +41,21 @@ impl WriteQuorum {
         assert!(required >= 1, "a write needs at least one ack");
         WriteQuorum {
             required,
+            strict: 0,
+            primaries: vec![],
             targets,
             acked: vec![],
             failed: vec![],
             expired: false,
         }
+    }
+
+    /// Requires `strict` of the acks to come from `primaries` (PW): the
+    /// write is met only with `required` acks of which `strict` are theirs.
+    pub fn with_strict(mut self, primaries: Vec<NodeId>, strict: usize) -> Self {
+        self.primaries = primaries;
+        self.strict = strict;
+        self
     }
 
     /// Records an ack from `node`; duplicates and strangers are ignored.
@@ -74,7 +87,7 @@ impl WriteQuorum {
     /// Where the write stands.
     pub fn status(&self) -> QuorumStatus {
         let outstanding = self.targets.len() - self.acked.len() - self.failed.len();
-        if self.acked.len() >= self.required {
+        if self.acked.len() >= self.required && self.primary_acks() >= self.strict {
             QuorumStatus::Met
         } else if self.expired || outstanding == 0 {
             QuorumStatus::Failed
@@ -92,6 +105,25 @@ impl WriteQuorum {
     pub fn acks(&self) -> usize {
         self.acked.len()
     }
+
+    /// Acks from primaries the write needs (PW).
+    pub fn strict(&self) -> usize {
+        self.strict
+    }
+
+    /// Acks received so far from primaries.
+    pub fn primary_acks(&self) -> usize {
+        self.acked
+            .iter()
+            .filter(|n| self.primaries.contains(n))
+            .count()
+    }
+
+    /// Whether the write failed for lack of primaries (PW) although it had
+    /// enough acks in all.
+    pub fn strict_shortfall(&self) -> bool {
+        self.acked.len() >= self.required && self.primary_acks() < self.strict
+    }
 }
 
 /// A read waiting for `required` replies; keeps every reply so that the
@@ -99,6 +131,9 @@ impl WriteQuorum {
 #[derive(Clone, Debug)]
 pub struct ReadQuorum {
     required: usize,
+    /// Replies that must come from primaries (PR), and who the primaries are.
+    strict: usize,
+    primaries: Vec<NodeId>,
     targets: Vec<NodeId>,
     replies: BTreeMap<NodeId, Object>,
     failed: Vec<NodeId>,
@@ -111,11 +146,39 @@ impl ReadQuorum {
         assert!(required >= 1, "a read needs at least one reply");
         ReadQuorum {
             required,
+            strict: 0,
+            primaries: vec![],
             targets,
             replies: BTreeMap::new(),
             failed: vec![],
             expired: false,
         }
+    }
+
+    /// Requires `strict` of the replies to come from `primaries` (PR).
+    pub fn with_strict(mut self, primaries: Vec<NodeId>, strict: usize) -> Self {
+        self.primaries = primaries;
+        self.strict = strict;
+        self
+    }
+
+    /// Replies that must come from primaries (PR).
+    pub fn strict(&self) -> usize {
+        self.strict
+    }
+
+    /// Replies received so far from primaries.
+    pub fn primary_replies(&self) -> usize {
+        self.replies
+            .keys()
+            .filter(|n| self.primaries.contains(n))
+            .count()
+    }
+
+    /// Whether the read failed for lack of primaries (PR) although it had
+    /// enough replies in all.
+    pub fn strict_shortfall(&self) -> bool {
+        self.replies.len() >= self.required && self.primary_replies() < self.strict
     }
 
     /// Records `node`'s state of the key (empty when it has none).
@@ -149,7 +212,7 @@ impl ReadQuorum {
     /// Where the read stands.
     pub fn status(&self) -> QuorumStatus {
         let outstanding = self.targets.len() - self.replies.len() - self.failed.len();
-        if self.replies.len() >= self.required {
+        if self.replies.len() >= self.required && self.primary_replies() >= self.strict {
             QuorumStatus::Met
         } else if self.expired || outstanding == 0 {
             QuorumStatus::Failed
@@ -181,10 +244,13 @@ impl ReadQuorum {
     }
 
     /// The replicas whose reply lacks something `merged` has: they need
-    /// `merged` written back (read repair).
+    /// `merged` written back (read repair). Only primaries are listed when
+    /// [`ReadQuorum::with_strict`] named them: a fallback's copy is handed
+    /// off to its primary, not repaired in place.
     pub fn stale(&self, merged: &Object) -> Vec<NodeId> {
         self.replies
             .iter()
+            .filter(|(n, _)| self.primaries.is_empty() || self.primaries.contains(n))
             .filter(|(_, o)| *o != merged)
             .map(|(n, _)| n.clone())
             .collect()
@@ -234,6 +300,26 @@ mod tests {
         assert_eq!((q.required(), q.acks()), (2, 1));
         let mut q = WriteQuorum::new(t.clone(), 1);
         assert_eq!(q.ack(&NodeId("stranger".into())), QuorumStatus::Pending);
+    }
+
+    #[test]
+    fn strict_quorums_need_their_primaries() {
+        let t = ids(4);
+        let primaries = t[..3].to_vec();
+        // n1 is a primary, n4 a fallback standing in for one.
+        let targets = vec![t[0].clone(), t[3].clone()];
+        let mut q = WriteQuorum::new(targets.clone(), 2).with_strict(primaries.clone(), 2);
+        q.ack(&t[0]);
+        assert_eq!(q.ack(&t[3]), QuorumStatus::Failed, "only one primary acked");
+        assert!(q.strict_shortfall());
+        assert_eq!((q.acks(), q.primary_acks()), (2, 1));
+        let mut q = WriteQuorum::new(targets.clone(), 2).with_strict(primaries.clone(), 1);
+        q.ack(&t[3]);
+        assert_eq!(q.ack(&t[0]), QuorumStatus::Met);
+        let mut r = ReadQuorum::new(targets, 2).with_strict(primaries, 2);
+        r.reply(&t[3], Object::empty());
+        assert_eq!(r.reply(&t[0], Object::empty()), QuorumStatus::Failed);
+        assert!(r.strict_shortfall());
     }
 
     #[test]

@@ -1,21 +1,29 @@
 //! Coordinators: a request's life from arrival to reply.
 //!
-//! - PUT/DELETE: a node that is not a primary of the key forwards the request
-//!   to the first live primary. The coordinator makes a new dot, applies the
-//!   write to its own state, stores it, sends the new state to the other
-//!   primaries and answers after W acks (its own included).
+//! - Targets: each live primary of the key, and for each unreachable primary
+//!   the next live fallback of the extended preference list, which keeps a
+//!   hint for it (sloppy quorum, [`ringkv_core::sloppy`]). W and R count
+//!   every target; PW and PR count primaries only.
+//! - PUT/DELETE: a node that is not a target forwards the request to the
+//!   first target (the first live primary, or the first fallback when every
+//!   primary is down). The coordinator makes a new dot, applies the write to
+//!   its own state, stores it, sends the new state to the other targets and
+//!   answers after W acks (its own included), PW of them from primaries.
 //! - DELETE without a context first reads the key at R, then writes a
 //!   tombstone with the read's context, so it deletes every value the quorum
 //!   knows instead of adding a tombstone sibling next to them.
-//! - GET: any node coordinates. It asks the N primaries, answers after R
-//!   replies with their merge, keeps listening until all replied or the
-//!   deadline, then writes the merge back to the replicas that were stale
-//!   (read repair).
+//! - GET: any node coordinates. It asks the targets, answers after R
+//!   replies (PR of them from primaries) with their merge, keeps listening
+//!   until all replied or the deadline, then writes the merge back to the
+//!   primaries that were stale (read repair).
 
+use ringkv_core::bucket::{BucketProps, ConflictMode};
 use ringkv_core::hash::BucketKey;
+use ringkv_core::lww::resolve_lww;
 use ringkv_core::msg::{ClientError, ClientOp, ClientReply, ClientRequest, PeerMsg};
 use ringkv_core::params::QuorumParam;
 use ringkv_core::quorum::{QuorumStatus, ReadQuorum, WriteQuorum};
+use ringkv_core::sloppy::{Hint, Target, choose_targets};
 use ringkv_core::{Dot, NodeId, Object, PartitionId, Value, VersionVector};
 use ringkv_storage::Store;
 use tracing::{debug, warn};
@@ -46,6 +54,8 @@ pub enum ReadPurpose {
     Delete {
         /// Acks the delete waits for.
         w: usize,
+        /// How many of them from primaries.
+        pw: usize,
         /// When the whole delete (read and write) must be answered, in ms.
         deadline_ms: u64,
     },
@@ -92,14 +102,55 @@ struct ReadDone {
     key: BucketKey,
     status: QuorumStatus,
     merged: Object,
-    required: usize,
-    acks: usize,
+    fallback_replies: usize,
+    error: ClientError,
     purpose: ReadPurpose,
+}
+
+/// Where a request on one key goes.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The key's N primaries.
+    pub primaries: Vec<NodeId>,
+    /// The nodes to ask: live primaries, and fallbacks for the others.
+    pub targets: Vec<Target>,
+}
+
+impl Plan {
+    /// How many of the targets are primaries.
+    pub fn live_primaries(&self) -> usize {
+        self.targets.iter().filter(|t| t.is_primary()).count()
+    }
+
+    fn nodes(&self) -> Vec<NodeId> {
+        self.targets.iter().map(|t| t.node.clone()).collect()
+    }
+
+    fn target(&self, node: &NodeId) -> Option<&Target> {
+        self.targets.iter().find(|t| &t.node == node)
+    }
+}
+
+/// The error for a quorum that was not met: short of primaries (PR/PW) or
+/// short of replies in all.
+fn shortfall(strict_short: bool, strict: (usize, usize), all: (usize, usize)) -> ClientError {
+    if strict_short {
+        ClientError::PrimariesUnavailable {
+            required: strict.0,
+            acks: strict.1,
+        }
+    } else {
+        ClientError::Unavailable {
+            required: all.0,
+            acks: all.1,
+        }
+    }
 }
 
 /// A request that passed validation.
 struct Checked {
     partition: PartitionId,
+    props: BucketProps,
     timeout_ms: u64,
 }
 
@@ -165,6 +216,8 @@ impl<S: Store> Node<S> {
             )));
         }
         let timeout_ms = req.timeout_ms.unwrap_or(self.cfg.timeout_ms);
+        let mut props = self.bucket_props(&req.key.bucket);
+        props.n = props.n.min(self.layout.members.len());
         if timeout_ms == 0 || timeout_ms > TIMEOUT_MS_MAX {
             return Err(ClientError::BadRequest(format!(
                 "timeout_ms={timeout_ms} is out of range: use 1 to {TIMEOUT_MS_MAX}"
@@ -172,50 +225,51 @@ impl<S: Store> Node<S> {
         }
         match &req.op {
             ClientOp::Get { r, pr } => {
-                self.resolve_strict("r", *r, self.cfg.r, "pr", *pr)?;
+                resolve_strict(&props, "r", *r, "pr", *pr)?;
             }
             ClientOp::Put { w, pw, .. } => {
-                self.resolve_strict("w", *w, self.cfg.w, "pw", *pw)?;
+                resolve_strict(&props, "w", *w, "pw", *pw)?;
             }
         }
         Ok(Checked {
+            props,
             partition: req.key.partition(self.layout.ring_size),
             timeout_ms,
         })
     }
 
-    fn resolve(
-        &self,
-        name: &str,
-        p: Option<QuorumParam>,
-        default: usize,
-    ) -> Result<usize, ClientError> {
-        let n = self.cfg.n.min(self.layout.members.len());
-        match p {
-            None => Ok(default.min(n)),
-            Some(p) => p
-                .resolve(name, n)
-                .map_err(|e| ClientError::BadRequest(e.to_string())),
+    /// The primaries and targets of a request on `partition`, from this
+    /// node's view of who is live.
+    pub fn plan(&self, partition: PartitionId, n: usize) -> Plan {
+        let n = n.min(self.layout.members.len());
+        let extended = self
+            .layout
+            .preference_list(partition, self.layout.members.len());
+        let targets = choose_targets(&extended, n, true, |x| self.is_live(x));
+        Plan {
+            primaries: extended[..n].to_vec(),
+            targets,
         }
     }
 
-    /// Replies needed for a request asking for `p` (or `default`) replies of
-    /// which `strict` must come from primaries. Every target is a primary
-    /// while quorums are strict, so the request waits for the larger of both.
-    fn resolve_strict(
-        &self,
-        name: &str,
-        p: Option<QuorumParam>,
-        default: usize,
-        strict_name: &str,
-        strict: Option<QuorumParam>,
-    ) -> Result<usize, ClientError> {
-        let q = self.resolve(name, p, default)?;
-        let s = match strict {
-            None | Some(QuorumParam::Count(0)) => 0,
-            Some(s) => self.resolve(strict_name, Some(s), 0)?,
+    /// Refuses a request that needs more primaries than are reachable, before
+    /// anything is written.
+    fn too_few_primaries(
+        &mut self,
+        origin: Origin,
+        strict: usize,
+        plan: &Plan,
+        out: &mut Vec<Output>,
+    ) -> bool {
+        if plan.live_primaries() >= strict {
+            return false;
+        }
+        let err = ClientError::PrimariesUnavailable {
+            required: strict,
+            acks: 0,
         };
-        Ok(q.max(s))
+        self.answer(origin, ClientReply::Error(err), out);
+        true
     }
 
     /// A client request, from a client of this node or forwarded by a peer.
@@ -238,18 +292,19 @@ impl<S: Store> Node<S> {
             );
             return self.reject(origin, ClientError::Overloaded(msg), out);
         }
-        let primaries = self.primaries(checked.partition);
+        let plan = self.plan(checked.partition, checked.props.n);
         match req.op {
             ClientOp::Get { r, pr } => {
-                let r = self
-                    .resolve_strict("r", r, self.cfg.r, "pr", pr)
-                    .expect("checked");
+                let (r, pr) = resolve_strict(&checked.props, "r", r, "pr", pr).expect("checked");
+                if self.too_few_primaries(origin.clone(), pr, &plan, out) {
+                    return;
+                }
                 self.start_get(
                     now_ms,
                     origin,
                     req.key,
-                    primaries,
-                    r,
+                    plan,
+                    (r, pr),
                     checked.timeout_ms,
                     ReadPurpose::Client,
                     out,
@@ -261,13 +316,12 @@ impl<S: Store> Node<S> {
                 w,
                 pw,
             } => {
-                let w = self
-                    .resolve_strict("w", w, self.cfg.w, "pw", pw)
-                    .expect("checked");
-                if !primaries.contains(&self.cfg.id) {
+                let (w, pw) = resolve_strict(&checked.props, "w", w, "pw", pw).expect("checked");
+                if plan.target(&self.cfg.id).is_none() {
                     if forwarded {
-                        // Never forward twice: the sender's layout disagrees with ours.
-                        let msg = "this node is not a primary for the key; layouts disagree, retry"
+                        // Never forward twice: the sender's view disagrees with ours.
+                        let msg = "this node is not a replica of the key in its own view of the \
+                                   cluster (views of liveness or layout disagree); retry"
                             .to_string();
                         return self.answer(
                             origin,
@@ -278,7 +332,10 @@ impl<S: Store> Node<S> {
                     let Origin::Client(client_id) = origin else {
                         unreachable!("forwarded handled above")
                     };
-                    let Some(to) = primaries.iter().find(|p| self.is_live(p)).cloned() else {
+                    if self.too_few_primaries(origin.clone(), pw, &plan, out) {
+                        return;
+                    }
+                    let Some(to) = plan.targets.first().map(|t| t.node.clone()) else {
                         return self.answer(
                             origin,
                             ClientReply::Error(ClientError::Unavailable {
@@ -296,7 +353,7 @@ impl<S: Store> Node<S> {
                             value,
                             context,
                             w: Some(QuorumParam::Count(w as u32)),
-                            pw: None,
+                            pw: Some(QuorumParam::Count(pw as u32)),
                         },
                         timeout_ms: Some(checked.timeout_ms),
                     };
@@ -304,7 +361,7 @@ impl<S: Store> Node<S> {
                         to: to.clone(),
                         msg: PeerMsg::Forward { fwd_id, request },
                     });
-                    // Give the primary its whole timeout plus a margin for the hops.
+                    // Give the coordinator its whole timeout plus a margin for the hops.
                     out.push(Output::SetTimer {
                         id: fwd_id,
                         at_ms: now_ms + checked.timeout_ms + 1_000,
@@ -319,21 +376,23 @@ impl<S: Store> Node<S> {
                     );
                     return;
                 }
+                if self.too_few_primaries(origin.clone(), pw, &plan, out) {
+                    return;
+                }
                 match (value, context) {
                     (Value::Tombstone, None) => {
-                        let r = self
-                            .resolve("r", None, self.cfg.r)
-                            .expect("default r is valid");
+                        let r = checked.props.r.min(checked.props.n);
                         let purpose = ReadPurpose::Delete {
                             w,
+                            pw,
                             deadline_ms: now_ms + checked.timeout_ms,
                         };
                         self.start_get(
                             now_ms,
                             origin,
                             req.key,
-                            primaries,
-                            r,
+                            plan,
+                            (r, 0),
                             checked.timeout_ms,
                             purpose,
                             out,
@@ -346,10 +405,10 @@ impl<S: Store> Node<S> {
                             origin,
                             req.key,
                             checked.partition,
-                            primaries,
+                            plan,
                             value,
                             context,
-                            w,
+                            (w, pw),
                             checked.timeout_ms,
                             out,
                         );
@@ -366,13 +425,41 @@ impl<S: Store> Node<S> {
         origin: Origin,
         key: BucketKey,
         partition: PartitionId,
-        primaries: Vec<NodeId>,
+        plan: Plan,
         value: Value,
         context: VersionVector,
-        w: usize,
+        (w, pw): (usize, usize),
         timeout_ms: u64,
         out: &mut Vec<Output>,
     ) {
+        // The coordinator must store the write itself: it makes the dot from
+        // its own state, and a dot is never reused only if every dot of its
+        // actor is stored here.
+        let stands_in_for = match plan.target(&self.cfg.id) {
+            Some(t) => t.stands_in_for.clone(),
+            None => {
+                let err = ClientError::Unavailable {
+                    required: w,
+                    acks: 0,
+                };
+                return self.answer(origin, ClientReply::Error(err), out);
+            }
+        };
+        if let Some(p) = &stands_in_for
+            && !self.can_hint(p, &key)
+        {
+            self.stats.hints_refused += 1;
+            let msg = format!(
+                "this node would coordinate the write as a fallback for {p}, but it holds \
+                 --hints-max={} hints already; retry when handoff has made room",
+                self.cfg.hints_max
+            );
+            return self.answer(
+                origin,
+                ClientReply::Error(ClientError::Overloaded(msg)),
+                out,
+            );
+        }
         self.stats.puts_coordinated += 1;
         let local = match self.store.get(partition, &key) {
             Ok(o) => o.unwrap_or_default(),
@@ -392,7 +479,17 @@ impl<S: Store> Node<S> {
             return self.reject(origin, ClientError::BadRequest(msg), out);
         }
         let dot = local.next_dot(&self.actor, &context);
-        let new = local.update(&context, dot.clone(), value, self.wall_ms.unwrap_or(now_ms));
+        let props = self.bucket_props(&key.bucket);
+        let stamp = self.hlc_now(now_ms).to_u64();
+        let new = match props.conflict {
+            ConflictMode::Siblings => local.update(&context, dot.clone(), value, stamp),
+            // Last write wins: every write competes by stamp with everything
+            // stored; a context must not drop a sibling with a larger stamp
+            // (see `ringkv_core::lww`). The context still chose the dot.
+            ConflictMode::Lww => {
+                resolve_lww(&local.update(&VersionVector::new(), dot.clone(), value, stamp))
+            }
+        };
         let limits = &self.cfg.limits;
         let bytes: usize = new
             .siblings
@@ -402,35 +499,55 @@ impl<S: Store> Node<S> {
                 Value::Tombstone => 0,
             })
             .sum();
-        if new.siblings.len() > limits.siblings_max || bytes > limits.object_bytes_max {
+        let siblings_max = props.siblings_max.min(limits.siblings_max);
+        if new.siblings.len() > siblings_max || bytes > limits.object_bytes_max {
             let msg = format!(
                 "the key would have {} siblings and {bytes} bytes, over the limits of {} siblings \
                  and {} bytes: read it and write the resolved value with the read's context",
                 new.siblings.len(),
-                limits.siblings_max,
+                siblings_max,
                 limits.object_bytes_max
             );
             return self.reject(origin, ClientError::TooLarge(msg), out);
         }
+        if new.siblings.len() > props.siblings_warn {
+            self.stats.siblings_warned += 1;
+            warn!(
+                siblings = new.siblings.len(),
+                warn_at = props.siblings_warn,
+                max = siblings_max,
+                "a key has many siblings: clients should write back resolved values with their read's context"
+            );
+        }
         if let Err(e) = self.store.put(partition, &key, &new) {
             return self.store_failed(origin, e, out);
         }
-        let mut quorum = WriteQuorum::new(primaries.clone(), w);
-        quorum.ack(&self.cfg.id);
-        let req_id = self.next_id();
-        for p in primaries.iter().filter(|p| **p != self.cfg.id) {
-            if self.is_live(p) {
-                out.push(Output::Send {
-                    to: p.clone(),
-                    msg: PeerMsg::ReplicaPut {
-                        req_id,
-                        key: key.clone(),
-                        object: new.clone(),
-                    },
-                });
+        let mut quorum = WriteQuorum::new(plan.nodes(), w).with_strict(plan.primaries.clone(), pw);
+        if let Some(primary) = stands_in_for {
+            let hint = Hint {
+                primary,
+                partition,
+                key: key.clone(),
+            };
+            if self.add_hint(hint) {
+                quorum.ack(&self.cfg.id);
             } else {
-                quorum.fail(p);
+                quorum.fail(&self.cfg.id);
             }
+        } else {
+            quorum.ack(&self.cfg.id);
+        }
+        let req_id = self.next_id();
+        for t in plan.targets.iter().filter(|t| t.node != self.cfg.id) {
+            out.push(Output::Send {
+                to: t.node.clone(),
+                msg: PeerMsg::ReplicaPut {
+                    req_id,
+                    key: key.clone(),
+                    object: new.clone(),
+                    stands_in_for: t.stands_in_for.clone(),
+                },
+            });
         }
         let context = new.vv;
         let status = if self.cfg.bugs.ack_before_quorum {
@@ -440,14 +557,15 @@ impl<S: Store> Node<S> {
         };
         match status {
             QuorumStatus::Met => {
-                let dot = Some(dot);
-                self.answer(origin, ClientReply::Written { context, dot }, out)
+                let reply = ClientReply::Written {
+                    context,
+                    dot: Some(dot),
+                    fallback_acks: quorum.acks() - quorum.primary_acks(),
+                };
+                self.answer(origin, reply, out)
             }
             QuorumStatus::Failed => {
-                let err = ClientError::Unavailable {
-                    required: quorum.required(),
-                    acks: quorum.acks(),
-                };
+                let err = put_error(&quorum);
                 self.answer(origin, ClientReply::Error(err), out)
             }
             QuorumStatus::Pending => {
@@ -474,17 +592,17 @@ impl<S: Store> Node<S> {
         now_ms: u64,
         origin: Origin,
         key: BucketKey,
-        primaries: Vec<NodeId>,
-        r: usize,
+        plan: Plan,
+        (r, pr): (usize, usize),
         timeout_ms: u64,
         purpose: ReadPurpose,
         out: &mut Vec<Output>,
     ) {
         self.stats.gets_coordinated += 1;
         let partition = key.partition(self.layout.ring_size);
-        let mut quorum = ReadQuorum::new(primaries.clone(), r);
+        let mut quorum = ReadQuorum::new(plan.nodes(), r).with_strict(plan.primaries.clone(), pr);
         let req_id = self.next_id();
-        for p in &primaries {
+        for p in &plan.nodes() {
             if *p == self.cfg.id {
                 match self.store.get(partition, &key) {
                     Ok(o) => {
@@ -496,7 +614,7 @@ impl<S: Store> Node<S> {
                         quorum.fail(p);
                     }
                 }
-            } else if self.is_live(p) {
+            } else {
                 out.push(Output::Send {
                     to: p.clone(),
                     msg: PeerMsg::ReplicaGet {
@@ -504,8 +622,6 @@ impl<S: Store> Node<S> {
                         key: key.clone(),
                     },
                 });
-            } else {
-                quorum.fail(p);
             }
         }
         self.coords.insert(
@@ -587,12 +703,10 @@ impl<S: Store> Node<S> {
             ClientReply::Written {
                 context,
                 dot: Some(dot),
+                fallback_acks: quorum.acks() - quorum.primary_acks(),
             }
         } else {
-            ClientReply::Error(ClientError::Unavailable {
-                required: quorum.required(),
-                acks: quorum.acks(),
-            })
+            ClientReply::Error(put_error(&quorum))
         };
         self.answer(origin, reply, out);
     }
@@ -618,6 +732,10 @@ impl<S: Store> Node<S> {
     /// Answers a read once its quorum is met or failed; ends it (with read
     /// repair) once every target answered.
     fn progress_get(&mut self, now_ms: u64, req_id: u64, out: &mut Vec<Output>) {
+        let conflict = match self.coords.get(&req_id) {
+            Some(Coord::Get { key, .. }) => self.bucket_props(&key.bucket).conflict,
+            _ => return,
+        };
         let Some(Coord::Get {
             origin,
             key,
@@ -634,9 +752,13 @@ impl<S: Store> Node<S> {
             let done = ReadDone {
                 key: key.clone(),
                 status,
-                merged: quorum.merged(),
-                required: quorum.required(),
-                acks: quorum.replies(),
+                merged: resolve_for(conflict, quorum.merged()),
+                fallback_replies: quorum.replies() - quorum.primary_replies(),
+                error: shortfall(
+                    quorum.strict_shortfall(),
+                    (quorum.strict(), quorum.primary_replies()),
+                    (quorum.required(), quorum.replies()),
+                ),
                 purpose: purpose.clone(),
             };
             self.read_done(now_ms, origin, done, out);
@@ -653,35 +775,48 @@ impl<S: Store> Node<S> {
             key,
             status,
             merged,
-            required,
-            acks,
+            fallback_replies,
+            error,
             purpose,
         } = done;
         if status == QuorumStatus::Failed {
-            let err = ClientError::Unavailable { required, acks };
-            return self.answer(origin, ClientReply::Error(err), out);
+            return self.answer(origin, ClientReply::Error(error), out);
         }
         match purpose {
-            ReadPurpose::Client => self.answer(origin, ClientReply::Read { object: merged }, out),
-            ReadPurpose::Delete { w, deadline_ms } => {
+            ReadPurpose::Client => {
+                let reply = ClientReply::Read {
+                    object: merged,
+                    fallback_replies,
+                };
+                self.answer(origin, reply, out)
+            }
+            ReadPurpose::Delete { w, pw, deadline_ms } => {
                 let timeout_ms = deadline_ms.saturating_sub(now_ms).max(1);
                 if merged.is_deleted() {
                     // Nothing to delete: every value the quorum knows is gone already.
                     let context = merged.vv;
-                    let reply = ClientReply::Written { context, dot: None };
+                    let reply = ClientReply::Written {
+                        context,
+                        dot: None,
+                        fallback_acks: 0,
+                    };
                     return self.answer(origin, reply, out);
                 }
                 let partition = key.partition(self.layout.ring_size);
-                let primaries = self.primaries(partition);
+                let n = self.bucket_props(&key.bucket).n;
+                let plan = self.plan(partition, n);
+                if self.too_few_primaries(origin.clone(), pw, &plan, out) {
+                    return;
+                }
                 self.start_put(
                     now_ms,
                     origin,
                     key,
                     partition,
-                    primaries,
+                    plan,
                     Value::Tombstone,
                     merged.vv,
-                    w,
+                    (w, pw),
                     timeout_ms,
                     out,
                 );
@@ -695,7 +830,8 @@ impl<S: Store> Node<S> {
         let Some(Coord::Get { key, quorum, .. }) = self.coords.remove(&req_id) else {
             return;
         };
-        let merged = quorum.merged();
+        let conflict = self.bucket_props(&key.bucket).conflict;
+        let merged = resolve_for(conflict, quorum.merged());
         if merged.is_empty() {
             return;
         }
@@ -710,6 +846,7 @@ impl<S: Store> Node<S> {
                         req_id: 0,
                         key: key.clone(),
                         object: merged.clone(),
+                        stands_in_for: None,
                     },
                 });
             }
@@ -717,6 +854,9 @@ impl<S: Store> Node<S> {
     }
 
     pub(crate) fn on_timer(&mut self, now_ms: u64, id: u64, out: &mut Vec<Output>) {
+        if id == crate::handoff::TIMER {
+            return self.handoff_tick(now_ms, out);
+        }
         match self.coords.get_mut(&id) {
             None => {}
             Some(Coord::Forwarded { .. }) => {
@@ -743,5 +883,55 @@ impl<S: Store> Node<S> {
                 self.end_get(id, out);
             }
         }
+    }
+}
+
+/// The error of a write that missed its quorum.
+fn put_error(q: &WriteQuorum) -> ClientError {
+    shortfall(
+        q.strict_shortfall(),
+        (q.strict(), q.primary_acks()),
+        (q.required(), q.acks()),
+    )
+}
+
+/// Replies needed for a request asking for `p` replies (default: the
+/// bucket's) of which `strict` (default: the bucket's) must come from
+/// primaries: (all replies, primary replies). Primary replies count toward
+/// all, so all is at least strict.
+fn resolve_strict(
+    props: &BucketProps,
+    name: &str,
+    p: Option<QuorumParam>,
+    strict_name: &str,
+    strict: Option<QuorumParam>,
+) -> Result<(usize, usize), ClientError> {
+    let n = props.n;
+    let (default, strict_default) = if name == "r" {
+        (props.r, props.pr)
+    } else {
+        (props.w, props.pw)
+    };
+    let resolve = |name: &str, p: QuorumParam| {
+        p.resolve(name, n)
+            .map_err(|e| ClientError::BadRequest(e.to_string()))
+    };
+    let q = match p {
+        None => default.min(n),
+        Some(p) => resolve(name, p)?,
+    };
+    let s = match strict {
+        None => strict_default.min(n),
+        Some(QuorumParam::Count(0)) => 0,
+        Some(s) => resolve(strict_name, s)?,
+    };
+    Ok((q.max(s), s))
+}
+
+/// A merged object as the bucket's conflict mode keeps it.
+pub(crate) fn resolve_for(conflict: ConflictMode, merged: Object) -> Object {
+    match conflict {
+        ConflictMode::Siblings => merged,
+        ConflictMode::Lww => resolve_lww(&merged),
     }
 }

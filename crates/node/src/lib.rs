@@ -18,13 +18,23 @@
 //! - [`replica`]: what a replica does with the coordinators' messages.
 //! - [`membership`]: gossip membership and SWIM failure detection (foca),
 //!   self-contained; not wired into [`Node`] yet.
+//! - [`buckets`]: bucket properties, spread to every node.
+//! - [`handoff`]: hinted handoff, a fallback giving writes back to their
+//!   primaries.
 #![forbid(unsafe_code)]
 
+pub mod buckets;
 pub mod coordinator;
+pub mod handoff;
 pub mod membership;
 pub mod replica;
 
 use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+use ringkv_core::HlcClock;
+use ringkv_core::bucket::{BucketEntry, BucketProps};
+use ringkv_core::sloppy::Hint;
 
 use ringkv_core::msg::{ClientReply, ClientRequest, PeerMsg};
 use ringkv_core::{Actor, Layout, Limits, NodeId, PartitionId};
@@ -118,7 +128,22 @@ pub struct NodeConfig {
     /// (random, or a start counter shifted high) so that a peer's late reply
     /// to a request of a previous start can never match a new request.
     pub request_id_base: u64,
+    /// Most hints this node keeps as a fallback. Past it the node refuses
+    /// writes as a fallback (its disk is not a dumping ground for a long
+    /// outage) and says so in its status.
+    pub hints_max: usize,
+    /// How often the handoff job looks for primaries that are back, in ms.
+    pub handoff_interval_ms: u64,
+    /// Handoff writes in flight per primary at once.
+    pub handoff_window: usize,
 }
+
+/// Default for [`NodeConfig::hints_max`].
+pub const HINTS_MAX_DEFAULT: usize = 1_000_000;
+/// Default for [`NodeConfig::handoff_interval_ms`].
+pub const HANDOFF_INTERVAL_MS_DEFAULT: u64 = 1_000;
+/// Default for [`NodeConfig::handoff_window`].
+pub const HANDOFF_WINDOW_DEFAULT: usize = 64;
 
 /// Deliberate protocol bugs a test can switch on to see a checker fail.
 /// A checker that cannot fail is worthless; these prove ours can.
@@ -154,6 +179,17 @@ pub struct NodeStats {
     pub replica_puts: u64,
     /// Storage errors seen.
     pub store_errors: u64,
+    /// Writes this node stored as a fallback, with a hint.
+    pub hinted_writes: u64,
+    /// Hints handed off and confirmed by their primary.
+    pub hints_delivered: u64,
+    /// Writes refused as a fallback because the hints reached `hints_max`.
+    pub hints_refused: u64,
+    /// Fallback copies dropped after their last hint was delivered.
+    pub handoff_drops: u64,
+    /// Writes that left a key with more siblings than its bucket's
+    /// `siblings_warn`.
+    pub siblings_warned: u64,
 }
 
 /// A ringkv node: coordinators, replica logic and its store.
@@ -164,6 +200,9 @@ pub struct Node<S: Store> {
     store: S,
     /// Peers the transport reports unreachable.
     down: BTreeSet<NodeId>,
+    /// Peers reported reachable at least once (each gets our bucket
+    /// properties when first heard up and whenever it comes back).
+    heard_up: BTreeSet<NodeId>,
     next_id: u64,
     coords: BTreeMap<u64, Coord>,
     stats: NodeStats,
@@ -173,6 +212,18 @@ pub struct Node<S: Store> {
     /// forward is coordinated once (a second coordination would make a second
     /// write the client never hears of).
     seen_forwards: BTreeMap<NodeId, BTreeSet<u64>>,
+    /// Hints this node keeps, mirrored from the store (`None` until loaded).
+    hints: Option<BTreeSet<Hint>>,
+    /// Handoff writes waiting for their primary's ack, by request id.
+    handoffs: BTreeMap<u64, handoff::InFlight>,
+    /// Whether the handoff timer is set.
+    handoff_armed: bool,
+    /// Properties of the buckets that have their own, by bucket name.
+    buckets: BTreeMap<Bytes, BucketEntry>,
+    /// Properties of every other bucket, from the config.
+    default_props: BucketProps,
+    /// Stamps writes (last-write-wins order) and bucket changes.
+    hlc: HlcClock,
 }
 
 /// Forward ids remembered per peer.
@@ -191,6 +242,17 @@ impl<S: Store> Node<S> {
             cfg.id
         );
         let first_id = cfg.request_id_base.max(1);
+        let default_props = BucketProps::defaults(cfg.n, cfg.r, cfg.w, cfg.limits.siblings_max);
+        let buckets = match store.metas() {
+            Ok(m) => buckets::load_buckets(m)
+                .into_iter()
+                .map(|e| (Bytes::from(e.bucket.clone()), e))
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not load bucket properties; peers will resend them");
+                BTreeMap::new()
+            }
+        };
         let actor = Actor {
             node: cfg.id.clone(),
             incarnation: cfg.incarnation,
@@ -201,16 +263,30 @@ impl<S: Store> Node<S> {
             layout,
             store,
             down: BTreeSet::new(),
+            heard_up: BTreeSet::new(),
             next_id: first_id,
             seen_forwards: BTreeMap::new(),
             coords: BTreeMap::new(),
             stats: NodeStats::default(),
             wall_ms: None,
+            hints: None,
+            handoffs: BTreeMap::new(),
+            handoff_armed: false,
+            buckets,
+            default_props,
+            hlc: HlcClock::new(),
         }
     }
 
     /// Feeds one input; appends what the runtime must do to `out`.
     pub fn handle(&mut self, now_ms: u64, input: Input, out: &mut Vec<Output>) {
+        if !self.handoff_armed {
+            self.handoff_armed = true;
+            out.push(Output::SetTimer {
+                id: handoff::TIMER,
+                at_ms: now_ms + self.cfg.handoff_interval_ms,
+            });
+        }
         match input {
             Input::Client { client_id, request } => self.on_client(
                 now_ms,
@@ -223,7 +299,10 @@ impl<S: Store> Node<S> {
             Input::Timer(id) => self.on_timer(now_ms, id, out),
             Input::PeerStatus { peer, up } => {
                 if up {
-                    self.down.remove(&peer);
+                    if self.down.remove(&peer) || !self.heard_up.contains(&peer) {
+                        self.heard_up.insert(peer.clone());
+                        self.send_buckets(&peer, out);
+                    }
                 } else if peer != self.cfg.id {
                     self.down.insert(peer);
                 }
@@ -244,12 +323,20 @@ impl<S: Store> Node<S> {
                 req_id,
                 key,
                 object,
-            } => self.replica_put(from, req_id, key, object, out),
+                stands_in_for,
+            } => self.replica_put(from, req_id, key, object, stands_in_for, out),
             PeerMsg::ReplicaGet { req_id, key } => self.replica_get(from, req_id, key, out),
-            PeerMsg::ReplicaPutAck { req_id, ok } => self.on_put_ack(now_ms, from, req_id, ok, out),
+            PeerMsg::ReplicaPutAck { req_id, ok } => {
+                if self.handoffs.contains_key(&req_id) {
+                    self.on_handoff_ack(now_ms, from, req_id, ok, out)
+                } else {
+                    self.on_put_ack(now_ms, from, req_id, ok, out)
+                }
+            }
             PeerMsg::ReplicaGetReply { req_id, object } => {
                 self.on_get_reply(now_ms, from, req_id, object, out)
             }
+            PeerMsg::Bucket { entry } => self.on_bucket_entry(now_ms, entry),
         }
     }
 
@@ -278,6 +365,32 @@ impl<S: Store> Node<S> {
     /// Whether this node believes `peer` reachable (itself always is).
     pub fn is_live(&self, peer: &NodeId) -> bool {
         !self.down.contains(peer)
+    }
+
+    /// Replicas per key, capped by the cluster size.
+    pub fn n(&self) -> usize {
+        self.cfg.n.min(self.layout.members.len())
+    }
+
+    /// Hints this node keeps, by the primary they are for (empty until the
+    /// handoff job first loaded them from the store).
+    pub fn hints_by_primary(&self) -> BTreeMap<NodeId, usize> {
+        let mut out = BTreeMap::new();
+        for h in self.hints.iter().flatten() {
+            *out.entry(h.primary.clone()).or_insert(0) += 1;
+        }
+        out
+    }
+
+    /// Hints this node keeps.
+    pub fn hints_len(&self) -> usize {
+        self.hints.as_ref().map_or(0, BTreeSet::len)
+    }
+
+    /// Whether the hints reached `hints_max`: the node refuses writes as a
+    /// fallback until handoff makes room.
+    pub fn hints_full(&self) -> bool {
+        self.hints_len() >= self.cfg.hints_max
     }
 
     /// Number of partitions whose live primaries are fewer than `max(r, w)`.

@@ -3,6 +3,7 @@
 
 use ringkv_core::hash::BucketKey;
 use ringkv_core::msg::PeerMsg;
+use ringkv_core::sloppy::Hint;
 use ringkv_core::{NodeId, Object};
 use ringkv_storage::Store;
 use tracing::warn;
@@ -22,7 +23,16 @@ impl<S: Store> Node<S> {
                 return false;
             }
         };
-        let merged = local.merge(incoming);
+        let conflict = self.bucket_props(&key.bucket).conflict;
+        if let Some(ts) = incoming.siblings.iter().map(|s| s.timestamp_ms).max() {
+            let wall = self.wall_ms.unwrap_or(0).max(self.hlc.last().wall_ms());
+            self.hlc.observe(
+                ringkv_core::Hlc::from_u64(ts),
+                wall,
+                crate::buckets::MAX_DRIFT_MS,
+            );
+        }
+        let merged = crate::coordinator::resolve_for(conflict, local.merge(incoming));
         if merged == local {
             return true;
         }
@@ -42,10 +52,29 @@ impl<S: Store> Node<S> {
         req_id: u64,
         key: BucketKey,
         object: Object,
+        stands_in_for: Option<NodeId>,
         out: &mut Vec<Output>,
     ) {
         self.stats.replica_puts += 1;
-        let ok = self.merge_local(&key, &object);
+        let ok = match stands_in_for {
+            None => self.merge_local(&key, &object),
+            Some(primary) => {
+                // A fallback: refuse before storing anything when the hints
+                // are full, so the coordinator counts no ack from us.
+                if self.can_hint(&primary, &key) {
+                    let partition = key.partition(self.layout.ring_size);
+                    self.merge_local(&key, &object)
+                        && self.add_hint(Hint {
+                            primary,
+                            partition,
+                            key: key.clone(),
+                        })
+                } else {
+                    self.stats.hints_refused += 1;
+                    false
+                }
+            }
+        };
         if req_id != 0 {
             out.push(Output::Send {
                 to: from,

@@ -118,6 +118,10 @@ pub struct ServerArgs {
     /// Most client requests in flight; more get 503 overloaded. [default: 10000]
     #[arg(long)]
     pub pending_max: Option<usize>,
+    /// Most hints this node keeps for unreachable primaries; past it the node
+    /// refuses writes as a fallback (see `ringkv status`). [default: 1000000]
+    #[arg(long)]
+    pub hints_max: Option<usize>,
     /// Test-only: accept /v1/admin/faults requests that drop or delay this
     /// node's traffic to chosen peers (a partition for real processes).
     /// Never enable in production.

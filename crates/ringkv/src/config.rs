@@ -23,6 +23,7 @@
 //! value_bytes_max = 4194304
 //! bucket_bytes_max = 255
 //! pending_max = 10000
+//! hints_max = 1000000
 //! ```
 //!
 //! Unknown keys are an error, so a typo does not silently fall back to a default.
@@ -78,6 +79,8 @@ pub struct FileConfig {
     bucket_bytes_max: Option<usize>,
     #[serde(default, alias = "pending-max")]
     pending_max: Option<usize>,
+    #[serde(default, alias = "hints-max")]
+    hints_max: Option<usize>,
     #[serde(default, alias = "fault-injection")]
     fault_injection: Option<bool>,
 }
@@ -275,6 +278,9 @@ pub fn merge(flags: &ServerArgs, file: &FileConfig) -> Result<Config, String> {
     if let Some(v) = flags.pending_max.or(file.pending_max) {
         c.pending_max = v;
     }
+    if let Some(v) = flags.hints_max.or(file.hints_max) {
+        c.hints_max = v;
+    }
     c.fault_injection = flags.fault_injection || file.fault_injection.unwrap_or(false);
     Ok(c)
 }
@@ -352,6 +358,7 @@ pub fn validate(c: &Config) -> Result<(), String> {
         ("--value-bytes-max", c.limits.value_bytes_max),
         ("--bucket-bytes-max", c.limits.bucket_bytes_max),
         ("--pending-max", c.pending_max),
+        ("--hints-max", c.hints_max),
     ] {
         if v == 0 {
             problems.push(format!("{name} must be at least 1"));

@@ -35,6 +35,9 @@ pub struct Config {
     pub limits: Limits,
     /// Most client requests in flight on this node; more get `503 overloaded`.
     pub pending_max: usize,
+    /// Most hints this node keeps as a fallback; past it, it refuses writes
+    /// as a fallback and says so in its status and metrics.
+    pub hints_max: usize,
     /// Test-only: serve `/v1/admin/faults`, which drops or delays this node's
     /// traffic to chosen peers. Off unless asked for.
     pub fault_injection: bool,
@@ -57,6 +60,7 @@ impl Config {
             timeout_ms: 5_000,
             limits: Limits::default(),
             pending_max: 10_000,
+            hints_max: ringkv_node::HINTS_MAX_DEFAULT,
             fault_injection: false,
         }
     }

@@ -126,6 +126,17 @@ impl From<ClientError> for ApiError {
                 ),
                 counts: Some((required, acks)),
             },
+            ClientError::PrimariesUnavailable { required, acks } => ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "unavailable",
+                message: format!(
+                    "strict quorum not reached: {acks} of the {required} primary replicas required by \
+                     pr/pw answered (the others are unreachable; fallbacks do not count toward pr/pw); \
+                     a write may still be applied where it was acked (not confirmed, not lost); retry \
+                     later, or lower pr/pw to let fallbacks stand in"
+                ),
+                counts: Some((required, acks)),
+            },
             ClientError::BadRequest(m) => ApiError::bad(m),
             ClientError::TooLarge(m) => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", m)
@@ -561,7 +572,7 @@ async fn kv_inner(
             set_context(&mut resp, &context, key_hash);
             Ok(resp)
         }
-        ClientReply::Read { object } => {
+        ClientReply::Read { object, .. } => {
             debug_assert!(is_get);
             Ok(read_response(&object, key_hash))
         }

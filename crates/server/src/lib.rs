@@ -77,6 +77,9 @@ pub async fn run(
         // Fresh per process start: late replies to a previous start's
         // requests can then never match this start's.
         request_id_base: rand::random::<u64>() >> 2,
+        hints_max: config.hints_max,
+        handoff_interval_ms: ringkv_node::HANDOFF_INTERVAL_MS_DEFAULT,
+        handoff_window: ringkv_node::HANDOFF_WINDOW_DEFAULT,
     };
     let node = Node::new(node_cfg, layout.clone(), runtime::Tracked::new(store));
 

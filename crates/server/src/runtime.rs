@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use ringkv_core::hash::BucketKey;
 use ringkv_core::msg::{ClientReply, ClientRequest, PeerMsg};
+use ringkv_core::sloppy::Hint;
 use ringkv_core::{NodeId, Object, PartitionId};
 use ringkv_node::{ClientId, Input, Node, Output};
 use ringkv_storage::{Store, StoreError, SyncMode};
@@ -118,6 +119,28 @@ impl Store for Tracked {
     fn put(&mut self, p: PartitionId, key: &BucketKey, object: &Object) -> Result<(), StoreError> {
         self.dirty = true;
         self.inner.put(p, key, object)
+    }
+    fn delete(&mut self, p: PartitionId, key: &BucketKey) -> Result<(), StoreError> {
+        self.dirty = true;
+        self.inner.delete(p, key)
+    }
+    fn put_hint(&mut self, hint: &Hint) -> Result<(), StoreError> {
+        self.dirty = true;
+        self.inner.put_hint(hint)
+    }
+    fn delete_hint(&mut self, hint: &Hint) -> Result<(), StoreError> {
+        self.dirty = true;
+        self.inner.delete_hint(hint)
+    }
+    fn hints(&self) -> Result<Vec<Hint>, StoreError> {
+        self.inner.hints()
+    }
+    fn put_meta(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.dirty = true;
+        self.inner.put_meta(key, value)
+    }
+    fn metas(&self) -> Result<Vec<ringkv_storage::Meta>, StoreError> {
+        self.inner.metas()
     }
     fn flush(&mut self) -> Result<(), StoreError> {
         self.inner.flush()

@@ -71,6 +71,9 @@ impl Cluster {
             pending_max: PENDING_MAX,
             bugs: bugs.clone(),
             request_id_base: 0,
+            hints_max: ringkv_node::HINTS_MAX_DEFAULT,
+            handoff_interval_ms: ringkv_node::HANDOFF_INTERVAL_MS_DEFAULT,
+            handoff_window: ringkv_node::HANDOFF_WINDOW_DEFAULT,
         };
         let mut c = Cluster {
             ids,
@@ -295,7 +298,7 @@ mod tests {
         out.into_iter()
             .find_map(|o| match o {
                 Output::Reply {
-                    reply: ClientReply::Read { object },
+                    reply: ClientReply::Read { object, .. },
                     ..
                 } => Some(object),
                 _ => None,

@@ -72,6 +72,11 @@ pub struct Op {
     pub invoke_ms: u64,
     /// When the client got the answer, simulated ms (`None` while pending).
     pub complete_ms: Option<u64>,
+    /// Acks (of a write) or replies (of a read) that came from fallbacks
+    /// standing in for unreachable primaries: a sloppy quorum, which does
+    /// not promise that reads and writes overlap.
+    #[serde(default)]
+    pub fallbacks: usize,
     /// How it ended.
     pub outcome: Outcome,
 }

@@ -44,7 +44,9 @@ impl Leg {
             PeerMsg::ReplicaPutAck { .. } => Leg::WriteAck,
             PeerMsg::ReplicaGet { .. } => Leg::ReadRequest,
             PeerMsg::ReplicaGetReply { .. } => Leg::ReadResponse,
-            PeerMsg::Forward { .. } | PeerMsg::ForwardReply { .. } => Leg::Default,
+            PeerMsg::Forward { .. } | PeerMsg::ForwardReply { .. } | PeerMsg::Bucket { .. } => {
+                Leg::Default
+            }
         }
     }
 }

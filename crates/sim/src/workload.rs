@@ -132,10 +132,13 @@ impl Clients {
 /// The history outcome of a node's reply.
 fn outcome(reply: ClientReply) -> Outcome {
     match reply {
-        ClientReply::Written { context, dot } => Outcome::Written { context, dot },
-        ClientReply::Read { object } => Outcome::Read { object },
+        ClientReply::Written { context, dot, .. } => Outcome::Written { context, dot },
+        ClientReply::Read { object, .. } => Outcome::Read { object },
         ClientReply::Error(e) => match e {
-            ClientError::Unavailable { required, acks } => Outcome::Unavailable { required, acks },
+            ClientError::Unavailable { required, acks }
+            | ClientError::PrimariesUnavailable { required, acks } => {
+                Outcome::Unavailable { required, acks }
+            }
             ClientError::BadRequest(m) => Outcome::Error(format!("bad request: {m}")),
             ClientError::TooLarge(m) => Outcome::Error(format!("too large: {m}")),
             ClientError::Overloaded(m) => Outcome::Error(format!("overloaded: {m}")),
@@ -246,6 +249,7 @@ impl World<'_> {
             quorum,
             invoke_ms,
             complete_ms: (!up).then_some(invoke_ms + 1),
+            fallbacks: 0,
             outcome: if up {
                 Outcome::Pending
             } else {
@@ -285,6 +289,13 @@ impl World<'_> {
         let now_ms = self.now_ms();
         let op = &mut self.history.ops[id as usize];
         op.complete_ms = Some(now_ms);
+        op.fallbacks = match &reply {
+            ClientReply::Written { fallback_acks, .. } => *fallback_acks,
+            ClientReply::Read {
+                fallback_replies, ..
+            } => *fallback_replies,
+            ClientReply::Error(_) => 0,
+        };
         op.outcome = outcome(reply);
         let read_ok = matches!(op.outcome, Outcome::Read { .. });
         self.stats.ops_completed += 1;

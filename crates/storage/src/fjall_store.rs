@@ -7,6 +7,9 @@
 //! - Record key: the bucket's length (`u16`, big-endian), the bucket bytes,
 //!   then the key bytes. The length prefix keeps (`"ab"`, `"c"`) and
 //!   (`"a"`, `"bc"`) apart.
+//! - Hints live in one more keyspace, `hints`: record key [`Hint::to_bytes`],
+//!   empty value. They share the database's journal with the objects, so an
+//!   object and its hint written in one batch become durable together.
 //! - Record value: [`Object::to_bytes`]. A record that does not decode is
 //!   reported as [`StoreError::Corrupt`], never a panic.
 //!
@@ -30,6 +33,7 @@ use std::path::{Path, PathBuf};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use ringkv_core::hash::{BucketKey, RING_SIZE_MAX};
+use ringkv_core::sloppy::Hint;
 use ringkv_core::{Object, PartitionId};
 
 use crate::{Store, StoreError};
@@ -69,7 +73,17 @@ pub struct FjallStore {
     ring_size: u32,
     /// Open keyspace of each partition, `None` until its first write.
     keyspaces: Vec<Option<Keyspace>>,
+    /// The hints a fallback keeps for unreachable primaries.
+    hints: Keyspace,
+    /// Cluster metadata this node remembers (bucket properties).
+    meta: Keyspace,
 }
+
+/// Name of the keyspace of cluster metadata.
+const META_KEYSPACE: &str = "meta";
+
+/// Name of the keyspace of hints (cannot clash with `p0000`..).
+const HINTS_KEYSPACE: &str = "hints";
 
 impl std::fmt::Debug for FjallStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -209,11 +223,20 @@ impl FjallStore {
             keyspaces.push(ks);
         }
 
+        let hints = db
+            .keyspace(HINTS_KEYSPACE, keyspace_options)
+            .map_err(|e| engine("opening the hints keyspace", e))?;
+        let meta = db
+            .keyspace(META_KEYSPACE, keyspace_options)
+            .map_err(|e| engine("opening the metadata keyspace", e))?;
+
         Ok(Self {
             db,
             path: path.to_path_buf(),
             ring_size,
             keyspaces,
+            hints,
+            meta,
         })
     }
 
@@ -283,6 +306,60 @@ impl Store for FjallStore {
         let ks = self.keyspace(partition)?;
         ks.insert(k, object.to_bytes())
             .map_err(|e| engine(&format!("writing partition {partition}"), e))
+    }
+
+    fn delete(&mut self, partition: PartitionId, key: &BucketKey) -> Result<(), StoreError> {
+        let k = encode_key(key)?;
+        let Some(ks) = self.existing(partition)? else {
+            return Ok(());
+        };
+        ks.remove(k)
+            .map_err(|e| engine(&format!("deleting from partition {partition}"), e))
+    }
+
+    fn put_hint(&mut self, hint: &Hint) -> Result<(), StoreError> {
+        self.hints
+            .insert(hint.to_bytes(), [])
+            .map_err(|e| engine("writing a hint", e))
+    }
+
+    fn delete_hint(&mut self, hint: &Hint) -> Result<(), StoreError> {
+        self.hints
+            .remove(hint.to_bytes())
+            .map_err(|e| engine("deleting a hint", e))
+    }
+
+    fn hints(&self) -> Result<Vec<Hint>, StoreError> {
+        let mut out = Vec::new();
+        for guard in self.hints.iter() {
+            let k = guard.key().map_err(|e| engine("scanning hints", e))?;
+            let hint = Hint::from_bytes(&k).map_err(|e| {
+                StoreError::Corrupt(format!(
+                    "a stored hint of {} bytes does not decode ({e})",
+                    k.len()
+                ))
+            })?;
+            out.push(hint);
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn put_meta(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.meta
+            .insert(key, value)
+            .map_err(|e| engine("writing metadata", e))
+    }
+
+    fn metas(&self) -> Result<Vec<crate::Meta>, StoreError> {
+        let mut out = Vec::new();
+        for guard in self.meta.iter() {
+            let (k, v) = guard
+                .into_inner()
+                .map_err(|e| engine("scanning metadata", e))?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
     }
 
     fn flush(&mut self) -> Result<(), StoreError> {
@@ -433,6 +510,33 @@ mod tests {
         let err = FjallStore::open(dir.path(), 8).unwrap_err().to_string();
         assert!(err.contains("ring size"), "{err}");
         assert!(FjallStore::open(dir.path(), 0).is_err());
+    }
+
+    #[test]
+    fn hints_and_deletes_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = |p: &str, k: &str| Hint {
+            primary: ringkv_core::NodeId(p.into()),
+            partition: 3,
+            key: key("b", k),
+        };
+        {
+            let mut s = FjallStore::open(dir.path(), 8).unwrap();
+            s.put(3, &key("b", "k"), &obj("v")).unwrap();
+            s.put(3, &key("b", "gone"), &obj("v")).unwrap();
+            s.put_hint(&h("n2", "k")).unwrap();
+            s.put_hint(&h("n1", "k")).unwrap();
+            s.put_hint(&h("n3", "gone")).unwrap();
+            s.delete_hint(&h("n3", "gone")).unwrap();
+            s.delete(3, &key("b", "gone")).unwrap();
+            s.delete(5, &key("b", "never")).unwrap();
+            s.flush().unwrap();
+        }
+        let s = FjallStore::open(dir.path(), 8).unwrap();
+        assert_eq!(s.hints().unwrap(), vec![h("n1", "k"), h("n2", "k")]);
+        assert!(s.metas().unwrap().is_empty());
+        assert_eq!(s.get(3, &key("b", "gone")).unwrap(), None);
+        assert_eq!(s.get(3, &key("b", "k")).unwrap(), Some(obj("v")));
     }
 
     #[test]

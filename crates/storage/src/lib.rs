@@ -13,6 +13,7 @@ pub mod fjall_store;
 pub mod memory;
 
 use ringkv_core::hash::BucketKey;
+use ringkv_core::sloppy::Hint;
 use ringkv_core::{Object, PartitionId};
 
 /// A storage failure. The message says what failed; the write it belonged to
@@ -26,6 +27,9 @@ pub enum StoreError {
     #[error("stored record for a key is corrupt: {0}")]
     Corrupt(String),
 }
+
+/// One stored piece of metadata: (key, value).
+pub type Meta = (Vec<u8>, Vec<u8>);
 
 /// How far a write must get before the node acknowledges it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +60,27 @@ pub trait Store {
         key: &BucketKey,
         object: &Object,
     ) -> Result<(), StoreError>;
+
+    /// Removes `key` from `partition` (a fallback dropping a copy it handed
+    /// off). Removing a key that is not there is not an error.
+    fn delete(&mut self, partition: PartitionId, key: &BucketKey) -> Result<(), StoreError>;
+
+    /// Records a hint, durable on the same terms as `put` (and in order with
+    /// it): a fallback stores the object and its hint in one batch.
+    fn put_hint(&mut self, hint: &Hint) -> Result<(), StoreError>;
+
+    /// Removes a hint (its primary confirmed the handoff).
+    fn delete_hint(&mut self, hint: &Hint) -> Result<(), StoreError>;
+
+    /// Every stored hint, in [`Hint`] order (by primary first).
+    fn hints(&self) -> Result<Vec<Hint>, StoreError>;
+
+    /// Stores a piece of cluster metadata this node must remember across
+    /// restarts (bucket properties), durable on the same terms as `put`.
+    fn put_meta(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
+
+    /// Every stored piece of metadata, in key order.
+    fn metas(&self) -> Result<Vec<Meta>, StoreError>;
 
     /// Makes every write so far reach the operating system: a killed process
     /// loses none of them (a power cut may).

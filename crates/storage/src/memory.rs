@@ -11,22 +11,37 @@
 //! Everything is ordered (`BTreeMap`, `Vec`), never hashed, so a simulation
 //! seed replays exactly.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ringkv_core::hash::BucketKey;
+use ringkv_core::sloppy::Hint;
 use ringkv_core::{Object, PartitionId};
 
 use crate::{Store, StoreError};
 
-/// Objects of every partition, by partition then key.
-type State = BTreeMap<PartitionId, BTreeMap<BucketKey, Object>>;
+/// Objects of every partition, by partition then key, and the hints.
+#[derive(Clone, Debug, Default)]
+struct State {
+    objects: BTreeMap<PartitionId, BTreeMap<BucketKey, Object>>,
+    hints: BTreeSet<Hint>,
+    meta: BTreeMap<Vec<u8>, Vec<u8>>,
+}
 
-/// One `put`, remembered until it is durable.
+/// One change, remembered until it is durable.
 #[derive(Clone, Debug)]
-struct Write {
-    partition: PartitionId,
-    key: BucketKey,
-    object: Object,
+enum Write {
+    Put {
+        partition: PartitionId,
+        key: BucketKey,
+        object: Object,
+    },
+    Delete {
+        partition: PartitionId,
+        key: BucketKey,
+    },
+    PutHint(Hint),
+    DeleteHint(Hint),
+    PutMeta(Vec<u8>, Vec<u8>),
 }
 
 /// An in-memory store that remembers what was flushed and what was synced,
@@ -106,16 +121,47 @@ impl MemStore {
 
 /// Applies one write to a state.
 fn apply(state: &mut State, w: &Write) {
-    state
-        .entry(w.partition)
-        .or_default()
-        .insert(w.key.clone(), w.object.clone());
+    match w {
+        Write::Put {
+            partition,
+            key,
+            object,
+        } => {
+            state
+                .objects
+                .entry(*partition)
+                .or_default()
+                .insert(key.clone(), object.clone());
+        }
+        Write::Delete { partition, key } => {
+            if let Some(p) = state.objects.get_mut(partition) {
+                p.remove(key);
+            }
+        }
+        Write::PutHint(h) => {
+            state.hints.insert(h.clone());
+        }
+        Write::DeleteHint(h) => {
+            state.hints.remove(h);
+        }
+        Write::PutMeta(k, v) => {
+            state.meta.insert(k.clone(), v.clone());
+        }
+    }
+}
+
+impl MemStore {
+    fn record(&mut self, w: Write) {
+        apply(&mut self.visible, &w);
+        self.unflushed.push(w);
+    }
 }
 
 impl Store for MemStore {
     fn get(&self, partition: PartitionId, key: &BucketKey) -> Result<Option<Object>, StoreError> {
         Ok(self
             .visible
+            .objects
             .get(&partition)
             .and_then(|p| p.get(key))
             .cloned())
@@ -127,14 +173,48 @@ impl Store for MemStore {
         key: &BucketKey,
         object: &Object,
     ) -> Result<(), StoreError> {
-        let w = Write {
+        self.record(Write::Put {
             partition,
             key: key.clone(),
             object: object.clone(),
-        };
-        apply(&mut self.visible, &w);
-        self.unflushed.push(w);
+        });
         Ok(())
+    }
+
+    fn delete(&mut self, partition: PartitionId, key: &BucketKey) -> Result<(), StoreError> {
+        self.record(Write::Delete {
+            partition,
+            key: key.clone(),
+        });
+        Ok(())
+    }
+
+    fn put_hint(&mut self, hint: &Hint) -> Result<(), StoreError> {
+        self.record(Write::PutHint(hint.clone()));
+        Ok(())
+    }
+
+    fn delete_hint(&mut self, hint: &Hint) -> Result<(), StoreError> {
+        self.record(Write::DeleteHint(hint.clone()));
+        Ok(())
+    }
+
+    fn hints(&self) -> Result<Vec<Hint>, StoreError> {
+        Ok(self.visible.hints.iter().cloned().collect())
+    }
+
+    fn put_meta(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.record(Write::PutMeta(key.to_vec(), value.to_vec()));
+        Ok(())
+    }
+
+    fn metas(&self) -> Result<Vec<crate::Meta>, StoreError> {
+        Ok(self
+            .visible
+            .meta
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
     }
 
     fn flush(&mut self) -> Result<(), StoreError> {
@@ -156,6 +236,7 @@ impl Store for MemStore {
     ) -> Result<Vec<(BucketKey, Object)>, StoreError> {
         Ok(self
             .visible
+            .objects
             .get(&partition)
             .map(|p| p.iter().map(|(k, o)| (k.clone(), o.clone())).collect())
             .unwrap_or_default())
@@ -277,6 +358,33 @@ mod tests {
         s.flush().unwrap();
         s.crash_power_keeping(100);
         assert_eq!(s.scan_partition(0).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn hints_and_deletes_follow_the_durability_model() {
+        let h = |p: &str| Hint {
+            primary: NodeId(p.into()),
+            partition: 0,
+            key: key("b", "k"),
+        };
+        let mut s = MemStore::new();
+        s.put(0, &key("b", "k"), &obj("v")).unwrap();
+        s.put_hint(&h("n2")).unwrap();
+        s.put_hint(&h("n1")).unwrap();
+        s.flush().unwrap();
+        s.delete_hint(&h("n2")).unwrap();
+        s.delete(0, &key("b", "k")).unwrap();
+        assert_eq!(s.hints().unwrap(), vec![h("n1")]);
+        assert_eq!(s.get(0, &key("b", "k")).unwrap(), None);
+        // The deletions were not flushed: a killed process brings both back.
+        s.crash_process();
+        assert_eq!(s.hints().unwrap(), vec![h("n1"), h("n2")]);
+        assert_eq!(s.get(0, &key("b", "k")).unwrap(), Some(obj("v")));
+        // Nothing was synced: a power cut loses the hints and the object.
+        s.crash_power();
+        assert!(s.hints().unwrap().is_empty());
+        assert_eq!(s.get(0, &key("b", "k")).unwrap(), None);
+        s.delete(3, &key("b", "absent")).unwrap();
     }
 
     #[test]

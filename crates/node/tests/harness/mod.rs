@@ -1,5 +1,7 @@
 //! An in-process cluster of real nodes with a scripted message queue: tests
 //! choose which message is delivered when, drop messages and fire timers.
+//! Shared by several test binaries, each using a part of it.
+#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 
@@ -114,6 +116,18 @@ impl Cluster {
     }
 
     pub fn with(size: usize, n: usize, r: usize, w: usize, pending_max: usize) -> Self {
+        Self::with_hints(size, n, r, w, pending_max, 1_000)
+    }
+
+    /// Like [`Cluster::with`], with a bound on each node's hints.
+    pub fn with_hints(
+        size: usize,
+        n: usize,
+        r: usize,
+        w: usize,
+        pending_max: usize,
+        hints_max: usize,
+    ) -> Self {
         let members: Vec<Member> = (1..=size)
             .map(|i| Member {
                 id: id(&format!("n{i}")),
@@ -140,6 +154,9 @@ impl Cluster {
                     pending_max,
                     bugs: Default::default(),
                     request_id_base: 0,
+                    hints_max,
+                    handoff_interval_ms: 500,
+                    handoff_window: 4,
                 };
                 (
                     m.id.clone(),
@@ -157,7 +174,7 @@ impl Cluster {
         }
     }
 
-    fn route(&mut self, at: &NodeId, outs: Vec<Output>) {
+    pub fn route(&mut self, at: &NodeId, outs: Vec<Output>) {
         for o in outs {
             match o {
                 Output::Send { to, msg } => self.queue.push(InFlight {
@@ -246,7 +263,7 @@ impl Cluster {
 
     pub fn read_object(&self, c: ClientId) -> Object {
         match self.reply(c) {
-            ClientReply::Read { object } => object.clone(),
+            ClientReply::Read { object, .. } => object.clone(),
             other => panic!("expected a read, got {other:?}"),
         }
     }
@@ -277,5 +294,62 @@ impl Cluster {
                     .collect()
             })
             .collect()
+    }
+}
+
+impl Cluster {
+    /// Tells every node but `peer` itself that `peer` is up or down, and
+    /// (when down) drops what is queued to and from it: a crashed node.
+    pub fn set_up(&mut self, peer: &str, up: bool) {
+        let ids: Vec<NodeId> = self.nodes.keys().cloned().collect();
+        for at in ids.iter().filter(|x| x.0 != peer) {
+            self.input(at, Input::PeerStatus { peer: id(peer), up });
+        }
+        if !up {
+            self.drop_node_msgs(peer);
+        }
+    }
+
+    /// The extended preference list of key `k` (primaries first), as ids.
+    pub fn preference(&self, k: &str) -> Vec<String> {
+        let node = self.nodes.values().next().expect("a node");
+        let layout = node.layout();
+        let p = key(k).partition(layout.ring_size);
+        layout
+            .preference_list(p, layout.members.len())
+            .into_iter()
+            .map(|x| x.0)
+            .collect()
+    }
+
+    pub fn node(&self, n: &str) -> &Node<MemStore> {
+        &self.nodes[&id(n)]
+    }
+}
+
+/// A write of `v` to `k` asking for `w` acks, `pw` of them from primaries.
+pub fn put_pw(k: &str, v: &str, w: u32, pw: u32) -> ClientRequest {
+    let mut r = put(k, v, None);
+    if let ClientOp::Put {
+        w: ref mut ww,
+        pw: ref mut pp,
+        ..
+    } = r.op
+    {
+        *ww = Some(QuorumParam::Count(w));
+        *pp = Some(QuorumParam::Count(pw));
+    }
+    r
+}
+
+/// A read of `k` asking for `r` replies, `pr` of them from primaries.
+pub fn get_pr(k: &str, r: u32, pr: u32) -> ClientRequest {
+    ClientRequest {
+        key: key(k),
+        op: ClientOp::Get {
+            r: Some(QuorumParam::Count(r)),
+            pr: Some(QuorumParam::Count(pr)),
+        },
+        timeout_ms: None,
     }
 }

@@ -8,7 +8,9 @@
 //!    quorum `r` has `r + w > n` must return a context (vv) that covers `d`:
 //!    it returned `d` or something that causally supersedes it. Reads with
 //!    `r + w <= n` are not checked: eventual consistency allows them to be
-//!    stale (the observations measure how stale).
+//!    stale (the observations measure how stale). Neither are writes acked
+//!    by, or reads answered by, fallbacks standing in for unreachable
+//!    primaries: a sloppy quorum does not promise overlap (Dynamo's trade).
 //! 2. **Vanished dots.** A context can cover `d` and still lose it, if the
 //!    value was dropped without a write superseding it. So for every
 //!    successful read (any `r`, any time) and every acknowledged dot `d` its
@@ -80,11 +82,16 @@ fn lost_writes(h: &History, key: &str, ops: &[usize], out: &mut Vec<Violation>) 
     let mut reads: Vec<((u64, u64), usize)> = Vec::new();
     for &i in ops {
         let op = &h.ops[i];
+        // A sloppy quorum (acks or replies from fallbacks) does not promise
+        // that a read overlaps a write: only strict pairs are checked here.
+        // Check 2 covers every read.
         match classify(op) {
             WriteClass::Known {
                 ack_ms: Some(t), ..
-            } => writes.push((at(t, op), i)),
-            WriteClass::NotWrite if matches!(op.outcome, Outcome::Read { .. }) => {
+            } if op.fallbacks == 0 => writes.push((at(t, op), i)),
+            WriteClass::NotWrite
+                if op.fallbacks == 0 && matches!(op.outcome, Outcome::Read { .. }) =>
+            {
                 reads.push((at(op.invoke_ms, op), i))
             }
             _ => {}

@@ -415,6 +415,7 @@ pub(crate) mod testkit {
                 quorum,
                 invoke_ms: t.0,
                 complete_ms: Some(t.1),
+                fallbacks: 0,
                 outcome,
             });
             id

@@ -38,8 +38,32 @@ pub struct Dot {
 }
 
 /// For each actor, how many of its writes are covered.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// On the wire (postcard) a map; in human-readable formats such as JSON,
+/// whose map keys must be strings, a list of `[actor, counter]` pairs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct VersionVector(pub BTreeMap<Actor, u64>);
+
+impl Serialize for VersionVector {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.collect_seq(self.0.iter())
+        } else {
+            self.0.serialize(s)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for VersionVector {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let pairs = Vec::<(Actor, u64)>::deserialize(d)?;
+            Ok(VersionVector(pairs.into_iter().collect()))
+        } else {
+            BTreeMap::deserialize(d).map(VersionVector)
+        }
+    }
+}
 
 impl VersionVector {
     /// The empty vector: covers nothing.
@@ -216,6 +240,23 @@ impl Object {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn version_vectors_serialize_in_json_and_postcard() {
+        let a = Actor {
+            node: NodeId("n1".into()),
+            incarnation: 7,
+        };
+        let mut vv = VersionVector::new();
+        vv.add(&Dot {
+            actor: a,
+            counter: 3,
+        });
+        let json = serde_json::to_string(&vv).unwrap();
+        assert_eq!(serde_json::from_str::<VersionVector>(&json).unwrap(), vv);
+        let bin = postcard::to_stdvec(&vv).unwrap();
+        assert_eq!(postcard::from_bytes::<VersionVector>(&bin).unwrap(), vv);
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -12,7 +12,10 @@
 //! - A hint is deleted only after the primary acked it, and only if the key
 //!   did not change since it was sent (a newer write re-sends). When no hint
 //!   remains for a key and this node is not one of its primaries, the copy is
-//!   dropped: the fallback's job is done.
+//!   dropped: the fallback's job is done. Except when the copy holds dots of
+//!   this node's own actor (it coordinated a write of the key while every
+//!   primary was down): a coordinator makes its next dot from its stored
+//!   state, so that copy stays, or a later write here could reuse a dot.
 //! - Sends that get no ack within the coordinator timeout are forgotten and
 //!   retried on a later tick.
 
@@ -227,8 +230,17 @@ impl<S: Store> Node<S> {
             };
             self.hints.as_ref().is_some_and(|h| h.contains(&other))
         });
-        let primary_here = self.primaries(f.hint.partition).contains(&self.cfg.id);
-        if !still_hinted && !primary_here {
+        let n = self.bucket_props(&f.hint.key.bucket).n;
+        let primary_here = self
+            .plan(f.hint.partition, n)
+            .primaries
+            .contains(&self.cfg.id);
+        // A copy holding dots of our own actor stays: we coordinated a write
+        // of this key (as a fallback, all primaries down), and a coordinator
+        // makes its next dot from its stored state. Dropping it would let a
+        // later write here reuse a dot and silently supersede a value.
+        let own_dots = f.sent.vv.get(&self.actor) > 0;
+        if !still_hinted && !primary_here && !own_dots {
             match self.store.delete(f.hint.partition, &f.hint.key) {
                 Ok(()) => self.stats.handoff_drops += 1,
                 Err(e) => {

@@ -66,6 +66,15 @@ pub struct SimStats {
     /// Every fault with its simulated time, in order; the first line names
     /// the seed and the setup.
     pub fault_log: Vec<String>,
+    /// Writes stored by fallbacks with a hint (sloppy quorum), summed over
+    /// the nodes running at the end (a node's counters restart with it).
+    pub hinted_writes: u64,
+    /// Hints handed off and confirmed, summed likewise.
+    pub hints_delivered: u64,
+    /// Hints still held when the run stopped, over the running nodes.
+    pub hints_left: u64,
+    /// Read-repair writes sent, summed likewise.
+    pub read_repairs: u64,
 }
 
 /// Runs `scenario` with `seed`, with `bugs` switched on in every node.
@@ -99,6 +108,15 @@ pub fn try_run(
     }
     let mut stats = world.stats;
     stats.sim_ms = world.now_us / 1_000;
+    for i in 0..world.cluster.len() {
+        if let Some(node) = world.cluster.node(i) {
+            let ns = node.stats();
+            stats.hinted_writes += ns.hinted_writes;
+            stats.hints_delivered += ns.hints_delivered;
+            stats.read_repairs += ns.read_repairs;
+            stats.hints_left += node.hints_len() as u64;
+        }
+    }
     Ok(RunResult {
         history: world.history,
         stats,

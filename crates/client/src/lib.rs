@@ -22,9 +22,10 @@
 //! A client holds a list of endpoints. A request goes to the endpoint that
 //! last answered (the first one at the start); when a connection cannot be
 //! made it tries the next one, and so on through the list. Reads (`get`,
-//! `cluster`, `ring`, `health`) also move on after other transport errors such
-//! as a timeout; writes do not, because a write that was sent may have been
-//! applied. An HTTP error status never causes failover: the server's answer is
+//! `cluster`, `ring`, `health`, `bucket_get`, `buckets`) and `bucket_set` (setting
+//! the same properties twice is harmless) also move on after other transport
+//! errors such as a timeout; writes do not, because a write that was sent may
+//! have been applied. An HTTP error status never causes failover: the server's answer is
 //! returned as [`ClientError::Server`].
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -43,10 +44,11 @@ use reqwest::{Method, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
 pub use error::{Attempt, ClientError};
-pub use path::{encode_segment, kv_path, ring_key_path};
+pub use path::{bucket_path, encode_segment, kv_path, ring_key_path};
 pub use types::{
-    ClusterStatus, GetResult, KeyLocation, KeyNode, MemberStatus, PartitionInfo, RequestOptions,
-    RingInfo, SiblingValue, parse_siblings,
+    BucketInfo, BucketList, BucketPatch, BucketProps, ClusterStatus, GetResult, HintsStatus,
+    KeyLocation, KeyNode, MemberStatus, PartitionInfo, RequestOptions, RingInfo, SiblingValue,
+    parse_siblings,
 };
 
 use path::with_query;
@@ -268,6 +270,60 @@ impl Client {
     /// fallbacks, with liveness as the answering node sees it.
     pub async fn locate(&self, bucket: &str, key: &[u8]) -> Result<KeyLocation, ClientError> {
         self.get_json(&path::ring_key_path(bucket, key)?).await
+    }
+
+    /// `GET /v1/buckets/{bucket}`: the properties in force for `bucket`
+    /// (its own, or the defaults; see [`BucketInfo::set`]).
+    pub async fn bucket_get(&self, bucket: &str) -> Result<BucketInfo, ClientError> {
+        self.get_json(&path::bucket_path(bucket)?).await
+    }
+
+    /// `GET /v1/buckets`: every bucket with properties of its own, and the defaults.
+    pub async fn buckets(&self) -> Result<BucketList, ClientError> {
+        self.get_json("/v1/buckets").await
+    }
+
+    /// `PUT /v1/buckets/{bucket}`: changes the properties `patch` sets and
+    /// returns the bucket's new properties. Invalid properties are refused
+    /// with [`ClientError::Server`] (status 400) whose message says what is
+    /// allowed; nothing is changed then.
+    pub async fn bucket_set(
+        &self,
+        bucket: &str,
+        patch: &BucketPatch,
+    ) -> Result<BucketInfo, ClientError> {
+        self.bucket_set_json(bucket, &patch.to_json()).await
+    }
+
+    /// Like [`Client::bucket_set`] with the JSON body as given, e.g.
+    /// `{"conflict": "lww", "n": 3, "r": "quorum"}` (the server checks it).
+    pub async fn bucket_set_json(
+        &self,
+        bucket: &str,
+        patch: &serde_json::Value,
+    ) -> Result<BucketInfo, ClientError> {
+        let path = path::bucket_path(bucket)?;
+        let body = serde_json::to_vec(patch).expect("a JSON value always serializes");
+        // Setting the same properties again is harmless, so a request that
+        // may have been sent can be repeated on another endpoint.
+        let (endpoint, resp) = self
+            .send(Request {
+                method: Method::PUT,
+                path: path.clone(),
+                context: None,
+                body: Some(Bytes::from(body)),
+                timeout_ms: None,
+                idempotent: true,
+            })
+            .await?;
+        if resp.status() != StatusCode::OK {
+            return Err(server_error(endpoint, resp).await);
+        }
+        let body = read_body(&endpoint, resp).await?;
+        serde_json::from_slice(&body).map_err(|e| ClientError::Protocol {
+            endpoint,
+            message: format!("{path} answered JSON this client does not understand: {e}"),
+        })
     }
 
     /// `GET /health`: `Ok` once a node serves.

@@ -52,6 +52,14 @@ pub fn kv_path(bucket: &str, key: &[u8]) -> Result<String, ClientError> {
     ))
 }
 
+/// The path of a bucket's properties: `/v1/buckets/{bucket}`, percent-encoded.
+pub fn bucket_path(bucket: &str) -> Result<String, ClientError> {
+    Ok(format!(
+        "/v1/buckets/{}",
+        checked_segment("bucket", bucket.as_bytes())?
+    ))
+}
+
 /// `/v1/ring/{bucket}/{key}` with both parts percent-encoded.
 pub fn ring_key_path(bucket: &str, key: &[u8]) -> Result<String, ClientError> {
     Ok(format!(
@@ -124,6 +132,13 @@ mod tests {
         // Dots inside a longer key are fine.
         assert_eq!(kv_path("b", b"...").unwrap(), "/v1/kv/b/...");
         assert_eq!(kv_path("b", b"./x").unwrap(), "/v1/kv/b/.%2Fx");
+    }
+
+    #[test]
+    fn bucket_path_is_one_segment() {
+        assert_eq!(bucket_path("a/b c").unwrap(), "/v1/buckets/a%2Fb%20c");
+        assert!(bucket_path("").is_err());
+        assert!(bucket_path("..").is_err());
     }
 
     #[test]

@@ -125,6 +125,142 @@ pub struct ClusterStatus {
     /// Partitions whose live primaries are too few for the default quorums.
     #[serde(default)]
     pub partitions_without_quorum: u64,
+    /// Hints the answering node holds for unreachable primaries (absent
+    /// from servers older than hinted handoff).
+    #[serde(default)]
+    pub hints: Option<HintsStatus>,
+    /// Read-repair writes the answering node sent since it started.
+    #[serde(default)]
+    pub read_repairs: u64,
+}
+
+/// The `hints` object of [`ClusterStatus`]: hinted handoff on the answering node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HintsStatus {
+    /// Hints held, waiting for their primary.
+    pub pending: u64,
+    /// Hints held by the primary they are for (only primaries with hints).
+    #[serde(default)]
+    pub by_target: std::collections::BTreeMap<String, u64>,
+    /// The bound (`--hints-max`).
+    pub max: u64,
+    /// Whether the bound is reached: the node refuses writes as a fallback
+    /// until handoff makes room.
+    pub full: bool,
+    /// Hints handed off and confirmed by their primary since the node started.
+    #[serde(default)]
+    pub delivered: u64,
+    /// Writes refused as a fallback because the hints were full.
+    #[serde(default)]
+    pub refused: u64,
+    /// Writes this node stored as a fallback, with a hint.
+    #[serde(default)]
+    pub hinted_writes: u64,
+}
+
+/// Properties of a bucket as the server answers them (every field concrete).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketProps {
+    /// Replicas per key.
+    pub n: u64,
+    /// Replies a read waits for.
+    pub r: u64,
+    /// Acks a write waits for.
+    pub w: u64,
+    /// How many of the `r` replies must come from primaries (0: any node).
+    pub pr: u64,
+    /// How many of the `w` acks must come from primaries (0: any node).
+    pub pw: u64,
+    /// `siblings` (keep concurrent values) or `lww` (keep the latest stamp).
+    pub conflict: String,
+    /// More siblings than this on a key are logged and counted.
+    pub siblings_warn: u64,
+    /// A write that would leave more siblings than this is refused.
+    pub siblings_max: u64,
+}
+
+/// `GET /v1/buckets/{bucket}` (and the answer to a `PUT`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketInfo {
+    /// The bucket (lossy UTF-8).
+    pub bucket: String,
+    /// The properties in force.
+    pub props: BucketProps,
+    /// Whether properties were set for this bucket (`false`: the defaults apply).
+    pub set: bool,
+}
+
+/// `GET /v1/buckets`: the buckets with properties of their own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketList {
+    /// Every bucket whose properties were set.
+    pub buckets: Vec<BucketInfo>,
+    /// What every other bucket uses.
+    pub defaults: BucketProps,
+}
+
+/// A change of bucket properties: the fields that are set are changed, the
+/// others kept. Quorum fields take a number or `one`, `quorum`, `all`, as
+/// strings (like [`RequestOptions`]); the server resolves names against the
+/// bucket's `n` and checks everything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BucketPatch {
+    /// Replicas per key.
+    pub n: Option<u64>,
+    /// Read quorum.
+    pub r: Option<String>,
+    /// Write quorum.
+    pub w: Option<String>,
+    /// Primaries among the read replies.
+    pub pr: Option<String>,
+    /// Primaries among the write acks.
+    pub pw: Option<String>,
+    /// `siblings` or `lww`.
+    pub conflict: Option<String>,
+    /// Sibling warning threshold.
+    pub siblings_warn: Option<u64>,
+    /// Sibling limit.
+    pub siblings_max: Option<u64>,
+}
+
+impl BucketPatch {
+    /// No change.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The JSON body of `PUT /v1/buckets/{bucket}`: only the fields that are
+    /// set; a quorum that is a number is sent as a JSON number.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        let quorum = |v: &str| match v.parse::<u64>() {
+            Ok(n) => serde_json::Value::from(n),
+            Err(_) => serde_json::Value::from(v),
+        };
+        if let Some(n) = self.n {
+            m.insert("n".into(), n.into());
+        }
+        for (name, v) in [
+            ("r", &self.r),
+            ("w", &self.w),
+            ("pr", &self.pr),
+            ("pw", &self.pw),
+        ] {
+            if let Some(v) = v {
+                m.insert(name.into(), quorum(v));
+            }
+        }
+        if let Some(c) = &self.conflict {
+            m.insert("conflict".into(), c.clone().into());
+        }
+        if let Some(v) = self.siblings_warn {
+            m.insert("siblings_warn".into(), v.into());
+        }
+        if let Some(v) = self.siblings_max {
+            m.insert("siblings_max".into(), v.into());
+        }
+        serde_json::Value::Object(m)
+    }
 }
 
 /// One member in [`ClusterStatus`].
@@ -317,6 +453,41 @@ mod tests {
         assert_eq!(c.members[1].http_addr, None);
         assert!(!c.members[1].alive);
         assert_eq!(c.members[0].partitions_owned, 22);
+    }
+
+    #[test]
+    fn cluster_json_with_hints_parses() {
+        let body = r#"{"node": "n1", "layout_version": 1, "ring_size": 8, "n": 3, "r": 2, "w": 2,
+            "members": [], "partitions_without_quorum": 0, "read_repairs": 4,
+            "hints": {"pending": 5, "by_target": {"n2": 5}, "max": 10, "full": false,
+                      "delivered": 1, "refused": 2, "hinted_writes": 6}}"#;
+        let c: ClusterStatus = serde_json::from_str(body).unwrap();
+        let h = c.hints.unwrap();
+        assert_eq!((h.pending, h.max, h.full), (5, 10, false));
+        assert_eq!(h.by_target["n2"], 5);
+        assert_eq!((h.delivered, h.refused, h.hinted_writes), (1, 2, 6));
+        assert_eq!(c.read_repairs, 4);
+    }
+
+    #[test]
+    fn bucket_json_parses_and_patches_serialize() {
+        let body = r#"{"bucket": "carts", "set": true, "props": {"n": 3, "r": 2, "w": 2, "pr": 0,
+            "pw": 0, "conflict": "lww", "siblings_warn": 25, "siblings_max": 100}}"#;
+        let b: BucketInfo = serde_json::from_str(body).unwrap();
+        assert_eq!(b.props.conflict, "lww");
+        assert!(b.set);
+        let p = BucketPatch {
+            n: Some(3),
+            r: Some("quorum".into()),
+            w: Some("2".into()),
+            conflict: Some("lww".into()),
+            ..BucketPatch::new()
+        };
+        assert_eq!(
+            p.to_json(),
+            serde_json::json!({"n": 3, "r": "quorum", "w": 2, "conflict": "lww"})
+        );
+        assert_eq!(BucketPatch::new().to_json(), serde_json::json!({}));
     }
 
     #[test]

@@ -45,6 +45,10 @@ pub enum Command {
     Status(AdminArgs),
     /// Show each partition's preference list.
     Ring(RingArgs),
+    /// Show or change a bucket's properties (n, r, w, pr, pw, conflict,
+    /// siblings_warn, siblings_max).
+    #[command(subcommand)]
+    Bucket(BucketCommand),
     /// Measure throughput and latency with YCSB-style workloads
     /// (`ringkv bench suite`: the standard set, written to docs/benchmarks.md).
     Bench(Box<crate::bench::BenchArgs>),
@@ -248,6 +252,87 @@ pub struct RingArgs {
     pub admin: AdminArgs,
 }
 
+/// `ringkv bucket ...`.
+#[derive(Debug, Subcommand)]
+pub enum BucketCommand {
+    /// Show the properties in force for a bucket (its own, or the defaults).
+    Get(BucketGetArgs),
+    /// Change some properties of a bucket and show the result, e.g.
+    /// `ringkv bucket set carts conflict=lww n=3 r=quorum`.
+    ///
+    /// Properties: n, r, w, pr, pw (a number, or one, quorum, all for the
+    /// quorums), conflict (siblings or lww), siblings_warn, siblings_max.
+    /// Properties not given keep their value. The change reaches every node.
+    Set(BucketSetArgs),
+    /// List the buckets that have properties of their own, and the defaults.
+    List(AdminArgs),
+}
+
+/// `ringkv bucket get`.
+#[derive(Debug, Args)]
+pub struct BucketGetArgs {
+    /// The bucket. [default: default]
+    #[arg(value_name = "BUCKET")]
+    pub name: Option<String>,
+    /// The bucket (same as the positional BUCKET).
+    #[arg(long = "bucket", value_name = "BUCKET", conflicts_with = "name")]
+    pub bucket: Option<String>,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+impl BucketGetArgs {
+    /// The bucket asked for, `default` when none.
+    pub fn bucket(&self) -> &str {
+        self.name
+            .as_deref()
+            .or(self.bucket.as_deref())
+            .unwrap_or("default")
+    }
+}
+
+/// `ringkv bucket set BUCKET NAME=VALUE...`.
+#[derive(Debug, Args)]
+pub struct BucketSetArgs {
+    /// The bucket.
+    #[arg(value_name = "BUCKET")]
+    pub bucket: String,
+    /// The properties to change, as NAME=VALUE (e.g. conflict=lww n=3 r=quorum).
+    #[arg(value_name = "NAME=VALUE", required = true)]
+    pub props: Vec<String>,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+/// Builds the JSON body of a bucket change from `NAME=VALUE` pairs: a
+/// value that is a whole number becomes a JSON number, anything else a
+/// string. The server judges names and values (and says what is allowed);
+/// here only the shape is checked.
+pub fn bucket_patch(pairs: &[String]) -> Result<serde_json::Value, String> {
+    let mut m = serde_json::Map::new();
+    for pair in pairs {
+        let Some((name, value)) = pair.split_once('=') else {
+            return Err(format!(
+                "{pair:?} is not NAME=VALUE; write e.g. n=3, r=quorum or conflict=lww"
+            ));
+        };
+        let (name, value) = (name.trim(), value.trim());
+        if name.is_empty() || value.is_empty() {
+            return Err(format!(
+                "{pair:?} has an empty name or value; write e.g. n=3, r=quorum or conflict=lww"
+            ));
+        }
+        let v = match value.parse::<u64>() {
+            Ok(n) => serde_json::Value::from(n),
+            Err(_) => serde_json::Value::from(value),
+        };
+        if m.insert(name.to_string(), v).is_some() {
+            return Err(format!("{name} is given twice; give each property once"));
+        }
+    }
+    Ok(serde_json::Value::Object(m))
+}
+
 /// Checks a quorum parameter (`one`, `quorum`, `all` or a positive number)
 /// before anything is sent; the server checks it against N.
 pub fn parse_quorum(s: &str) -> Result<String, String> {
@@ -301,6 +386,58 @@ mod tests {
         // Options that do not apply are refused, not ignored.
         assert!(parse(&["get", "k", "--w", "1"]).is_err());
         assert!(parse(&["get", "k", "--context", "c"]).is_err());
+    }
+
+    #[test]
+    fn bucket_commands_parse() {
+        let Command::Bucket(BucketCommand::Get(g)) =
+            parse(&["bucket", "get", "carts"]).unwrap().command
+        else {
+            panic!("not bucket get")
+        };
+        assert_eq!(g.bucket(), "carts");
+        let Command::Bucket(BucketCommand::Get(g)) =
+            parse(&["bucket", "get", "--bucket", "b2"]).unwrap().command
+        else {
+            panic!("not bucket get")
+        };
+        assert_eq!(g.bucket(), "b2");
+        let Command::Bucket(BucketCommand::Get(g)) = parse(&["bucket", "get"]).unwrap().command
+        else {
+            panic!("not bucket get")
+        };
+        assert_eq!(g.bucket(), "default");
+        assert!(parse(&["bucket", "get", "a", "--bucket", "b"]).is_err());
+        let Command::Bucket(BucketCommand::Set(s)) =
+            parse(&["bucket", "set", "carts", "conflict=lww", "n=3"])
+                .unwrap()
+                .command
+        else {
+            panic!("not bucket set")
+        };
+        assert_eq!(s.bucket, "carts");
+        assert_eq!(s.props, ["conflict=lww", "n=3"]);
+        assert!(parse(&["bucket", "set", "carts"]).is_err());
+    }
+
+    #[test]
+    fn bucket_patches_are_built_from_pairs() {
+        let pairs = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            bucket_patch(&pairs(&["conflict=lww", "n=3", "r=quorum"])).unwrap(),
+            serde_json::json!({"conflict": "lww", "n": 3, "r": "quorum"})
+        );
+        assert!(
+            bucket_patch(&pairs(&["n"]))
+                .unwrap_err()
+                .contains("NAME=VALUE")
+        );
+        assert!(bucket_patch(&pairs(&["n="])).is_err());
+        assert!(
+            bucket_patch(&pairs(&["n=1", "n=2"]))
+                .unwrap_err()
+                .contains("twice")
+        );
     }
 
     #[test]

@@ -1,14 +1,18 @@
-//! The kv commands (`put`, `get`, `delete`) and the admin views (`status`, `ring`).
+//! The kv commands (`put`, `get`, `delete`), the admin views (`status`,
+//! `ring`) and bucket properties (`bucket get|set|list`).
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use ringkv_client::{
-    Client, ClusterStatus, GetResult, KeyLocation, RequestOptions, RingInfo, SiblingValue,
+    BucketInfo, BucketList, BucketProps, Client, ClusterStatus, GetResult, KeyLocation,
+    RequestOptions, RingInfo, SiblingValue,
 };
 
-use crate::cli::{AdminArgs, Connection, DeleteArgs, GetArgs, PutArgs, RingArgs};
+use crate::cli::{
+    AdminArgs, BucketCommand, Connection, DeleteArgs, GetArgs, PutArgs, RingArgs, bucket_patch,
+};
 
 /// Exit code of `get` when the key has no value.
 const EXIT_NOT_FOUND: u8 = 1;
@@ -181,6 +185,108 @@ pub async fn ring(args: RingArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `ringkv bucket get|set|list`.
+pub async fn bucket(cmd: BucketCommand) -> anyhow::Result<ExitCode> {
+    let text = match cmd {
+        BucketCommand::Get(args) => {
+            let bucket = args.bucket().to_string();
+            let info = client(&args.admin.connection)?
+                .bucket_get(&bucket)
+                .await
+                .with_context(|| format!("cannot get the properties of bucket {bucket}"))?;
+            if args.admin.json {
+                serde_json::to_string_pretty(&info)? + "\n"
+            } else {
+                render_bucket(&info)
+            }
+        }
+        BucketCommand::Set(args) => {
+            let patch = bucket_patch(&args.props).map_err(anyhow::Error::msg)?;
+            let info = client(&args.admin.connection)?
+                .bucket_set_json(&args.bucket, &patch)
+                .await
+                .with_context(|| format!("cannot set the properties of bucket {}", args.bucket))?;
+            if args.admin.json {
+                serde_json::to_string_pretty(&info)? + "\n"
+            } else {
+                render_bucket(&info)
+            }
+        }
+        BucketCommand::List(args) => {
+            let list = client(&args.connection)?
+                .buckets()
+                .await
+                .context("cannot list the buckets")?;
+            if args.json {
+                serde_json::to_string_pretty(&list)? + "\n"
+            } else {
+                render_bucket_list(&list)
+            }
+        }
+    };
+    write_stdout(text.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One property per line, then whether they are the bucket's own.
+fn render_bucket(b: &BucketInfo) -> String {
+    let origin = if b.set {
+        "set for this bucket"
+    } else {
+        "defaults: nothing set for this bucket"
+    };
+    let mut rows = vec![vec![
+        "bucket".to_string(),
+        format!("{} ({origin})", b.bucket),
+    ]];
+    rows.extend(prop_rows(&b.props));
+    table(&rows)
+}
+
+fn prop_rows(p: &BucketProps) -> Vec<Vec<String>> {
+    [
+        ("n", p.n.to_string()),
+        ("r", p.r.to_string()),
+        ("w", p.w.to_string()),
+        ("pr", p.pr.to_string()),
+        ("pw", p.pw.to_string()),
+        ("conflict", p.conflict.clone()),
+        ("siblings_warn", p.siblings_warn.to_string()),
+        ("siblings_max", p.siblings_max.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| vec![k.to_string(), v])
+    .collect()
+}
+
+fn render_bucket_list(l: &BucketList) -> String {
+    let mut rows = vec![
+        [
+            "BUCKET", "N", "R", "W", "PR", "PW", "CONFLICT", "WARN", "MAX",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    let row = |name: &str, p: &BucketProps| {
+        vec![
+            name.to_string(),
+            p.n.to_string(),
+            p.r.to_string(),
+            p.w.to_string(),
+            p.pr.to_string(),
+            p.pw.to_string(),
+            p.conflict.clone(),
+            p.siblings_warn.to_string(),
+            p.siblings_max.to_string(),
+        ]
+    };
+    for b in &l.buckets {
+        rows.push(row(&b.bucket, &b.props));
+    }
+    rows.push(row("(defaults)", &l.defaults));
+    table(&rows)
+}
+
 fn render_status(s: &ClusterStatus) -> String {
     let mut rows = vec![vec![
         "ID".to_string(),
@@ -189,8 +295,13 @@ fn render_status(s: &ClusterStatus) -> String {
         "ALIVE".to_string(),
         "OWNED".to_string(),
         "REPLICATED".to_string(),
+        "HINTS HELD".to_string(),
     ]];
     for m in &s.members {
+        let hints = match &s.hints {
+            Some(h) if m.id != s.node => h.by_target.get(&m.id).copied().unwrap_or(0).to_string(),
+            _ => "-".to_string(),
+        };
         rows.push(vec![
             m.id.clone(),
             m.rpc_addr.clone(),
@@ -198,15 +309,35 @@ fn render_status(s: &ClusterStatus) -> String {
             if m.alive { "yes" } else { "NO" }.to_string(),
             m.partitions_owned.to_string(),
             m.partitions_replicated.to_string(),
+            hints,
         ]);
     }
     let alive = s.members.iter().filter(|m| m.alive).count();
+    let hints = match &s.hints {
+        None => "hints:           (not reported by this server)\n".to_string(),
+        Some(h) => format!(
+            "hints held:      {} of at most {}{}\n\
+             hints delivered: {}, fallback writes: {}, refused as full: {}\n",
+            h.pending,
+            h.max,
+            if h.full {
+                " - FULL: this node refuses writes as a fallback until handoff makes room"
+            } else {
+                ""
+            },
+            h.delivered,
+            h.hinted_writes,
+            h.refused,
+        ),
+    };
     format!(
         "answered by:     {}\n\
          layout version:  {}\n\
          ring size:       {}\n\
          n / r / w:       {} / {} / {}\n\
          members alive:   {alive} of {}\n\
+         {hints}\
+         read repairs:    {}\n\
          \n{}\n\
          partitions without a quorum: {}\n",
         s.node,
@@ -216,6 +347,7 @@ fn render_status(s: &ClusterStatus) -> String {
         s.r,
         s.w,
         s.members.len(),
+        s.read_repairs,
         table(&rows),
         s.partitions_without_quorum
     )
@@ -303,7 +435,7 @@ pub fn table_aligned(rows: &[Vec<String>], numbers_right: bool) -> String {
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use ringkv_client::{MemberStatus, PartitionInfo};
+    use ringkv_client::{HintsStatus, MemberStatus, PartitionInfo};
 
     #[test]
     fn value_is_printed_raw() {
@@ -339,6 +471,35 @@ mod tests {
     }
 
     #[test]
+    fn buckets_render() {
+        let props = BucketProps {
+            n: 3,
+            r: 2,
+            w: 2,
+            pr: 0,
+            pw: 0,
+            conflict: "lww".into(),
+            siblings_warn: 25,
+            siblings_max: 100,
+        };
+        let text = render_bucket(&BucketInfo {
+            bucket: "carts".into(),
+            props: props.clone(),
+            set: true,
+        });
+        assert!(
+            text.starts_with("bucket         carts (set for this bucket)\n"),
+            "{text}"
+        );
+        assert!(text.contains("conflict       lww\n"), "{text}");
+        let text = render_bucket_list(&BucketList {
+            buckets: vec![],
+            defaults: props,
+        });
+        assert!(text.contains("(defaults)  3  2  2  0   0   lww"), "{text}");
+    }
+
+    #[test]
     fn tables_align() {
         let t = table(&[
             vec!["A".into(), "BB".into(), "C".into()],
@@ -365,13 +526,37 @@ mod tests {
                 partitions_replicated: 8,
             }],
             partitions_without_quorum: 3,
+            hints: None,
+            read_repairs: 0,
         };
         let text = render_status(&s);
         assert!(
-            text.contains("n1  127.0.0.1:7081  -          yes    8      8"),
+            text.contains("n1  127.0.0.1:7081  -          yes    8      8           -"),
             "{text}"
         );
         assert!(text.contains("partitions without a quorum: 3"));
+        let mut s2 = s.clone();
+        s2.members.push(MemberStatus {
+            id: "n2".into(),
+            rpc_addr: "127.0.0.1:7082".into(),
+            http_addr: None,
+            alive: false,
+            partitions_owned: 0,
+            partitions_replicated: 8,
+        });
+        s2.hints = Some(HintsStatus {
+            pending: 7,
+            by_target: [("n2".to_string(), 7)].into(),
+            max: 7,
+            full: true,
+            ..HintsStatus::default()
+        });
+        let text = render_status(&s2);
+        assert!(
+            text.contains("hints held:      7 of at most 7 - FULL"),
+            "{text}"
+        );
+        assert!(text.contains("NO     0      8           7"), "{text}");
         let r = RingInfo {
             layout_version: 1,
             ring_size: 8,

@@ -4,6 +4,7 @@
 //! - `ringkv dev` runs a local cluster of `server` child processes.
 //! - `ringkv put|get|delete` talk to a cluster over HTTP.
 //! - `ringkv status|ring` show the cluster and its partitions.
+//! - `ringkv bucket get|set|list` show and change bucket properties.
 //! - `ringkv bench` measures a cluster (`bench suite`: the standard set).
 //!
 //! Exit codes: 0 success; 1 `get` found no value; 2 usage or any other error.
@@ -101,6 +102,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Delete(args) => kv::delete(args).await,
         Command::Status(args) => kv::status(args).await,
         Command::Ring(args) => kv::ring(args).await,
+        Command::Bucket(cmd) => kv::bucket(cmd).await,
         // `main` runs it on a runtime of its own; never reached.
         Command::Bench(_) => Err(anyhow!("ringkv bench must run outside the shared runtime")),
         Command::Sim(_) => Err(anyhow!("ringkv sim must run outside the shared runtime")),

@@ -1,5 +1,5 @@
-//! The HTTP API v1 (see DESIGN.md "HTTP API"): key-value requests, cluster
-//! and ring pages, health and metrics. Every error is JSON
+//! The HTTP API v1 (see DESIGN.md "HTTP API"): key-value requests, bucket
+//! properties, cluster and ring pages, health and metrics. Every error is JSON
 //! `{"error": code, "message": text}` with a fitting status; a refused
 //! request changes nothing.
 
@@ -15,6 +15,7 @@ use axum::routing::get;
 use base64::Engine;
 use bytes::Bytes;
 use percent_encoding::percent_decode_str;
+use ringkv_core::bucket::{BucketPatch, BucketProps};
 use ringkv_core::context;
 use ringkv_core::hash::BucketKey;
 use ringkv_core::msg::{ClientError, ClientOp, ClientReply, ClientRequest};
@@ -24,8 +25,8 @@ use serde_json::json;
 use tokio::sync::oneshot;
 
 use crate::faults::{Faults, LinkFault};
-use crate::metrics::Metrics;
-use crate::runtime::{Event, NodeHandle, QueueError};
+use crate::metrics::{Metrics, Snapshot};
+use crate::runtime::{Event, MutateError, NodeHandle, QueueError};
 use crate::transport::PeerInfo;
 
 /// Header carrying the causal context.
@@ -68,6 +69,8 @@ pub fn router(state: AppState) -> Router {
             "/v1/admin/faults/{peer}",
             axum::routing::put(fault_set).delete(fault_clear),
         )
+        .route("/v1/buckets", get(buckets_list))
+        .route("/v1/buckets/{*rest}", get(bucket_get).put(bucket_set))
         .route("/v1/kv/{*rest}", get(kv).put(kv).delete(kv))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -156,7 +159,8 @@ async fn not_found(uri: Uri) -> ApiError {
         StatusCode::NOT_FOUND,
         "not_found",
         format!(
-            "no route for {}; see /v1/kv/{{bucket}}/{{key}}, /v1/cluster, /v1/ring, /health, /metrics",
+            "no route for {}; see /v1/kv/{{bucket}}/{{key}}, /v1/buckets/{{bucket}}, /v1/cluster, \
+             /v1/ring, /health, /metrics",
             uri.path()
         ),
     )
@@ -167,7 +171,8 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
         format!(
-            "{method} is not allowed on {}; keys take GET, PUT and DELETE",
+            "{method} is not allowed on {}; keys take GET, PUT and DELETE, buckets GET and PUT, \
+             the other pages GET",
             uri.path()
         ),
     )
@@ -183,10 +188,10 @@ async fn health(State(st): State<AppState>) -> Response {
 }
 
 async fn metrics(State(st): State<AppState>) -> Response {
-    let stats = st.node.inspect(|n| (n.stats().clone(), n.pending())).await;
-    match stats {
-        Ok((stats, pending)) => {
-            let text = st.metrics.render(&stats, pending);
+    let snapshot = st.node.inspect(Snapshot::of).await;
+    match snapshot {
+        Ok(snapshot) => {
+            let text = st.metrics.render(&snapshot);
             (
                 [(
                     header::CONTENT_TYPE,
@@ -239,6 +244,12 @@ async fn cluster(State(st): State<AppState>) -> Response {
                     })
                 })
                 .collect();
+            let stats = n.stats();
+            let by_target: serde_json::Map<String, serde_json::Value> = n
+                .hints_by_primary()
+                .into_iter()
+                .map(|(id, count)| (id.0, json!(count)))
+                .collect();
             json!({
                 "node": me.as_str(),
                 "layout_version": layout.version,
@@ -246,6 +257,16 @@ async fn cluster(State(st): State<AppState>) -> Response {
                 "n": cfg.n, "r": cfg.r, "w": cfg.w,
                 "members": members,
                 "partitions_without_quorum": n.partitions_without_quorum(),
+                "hints": {
+                    "pending": n.hints_len(),
+                    "by_target": by_target,
+                    "max": cfg.hints_max,
+                    "full": n.hints_full(),
+                    "delivered": stats.hints_delivered,
+                    "refused": stats.hints_refused,
+                    "hinted_writes": stats.hinted_writes,
+                },
+                "read_repairs": stats.read_repairs,
             })
         })
         .await;
@@ -318,6 +339,149 @@ async fn locate(State(st): State<AppState>, uri: Uri) -> Response {
         Ok(v) => axum::Json(v).into_response(),
         Err(_) => node_stopped().into_response(),
     }
+}
+
+/// Largest accepted body of `PUT /v1/buckets/{bucket}`, in bytes.
+const BUCKET_BODY_MAX: usize = 64 * 1024;
+
+/// The JSON document of one bucket: its name (lossy UTF-8), the properties
+/// in force and whether they were set for it (`false`: the node's defaults).
+pub fn bucket_json(bucket: &[u8], props: &BucketProps, set: bool) -> serde_json::Value {
+    json!({
+        "bucket": String::from_utf8_lossy(bucket),
+        "props": props,
+        "set": set,
+    })
+}
+
+/// Decodes the bucket of `/v1/buckets/{bucket}` (one percent-encoded segment).
+pub fn parse_bucket_path(path: &str) -> Result<Vec<u8>, ApiError> {
+    let rest = path.strip_prefix("/v1/buckets/").unwrap_or("");
+    if rest.is_empty() {
+        return Err(ApiError::bad(
+            "the bucket name is empty: use /v1/buckets/{bucket}, or GET /v1/buckets for the list",
+        ));
+    }
+    if rest.contains('/') {
+        return Err(ApiError::bad(format!(
+            "path {path:?} is not /v1/buckets/{{bucket}}: give exactly one bucket, and \
+             percent-encode '/' inside it as %2F"
+        )));
+    }
+    Ok(percent_decode_str(rest).collect())
+}
+
+/// `GET /v1/buckets`: every bucket with properties of its own, and the
+/// defaults the others use.
+async fn buckets_list(State(st): State<AppState>) -> Response {
+    let r = st
+        .node
+        .inspect(|n| {
+            let buckets: Vec<_> = n
+                .buckets()
+                .map(|e| bucket_json(&e.bucket, &e.props, true))
+                .collect();
+            json!({"buckets": buckets, "defaults": n.default_props()})
+        })
+        .await;
+    match r {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(_) => node_stopped().into_response(),
+    }
+}
+
+/// `GET /v1/buckets/{bucket}`: the properties in force for a bucket.
+async fn bucket_get(State(st): State<AppState>, uri: Uri) -> Response {
+    let bucket = match parse_bucket_path(uri.path()) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let r = st
+        .node
+        .inspect(move |n| {
+            let set = n.buckets().any(|e| e.bucket == bucket);
+            bucket_json(&bucket, &n.bucket_props(&bucket), set)
+        })
+        .await;
+    match r {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(_) => node_stopped().into_response(),
+    }
+}
+
+/// `PUT /v1/buckets/{bucket}` with a JSON patch such as
+/// `{"conflict": "lww", "n": 3, "r": "quorum"}`: applies it, spreads the
+/// result to every member, answers the new properties. Invalid properties
+/// get `400` with what is allowed, and change nothing.
+async fn bucket_set(
+    State(st): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    bucket_set_inner(&st, uri, headers, body)
+        .await
+        .unwrap_or_else(|e| e.into_response())
+}
+
+async fn bucket_set_inner(
+    st: &AppState,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bucket = parse_bucket_path(uri.path())?;
+    if let Some(q) = uri.query().filter(|q| !q.is_empty()) {
+        return Err(ApiError::bad(format!(
+            "PUT /v1/buckets/{{bucket}} takes no query parameters (got {q:?}); \
+             send the properties as a JSON body such as {{\"n\": 3}}"
+        )));
+    }
+    let body = read_limited(BUCKET_BODY_MAX, "bucket properties", "", &headers, body).await?;
+    let patch = BucketPatch::from_json(&body).map_err(|e| ApiError::bad(e.to_string()))?;
+    let r = st
+        .node
+        .mutate(move |n, now, out| {
+            let limit = n.config().limits.bucket_bytes_max;
+            if bucket.len() > limit {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    format!(
+                        "bucket name is {} bytes, more than the limit of {limit} \
+                         (--bucket-bytes-max); use a shorter name",
+                        bucket.len()
+                    ),
+                ));
+            }
+            let props = n
+                .set_bucket(now, Bytes::from(bucket.clone()), &patch, out)
+                .map_err(|e| ApiError::bad(e.to_string()))?;
+            Ok(bucket_json(&bucket, &props, true))
+        })
+        .await;
+    match r {
+        Ok(Ok(v)) => Ok(axum::Json(v).into_response()),
+        Ok(Err(e)) => Err(e),
+        Err(MutateError::Queue(QueueError::Full)) => Err(queue_full()),
+        Err(MutateError::Queue(QueueError::Stopped)) => Err(node_stopped()),
+        Err(MutateError::NotDurable(e)) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!(
+                "the properties were accepted but this node could not store them ({e}); \
+                 they are not confirmed: check the node's disk and log, then set them again"
+            ),
+        )),
+    }
+}
+
+fn queue_full() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "this node's request queue is full; retry later or use another node",
+    )
 }
 
 fn faults_of(st: &AppState) -> Result<&Faults, ApiError> {
@@ -540,11 +704,7 @@ async fn kv_inner(
     st.node
         .try_send(Event::Client { request, reply: tx })
         .map_err(|e| match e {
-            QueueError::Full => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded",
-                "this node's request queue is full; retry later or use another node",
-            ),
+            QueueError::Full => queue_full(),
             QueueError::Stopped => node_stopped(),
         })?;
     // The node always answers by its own deadline; this bound only covers a
@@ -636,13 +796,30 @@ pub fn read_response(object: &Object, key_hash: u64) -> Response {
 }
 
 async fn read_body(limit: usize, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    read_limited(
+        limit,
+        "value",
+        " (--value-bytes-max); store it in parts",
+        headers,
+        body,
+    )
+    .await
+}
+
+/// Reads a body of at most `limit` bytes; past it `413` naming `what`,
+/// followed by `advice`.
+async fn read_limited(
+    limit: usize,
+    what: &str,
+    advice: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, ApiError> {
     let too_large = |n: String| {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
-            format!(
-                "value is {n} bytes, more than the limit of {limit} (--value-bytes-max); store it in parts"
-            ),
+            format!("{what} is {n} bytes, more than the limit of {limit}{advice}"),
         )
     };
     if let Some(len) = headers
@@ -671,6 +848,30 @@ mod tests {
         assert!(parse_kv_path("/v1/kv/b/a/b").is_err());
         assert!(parse_kv_path("/v1/kv/b/").is_err());
         assert!(parse_kv_path("/v1/kv//k").is_err());
+    }
+
+    #[test]
+    fn bucket_paths_decode_one_segment() {
+        assert_eq!(
+            parse_bucket_path("/v1/buckets/a%2Fb%20c%FF").ok().unwrap(),
+            b"a/b c\xff".to_vec()
+        );
+        assert!(parse_bucket_path("/v1/buckets/a/b").is_err());
+        assert!(parse_bucket_path("/v1/buckets/").is_err());
+    }
+
+    #[test]
+    fn bucket_json_shape() {
+        let props = BucketProps::defaults(3, 2, 2, 100);
+        assert_eq!(
+            bucket_json(b"carts", &props, false),
+            json!({
+                "bucket": "carts",
+                "props": {"n": 3, "r": 2, "w": 2, "pr": 0, "pw": 0, "conflict": "siblings",
+                          "siblings_warn": 25, "siblings_max": 100},
+                "set": false,
+            })
+        );
     }
 
     #[test]

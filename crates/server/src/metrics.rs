@@ -11,7 +11,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use ringkv_node::NodeStats;
+use ringkv_node::{Node, NodeStats};
+use ringkv_storage::Store;
 
 /// Labels of an HTTP request metric.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -36,6 +37,64 @@ pub struct EventLabel {
     pub event: String,
 }
 
+/// Labels of the member gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    /// `live` or `down` (unreachable or suspected, as this node sees it).
+    pub state: String,
+}
+
+/// Labels of the hints gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabel {
+    /// The primary the hints are for.
+    pub target: String,
+}
+
+/// What the metrics show of a node, taken on the node thread.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The node's counters.
+    pub stats: NodeStats,
+    /// Requests being coordinated or forwarded.
+    pub pending: usize,
+    /// Members this node sees live (itself included).
+    pub members_live: usize,
+    /// Members this node sees not live.
+    pub members_down: usize,
+    /// Hints held, for every other member (0 included) and any other target.
+    pub hints_by_target: Vec<(String, usize)>,
+    /// The bound on hints (`--hints-max`).
+    pub hints_max: usize,
+    /// Whether the hints reached the bound (fallback writes are refused).
+    pub hints_full: bool,
+}
+
+impl Snapshot {
+    /// Takes a snapshot of `node`.
+    pub fn of<S: Store>(node: &Node<S>) -> Snapshot {
+        let members = &node.layout().members;
+        let live = members.iter().filter(|m| node.is_live(&m.id)).count();
+        let mut by_target: std::collections::BTreeMap<String, usize> = members
+            .iter()
+            .filter(|m| m.id != *node.id())
+            .map(|m| (m.id.0.clone(), 0))
+            .collect();
+        for (id, count) in node.hints_by_primary() {
+            by_target.insert(id.0, count);
+        }
+        Snapshot {
+            stats: node.stats().clone(),
+            pending: node.pending(),
+            members_live: live,
+            members_down: members.len() - live,
+            hints_by_target: by_target.into_iter().collect(),
+            hints_max: node.config().hints_max,
+            hints_full: node.hints_full(),
+        }
+    }
+}
+
 /// The node's metrics.
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -43,6 +102,10 @@ pub struct Metrics {
     http_latency: Family<MethodLabel, Histogram>,
     node_events: Family<EventLabel, Counter>,
     pending: Gauge,
+    members: Family<StateLabel, Gauge>,
+    hints_pending: Family<TargetLabel, Gauge>,
+    hints_max: Gauge,
+    hints_full: Gauge,
 }
 
 impl Default for Metrics {
@@ -81,12 +144,40 @@ impl Metrics {
             "Requests being coordinated or forwarded",
             pending.clone(),
         );
+        let members = Family::<StateLabel, Gauge>::default();
+        let hints_pending = Family::<TargetLabel, Gauge>::default();
+        let hints_max = Gauge::default();
+        let hints_full = Gauge::default();
+        registry.register(
+            "members",
+            "Members of the layout by state as this node sees them: live, or down (unreachable or suspected)",
+            members.clone(),
+        );
+        registry.register(
+            "hints_pending",
+            "Hints this node holds as a fallback, by the primary (target) they are for",
+            hints_pending.clone(),
+        );
+        registry.register(
+            "hints_max",
+            "Most hints this node keeps (--hints-max)",
+            hints_max.clone(),
+        );
+        registry.register(
+            "hints_full",
+            "1 while the hints are at --hints-max and writes as a fallback are refused",
+            hints_full.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             http_requests,
             http_latency,
             node_events,
             pending,
+            members,
+            hints_pending,
+            hints_max,
+            hints_full,
         }
     }
 
@@ -105,8 +196,10 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// The text exposition, with the node's counters brought up to date.
-    pub fn render(&self, s: &NodeStats, pending: usize) -> String {
+    /// The text exposition, with the node's counters and gauges brought up
+    /// to date from `snap`.
+    pub fn render(&self, snap: &Snapshot) -> String {
+        let s = &snap.stats;
         let events = [
             ("gets_coordinated", s.gets_coordinated),
             ("puts_coordinated", s.puts_coordinated),
@@ -117,6 +210,11 @@ impl Metrics {
             ("read_repairs", s.read_repairs),
             ("replica_puts", s.replica_puts),
             ("store_errors", s.store_errors),
+            ("hinted_writes", s.hinted_writes),
+            ("hints_delivered", s.hints_delivered),
+            ("hints_refused", s.hints_refused),
+            ("handoff_drops", s.handoff_drops),
+            ("siblings_warned", s.siblings_warned),
         ];
         let registry = self.registry.lock().expect("metrics lock");
         for (name, value) in events {
@@ -128,9 +226,70 @@ impl Metrics {
                 c.inc_by(value - have);
             }
         }
-        self.pending.set(pending as i64);
+        self.pending.set(snap.pending as i64);
+        for (state, count) in [("live", snap.members_live), ("down", snap.members_down)] {
+            self.members
+                .get_or_create(&StateLabel {
+                    state: state.to_string(),
+                })
+                .set(count as i64);
+        }
+        for (target, count) in &snap.hints_by_target {
+            self.hints_pending
+                .get_or_create(&TargetLabel {
+                    target: target.clone(),
+                })
+                .set(*count as i64);
+        }
+        self.hints_max.set(snap.hints_max as i64);
+        self.hints_full.set(i64::from(snap.hints_full));
         let mut out = String::new();
         encode(&mut out, &registry).expect("writing to a String cannot fail");
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_shows_members_hints_and_counters() {
+        let m = Metrics::new();
+        let mut snap = Snapshot {
+            members_live: 2,
+            members_down: 1,
+            hints_by_target: vec![("n2".into(), 5), ("n3".into(), 0)],
+            hints_max: 10,
+            hints_full: false,
+            ..Snapshot::default()
+        };
+        snap.stats.hints_delivered = 4;
+        snap.stats.siblings_warned = 1;
+        let text = m.render(&snap);
+        for line in [
+            "ringkv_members{state=\"live\"} 2",
+            "ringkv_members{state=\"down\"} 1",
+            "ringkv_hints_pending{target=\"n2\"} 5",
+            "ringkv_hints_pending{target=\"n3\"} 0",
+            "ringkv_hints_max 10",
+            "ringkv_hints_full 0",
+            "ringkv_node_events_total{event=\"hints_delivered\"} 4",
+            "ringkv_node_events_total{event=\"siblings_warned\"} 1",
+            "ringkv_node_events_total{event=\"hints_refused\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        // Counters follow the node's, gauges are replaced.
+        snap.stats.hints_delivered = 6;
+        snap.hints_by_target[0].1 = 0;
+        snap.hints_full = true;
+        let text = m.render(&snap);
+        assert!(text.contains("event=\"hints_delivered\"} 6"), "{text}");
+        assert!(
+            text.contains("ringkv_hints_pending{target=\"n2\"} 0"),
+            "{text}"
+        );
+        assert!(text.contains("ringkv_hints_full 1"), "{text}");
     }
 }

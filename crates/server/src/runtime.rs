@@ -30,6 +30,16 @@ const BATCH_MAX: usize = 1_024;
 /// A closure run on the node thread with the node, for status pages.
 pub type Inspect = Box<dyn FnOnce(&Node<Tracked>) + Send>;
 
+/// A closure run on the node thread that may change the node (e.g. set a
+/// bucket's properties), given the node's clock (ms) and the batch's outputs.
+/// It returns a [`Release`], called once the batch's writes are durable and
+/// its outputs performed (with `Err` when the store could not be flushed).
+pub type Mutate = Box<dyn FnOnce(&mut Node<Tracked>, u64, &mut Vec<Output>) -> Release + Send>;
+
+/// Hands a [`Mutate`]'s result to its caller after the batch's group commit,
+/// like a client reply: `Ok` once the writes are durable, `Err` with why not.
+pub type Release = Box<dyn FnOnce(Result<(), String>) + Send>;
+
 /// What the node thread can be asked to do.
 pub enum Event {
     /// A client request; the reply goes to `reply`.
@@ -43,6 +53,9 @@ pub enum Event {
     Input(Input),
     /// Run a closure with read access to the node.
     Inspect(Inspect),
+    /// Run a closure with write access to the node; its outputs are
+    /// performed and its result released like a client reply's.
+    Mutate(Mutate),
     /// Flush, sync and stop.
     Shutdown(oneshot::Sender<Result<(), String>>),
 }
@@ -66,6 +79,16 @@ pub enum QueueError {
     Full,
     /// The node thread has stopped.
     Stopped,
+}
+
+/// Why a [`NodeHandle::mutate`] gave no result.
+#[derive(Debug, PartialEq, Eq)]
+pub enum MutateError {
+    /// The change was not queued (nothing changed).
+    Queue(QueueError),
+    /// The change was applied in memory but its writes could not be made
+    /// durable; it is not confirmed and may be lost at a restart.
+    NotDurable(String),
 }
 
 impl NodeHandle {
@@ -92,6 +115,29 @@ impl NodeHandle {
             let _ = tx.send(f(n));
         })))?;
         rx.await.map_err(|_| QueueError::Stopped)
+    }
+
+    /// Runs `f` on the node thread with write access to the node, the node's
+    /// clock (ms) and the batch's outputs. Its outputs are performed with the
+    /// batch's, and its result is returned only after the batch's writes are
+    /// durable (group commit), exactly like a client reply.
+    pub async fn mutate<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Node<Tracked>, u64, &mut Vec<Output>) -> T + Send + 'static,
+    ) -> Result<T, MutateError> {
+        let (tx, rx) = oneshot::channel();
+        self.try_send(Event::Mutate(Box::new(move |n, now, out| {
+            let value = f(n, now, out);
+            Box::new(move |durable: Result<(), String>| {
+                let _ = tx.send(durable.map(|()| value));
+            })
+        })))
+        .map_err(MutateError::Queue)?;
+        match rx.await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(MutateError::NotDurable(e)),
+            Err(_) => Err(MutateError::Queue(QueueError::Stopped)),
+        }
     }
 }
 
@@ -180,6 +226,8 @@ struct Loop<P: PeerSender> {
     last_sync: Instant,
     unsynced: bool,
     outputs: Vec<Output>,
+    /// Results of this batch's [`Event::Mutate`]s, released after its commit.
+    releases: Vec<Release>,
     liveness: Liveness,
     liveness_seen: u64,
 }
@@ -197,6 +245,7 @@ impl<P: PeerSender> Loop<P> {
             last_sync: Instant::now(),
             unsynced: false,
             outputs: Vec::new(),
+            releases: Vec::new(),
             liveness,
             liveness_seen: u64::MAX,
         }
@@ -236,7 +285,8 @@ impl<P: PeerSender> Loop<P> {
                 }
             }
             self.fire_timers();
-            if let Err(e) = self.persist(false) {
+            let persisted = self.persist(false).map_err(|e| e.to_string());
+            if let Err(e) = &persisted {
                 // Outputs of this batch may depend on writes that are not
                 // durable: drop them, the coordinators time out.
                 // The HTTP layer answers the clients whose replies are dropped.
@@ -245,6 +295,9 @@ impl<P: PeerSender> Loop<P> {
                     .retain(|o| matches!(o, Output::SetTimer { .. }));
             }
             self.perform();
+            for release in self.releases.drain(..) {
+                release(persisted.clone());
+            }
             if let Some(done) = shutdown {
                 let r = self.persist(true).map_err(|e| e.to_string());
                 let _ = done.send(r);
@@ -292,6 +345,10 @@ impl<P: PeerSender> Loop<P> {
             }
             Event::Input(input) => self.node.handle(now, input, &mut self.outputs),
             Event::Inspect(f) => f(&self.node),
+            Event::Mutate(f) => {
+                let release = f(&mut self.node, now, &mut self.outputs);
+                self.releases.push(release);
+            }
             Event::Shutdown(done) => return Some(done),
         }
         None

@@ -131,6 +131,8 @@ impl WriteQuorum {
 #[derive(Clone, Debug)]
 pub struct ReadQuorum {
     required: usize,
+    /// Targets whose answer the read waits for besides the count.
+    must_hear: Vec<NodeId>,
     /// Replies that must come from primaries (PR), and who the primaries are.
     strict: usize,
     primaries: Vec<NodeId>,
@@ -146,6 +148,7 @@ impl ReadQuorum {
         assert!(required >= 1, "a read needs at least one reply");
         ReadQuorum {
             required,
+            must_hear: vec![],
             strict: 0,
             primaries: vec![],
             targets,
@@ -159,6 +162,15 @@ impl ReadQuorum {
     pub fn with_strict(mut self, primaries: Vec<NodeId>, strict: usize) -> Self {
         self.primaries = primaries;
         self.strict = strict;
+        self
+    }
+
+    /// Makes the read wait for an answer (or failure) from each of `nodes`
+    /// too. A coordinator asks this of the live primaries when fallbacks
+    /// stand in for others: a fallback only holds hinted writes, so its "not
+    /// found" must not outvote a primary that holds the key.
+    pub fn must_hear(mut self, nodes: Vec<NodeId>) -> Self {
+        self.must_hear = nodes;
         self
     }
 
@@ -212,7 +224,11 @@ impl ReadQuorum {
     /// Where the read stands.
     pub fn status(&self) -> QuorumStatus {
         let outstanding = self.targets.len() - self.replies.len() - self.failed.len();
-        if self.replies.len() >= self.required && self.primary_replies() >= self.strict {
+        let heard = self
+            .must_hear
+            .iter()
+            .all(|n| self.replies.contains_key(n) || self.failed.contains(n));
+        if self.replies.len() >= self.required && self.primary_replies() >= self.strict && heard {
             QuorumStatus::Met
         } else if self.expired || outstanding == 0 {
             QuorumStatus::Failed
@@ -320,6 +336,19 @@ mod tests {
         r.reply(&t[3], Object::empty());
         assert_eq!(r.reply(&t[0], Object::empty()), QuorumStatus::Failed);
         assert!(r.strict_shortfall());
+    }
+
+    #[test]
+    fn a_read_waits_for_the_nodes_it_must_hear() {
+        let t = ids(3);
+        let mut q = ReadQuorum::new(t.clone(), 2).must_hear(vec![t[0].clone()]);
+        q.reply(&t[1], Object::empty());
+        assert_eq!(q.reply(&t[2], Object::empty()), QuorumStatus::Pending);
+        assert_eq!(q.reply(&t[0], Object::empty()), QuorumStatus::Met);
+        let mut q = ReadQuorum::new(t.clone(), 2).must_hear(vec![t[0].clone()]);
+        q.reply(&t[1], Object::empty());
+        q.reply(&t[2], Object::empty());
+        assert_eq!(q.fail(&t[0]), QuorumStatus::Met, "a failed node is heard");
     }
 
     #[test]

@@ -601,6 +601,17 @@ impl<S: Store> Node<S> {
         self.stats.gets_coordinated += 1;
         let partition = key.partition(self.layout.ring_size);
         let mut quorum = ReadQuorum::new(plan.nodes(), r).with_strict(plan.primaries.clone(), pr);
+        if plan.live_primaries() < plan.targets.len() {
+            // Fallbacks stand in: their "not found" must not outvote a
+            // live primary that holds the key.
+            let live: Vec<NodeId> = plan
+                .targets
+                .iter()
+                .filter(|t| t.is_primary())
+                .map(|t| t.node.clone())
+                .collect();
+            quorum = quorum.must_hear(live);
+        }
         let req_id = self.next_id();
         for p in &plan.nodes() {
             if *p == self.cfg.id {

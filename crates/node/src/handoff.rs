@@ -12,7 +12,9 @@
 //! - A hint is deleted only after the primary acked it, and only if the key
 //!   did not change since it was sent (a newer write re-sends). When no hint
 //!   remains for a key and this node is not one of its primaries, the copy is
-//!   dropped: the fallback's job is done.
+//!   dropped: the fallback's job is done. Except when the copy holds a dot
+//!   of this node's own actor (it coordinated a write as a fallback): the
+//!   copy is what keeps its next dot for the key from reusing a counter.
 //! - Sends that get no ack within the coordinator timeout are forgotten and
 //!   retried on a later tick.
 
@@ -228,7 +230,11 @@ impl<S: Store> Node<S> {
             self.hints.as_ref().is_some_and(|h| h.contains(&other))
         });
         let primary_here = self.primaries(f.hint.partition).contains(&self.cfg.id);
-        if !still_hinted && !primary_here {
+        // A copy holding dots of this node's own actor is its only memory of
+        // the counters it used for the key (it coordinated a write as a
+        // fallback): dropped, its next write of the key would reuse a dot.
+        let own_dots = current.as_ref().is_some_and(|o| o.vv.get(&self.actor) > 0);
+        if !still_hinted && !primary_here && !own_dots {
             match self.store.delete(f.hint.partition, &f.hint.key) {
                 Ok(()) => self.stats.handoff_drops += 1,
                 Err(e) => {

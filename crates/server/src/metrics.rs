@@ -117,6 +117,7 @@ impl Metrics {
             ("read_repairs", s.read_repairs),
             ("replica_puts", s.replica_puts),
             ("store_errors", s.store_errors),
+            ("gossip_errors", s.gossip_errors),
         ];
         let registry = self.registry.lock().expect("metrics lock");
         for (name, value) in events {

@@ -89,14 +89,7 @@ pub fn try_run(
     scenario.validate()?;
     let mut world = World::new(scenario, seed, bugs);
     world.start();
-    while let Some((at_us, event)) = world.queue.pop() {
-        debug_assert!(at_us >= world.now_us, "time never goes back");
-        world.now_us = at_us;
-        world.stats.events += 1;
-        if !world.dispatch(event) {
-            break;
-        }
-    }
+    world.run_until(u64::MAX);
     let mut stats = world.stats;
     stats.sim_ms = world.now_us / 1_000;
     Ok(RunResult {

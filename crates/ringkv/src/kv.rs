@@ -195,7 +195,11 @@ fn render_status(s: &ClusterStatus) -> String {
             m.id.clone(),
             m.rpc_addr.clone(),
             m.http_addr.clone().unwrap_or_else(|| "-".to_string()),
-            if m.alive { "yes" } else { "NO" }.to_string(),
+            match (m.alive, m.liveness.as_deref()) {
+                (true, _) => "yes".to_string(),
+                (false, Some(l)) => l.to_uppercase(),
+                (false, None) => "NO".to_string(),
+            },
             m.partitions_owned.to_string(),
             m.partitions_replicated.to_string(),
         ]);
@@ -361,6 +365,8 @@ mod tests {
                 rpc_addr: "127.0.0.1:7081".into(),
                 http_addr: None,
                 alive: true,
+                liveness: Some("alive".into()),
+                incarnation: Some(7),
                 partitions_owned: 8,
                 partitions_replicated: 8,
             }],

@@ -275,6 +275,13 @@ pub struct MemberStatus {
     pub http_addr: Option<String>,
     /// Whether the answering node's failure detector considers it alive.
     pub alive: bool,
+    /// Its liveness as the answering node sees it: `alive`, `suspect` or
+    /// `down` (absent from servers older than gossip).
+    #[serde(default)]
+    pub liveness: Option<String>,
+    /// The incarnation of its data directory, when gossip spread it.
+    #[serde(default)]
+    pub incarnation: Option<u32>,
     /// Partitions it owns (first in their preference list).
     #[serde(default)]
     pub partitions_owned: u64,

@@ -162,6 +162,13 @@ pub enum PeerMsg {
         /// The versioned properties.
         entry: BucketEntry,
     },
+    /// One packet of the gossip membership protocol (SWIM, foca): opaque
+    /// here, decoded and checked by the node's membership module. Rides the
+    /// same links as everything else so that no second port is needed.
+    Gossip {
+        /// The encoded gossip packet.
+        data: Vec<u8>,
+    },
 }
 
 // (Bucket properties travel as `PeerMsg::Bucket`, below the replica messages.)

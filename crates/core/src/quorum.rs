@@ -84,6 +84,16 @@ impl WriteQuorum {
         self.targets.contains(node) && !self.acked.contains(node) && !self.failed.contains(node)
     }
 
+    /// The targets that neither acked nor failed yet: after [`WriteQuorum::expire`],
+    /// the ones that never answered (the node suspects them).
+    pub fn outstanding(&self) -> Vec<NodeId> {
+        self.targets
+            .iter()
+            .filter(|n| self.is_outstanding(n))
+            .cloned()
+            .collect()
+    }
+
     /// Where the write stands.
     pub fn status(&self) -> QuorumStatus {
         let outstanding = self.targets.len() - self.acked.len() - self.failed.len();
@@ -219,6 +229,16 @@ impl ReadQuorum {
         self.targets.contains(node)
             && !self.replies.contains_key(node)
             && !self.failed.contains(node)
+    }
+
+    /// The targets that neither replied nor failed yet: after
+    /// [`ReadQuorum::expire`], the ones that never answered.
+    pub fn outstanding(&self) -> Vec<NodeId> {
+        self.targets
+            .iter()
+            .filter(|n| self.is_outstanding(n))
+            .cloned()
+            .collect()
     }
 
     /// Where the read stands.
@@ -368,7 +388,19 @@ mod tests {
         assert_eq!(m, newer);
         assert_eq!(q.stale(&m), vec![t[1].clone()]);
         assert!(!q.all_in());
+        assert_eq!(q.outstanding(), vec![t[2].clone()]);
         q.fail(&t[2]);
         assert!(q.all_in());
+        assert!(q.outstanding().is_empty());
+    }
+
+    #[test]
+    fn outstanding_lists_who_never_answered() {
+        let t = ids(3);
+        let mut q = WriteQuorum::new(t.clone(), 3);
+        q.ack(&t[0]);
+        q.fail(&t[1]);
+        q.expire();
+        assert_eq!(q.outstanding(), vec![t[2].clone()]);
     }
 }

@@ -868,6 +868,9 @@ impl<S: Store> Node<S> {
         if id == crate::handoff::TIMER {
             return self.handoff_tick(now_ms, out);
         }
+        if crate::gossip::is_gossip_timer(id) {
+            return self.on_gossip_timer(now_ms, id, out);
+        }
         match self.coords.get_mut(&id) {
             None => {}
             Some(Coord::Forwarded { .. }) => {
@@ -886,12 +889,16 @@ impl<S: Store> Node<S> {
             }
             Some(Coord::Put { quorum, .. }) => {
                 let status = quorum.expire();
+                let silent = quorum.outstanding();
                 self.finish_put(id, status, out);
+                self.suspect_silent(now_ms, &silent, out);
             }
             Some(Coord::Get { quorum, .. }) => {
                 quorum.expire();
+                let silent = quorum.outstanding();
                 self.progress_get(now_ms, id, out);
                 self.end_get(id, out);
+                self.suspect_silent(now_ms, &silent, out);
             }
         }
     }

@@ -17,7 +17,9 @@
 //! - [`coordinator`]: GET, PUT and DELETE coordinators and forwarding.
 //! - [`replica`]: what a replica does with the coordinators' messages.
 //! - [`membership`]: gossip membership and SWIM failure detection (foca),
-//!   self-contained; not wired into [`Node`] yet.
+//!   self-contained.
+//! - [`gossip`]: the glue between [`Node`] and [`membership`]: gossip
+//!   packets and timers, liveness, suspicion from timed-out requests.
 //! - [`buckets`]: bucket properties, spread to every node.
 //! - [`handoff`]: hinted handoff, a fallback giving writes back to their
 //!   primaries.
@@ -25,6 +27,7 @@
 
 pub mod buckets;
 pub mod coordinator;
+pub mod gossip;
 pub mod handoff;
 pub mod membership;
 pub mod replica;
@@ -41,6 +44,7 @@ use ringkv_core::{Actor, Layout, Limits, NodeId, PartitionId};
 use ringkv_storage::Store;
 
 use coordinator::Coord;
+use membership::{GossipConfig, Liveness, MemberInfo, Membership};
 
 /// Id of a client request, chosen by the runtime; echoed in its [`Output::Reply`].
 pub type ClientId = u64;
@@ -100,6 +104,26 @@ pub enum Output {
         /// When, on the clock `handle` is given.
         at_ms: u64,
     },
+    /// Send a message to an RPC address whose node id is not known yet
+    /// (gossip join announces for `--join`). Best effort, like
+    /// [`Output::Send`]; the receiver learns the sender's id from the
+    /// connection's hello.
+    SendAddr {
+        /// The peer's RPC address (`host:port`).
+        addr: String,
+        /// The message.
+        msg: PeerMsg,
+    },
+    /// Gossip told us where `peer` listens (a member appeared or its info
+    /// changed). The runtime makes sure it can [`Output::Send`] to it: peers
+    /// outside the layout are learned this way. Emitted before any `Send` of
+    /// the same batch that may need it.
+    PeerAddr {
+        /// The member.
+        peer: NodeId,
+        /// Its RPC address.
+        rpc_addr: String,
+    },
 }
 
 /// What a node needs to know about itself and its defaults.
@@ -136,6 +160,22 @@ pub struct NodeConfig {
     pub handoff_interval_ms: u64,
     /// Handoff writes in flight per primary at once.
     pub handoff_window: usize,
+    /// Timing of the gossip membership protocol ([`GossipConfig::lan`] for
+    /// real clusters, [`GossipConfig::fast`] for tests and simulation).
+    pub gossip: GossipConfig,
+    /// This node's RPC address as peers reach it (spread by gossip).
+    pub rpc_addr: String,
+    /// This node's HTTP address (spread by gossip, for status pages).
+    pub http_addr: String,
+    /// Must grow with every process start of this node id (wall-clock ms at
+    /// start in the server, simulated time in the simulator): a restarted
+    /// node's gossip identity then supersedes its old one at once.
+    pub generation: u64,
+    /// Seed of the gossip protocol's random choices (whom to probe).
+    pub gossip_seed: u64,
+    /// RPC addresses to announce this node to at start (`--join`), besides
+    /// the layout's members.
+    pub join: Vec<String>,
 }
 
 /// Default for [`NodeConfig::hints_max`].
@@ -190,6 +230,9 @@ pub struct NodeStats {
     /// Writes that left a key with more siblings than its bucket's
     /// `siblings_warn`.
     pub siblings_warned: u64,
+    /// Gossip packets refused and dropped: malformed, too large, or from a
+    /// stale identity of a peer.
+    pub gossip_errors: u64,
 }
 
 /// A ringkv node: coordinators, replica logic and its store.
@@ -224,6 +267,12 @@ pub struct Node<S: Store> {
     default_props: BucketProps,
     /// Stamps writes (last-write-wins order) and bucket changes.
     hlc: HlcClock,
+    /// Gossip membership and failure detection.
+    membership: Membership,
+    /// Gossip's last reported liveness per member (to see "alive again").
+    gossip_seen: gossip::GossipSeen,
+    /// Whether [`Node::start`] ran (joins sent, handoff timer armed).
+    started: bool,
 }
 
 /// Forward ids remembered per peer.
@@ -257,6 +306,19 @@ impl<S: Store> Node<S> {
             node: cfg.id.clone(),
             incarnation: cfg.incarnation,
         };
+        let membership = Membership::new(
+            MemberInfo {
+                id: cfg.id.clone(),
+                rpc_addr: cfg.rpc_addr.clone(),
+                http_addr: cfg.http_addr.clone(),
+                incarnation: cfg.incarnation,
+                layout_version: layout.version,
+                status: membership::MemberStatus::Active,
+            },
+            cfg.generation,
+            cfg.gossip_seed,
+            cfg.gossip.clone(),
+        );
         Node {
             cfg,
             actor,
@@ -275,11 +337,21 @@ impl<S: Store> Node<S> {
             buckets,
             default_props,
             hlc: HlcClock::new(),
+            membership,
+            gossip_seen: Default::default(),
+            started: false,
         }
     }
 
-    /// Feeds one input; appends what the runtime must do to `out`.
-    pub fn handle(&mut self, now_ms: u64, input: Input, out: &mut Vec<Output>) {
+    /// Starts the background work: arms the handoff timer and announces
+    /// this node to the layout's other members and the `join` addresses.
+    /// Runs once; [`Node::handle`] calls it on the first input if the
+    /// runtime did not call it before.
+    pub fn start(&mut self, now_ms: u64, out: &mut Vec<Output>) {
+        if self.started {
+            return;
+        }
+        self.started = true;
         if !self.handoff_armed {
             self.handoff_armed = true;
             out.push(Output::SetTimer {
@@ -287,6 +359,12 @@ impl<S: Store> Node<S> {
                 at_ms: now_ms + self.cfg.handoff_interval_ms,
             });
         }
+        self.gossip_join(now_ms, out);
+    }
+
+    /// Feeds one input; appends what the runtime must do to `out`.
+    pub fn handle(&mut self, now_ms: u64, input: Input, out: &mut Vec<Output>) {
+        self.start(now_ms, out);
         match input {
             Input::Client { client_id, request } => self.on_client(
                 now_ms,
@@ -299,7 +377,9 @@ impl<S: Store> Node<S> {
             Input::Timer(id) => self.on_timer(now_ms, id, out),
             Input::PeerStatus { peer, up } => {
                 if up {
-                    if self.down.remove(&peer) || !self.heard_up.contains(&peer) {
+                    if (self.down.remove(&peer) || !self.heard_up.contains(&peer))
+                        && self.layout.member(&peer).is_some()
+                    {
                         self.heard_up.insert(peer.clone());
                         self.send_buckets(&peer, out);
                     }
@@ -311,6 +391,15 @@ impl<S: Store> Node<S> {
     }
 
     fn on_peer(&mut self, now_ms: u64, from: NodeId, msg: PeerMsg, out: &mut Vec<Output>) {
+        if let PeerMsg::Gossip { data } = msg {
+            return self.on_gossip(now_ms, &data, out);
+        }
+        if self.layout.member(&from).is_none() {
+            // Known through gossip only (`--join` from outside the layout):
+            // it takes no part in storing keys until a layout names it.
+            tracing::debug!(peer = %from, "message from a node outside the layout dropped");
+            return;
+        }
         match msg {
             PeerMsg::Forward { fwd_id, request } => {
                 if self.first_forward(&from, fwd_id) {
@@ -337,6 +426,7 @@ impl<S: Store> Node<S> {
                 self.on_get_reply(now_ms, from, req_id, object, out)
             }
             PeerMsg::Bucket { entry } => self.on_bucket_entry(now_ms, entry),
+            PeerMsg::Gossip { .. } => unreachable!("handled above"),
         }
     }
 
@@ -362,9 +452,11 @@ impl<S: Store> Node<S> {
         &self.layout
     }
 
-    /// Whether this node believes `peer` reachable (itself always is).
+    /// Whether this node believes `peer` reachable (itself always is): the
+    /// transport's link to it is not down and gossip does not hold it
+    /// Suspect or Down (see [`Node::liveness`]).
     pub fn is_live(&self, peer: &NodeId) -> bool {
-        !self.down.contains(peer)
+        self.liveness(peer) == Liveness::Alive
     }
 
     /// Replicas per key, capped by the cluster size.

@@ -154,7 +154,11 @@ impl GossipConfig {
             max_packet_size: 60 * 1024,
             periodic_gossip_ms: 200,
             periodic_announce_ms: 30_000,
-            periodic_announce_down_ms: 65_000,
+            // foca's LAN default is 65 s; after a partition heals, both
+            // sides hold each other Down until one announces, and meanwhile
+            // writes go to fallbacks and hints wait. Two small messages every
+            // 5 s while a member is Down is a cheap price for a 5 s bound.
+            periodic_announce_down_ms: 5_000,
             join_retry_ms: 1_000,
         }
     }
@@ -172,7 +176,7 @@ impl GossipConfig {
             max_packet_size: 60 * 1024,
             periodic_gossip_ms: 50,
             periodic_announce_ms: 2_000,
-            periodic_announce_down_ms: 3_000,
+            periodic_announce_down_ms: 500,
             join_retry_ms: 200,
         }
     }

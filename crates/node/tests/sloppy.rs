@@ -146,3 +146,45 @@ fn a_full_fallback_refuses_hinted_writes() {
     assert_eq!(c.node(f).stats().hints_refused, 1);
     assert_eq!(c.node(f).hints_len(), 1);
 }
+
+/// A fallback that coordinated a write keeps its copy after handing it off:
+/// the copy is its memory of the dots it made for the key, so its next write
+/// of the key takes a new dot instead of reusing one.
+#[test]
+fn a_fallback_coordinator_never_reuses_a_dot_after_handoff() {
+    let mut c = Cluster::new(4, 3, 1, 1);
+    let pref = c.preference("k");
+    let f = pref[3].clone();
+    let dot_of = |c: &Cluster, p| match c.reply(p) {
+        ClientReply::Written { dot: Some(d), .. } => d.clone(),
+        other => panic!("write failed: {other:?}"),
+    };
+    for p in &pref[..3] {
+        c.set_up(p, false);
+    }
+    let p = c.client(&f, put("k", "v1", None));
+    c.deliver_all();
+    let first = dot_of(&c, p);
+    assert_eq!(first.actor.node, id(&f), "{f} coordinated as the fallback");
+    assert_eq!(c.node(&f).hints_len(), 1);
+
+    for p in &pref[..3] {
+        c.set_up(p, true);
+    }
+    c.advance_to(c.now + 1_000);
+    c.deliver_all();
+    assert_eq!(c.node(&f).hints_len(), 0, "hint delivered");
+    assert!(c.stored(&f, "k").is_some(), "copy with own dots kept");
+
+    for p in &pref[..3] {
+        c.set_up(p, false);
+    }
+    let p = c.client(&f, put("k", "v2", None));
+    c.deliver_all();
+    let second = dot_of(&c, p);
+    assert_eq!(second.actor, first.actor);
+    assert!(
+        second.counter > first.counter,
+        "{first:?} reused as {second:?}"
+    );
+}

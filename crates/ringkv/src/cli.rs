@@ -131,6 +131,19 @@ pub struct ServerArgs {
     /// Never enable in production.
     #[arg(long)]
     pub fault_injection: bool,
+    /// RPC addresses of running nodes to announce this node to at start,
+    /// host:port[,host:port]. Gossip then brings every member's id,
+    /// addresses and liveness (see `GET /v1/cluster`). Membership only: which
+    /// node stores which keys still comes from --initial-cluster (layout
+    /// changes are not implemented yet).
+    #[arg(long, value_name = "ADDR[,ADDR]")]
+    pub join: Option<String>,
+    /// Advanced, for tests: fast gossip failure detection (probe every
+    /// 100 ms, Down 500 ms after Suspect) instead of the LAN profile (probe
+    /// every second, Down 4 s after Suspect). More packets; not for
+    /// production.
+    #[arg(long, hide = true)]
+    pub gossip_fast: bool,
     /// TOML file giving any of the options above.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,

@@ -24,6 +24,7 @@
 //! bucket_bytes_max = 255
 //! pending_max = 10000
 //! hints_max = 1000000
+//! join = "127.0.0.1:7081"                # or a list: ["10.0.0.1:7081", "10.0.0.2:7081"]
 //! ```
 //!
 //! Unknown keys are an error, so a typo does not silently fall back to a default.
@@ -83,6 +84,32 @@ pub struct FileConfig {
     hints_max: Option<usize>,
     #[serde(default, alias = "fault-injection")]
     fault_injection: Option<bool>,
+    #[serde(default)]
+    join: Option<JoinSpec>,
+    #[serde(default, alias = "gossip-fast")]
+    gossip_fast: Option<bool>,
+}
+
+/// The forms `join` may take in the file.
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a string \"host:port,...\" or a list of \"host:port\" strings"
+)]
+enum JoinSpec {
+    /// `"a:1,b:2"`.
+    Joined(String),
+    /// `["a:1", "b:2"]`.
+    Entries(Vec<String>),
+}
+
+/// Splits `--join`: addresses separated by commas, blanks ignored.
+fn parse_join(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// The forms `initial_cluster` may take in the file.
@@ -282,6 +309,15 @@ pub fn merge(flags: &ServerArgs, file: &FileConfig) -> Result<Config, String> {
         c.hints_max = v;
     }
     c.fault_injection = flags.fault_injection || file.fault_injection.unwrap_or(false);
+    if let Some(s) = &flags.join {
+        c.join = parse_join(s);
+    } else if let Some(spec) = &file.join {
+        c.join = match spec {
+            JoinSpec::Joined(s) => parse_join(s),
+            JoinSpec::Entries(v) => parse_join(&v.join(",")),
+        };
+    }
+    c.gossip_fast = flags.gossip_fast || file.gossip_fast.unwrap_or(false);
     Ok(c)
 }
 
@@ -300,6 +336,11 @@ pub fn validate(c: &Config) -> Result<(), String> {
     }
     if let Err(e) = check_host_port(&c.http) {
         problems.push(format!("--http {:?}: {e}", c.http));
+    }
+    for a in &c.join {
+        if let Err(e) = check_host_port(a) {
+            problems.push(format!("--join {a:?}: {e}"));
+        }
     }
     if c.listen == c.http {
         problems.push(format!(
@@ -462,6 +503,35 @@ mod tests {
             let err = parse_initial_cluster(input).unwrap_err();
             assert!(err.contains(want), "{input:?}: {err}");
         }
+    }
+
+    #[test]
+    fn join_comes_from_the_flag_or_the_file_and_is_checked() {
+        let c = merge(&with_identity(&[]), &FileConfig::default()).unwrap();
+        assert!(c.join.is_empty() && !c.gossip_fast);
+        let file = parse_file("join = [\"10.0.0.1:7081\", \"10.0.0.2:7081\"]\ngossip_fast = true")
+            .unwrap();
+        let c = merge(&with_identity(&[]), &file).unwrap();
+        assert_eq!(c.join, vec!["10.0.0.1:7081", "10.0.0.2:7081"]);
+        assert!(c.gossip_fast);
+        let c = merge(
+            &with_identity(&["--join", "127.0.0.1:7082, 127.0.0.1:7083", "--gossip-fast"]),
+            &file,
+        )
+        .unwrap();
+        assert_eq!(
+            c.join,
+            vec!["127.0.0.1:7082", "127.0.0.1:7083"],
+            "the flag wins"
+        );
+        assert!(c.gossip_fast);
+        let c = merge(
+            &with_identity(&["--join", "nowhere"]),
+            &FileConfig::default(),
+        )
+        .unwrap();
+        let err = validate(&c).unwrap_err();
+        assert!(err.contains("--join \"nowhere\""), "{err}");
     }
 
     #[test]

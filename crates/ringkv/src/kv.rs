@@ -306,7 +306,11 @@ fn render_status(s: &ClusterStatus) -> String {
             m.id.clone(),
             m.rpc_addr.clone(),
             m.http_addr.clone().unwrap_or_else(|| "-".to_string()),
-            if m.alive { "yes" } else { "NO" }.to_string(),
+            match (m.alive, m.liveness.as_deref()) {
+                (true, _) => "yes".to_string(),
+                (false, Some(l)) => l.to_uppercase(),
+                (false, None) => "NO".to_string(),
+            },
             m.partitions_owned.to_string(),
             m.partitions_replicated.to_string(),
             hints,
@@ -522,6 +526,8 @@ mod tests {
                 rpc_addr: "127.0.0.1:7081".into(),
                 http_addr: None,
                 alive: true,
+                liveness: Some("alive".into()),
+                incarnation: Some(7),
                 partitions_owned: 8,
                 partitions_replicated: 8,
             }],
@@ -541,6 +547,8 @@ mod tests {
             rpc_addr: "127.0.0.1:7082".into(),
             http_addr: None,
             alive: false,
+            liveness: Some("down".into()),
+            incarnation: None,
             partitions_owned: 0,
             partitions_replicated: 8,
         });
@@ -556,7 +564,7 @@ mod tests {
             text.contains("hints held:      7 of at most 7 - FULL"),
             "{text}"
         );
-        assert!(text.contains("NO     0      8           7"), "{text}");
+        assert!(text.contains("DOWN   0      8           7"), "{text}");
         let r = RingInfo {
             layout_version: 1,
             ring_size: 8,

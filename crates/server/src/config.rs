@@ -41,6 +41,14 @@ pub struct Config {
     /// Test-only: serve `/v1/admin/faults`, which drops or delays this node's
     /// traffic to chosen peers. Off unless asked for.
     pub fault_injection: bool,
+    /// RPC addresses (`host:port`) of running nodes to announce this node to
+    /// at start (`--join`): gossip then brings every member's id, addresses
+    /// and liveness. The layout still comes from `initial_cluster`.
+    pub join: Vec<String>,
+    /// Use the fast gossip profile (probe every 100 ms, Down 500 ms after
+    /// Suspect) instead of the LAN one: for tests that want quick failure
+    /// detection. Costs more packets; not meant for production.
+    pub gossip_fast: bool,
 }
 
 impl Config {
@@ -62,6 +70,8 @@ impl Config {
             pending_max: 10_000,
             hints_max: ringkv_node::HINTS_MAX_DEFAULT,
             fault_injection: false,
+            join: Vec::new(),
+            gossip_fast: false,
         }
     }
 }

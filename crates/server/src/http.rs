@@ -222,28 +222,64 @@ async fn cluster(State(st): State<AppState>) -> Response {
         .inspect(move |n| {
             let layout = n.layout();
             let cfg = n.config();
-            let members: Vec<_> = layout
+            // Liveness as this node sees it (transport and gossip), and what
+            // gossip spread about each member.
+            let known = n.members();
+            let gossiped = |id: &NodeId| {
+                known
+                    .iter()
+                    .find(|(i, _)| &i.id == id && n.gossip_liveness(id).is_some())
+                    .map(|(i, _)| i)
+            };
+            let liveness_fields = |id: &NodeId| {
+                let word = |l: ringkv_node::membership::Liveness| format!("{l:?}").to_lowercase();
+                json!({
+                    "liveness": word(n.liveness(id)),
+                    "gossip": n.gossip_liveness(id).map(word),
+                    "incarnation": gossiped(id).map(|i| i.incarnation),
+                })
+            };
+            let mut members: Vec<_> = layout
                 .members
                 .iter()
                 .map(|m| {
                     let http = if m.id == me {
                         Some(my_http.clone())
                     } else {
-                        http_addrs.get(&m.id).cloned()
+                        http_addrs
+                            .get(&m.id)
+                            .cloned()
+                            .or_else(|| gossiped(&m.id).map(|i| i.http_addr.clone()))
                     };
                     let replicated = (0..layout.ring_size)
                         .filter(|&p| n.primaries(p).contains(&m.id))
                         .count();
-                    json!({
+                    let mut v = json!({
                         "id": m.id.as_str(),
                         "rpc_addr": m.rpc_addr,
                         "http_addr": http,
                         "alive": n.is_live(&m.id),
                         "partitions_owned": layout.partitions_owned(&m.id),
                         "partitions_replicated": replicated,
-                    })
+                    });
+                    merge(&mut v, liveness_fields(&m.id));
+                    v
                 })
                 .collect();
+            // Members known through gossip only (joined with --join from
+            // outside this node's layout): listed, but they own nothing.
+            for (i, _) in known.iter().filter(|(i, _)| layout.member(&i.id).is_none()) {
+                let mut v = json!({
+                    "id": i.id.as_str(),
+                    "rpc_addr": i.rpc_addr,
+                    "http_addr": i.http_addr,
+                    "alive": n.is_live(&i.id),
+                    "partitions_owned": 0,
+                    "partitions_replicated": 0,
+                });
+                merge(&mut v, liveness_fields(&i.id));
+                members.push(v);
+            }
             let stats = n.stats();
             let by_target: serde_json::Map<String, serde_json::Value> = n
                 .hints_by_primary()
@@ -273,6 +309,13 @@ async fn cluster(State(st): State<AppState>) -> Response {
     match r {
         Ok(v) => axum::Json(v).into_response(),
         Err(_) => node_stopped().into_response(),
+    }
+}
+
+/// Adds `extra`'s fields to the JSON object `v`.
+fn merge(v: &mut serde_json::Value, extra: serde_json::Value) {
+    if let (Some(v), serde_json::Value::Object(extra)) = (v.as_object_mut(), extra) {
+        v.extend(extra);
     }
 }
 

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use ringkv_core::{Layout, Member, NodeId};
+use ringkv_node::membership::GossipConfig;
 use ringkv_node::{Node, NodeConfig};
 use ringkv_storage::SyncMode;
 use ringkv_storage::datadir::DataDir;
@@ -80,6 +81,24 @@ pub async fn run(
         hints_max: config.hints_max,
         handoff_interval_ms: ringkv_node::HANDOFF_INTERVAL_MS_DEFAULT,
         handoff_window: ringkv_node::HANDOFF_WINDOW_DEFAULT,
+        gossip: if config.gossip_fast {
+            GossipConfig::fast()
+        } else {
+            GossipConfig::lan(layout.members.len() as u32)
+        },
+        // Peers reach us at our layout address (which may differ from
+        // --listen, e.g. when listening on 0.0.0.0).
+        rpc_addr: layout
+            .member(&me)
+            .map_or_else(|| config.listen.clone(), |m| m.rpc_addr.clone()),
+        http_addr: config.http.clone(),
+        // Grows with every start: this start's gossip identity supersedes
+        // the previous one's at once.
+        generation: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        gossip_seed: rand::random(),
+        join: config.join.clone(),
     };
     let node = Node::new(node_cfg, layout.clone(), runtime::Tracked::new(store));
 
@@ -113,10 +132,8 @@ pub async fn run(
     let (handle, thread) = runtime::spawn(node, config.sync, peers.clone(), liveness);
 
     let info = transport::PeerInfo::default();
-    let member_ids: Vec<NodeId> = layout.members.iter().map(|m| m.id.clone()).collect();
     let peer_server = tokio::spawn(transport::serve_peers(
         rpc_listener,
-        member_ids,
         frame_bytes_max,
         info.clone(),
         peers,

@@ -215,6 +215,7 @@ impl Metrics {
             ("hints_refused", s.hints_refused),
             ("handoff_drops", s.handoff_drops),
             ("siblings_warned", s.siblings_warned),
+            ("gossip_errors", s.gossip_errors),
         ];
         let registry = self.registry.lock().expect("metrics lock");
         for (name, value) in events {

@@ -64,6 +64,12 @@ pub enum Event {
 pub trait PeerSender: Send + 'static {
     /// Queues `msg` for `to`; drops it if the peer's queue is full.
     fn send(&self, to: &NodeId, msg: PeerMsg);
+    /// Sends `msg` to an address whose node id is unknown (gossip join
+    /// announces); best effort.
+    fn send_addr(&self, addr: &str, msg: PeerMsg);
+    /// `peer` listens at `addr` (gossip told the node): make sure
+    /// [`PeerSender::send`] can reach it.
+    fn learn(&self, peer: &NodeId, addr: &str);
 }
 
 /// A handle to the node thread.
@@ -256,6 +262,11 @@ impl<P: PeerSender> Loop<P> {
     }
 
     fn run(mut self, rx: Receiver<Event>) {
+        // Announce ourselves (gossip) and arm the background timers now,
+        // not when the first request happens to arrive.
+        let now = self.now_ms();
+        self.node.start(now, &mut self.outputs);
+        self.perform();
         loop {
             let wait = self.next_wakeup();
             let first = match rx.recv_timeout(wait) {
@@ -402,6 +413,8 @@ impl<P: PeerSender> Loop<P> {
                 Output::SetTimer { id, at_ms } => {
                     self.timers.insert((at_ms, id), ());
                 }
+                Output::SendAddr { addr, msg } => self.peers.send_addr(&addr, msg),
+                Output::PeerAddr { peer, rpc_addr } => self.peers.learn(&peer, &rpc_addr),
             }
         }
     }

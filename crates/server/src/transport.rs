@@ -11,6 +11,14 @@
 //! whether its connection is up into [`Liveness`], and the node thread reads
 //! the whole table whenever it changed. No up/down event can be lost to a
 //! full queue, and only one task speaks for each peer.
+//!
+//! Gossip packets are ordinary [`PeerMsg::Gossip`] messages on these links.
+//! The set of links grows: a peer gossip tells the node about
+//! ([`Peers::learn`]) gets its own link, and a join announce to a bare
+//! address ([`Peers::send_addr`]) goes over a one-off connection. A
+//! connection is accepted from any node id with a valid hello (a joining
+//! node may be outside this node's layout); the node decides what it takes
+//! from whom.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -93,24 +101,70 @@ impl Liveness {
     }
 }
 
-/// The sending side: one queue per peer, drained by that peer's task.
+/// One peer's link as the senders see it.
+struct PeerLink {
+    /// Where its task connects.
+    addr: String,
+    queue: mpsc::Sender<PeerMsg>,
+    /// Wakes its task to reconnect at once (the peer just called us).
+    wake: Arc<Notify>,
+}
+
+/// The sending side: one queue per peer, drained by that peer's task. Starts
+/// with the layout's peers and grows with the ones gossip finds.
 #[derive(Clone)]
 pub struct Peers {
-    queues: Arc<BTreeMap<NodeId, mpsc::Sender<PeerMsg>>>,
-    /// Wakes a peer's task to reconnect at once (the peer just called us).
-    wake: Arc<BTreeMap<NodeId, Arc<Notify>>>,
+    links: Arc<Mutex<BTreeMap<NodeId, PeerLink>>>,
     me: NodeId,
+    hello: Hello,
+    frame_bytes_max: usize,
+    liveness: Liveness,
+    faults: Faults,
+    /// The tokio runtime the link tasks run on (the node thread is not a
+    /// tokio thread).
+    rt: tokio::runtime::Handle,
 }
 
 impl PeerSender for Peers {
     fn send(&self, to: &NodeId, msg: PeerMsg) {
-        match self.queues.get(to) {
-            Some(q) => {
-                if q.try_send(msg).is_err() {
+        let links = self.links.lock().expect("peers lock");
+        match links.get(to) {
+            Some(l) => {
+                if l.queue.try_send(msg).is_err() {
                     debug!(peer = %to, "peer queue full or closed; message dropped");
                 }
             }
-            None => warn!(peer = %to, me = %self.me, "message for an unknown peer dropped"),
+            None => debug!(peer = %to, me = %self.me, "message for an unknown peer dropped"),
+        }
+    }
+
+    fn send_addr(&self, addr: &str, msg: PeerMsg) {
+        let (addr, hello, me) = (addr.to_string(), self.hello.clone(), self.me.clone());
+        let frame_bytes_max = self.frame_bytes_max;
+        self.rt.spawn(async move {
+            if let Err(e) = send_once(&addr, hello, me, msg, frame_bytes_max).await {
+                debug!(%addr, error = %e, "one-off send failed");
+            }
+        });
+    }
+
+    fn learn(&self, peer: &NodeId, addr: &str) {
+        if *peer == self.me {
+            return;
+        }
+        let mut links = self.links.lock().expect("peers lock");
+        match links.get(peer) {
+            Some(l) if l.addr != addr => {
+                // The layout (or the first report) keeps its address until
+                // layout changes exist.
+                debug!(%peer, known = %l.addr, gossiped = %addr, "peer address differs; kept the known one");
+            }
+            Some(_) => {}
+            None => {
+                info!(%peer, %addr, "peer learned through gossip");
+                let l = self.spawn_link(peer.clone(), addr.to_string());
+                links.insert(peer.clone(), l);
+            }
         }
     }
 }
@@ -118,10 +172,51 @@ impl PeerSender for Peers {
 impl Peers {
     /// Asks `peer`'s task to stop backing off and reconnect now.
     pub fn wake(&self, peer: &NodeId) {
-        if let Some(n) = self.wake.get(peer) {
-            n.notify_one();
+        if let Some(l) = self.links.lock().expect("peers lock").get(peer) {
+            l.wake.notify_one();
         }
     }
+
+    fn spawn_link(&self, peer: NodeId, addr: String) -> PeerLink {
+        let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
+        let notify = Arc::new(Notify::new());
+        let link = Link {
+            me: self.me.clone(),
+            peer,
+            addr: addr.clone(),
+            hello: self.hello.clone(),
+            frame_bytes_max: self.frame_bytes_max,
+            liveness: self.liveness.clone(),
+            wake: notify.clone(),
+            faults: self.faults.clone(),
+        };
+        self.rt.spawn(link.run(rx));
+        PeerLink {
+            addr,
+            queue: tx,
+            wake: notify,
+        }
+    }
+}
+
+/// Connects to `addr`, sends the hello and one message, and closes.
+async fn send_once(
+    addr: &str,
+    hello: Hello,
+    me: NodeId,
+    msg: PeerMsg,
+    frame_bytes_max: usize,
+) -> std::io::Result<()> {
+    let stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    let _ = stream.set_nodelay(true);
+    let mut sink = FramedWrite::new(stream, codec(frame_bytes_max));
+    let hello = Bytes::from(postcard::to_stdvec(&hello).expect("hello encodes"));
+    sink.send(hello).await?;
+    let frame = Bytes::from(Envelope { from: me, msg }.to_bytes());
+    sink.send(frame).await?;
+    SinkExt::<Bytes>::close(&mut sink).await
 }
 
 fn codec(frame_bytes_max: usize) -> LengthDelimitedCodec {
@@ -131,6 +226,7 @@ fn codec(frame_bytes_max: usize) -> LengthDelimitedCodec {
 }
 
 /// Starts one connection task per peer; returns the sender the node uses.
+/// Call from within a tokio runtime (links learned later run on it too).
 pub fn start_peers(
     me: NodeId,
     http_addr: String,
@@ -139,34 +235,23 @@ pub fn start_peers(
     liveness: Liveness,
     faults: Faults,
 ) -> Peers {
-    let mut queues = BTreeMap::new();
-    let mut wake = BTreeMap::new();
-    for (id, addr) in peers {
-        let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
-        queues.insert(id.clone(), tx);
-        let notify = Arc::new(Notify::new());
-        wake.insert(id.clone(), notify.clone());
-        let link = Link {
-            me: me.clone(),
-            peer: id,
-            addr,
-            hello: Hello {
-                version: WIRE_VERSION,
-                node: me.clone(),
-                http_addr: http_addr.clone(),
-            },
-            frame_bytes_max,
-            liveness: liveness.clone(),
-            wake: notify,
-            faults: faults.clone(),
-        };
-        tokio::spawn(link.run(rx));
-    }
-    Peers {
-        queues: Arc::new(queues),
-        wake: Arc::new(wake),
+    let p = Peers {
+        links: Arc::new(Mutex::new(BTreeMap::new())),
+        hello: Hello {
+            version: WIRE_VERSION,
+            node: me.clone(),
+            http_addr,
+        },
         me,
+        frame_bytes_max,
+        liveness,
+        faults,
+        rt: tokio::runtime::Handle::current(),
+    };
+    for (id, addr) in peers {
+        p.learn(&id, &addr);
     }
+    p
 }
 
 /// One peer's outgoing connection.
@@ -285,10 +370,11 @@ impl Link {
     }
 }
 
-/// Accepts peers' connections and hands their messages to the node.
+/// Accepts peers' connections and hands their messages to the node. Any
+/// node id with a valid hello is accepted (gossip brings nodes from outside
+/// the layout); the node ignores everything but gossip from those.
 pub async fn serve_peers(
     listener: TcpListener,
-    members: Vec<NodeId>,
     frame_bytes_max: usize,
     info: PeerInfo,
     peers: Peers,
@@ -305,7 +391,6 @@ pub async fn serve_peers(
         };
         let _ = stream.set_nodelay(true);
         let node = node.clone();
-        let members = members.clone();
         let info = info.clone();
         let peers = peers.clone();
         tokio::spawn(async move {
@@ -317,9 +402,9 @@ pub async fn serve_peers(
                 },
                 _ => return,
             };
-            if hello.version != WIRE_VERSION || !members.contains(&hello.node) {
+            if hello.version != WIRE_VERSION || NodeId::parse(hello.node.as_str()).is_err() {
                 return warn!(%remote, node = %hello.node, version = hello.version,
-                    "peer not in the cluster or wrong wire version; closing");
+                    "bad node id or wrong wire version; closing");
             }
             info.http_addrs
                 .lock()

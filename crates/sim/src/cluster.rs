@@ -7,12 +7,19 @@
 //! acknowledged write. With periodic sync the engine calls [`Cluster::sync`]
 //! every interval; a power cut loses what came after the last one.
 //!
+//! Gossip runs for real: every node has its membership (with
+//! [`GossipConfig::fast`]), its packets cross the simulated network and its
+//! timers run on the simulated clock. A start's gossip generation is
+//! `(now_ms << 20) + starts`, so it grows with every start, as the wall clock
+//! does for a real process, and its gossip seed comes from the run's seed.
+//!
 //! A node's *epoch* counts its crashes. Events addressed to a node (messages,
 //! timers, connection news) carry the epoch they were meant for and are
 //! discarded when it changed: a restarted process has new sockets and no
 //! timers.
 
 use ringkv_core::{Layout, Limits, Member, NodeId};
+use ringkv_node::membership::GossipConfig;
 use ringkv_node::{InjectedBugs, Input, Node, NodeConfig, Output};
 use ringkv_storage::Store;
 use ringkv_storage::memory::MemStore;
@@ -45,6 +52,8 @@ pub struct Cluster {
     /// Node starts so far, restarts included: each start numbers its
     /// requests from a fresh range, as a real process does.
     starts: u64,
+    /// Drawn once from the run's seed; each start's gossip seed derives from it.
+    gossip_seed: u64,
 }
 
 impl Cluster {
@@ -74,6 +83,12 @@ impl Cluster {
             hints_max: ringkv_node::HINTS_MAX_DEFAULT,
             handoff_interval_ms: ringkv_node::HANDOFF_INTERVAL_MS_DEFAULT,
             handoff_window: ringkv_node::HANDOFF_WINDOW_DEFAULT,
+            gossip: GossipConfig::fast(),
+            rpc_addr: String::new(),
+            http_addr: String::new(),
+            generation: 0,
+            gossip_seed: 0,
+            join: vec![],
         };
         let mut c = Cluster {
             ids,
@@ -82,10 +97,12 @@ impl Cluster {
             sync: s.sync.clone(),
             slots: Vec::new(),
             starts: 0,
+            gossip_seed: 0,
         };
-        for i in 0..s.nodes {
-            let incarnation = rng.incarnation(None);
-            let node = c.make_node(i, incarnation, MemStore::new());
+        let incarnations: Vec<u32> = (0..s.nodes).map(|_| rng.incarnation(None)).collect();
+        c.gossip_seed = rng.next_u64();
+        for (i, incarnation) in incarnations.into_iter().enumerate() {
+            let node = c.make_node(i, incarnation, MemStore::new(), 0);
             c.slots.push(Slot {
                 node: Some(node),
                 disk: None,
@@ -96,12 +113,23 @@ impl Cluster {
         c
     }
 
-    fn make_node(&mut self, i: usize, incarnation: u32, store: MemStore) -> Node<MemStore> {
+    fn make_node(
+        &mut self,
+        i: usize,
+        incarnation: u32,
+        store: MemStore,
+        now_ms: u64,
+    ) -> Node<MemStore> {
         self.starts += 1;
         let cfg = NodeConfig {
             id: self.ids[i].clone(),
             incarnation,
             request_id_base: self.starts << 40,
+            rpc_addr: self.layout.members[i].rpc_addr.clone(),
+            generation: (now_ms << 20) + self.starts,
+            gossip_seed: self
+                .gossip_seed
+                .wrapping_add(self.starts.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
             ..self.template.clone()
         };
         Node::new(cfg, self.layout.clone(), store)
@@ -120,6 +148,19 @@ impl Cluster {
     /// The id of node `i`.
     pub fn id(&self, i: usize) -> &NodeId {
         &self.ids[i]
+    }
+
+    /// The index of the node whose RPC address is `addr` (`sim:n3`).
+    pub fn index_of_addr(&self, addr: &str) -> Option<usize> {
+        self.layout.members.iter().position(|m| m.rpc_addr == addr)
+    }
+
+    /// Starts node `i`'s background work (gossip join, handoff timer), as
+    /// the real runtime does when its process starts.
+    pub fn start(&mut self, i: usize, now_ms: u64, out: &mut Vec<Output>) {
+        if let Some(node) = self.slots[i].node.as_mut() {
+            node.start(now_ms, out);
+        }
     }
 
     /// The index of `id`, if it is a node of this cluster.
@@ -212,7 +253,7 @@ impl Cluster {
     /// does after an unclean shutdown (a power cut may have lost dots that
     /// peers already hold); with `sync = always` it keeps its incarnation.
     /// Returns `false` (and does nothing) if it was running.
-    pub fn restart(&mut self, i: usize, rng: &mut SimRng) -> bool {
+    pub fn restart(&mut self, i: usize, now_ms: u64, rng: &mut SimRng) -> bool {
         if self.slots[i].node.is_some() {
             return false;
         }
@@ -222,7 +263,7 @@ impl Cluster {
             SimSync::Always => previous,
             SimSync::Periodic { .. } => rng.incarnation(Some(previous)),
         };
-        let node = self.make_node(i, incarnation, disk);
+        let node = self.make_node(i, incarnation, disk, now_ms);
         let slot = &mut self.slots[i];
         slot.incarnation = incarnation;
         slot.node = Some(node);
@@ -315,8 +356,8 @@ mod tests {
         assert!(c.crash(0, false));
         assert!(!c.is_up(0) && c.epoch(0) == 1 && c.down_count() == 1);
         assert!(!c.crash(0, false), "already down");
-        assert!(c.restart(0, &mut rng));
-        assert!(!c.restart(0, &mut rng), "already up");
+        assert!(c.restart(0, 5_000, &mut rng));
+        assert!(!c.restart(0, 5_000, &mut rng), "already up");
         assert_eq!(read(&mut c).siblings.len(), 1);
         // Periodic sync: an unclean restart takes a new incarnation.
         assert_ne!(c.incarnation(0), inc);
@@ -327,12 +368,12 @@ mod tests {
         let (mut c, mut rng) = one_node(SimSync::Periodic { interval_ms: 1_000 });
         put(&mut c);
         c.crash(0, true);
-        c.restart(0, &mut rng);
+        c.restart(0, 5_000, &mut rng);
         assert!(read(&mut c).is_empty(), "the unsynced write survived");
         put(&mut c);
         c.sync(0);
         c.crash(0, true);
-        c.restart(0, &mut rng);
+        c.restart(0, 5_000, &mut rng);
         assert_eq!(read(&mut c).siblings.len(), 1, "a synced write was lost");
     }
 
@@ -343,7 +384,7 @@ mod tests {
         assert_eq!(c.node(0).unwrap().store().unsynced_len(), 0);
         let inc = c.incarnation(0);
         c.crash(0, true);
-        c.restart(0, &mut rng);
+        c.restart(0, 5_000, &mut rng);
         assert_eq!(read(&mut c).siblings.len(), 1);
         assert_eq!(c.incarnation(0), inc);
         assert_eq!(c.index(&NodeId("n1".into())), Some(0));

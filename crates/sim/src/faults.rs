@@ -6,7 +6,9 @@
 //!   network delay (the TCP connection resets); partitions and loss do not
 //!   stop that news, so a peer never waits forever for a reset.
 //! - A restart starts a new process on the disk; peers hear it is up.
-//! - Partitions block links silently: TCP does not notice, nodes time out.
+//! - Partitions block links silently: TCP does not notice; nodes time out,
+//!   and gossip (whose packets the cut drops too) finds the other side
+//!   Suspect, then Down.
 //! - Random crashes and partitions arrive as Poisson processes while the
 //!   workload runs; a crashed node is restarted after `down_ms` and never
 //!   more than `max_down` nodes are down at once because of them.
@@ -156,13 +158,15 @@ impl World<'_> {
     /// Restarts node `i` on its disk; its peers hear it is up.
     pub fn restart(&mut self, i: usize, why: &str) {
         let id = self.cluster.id(i).clone();
-        if !self.cluster.restart(i, &mut self.rng_nodes) {
+        let now_ms = self.now_ms();
+        if !self.cluster.restart(i, now_ms, &mut self.rng_nodes) {
             return self.log(format!("{why} restart of {id} ignored: it is running"));
         }
         self.stats.restarts += 1;
         let inc = self.cluster.incarnation(i);
         self.log(format!("{why} restart of {id} (incarnation {inc})"));
         self.tell_peers(i, true);
+        self.boot(i);
     }
 
     /// Sends the news that `peer` went down or up to every other running node.

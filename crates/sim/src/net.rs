@@ -44,9 +44,10 @@ impl Leg {
             PeerMsg::ReplicaPutAck { .. } => Leg::WriteAck,
             PeerMsg::ReplicaGet { .. } => Leg::ReadRequest,
             PeerMsg::ReplicaGetReply { .. } => Leg::ReadResponse,
-            PeerMsg::Forward { .. } | PeerMsg::ForwardReply { .. } | PeerMsg::Bucket { .. } => {
-                Leg::Default
-            }
+            PeerMsg::Forward { .. }
+            | PeerMsg::ForwardReply { .. }
+            | PeerMsg::Bucket { .. }
+            | PeerMsg::Gossip { .. } => Leg::Default,
         }
     }
 }

@@ -128,6 +128,16 @@ impl<E> EventQueue<E> {
         Some((at, event))
     }
 
+    /// The time of the earliest event, without taking it.
+    pub fn peek_us(&self) -> Option<u64> {
+        let heap = self.heap.peek().map(|Reverse(e)| e.0);
+        let lanes = self
+            .lanes
+            .iter()
+            .filter_map(|(_, l)| l.front().map(|e| e.0));
+        heap.into_iter().chain(lanes).min()
+    }
+
     /// Events waiting.
     pub fn len(&self) -> usize {
         self.heap.len() + self.lanes.iter().map(|(_, l)| l.len()).sum::<usize>()

@@ -68,6 +68,11 @@ impl SimRng {
         -mean * (1.0 - self.unit()).ln()
     }
 
+    /// A random `u64` (seeds of other generators).
+    pub fn next_u64(&mut self) -> u64 {
+        self.0.next_u64()
+    }
+
     /// A random nonzero `u32` different from `previous`: a node incarnation.
     pub fn incarnation(&mut self, previous: Option<u32>) -> u32 {
         loop {

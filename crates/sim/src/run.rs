@@ -12,8 +12,9 @@
 //! what makes a failing seed replayable. The phases: the workload (with its
 //! faults) for `duration_ms`; then no new operations, every fault ends
 //! (crashed nodes restart, partitions heal); in-flight operations finish or
-//! their clients give up; then a quiet period of `timeout_ms + 1000` ms lets
-//! coordinators and read repair finish before the run stops.
+//! their clients give up; then a quiet period of `timeout_ms + 4000` ms lets
+//! coordinators, read repair, gossip and hinted handoff finish before the run
+//! stops.
 
 use ringkv_node::InjectedBugs;
 use serde::Serialize;
@@ -98,14 +99,7 @@ pub fn try_run(
     scenario.validate()?;
     let mut world = World::new(scenario, seed, bugs);
     world.start();
-    while let Some((at_us, event)) = world.queue.pop() {
-        debug_assert!(at_us >= world.now_us, "time never goes back");
-        world.now_us = at_us;
-        world.stats.events += 1;
-        if !world.dispatch(event) {
-            break;
-        }
-    }
+    world.run_until(u64::MAX);
     let mut stats = world.stats;
     stats.sim_ms = world.now_us / 1_000;
     for i in 0..world.cluster.len() {

@@ -192,6 +192,9 @@ impl<'a> World<'a> {
             inc.join(" ")
         ));
         self.queue.push(s.duration_ms * 1_000, Event::EndWorkload);
+        for i in 0..self.cluster.len() {
+            self.boot(i);
+        }
         self.schedule_faults();
         if let SimSync::Periodic { interval_ms } = s.sync {
             for node in 0..self.cluster.len() {
@@ -268,14 +271,57 @@ impl<'a> World<'a> {
         true
     }
 
+    /// Processes events in time order up to and including `until_us`
+    /// (simulated µs); returns `false` once the run stopped (or nothing is
+    /// left to do). Tests step a world with it to look at nodes mid-run.
+    pub fn run_until(&mut self, until_us: u64) -> bool {
+        while let Some(at) = self.queue.peek_us() {
+            if at > until_us {
+                return true;
+            }
+            let (at_us, event) = self.queue.pop().expect("peeked");
+            debug_assert!(at_us >= self.now_us, "time never goes back");
+            self.now_us = at_us;
+            self.stats.events += 1;
+            if !self.dispatch(event) {
+                return false;
+            }
+        }
+        false
+    }
+
+    /// Starts node `i`'s background work (gossip join, handoff timer), as a
+    /// process does when it starts, and performs its outputs.
+    pub fn boot(&mut self, i: usize) {
+        let mut out = std::mem::take(&mut self.out);
+        self.cluster.start(i, self.now_ms(), &mut out);
+        self.perform(i, out);
+    }
+
     /// Feeds `input` to node `i` and performs its outputs: messages go to the
     /// network, replies to the clients, timers to the queue.
     pub fn step(&mut self, i: usize, input: Input) {
         let mut out = std::mem::take(&mut self.out);
         self.cluster.handle(i, self.now_ms(), input, &mut out);
+        self.perform(i, out);
+    }
+
+    fn perform(&mut self, i: usize, mut out: Vec<Output>) {
         for o in out.drain(..) {
             match o {
                 Output::Send { to, msg } => self.send(i, &to, msg),
+                Output::SendAddr { addr, msg } => match self.cluster.index_of_addr(&addr) {
+                    Some(to) => {
+                        let to = self.cluster.id(to).clone();
+                        self.send(i, &to, msg)
+                    }
+                    None => {
+                        self.stats.messages_sent += 1;
+                        self.stats.messages_dropped += 1;
+                    }
+                },
+                // Every simulated node is known by id from the start.
+                Output::PeerAddr { .. } => {}
                 Output::Reply { client_id, reply } => self.on_reply(client_id, reply),
                 Output::SetTimer { id, at_ms } => {
                     let at = at_ms.saturating_mul(1_000).max(self.now_us);
@@ -333,11 +379,14 @@ impl<'a> World<'a> {
 
     /// Schedules the end of the run once the workload is over and no
     /// operation is in flight, after a quiet period in which coordinators
-    /// finish (timeouts, read repair) so later checks see settled replicas.
+    /// finish (timeouts, read repair), gossip sees healed peers again (its
+    /// announce to Down members) and hinted handoff runs a few ticks, so
+    /// later checks see settled replicas.
     pub fn maybe_stop(&mut self) {
         if self.over && !self.stopping && self.clients.in_flight() == 0 {
             self.stopping = true;
-            let settle_us = (self.scenario.timeout_ms + 1_000) * 1_000;
+            let handoff_ms = 3 * ringkv_node::HANDOFF_INTERVAL_MS_DEFAULT;
+            let settle_us = (self.scenario.timeout_ms + 1_000 + handoff_ms) * 1_000;
             self.queue.push(self.now_us + settle_us, Event::Stop);
         }
     }

@@ -10,6 +10,7 @@ use ringkv_core::hash::BucketKey;
 use ringkv_core::msg::{ClientOp, ClientReply, ClientRequest, PeerMsg};
 use ringkv_core::params::QuorumParam;
 use ringkv_core::{Layout, Limits, Member, NodeId, Object, Value, VersionVector};
+use ringkv_node::membership::GossipConfig;
 use ringkv_node::{ClientId, Input, Node, NodeConfig, Output};
 use ringkv_storage::Store;
 use ringkv_storage::memory::MemStore;
@@ -25,6 +26,13 @@ pub struct InFlight {
 pub struct Cluster {
     pub nodes: BTreeMap<NodeId, Node<MemStore>>,
     pub queue: Vec<InFlight>,
+    /// Gossip packets in flight, apart from `queue` so that tests that do
+    /// not pump gossip ([`Cluster::run_gossip`]) never see it: nodes that
+    /// never hear each other's gossip hold everyone Alive.
+    pub gossip: Vec<InFlight>,
+    /// Nodes whose messages (gossip included) are all lost, in and out:
+    /// a silent crash or an isolating partition, without `PeerStatus`.
+    pub silenced: std::collections::BTreeSet<NodeId>,
     pub timers: Vec<(u64, NodeId, u64)>,
     pub replies: BTreeMap<ClientId, ClientReply>,
     pub now: u64,
@@ -157,6 +165,12 @@ impl Cluster {
                     hints_max,
                     handoff_interval_ms: 500,
                     handoff_window: 4,
+                    gossip: GossipConfig::fast(),
+                    rpc_addr: m.rpc_addr.clone(),
+                    http_addr: String::new(),
+                    generation: 1,
+                    gossip_seed: 7 + i as u64,
+                    join: vec![],
                 };
                 (
                     m.id.clone(),
@@ -167,6 +181,8 @@ impl Cluster {
         Cluster {
             nodes,
             queue: vec![],
+            gossip: vec![],
+            silenced: Default::default(),
             timers: vec![],
             replies: BTreeMap::new(),
             now: 0,
@@ -177,11 +193,23 @@ impl Cluster {
     pub fn route(&mut self, at: &NodeId, outs: Vec<Output>) {
         for o in outs {
             match o {
-                Output::Send { to, msg } => self.queue.push(InFlight {
-                    from: at.clone(),
-                    to,
-                    msg,
-                }),
+                Output::Send { to, msg } => {
+                    if self.silenced.contains(at) || self.silenced.contains(&to) {
+                        continue;
+                    }
+                    let m = InFlight {
+                        from: at.clone(),
+                        to,
+                        msg,
+                    };
+                    if matches!(m.msg, PeerMsg::Gossip { .. }) {
+                        self.gossip.push(m);
+                    } else {
+                        self.queue.push(m);
+                    }
+                }
+                // Every node is known by id here.
+                Output::SendAddr { .. } | Output::PeerAddr { .. } => {}
                 Output::Reply { client_id, reply } => {
                     assert!(
                         self.replies.insert(client_id, reply).is_none(),
@@ -230,6 +258,45 @@ impl Cluster {
             self.deliver(0);
             steps += 1;
             assert!(steps < 100_000, "message storm");
+        }
+    }
+
+    /// Runs gossip (and everything else) for `ms` of simulated time, in
+    /// 10 ms steps: each step fires the due timers and delivers every
+    /// message. Messages of [`Cluster::silenced`] nodes are lost.
+    pub fn run_gossip(&mut self, ms: u64) {
+        let ids: Vec<NodeId> = self.nodes.keys().cloned().collect();
+        for n in ids {
+            let mut outs = vec![];
+            let now = self.now;
+            self.nodes.get_mut(&n).unwrap().start(now, &mut outs);
+            self.route(&n, outs);
+        }
+        let end = self.now + ms;
+        while self.now < end {
+            let t = (self.now + 10).min(end);
+            self.advance_to(t);
+            let mut steps = 0;
+            while !(self.queue.is_empty() && self.gossip.is_empty()) {
+                let silenced = self.silenced.clone();
+                let lost = |m: &InFlight| silenced.contains(&m.from) || silenced.contains(&m.to);
+                self.queue.retain(|m| !lost(m));
+                self.gossip.retain(|m| !lost(m));
+                if !self.gossip.is_empty() {
+                    let m = self.gossip.remove(0);
+                    self.input(
+                        &m.to.clone(),
+                        Input::Peer {
+                            from: m.from,
+                            msg: m.msg,
+                        },
+                    );
+                } else if !self.queue.is_empty() {
+                    self.deliver(0);
+                }
+                steps += 1;
+                assert!(steps < 100_000, "message storm");
+            }
         }
     }
 

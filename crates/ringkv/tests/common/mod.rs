@@ -17,6 +17,9 @@ pub struct TestNode {
     pub http: String,
     pub dir: PathBuf,
     pub child: Option<Child>,
+    /// `--initial-cluster` and extra flags of this node when they differ
+    /// from the cluster's (a node added with [`TestCluster::add_node`]).
+    pub own_args: Option<(String, Vec<String>)>,
 }
 
 /// A cluster of real server processes; dropped, it kills them all.
@@ -59,6 +62,7 @@ impl TestCluster {
                 http: format!("127.0.0.1:{}", free_port()),
                 dir: tmp.path().join(format!("n{i}")),
                 child: None,
+                own_args: None,
             })
             .collect();
         let initial_cluster = nodes
@@ -94,6 +98,10 @@ impl TestCluster {
             .open(self.tmp.path().join(format!("n{}.log", i + 1)))
             .unwrap();
         let n = &self.nodes[i];
+        let (initial_cluster, extra_args) = match &n.own_args {
+            Some((ic, extra)) => (ic, extra),
+            None => (&self.initial_cluster, &self.extra_args),
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_ringkv"))
             .args([
                 "server",
@@ -106,8 +114,8 @@ impl TestCluster {
             ])
             .arg("--data-dir")
             .arg(&n.dir)
-            .args(["--initial-cluster", &self.initial_cluster])
-            .args(&self.extra_args)
+            .args(["--initial-cluster", initial_cluster])
+            .args(extra_args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -115,6 +123,41 @@ impl TestCluster {
             .spawn()
             .expect("starting ringkv server");
         self.nodes[i].child = Some(child);
+    }
+
+    /// Starts one more node, `n{len+1}`, whose layout holds only itself,
+    /// with `extra_args` (e.g. `--join`); waits until it serves. Returns its
+    /// index.
+    pub async fn add_node(&mut self, extra_args: &[&str]) -> usize {
+        let i = self.nodes.len();
+        let id = format!("n{}", i + 1);
+        let rpc = format!("127.0.0.1:{}", free_port());
+        self.nodes.push(TestNode {
+            id: id.clone(),
+            http: format!("127.0.0.1:{}", free_port()),
+            dir: self.tmp.path().join(&id),
+            child: None,
+            own_args: Some((
+                format!("{id}={rpc}"),
+                extra_args.iter().map(|s| s.to_string()).collect(),
+            )),
+            rpc,
+        });
+        self.spawn(i);
+        self.wait_healthy(i).await;
+        i
+    }
+
+    /// `GET /v1/cluster` of node `i`.
+    pub async fn cluster_status(&self, i: usize) -> serde_json::Value {
+        self.http
+            .get(format!("{}/v1/cluster", self.url(i)))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// The log of node `i` (for failure messages).

@@ -395,6 +395,9 @@ async fn a_partition_keeps_both_sides_writable() {
             .unwrap();
         assert_eq!(r.status(), StatusCode::NO_CONTENT);
     }
+    // Gossip may have declared the other side down during the partition:
+    // wait until every node sees every node again.
+    c.wait_all_see_all().await;
     let (mut kept_siblings, mut kept_lww) = (0, 0);
     for (key, _, _) in &keys {
         let want = vec![format!("A-{key}"), format!("B-{key}")];

@@ -40,7 +40,8 @@ pub struct EventLabel {
 /// Labels of the member gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabel {
-    /// `live` or `down` (unreachable or suspected, as this node sees it).
+    /// `live`, `suspect` (gossip suspects it) or `down` (gossip declared it
+    /// down, or its connection is down), as this node sees it.
     pub state: String,
 }
 
@@ -60,7 +61,9 @@ pub struct Snapshot {
     pub pending: usize,
     /// Members this node sees live (itself included).
     pub members_live: usize,
-    /// Members this node sees not live.
+    /// Members gossip suspects (not used as replicas meanwhile).
+    pub members_suspect: usize,
+    /// Members this node sees down.
     pub members_down: usize,
     /// Hints held, for every other member (0 included) and any other target.
     pub hints_by_target: Vec<(String, usize)>,
@@ -74,7 +77,14 @@ impl Snapshot {
     /// Takes a snapshot of `node`.
     pub fn of<S: Store>(node: &Node<S>) -> Snapshot {
         let members = &node.layout().members;
-        let live = members.iter().filter(|m| node.is_live(&m.id)).count();
+        use ringkv_node::membership::Liveness as L;
+        // Peers in each state; this node counts as live.
+        let peers = |l: L| {
+            members
+                .iter()
+                .filter(|m| m.id != *node.id() && node.liveness(&m.id) == l)
+                .count()
+        };
         let mut by_target: std::collections::BTreeMap<String, usize> = members
             .iter()
             .filter(|m| m.id != *node.id())
@@ -86,8 +96,9 @@ impl Snapshot {
         Snapshot {
             stats: node.stats().clone(),
             pending: node.pending(),
-            members_live: live,
-            members_down: members.len() - live,
+            members_live: 1 + peers(L::Alive),
+            members_suspect: peers(L::Suspect),
+            members_down: peers(L::Down),
             hints_by_target: by_target.into_iter().collect(),
             hints_max: node.config().hints_max,
             hints_full: node.hints_full(),
@@ -150,7 +161,7 @@ impl Metrics {
         let hints_full = Gauge::default();
         registry.register(
             "members",
-            "Members of the layout by state as this node sees them: live, or down (unreachable or suspected)",
+            "Members of the layout by state as this node sees them: live, suspect (gossip suspects it), or down",
             members.clone(),
         );
         registry.register(
@@ -228,7 +239,11 @@ impl Metrics {
             }
         }
         self.pending.set(snap.pending as i64);
-        for (state, count) in [("live", snap.members_live), ("down", snap.members_down)] {
+        for (state, count) in [
+            ("live", snap.members_live),
+            ("suspect", snap.members_suspect),
+            ("down", snap.members_down),
+        ] {
             self.members
                 .get_or_create(&StateLabel {
                     state: state.to_string(),
@@ -259,6 +274,7 @@ mod tests {
         let m = Metrics::new();
         let mut snap = Snapshot {
             members_live: 2,
+            members_suspect: 1,
             members_down: 1,
             hints_by_target: vec![("n2".into(), 5), ("n3".into(), 0)],
             hints_max: 10,
@@ -271,6 +287,7 @@ mod tests {
         for line in [
             "ringkv_members{state=\"live\"} 2",
             "ringkv_members{state=\"down\"} 1",
+            "ringkv_members{state=\"suspect\"} 1",
             "ringkv_hints_pending{target=\"n2\"} 5",
             "ringkv_hints_pending{target=\"n3\"} 0",
             "ringkv_hints_max 10",

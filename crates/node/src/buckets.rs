@@ -2,8 +2,8 @@
 //! bucket, as cluster metadata every node converges on.
 //!
 //! A change is accepted by any node ([`Node::set_bucket`]), validated against
-//! the cluster size, stamped with that node's hybrid logical clock and sent
-//! to every member. Each node keeps, per bucket, the entry that
+//! the cluster size, stamped with that node's hybrid logical clock, spread by
+//! gossip as cluster metadata and also sent straight to every member. Each node keeps, per bucket, the entry that
 //! [supersedes](BucketEntry::supersedes) all others it has seen (highest
 //! stamp, then origin), so every delivery order ends in the same properties.
 //! Entries are stored, so a restarted node keeps them, and sent again to a
@@ -20,7 +20,7 @@ use tracing::warn;
 use crate::{Node, Output};
 
 /// Metadata key prefix of a bucket's entry (the bucket name follows).
-const META_BUCKET: &[u8] = b"bucket/";
+pub(crate) const META_BUCKET: &[u8] = b"bucket/";
 
 impl<S: Store> Node<S> {
     /// The properties in force for `bucket`: the ones set for it, or the
@@ -61,6 +61,13 @@ impl<S: Store> Node<S> {
             origin: self.cfg.id.clone(),
         };
         self.adopt_bucket(entry.clone());
+        // Gossip carries it to every member, also those outside the layout;
+        // direct sends make it fast (and `send_buckets` catches up nodes
+        // that were away, which gossip's bounded retransmission may miss).
+        let mut key = META_BUCKET.to_vec();
+        key.extend_from_slice(&entry.bucket);
+        let data = postcard::to_stdvec(&entry).expect("bucket entry encoding cannot fail");
+        self.gossip_broadcast(now_ms, &key, entry.stamp.to_u64(), data, out);
         let peers: Vec<NodeId> = self
             .layout
             .members

@@ -71,7 +71,7 @@ impl<S: Store> Node<S> {
             let addrs = self.cfg.join.clone();
             self.membership.join_addrs(now_ms, &addrs, &mut g);
         }
-        self.gossip_out(g, out);
+        self.gossip_out(now_ms, g, out);
     }
 
     /// A gossip packet from a peer. Garbage is counted and dropped.
@@ -81,7 +81,7 @@ impl<S: Store> Node<S> {
             self.stats.gossip_errors += 1;
             debug!(error = %e, "gossip packet dropped");
         }
-        self.gossip_out(g, out);
+        self.gossip_out(now_ms, g, out);
     }
 
     /// A gossip timer fired.
@@ -89,7 +89,7 @@ impl<S: Store> Node<S> {
         let mut g = Vec::new();
         self.membership
             .handle_timer(now_ms, id & !TIMER_BIT, &mut g);
-        self.gossip_out(g, out);
+        self.gossip_out(now_ms, g, out);
     }
 
     /// Requests to `nodes` timed out: suspect them (no-op for ourselves,
@@ -99,11 +99,42 @@ impl<S: Store> Node<S> {
         for n in nodes.iter().filter(|n| **n != self.cfg.id) {
             self.membership.suspect(now_ms, n, &mut g);
         }
-        self.gossip_out(g, out);
+        self.gossip_out(now_ms, g, out);
+    }
+
+    /// Spreads a piece of cluster metadata by gossip (a newer `version` of
+    /// the same `key` replaces an older one on the way).
+    pub(crate) fn gossip_broadcast(
+        &mut self,
+        now_ms: u64,
+        key: &[u8],
+        version: u64,
+        data: Vec<u8>,
+        out: &mut Vec<Output>,
+    ) {
+        let mut g = Vec::new();
+        if let Err(e) = self.membership.broadcast(key, version, data, &mut g) {
+            // Too big for a packet: the direct sends still carry it.
+            debug!(error = %e, "metadata not spread by gossip");
+        }
+        self.gossip_out(now_ms, g, out);
+    }
+
+    /// Cluster metadata that arrived by gossip.
+    fn on_gossip_metadata(&mut self, now_ms: u64, key: &[u8], data: &[u8]) {
+        if key.starts_with(crate::buckets::META_BUCKET) {
+            match postcard::from_bytes(data) {
+                Ok(entry) => self.on_bucket_entry(now_ms, entry),
+                Err(e) => {
+                    self.stats.gossip_errors += 1;
+                    debug!(error = %e, "gossiped bucket properties do not decode");
+                }
+            }
+        }
     }
 
     /// Turns what the membership asked for into node outputs.
-    fn gossip_out(&mut self, g: Vec<GossipOut>, out: &mut Vec<Output>) {
+    fn gossip_out(&mut self, now_ms: u64, g: Vec<GossipOut>, out: &mut Vec<Output>) {
         // Addresses first: a Send to a member met in this very batch needs
         // the runtime to know where it is.
         for o in &g {
@@ -135,7 +166,10 @@ impl<S: Store> Node<S> {
                     });
                 }
                 GossipOut::Changed { id, liveness } => self.on_gossip_changed(id, liveness, out),
-                GossipOut::Updated { .. } | GossipOut::Metadata { .. } => {}
+                GossipOut::Metadata { key, data, .. } => {
+                    self.on_gossip_metadata(now_ms, &key, &data)
+                }
+                GossipOut::Updated { .. } => {}
             }
         }
     }

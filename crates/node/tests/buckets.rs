@@ -115,3 +115,30 @@ fn a_bucket_quorum_and_sibling_limit_apply_to_its_requests() {
         ClientReply::Error(ClientError::TooLarge(_))
     ));
 }
+
+#[test]
+fn properties_spread_by_gossip_alone() {
+    let mut c = Cluster::new(3, 3, 2, 2);
+    c.run_gossip(2_000);
+    let patch = BucketPatch::from_json(br#"{"conflict": "lww"}"#).unwrap();
+    let mut outs = vec![];
+    let now = c.now;
+    c.nodes
+        .get_mut(&id("n1"))
+        .unwrap()
+        .set_bucket(now, Bytes::from_static(b"default"), &patch, &mut outs)
+        .unwrap();
+    c.route(&id("n1"), outs);
+    // The direct sends are lost; only gossip is left to carry the change.
+    let direct = |m: &InFlight| matches!(m.msg, ringkv_core::msg::PeerMsg::Bucket { .. });
+    assert!(c.queue.iter().any(direct));
+    c.queue.retain(|m| !direct(m));
+    c.run_gossip(1_000);
+    for n in ["n2", "n3"] {
+        assert_eq!(
+            c.node(n).bucket_props(b"default").conflict,
+            ConflictMode::Lww,
+            "{n}"
+        );
+    }
+}

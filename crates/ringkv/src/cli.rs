@@ -126,6 +126,11 @@ pub struct ServerArgs {
     /// refuses writes as a fallback (see `ringkv status`). [default: 1000000]
     #[arg(long)]
     pub hints_max: Option<usize>,
+    /// Threads of the async runtime (HTTP and peer links). The node's state
+    /// machine runs on a thread of its own, so by default the runtime gets
+    /// the other cores. [default: cores - 1, at least 1]
+    #[arg(long)]
+    pub runtime_threads: Option<usize>,
     /// Test-only: accept /v1/admin/faults requests that drop or delay this
     /// node's traffic to chosen peers (a partition for real processes).
     /// Never enable in production.

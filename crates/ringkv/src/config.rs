@@ -24,6 +24,7 @@
 //! bucket_bytes_max = 255
 //! pending_max = 10000
 //! hints_max = 1000000
+//! runtime_threads = 1                   # default: cores - 1, at least 1
 //! join = "127.0.0.1:7081"                # or a list: ["10.0.0.1:7081", "10.0.0.2:7081"]
 //! ```
 //!
@@ -82,6 +83,8 @@ pub struct FileConfig {
     pending_max: Option<usize>,
     #[serde(default, alias = "hints-max")]
     hints_max: Option<usize>,
+    #[serde(default, alias = "runtime-threads")]
+    runtime_threads: Option<usize>,
     #[serde(default, alias = "fault-injection")]
     fault_injection: Option<bool>,
     #[serde(default)]
@@ -308,6 +311,9 @@ pub fn merge(flags: &ServerArgs, file: &FileConfig) -> Result<Config, String> {
     if let Some(v) = flags.hints_max.or(file.hints_max) {
         c.hints_max = v;
     }
+    if let Some(v) = flags.runtime_threads.or(file.runtime_threads) {
+        c.runtime_threads = v;
+    }
     c.fault_injection = flags.fault_injection || file.fault_injection.unwrap_or(false);
     if let Some(s) = &flags.join {
         c.join = parse_join(s);
@@ -400,6 +406,7 @@ pub fn validate(c: &Config) -> Result<(), String> {
         ("--bucket-bytes-max", c.limits.bucket_bytes_max),
         ("--pending-max", c.pending_max),
         ("--hints-max", c.hints_max),
+        ("--runtime-threads", c.runtime_threads),
     ] {
         if v == 0 {
             problems.push(format!("{name} must be at least 1"));

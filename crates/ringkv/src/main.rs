@@ -50,19 +50,41 @@ fn main() -> ExitCode {
                 }
             };
         }
+        // A server's runtime size is part of its config (flag or file).
+        Command::Server(args) => {
+            let config = match server_config(&args) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return ExitCode::from(EXIT_ERROR);
+                }
+            };
+            let threads = config.runtime_threads;
+            return block_on(Some(threads), server(config));
+        }
         command => Cli { command },
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    block_on(None, run(cli))
+}
+
+/// Runs `f` on a multi-thread runtime of `threads` workers (tokio's default,
+/// one per core, when `None`).
+fn block_on(
+    threads: Option<usize>,
+    f: impl std::future::Future<Output = anyhow::Result<ExitCode>>,
+) -> ExitCode {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        builder.worker_threads(n);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             return ExitCode::from(EXIT_ERROR);
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(f) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -95,7 +117,8 @@ fn init_logging() {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Server(args) => server(*args).await,
+        // `main` runs it on a runtime sized by its config; never reached.
+        Command::Server(_) => Err(anyhow!("ringkv server must run on a runtime of its own")),
         Command::Dev(args) => dev::run(args).await,
         Command::Put(args) => kv::put(args).await,
         Command::Get(args) => kv::get(args).await,
@@ -109,13 +132,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `ringkv server`: build and check the config, run until SIGINT or SIGTERM.
-async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
+/// `ringkv server`'s config from its flags and file, checked.
+fn server_config(args: &ServerArgs) -> anyhow::Result<ringkv_server::Config> {
     let file = match &args.config {
         Some(path) => config::load_file(path)?,
         None => config::FileConfig::default(),
     };
-    let config = config::merge(&args, &file).map_err(|e| anyhow!("{e}"))?;
+    let config = config::merge(args, &file).map_err(|e| anyhow!("{e}"))?;
     config::validate(&config).map_err(|e| {
         let lines: Vec<String> = e.lines().map(|l| format!("  - {l}")).collect();
         anyhow!("invalid configuration:\n{}", lines.join("\n"))
@@ -123,6 +146,11 @@ async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
     for warning in config::warnings(&config) {
         tracing::warn!("{warning}");
     }
+    Ok(config)
+}
+
+/// `ringkv server`: run until SIGINT or SIGTERM.
+async fn server(config: ringkv_server::Config) -> anyhow::Result<ExitCode> {
     let mut signals = signals::Signals::new().context("cannot install signal handlers")?;
     let shutdown = async move {
         let sig = signals.recv().await;
@@ -134,6 +162,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
         http = %config.http,
         data_dir = %config.data_dir.display(),
         members = config.initial_cluster.len(),
+        runtime_threads = config.runtime_threads,
         "starting ringkv server"
     );
     let node = config.node_id.clone();

@@ -126,9 +126,8 @@ pub struct ServerArgs {
     /// refuses writes as a fallback (see `ringkv status`). [default: 1000000]
     #[arg(long)]
     pub hints_max: Option<usize>,
-    /// Threads of the async runtime (HTTP and peer links). The node's state
-    /// machine runs on a thread of its own, so by default the runtime gets
-    /// the other cores. [default: cores - 1, at least 1]
+    /// Threads of the async runtime, which runs the HTTP server, the peer
+    /// links and the node's loop. [default: cores - 1, at least 1]
     #[arg(long)]
     pub runtime_threads: Option<usize>,
     /// Test-only: accept /v1/admin/faults requests that drop or delay this

@@ -80,10 +80,11 @@ impl Config {
     }
 }
 
-/// Runtime threads by default: every core but one, which the node's own
-/// thread keeps busy under load (at least one). Measured on 2 cores: one
-/// runtime thread per node gave 20-30 % more throughput than two, for 3
-/// nodes and for 1 (docs/benchmarks.md, "What the profile showed").
+/// Runtime threads by default: every core but one (at least one), which is
+/// left to the storage engine's background thread and the OS. Chosen by
+/// measurement on 2 cores, where one runtime thread per node beat two by
+/// 10-30 % for 3 nodes and for 1 (docs/benchmarks.md, "What the profile
+/// showed"); set `--runtime-threads` for other hardware.
 pub fn default_runtime_threads() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get().saturating_sub(1))

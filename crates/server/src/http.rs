@@ -35,7 +35,7 @@ pub const CONTEXT_HEADER: &str = "x-ringkv-context";
 /// What every handler needs.
 #[derive(Clone)]
 pub struct AppState {
-    /// The node thread.
+    /// The node loop.
     pub node: NodeHandle,
     /// This node's id.
     pub me: NodeId,
@@ -178,7 +178,7 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     )
 }
 
-/// 200 while the node thread answers; 503 once it stopped.
+/// 200 while the node loop answers; 503 once it stopped.
 async fn health(State(st): State<AppState>) -> Response {
     let probe = st.node.inspect(|_| ());
     match tokio::time::timeout(Duration::from_secs(2), probe).await {

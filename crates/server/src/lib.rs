@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! - [`config`]: the node's configuration.
-//! - [`runtime`]: the node thread, batching and group commit.
+//! - [`runtime`]: the node loop, batching and group commit.
 //! - [`transport`]: node-to-node TCP.
 //! - [`faults`]: test-only fault injection on the transport.
 //! - [`http`]: the HTTP API v1.
@@ -166,13 +166,12 @@ pub async fn run(
         .map(|r| r.is_ok())
         .unwrap_or(false);
     let synced = if queued {
-        rx.await
-            .unwrap_or_else(|_| Err("node thread stopped".into()))
+        rx.await.unwrap_or_else(|_| Err("node loop stopped".into()))
     } else {
-        Err("node thread stopped".into())
+        Err("node loop stopped".into())
     };
     drop(handle);
-    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    let _ = thread.await;
     match synced {
         Ok(()) => {
             dir.mark_clean_shutdown()

@@ -52,7 +52,7 @@ pub struct TargetLabel {
     pub target: String,
 }
 
-/// What the metrics show of a node, taken on the node thread.
+/// What the metrics show of a node, taken on the node loop.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Snapshot {
     /// The node's counters.

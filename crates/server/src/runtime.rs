@@ -1,14 +1,17 @@
-//! The node's own thread: feeds the sans-IO node its inputs in batches,
-//! makes each batch's writes durable once (group commit), then performs the
+//! The node's loop: feeds the sans-IO node its inputs in batches, makes
+//! each batch's writes durable once (group commit), then performs the
 //! batch's outputs.
 //!
-//! The node runs on a dedicated OS thread, not a tokio task, because storage
-//! calls (and fsync) block. Async code talks to it through a bounded channel
-//! with `try_send`, so a full node refuses work instead of stalling the HTTP
+//! The loop is a task on the async runtime, next to the HTTP server and the
+//! peer links: a request then crosses no thread on its way through the node,
+//! which under load cost more than the storage calls the loop makes inline
+//! (they touch memory and, once per batch, `write(2)`; an fsync goes through
+//! `block_in_place` so the runtime's other tasks move to another thread
+//! meanwhile). Async code talks to it through a bounded channel with
+//! `try_send`, so a full node refuses work instead of stalling the HTTP
 //! server.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
 use ringkv_core::hash::BucketKey;
@@ -17,20 +20,21 @@ use ringkv_core::sloppy::Hint;
 use ringkv_core::{NodeId, Object, PartitionId};
 use ringkv_node::{ClientId, Input, Node, Output};
 use ringkv_storage::{Store, StoreError, SyncMode};
-use tokio::sync::oneshot;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{error, warn};
 
 use crate::transport::Liveness;
 
-/// Most events waiting for the node thread; past it clients get `503`.
+/// Most events waiting for the node loop; past it clients get `503`.
 pub const EVENTS_MAX: usize = 65_536;
 /// Most inputs handled before one flush/sync and the batch's outputs.
 const BATCH_MAX: usize = 1_024;
 
-/// A closure run on the node thread with the node, for status pages.
+/// A closure run on the node loop with the node, for status pages.
 pub type Inspect = Box<dyn FnOnce(&Node<Tracked>) + Send>;
 
-/// A closure run on the node thread that may change the node (e.g. set a
+/// A closure run on the node loop that may change the node (e.g. set a
 /// bucket's properties), given the node's clock (ms) and the batch's outputs.
 /// It returns a [`Release`], called once the batch's writes are durable and
 /// its outputs performed (with `Err` when the store could not be flushed).
@@ -40,7 +44,7 @@ pub type Mutate = Box<dyn FnOnce(&mut Node<Tracked>, u64, &mut Vec<Output>) -> R
 /// like a client reply: `Ok` once the writes are durable, `Err` with why not.
 pub type Release = Box<dyn FnOnce(Result<(), String>) + Send>;
 
-/// What the node thread can be asked to do.
+/// What the node loop can be asked to do.
 pub enum Event {
     /// A client request; the reply goes to `reply`.
     Client {
@@ -72,10 +76,10 @@ pub trait PeerSender: Send + 'static {
     fn learn(&self, peer: &NodeId, addr: &str);
 }
 
-/// A handle to the node thread.
+/// A handle to the node loop.
 #[derive(Clone)]
 pub struct NodeHandle {
-    tx: SyncSender<Event>,
+    tx: mpsc::Sender<Event>,
 }
 
 /// Why an event could not be queued.
@@ -83,7 +87,7 @@ pub struct NodeHandle {
 pub enum QueueError {
     /// The queue is full.
     Full,
-    /// The node thread has stopped.
+    /// The node loop has stopped.
     Stopped,
 }
 
@@ -102,16 +106,16 @@ impl NodeHandle {
     pub fn try_send(&self, ev: Event) -> Result<(), QueueError> {
         self.tx.try_send(ev).map_err(|e| match e {
             TrySendError::Full(_) => QueueError::Full,
-            TrySendError::Disconnected(_) => QueueError::Stopped,
+            TrySendError::Closed(_) => QueueError::Stopped,
         })
     }
 
     /// Queues an event, waiting for room (call from a blocking context).
     pub fn send_blocking(&self, ev: Event) -> Result<(), QueueError> {
-        self.tx.send(ev).map_err(|_| QueueError::Stopped)
+        self.tx.blocking_send(ev).map_err(|_| QueueError::Stopped)
     }
 
-    /// Runs `f` on the node thread and returns its result.
+    /// Runs `f` on the node loop and returns its result.
     pub async fn inspect<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Node<Tracked>) -> T + Send + 'static,
@@ -123,7 +127,7 @@ impl NodeHandle {
         rx.await.map_err(|_| QueueError::Stopped)
     }
 
-    /// Runs `f` on the node thread with write access to the node, the node's
+    /// Runs `f` on the node loop with write access to the node, the node's
     /// clock (ms) and the batch's outputs. Its outputs are performed with the
     /// batch's, and its result is returned only after the batch's writes are
     /// durable (group commit), exactly like a client reply.
@@ -205,19 +209,18 @@ impl Store for Tracked {
     }
 }
 
-/// Starts the node thread; returns its handle and the thread.
+/// Starts the node's loop on the current runtime (which must be a
+/// multi-thread one: an fsync uses `block_in_place`); returns its handle and
+/// the task.
 pub fn spawn(
     node: Node<Tracked>,
     sync: SyncMode,
     peers: impl PeerSender,
     liveness: Liveness,
-) -> (NodeHandle, std::thread::JoinHandle<()>) {
-    let (tx, rx) = sync_channel(EVENTS_MAX);
-    let thread = std::thread::Builder::new()
-        .name(format!("node-{}", node.id()))
-        .spawn(move || Loop::new(node, sync, peers, liveness).run(rx))
-        .expect("spawning the node thread");
-    (NodeHandle { tx }, thread)
+) -> (NodeHandle, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(EVENTS_MAX);
+    let task = tokio::spawn(Loop::new(node, sync, peers, liveness).run(rx));
+    (NodeHandle { tx }, task)
 }
 
 struct Loop<P: PeerSender> {
@@ -261,7 +264,7 @@ impl<P: PeerSender> Loop<P> {
         self.start.elapsed().as_millis() as u64
     }
 
-    fn run(mut self, rx: Receiver<Event>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Event>) {
         // Announce ourselves (gossip) and arm the background timers now,
         // not when the first request happens to arrive.
         let now = self.now_ms();
@@ -269,10 +272,10 @@ impl<P: PeerSender> Loop<P> {
         self.perform();
         loop {
             let wait = self.next_wakeup();
-            let first = match rx.recv_timeout(wait) {
-                Ok(ev) => Some(ev),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => {
+            let first = match tokio::time::timeout(wait, rx.recv()).await {
+                Ok(Some(ev)) => Some(ev),
+                Err(_elapsed) => None,
+                Ok(None) => {
                     let _ = self.persist(true);
                     return;
                 }
@@ -391,7 +394,8 @@ impl<P: PeerSender> Loop<P> {
             }
         };
         if force_sync || sync_due {
-            self.node.store_mut().sync()?;
+            let store = self.node.store_mut();
+            tokio::task::block_in_place(|| store.sync())?;
             self.unsynced = false;
             self.last_sync = Instant::now();
         } else if wrote {

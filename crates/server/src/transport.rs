@@ -8,7 +8,7 @@
 //! node.
 //!
 //! Liveness is level-triggered: each peer's outgoing-connection task writes
-//! whether its connection is up into [`Liveness`], and the node thread reads
+//! whether its connection is up into [`Liveness`], and the node loop reads
 //! the whole table whenever it changed. No up/down event can be lost to a
 //! full queue, and only one task speaks for each peer.
 //!
@@ -120,8 +120,8 @@ pub struct Peers {
     frame_bytes_max: usize,
     liveness: Liveness,
     faults: Faults,
-    /// The tokio runtime the link tasks run on (the node thread is not a
-    /// tokio thread).
+    /// The tokio runtime the link tasks run on (sends may come from outside
+    /// a runtime context).
     rt: tokio::runtime::Handle,
 }
 

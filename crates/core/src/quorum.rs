@@ -22,13 +22,27 @@ pub enum QuorumStatus {
     Failed,
 }
 
+/// How many answers must come from the key's primaries (PR/PW), and who
+/// they are: shared by reads and writes.
+#[derive(Clone, Debug, Default)]
+struct Strict {
+    needed: usize,
+    primaries: Vec<NodeId>,
+}
+
+impl Strict {
+    /// How many of `answered` are primaries.
+    fn count<'a>(&self, answered: impl Iterator<Item = &'a NodeId>) -> usize {
+        answered.filter(|n| self.primaries.contains(n)).count()
+    }
+}
+
 /// A write waiting for `required` acks from its targets.
 #[derive(Clone, Debug)]
 pub struct WriteQuorum {
     required: usize,
-    /// Acks that must come from primaries (PW), and who the primaries are.
-    strict: usize,
-    primaries: Vec<NodeId>,
+    /// Acks that must come from primaries (PW).
+    strict: Strict,
     targets: Vec<NodeId>,
     acked: Vec<NodeId>,
     failed: Vec<NodeId>,
@@ -41,8 +55,7 @@ impl WriteQuorum {
         assert!(required >= 1, "a write needs at least one ack");
         WriteQuorum {
             required,
-            strict: 0,
-            primaries: vec![],
+            strict: Strict::default(),
             targets,
             acked: vec![],
             failed: vec![],
@@ -53,8 +66,10 @@ impl WriteQuorum {
     /// Requires `strict` of the acks to come from `primaries` (PW): the
     /// write is met only with `required` acks of which `strict` are theirs.
     pub fn with_strict(mut self, primaries: Vec<NodeId>, strict: usize) -> Self {
-        self.primaries = primaries;
-        self.strict = strict;
+        self.strict = Strict {
+            needed: strict,
+            primaries,
+        };
         self
     }
 
@@ -97,7 +112,7 @@ impl WriteQuorum {
     /// Where the write stands.
     pub fn status(&self) -> QuorumStatus {
         let outstanding = self.targets.len() - self.acked.len() - self.failed.len();
-        if self.acked.len() >= self.required && self.primary_acks() >= self.strict {
+        if self.acked.len() >= self.required && self.primary_acks() >= self.strict.needed {
             QuorumStatus::Met
         } else if self.expired || outstanding == 0 {
             QuorumStatus::Failed
@@ -118,21 +133,18 @@ impl WriteQuorum {
 
     /// Acks from primaries the write needs (PW).
     pub fn strict(&self) -> usize {
-        self.strict
+        self.strict.needed
     }
 
     /// Acks received so far from primaries.
     pub fn primary_acks(&self) -> usize {
-        self.acked
-            .iter()
-            .filter(|n| self.primaries.contains(n))
-            .count()
+        self.strict.count(self.acked.iter())
     }
 
     /// Whether the write failed for lack of primaries (PW) although it had
     /// enough acks in all.
     pub fn strict_shortfall(&self) -> bool {
-        self.acked.len() >= self.required && self.primary_acks() < self.strict
+        self.acked.len() >= self.required && self.primary_acks() < self.strict.needed
     }
 }
 
@@ -143,9 +155,8 @@ pub struct ReadQuorum {
     required: usize,
     /// Targets whose answer the read waits for besides the count.
     must_hear: Vec<NodeId>,
-    /// Replies that must come from primaries (PR), and who the primaries are.
-    strict: usize,
-    primaries: Vec<NodeId>,
+    /// Replies that must come from primaries (PR).
+    strict: Strict,
     targets: Vec<NodeId>,
     replies: BTreeMap<NodeId, Object>,
     failed: Vec<NodeId>,
@@ -159,8 +170,7 @@ impl ReadQuorum {
         ReadQuorum {
             required,
             must_hear: vec![],
-            strict: 0,
-            primaries: vec![],
+            strict: Strict::default(),
             targets,
             replies: BTreeMap::new(),
             failed: vec![],
@@ -170,8 +180,10 @@ impl ReadQuorum {
 
     /// Requires `strict` of the replies to come from `primaries` (PR).
     pub fn with_strict(mut self, primaries: Vec<NodeId>, strict: usize) -> Self {
-        self.primaries = primaries;
-        self.strict = strict;
+        self.strict = Strict {
+            needed: strict,
+            primaries,
+        };
         self
     }
 
@@ -186,21 +198,18 @@ impl ReadQuorum {
 
     /// Replies that must come from primaries (PR).
     pub fn strict(&self) -> usize {
-        self.strict
+        self.strict.needed
     }
 
     /// Replies received so far from primaries.
     pub fn primary_replies(&self) -> usize {
-        self.replies
-            .keys()
-            .filter(|n| self.primaries.contains(n))
-            .count()
+        self.strict.count(self.replies.keys())
     }
 
     /// Whether the read failed for lack of primaries (PR) although it had
     /// enough replies in all.
     pub fn strict_shortfall(&self) -> bool {
-        self.replies.len() >= self.required && self.primary_replies() < self.strict
+        self.replies.len() >= self.required && self.primary_replies() < self.strict.needed
     }
 
     /// Records `node`'s state of the key (empty when it has none).
@@ -248,7 +257,10 @@ impl ReadQuorum {
             .must_hear
             .iter()
             .all(|n| self.replies.contains_key(n) || self.failed.contains(n));
-        if self.replies.len() >= self.required && self.primary_replies() >= self.strict && heard {
+        if self.replies.len() >= self.required
+            && self.primary_replies() >= self.strict.needed
+            && heard
+        {
             QuorumStatus::Met
         } else if self.expired || outstanding == 0 {
             QuorumStatus::Failed
@@ -286,7 +298,7 @@ impl ReadQuorum {
     pub fn stale(&self, merged: &Object) -> Vec<NodeId> {
         self.replies
             .iter()
-            .filter(|(n, _)| self.primaries.is_empty() || self.primaries.contains(n))
+            .filter(|(n, _)| self.strict.primaries.is_empty() || self.strict.primaries.contains(n))
             .filter(|(_, o)| *o != merged)
             .map(|(n, _)| n.clone())
             .collect()

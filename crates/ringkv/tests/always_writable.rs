@@ -68,27 +68,14 @@ async fn get(
 }
 
 async fn cluster(c: &TestCluster, i: usize) -> Value {
-    c.http
-        .get(format!("{}/v1/cluster", c.url(i)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    c.get_json(&format!("{}/v1/cluster", c.url(i))).await
 }
 
 /// The key's preference list as node indexes (primaries first).
 async fn preference(c: &TestCluster, bucket: &str, key: &str) -> Vec<usize> {
-    let loc: Value = c
-        .http
-        .get(format!("{}/v1/ring/{bucket}/{key}", c.url(0)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let loc = c
+        .get_json(&format!("{}/v1/ring/{bucket}/{key}", c.url(0)))
+        .await;
     loc["nodes"]
         .as_array()
         .unwrap()
@@ -302,15 +289,7 @@ async fn a_partition_keeps_both_sides_writable() {
     for i in 0..5 {
         let start = Instant::now();
         loop {
-            let v: Value = c
-                .http
-                .get(format!("{}/v1/buckets/lww", c.url(i)))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let v = c.get_json(&format!("{}/v1/buckets/lww", c.url(i))).await;
             if v["props"]["conflict"] == "lww" {
                 break;
             }

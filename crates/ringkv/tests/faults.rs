@@ -75,15 +75,7 @@ async fn a_cut_link_fails_a_write_that_needs_it_until_healed() {
     // reaches it through the other nodes: it refutes and is alive again.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let status: Value = c
-            .http
-            .get(format!("{}/v1/cluster", c.url(coord)))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let status = c.get_json(&format!("{}/v1/cluster", c.url(coord))).await;
         let members = status["members"].as_array().unwrap();
         if members.iter().all(|m| m["alive"] == true) {
             assert!(members.iter().all(|m| m["liveness"] == "alive"), "{status}");

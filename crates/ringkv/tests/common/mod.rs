@@ -253,6 +253,18 @@ impl TestCluster {
         self.wait_healthy(i).await;
     }
 
+    /// GETs `url` and parses the JSON answer (panics on failure: tests).
+    pub async fn get_json(&self, url: &str) -> serde_json::Value {
+        self.http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// `http://host:port` of node `i`.
     pub fn url(&self, i: usize) -> String {
         format!("http://{}", self.nodes[i].http)

@@ -68,7 +68,7 @@ async fn get(
 }
 
 async fn cluster(c: &TestCluster, i: usize) -> Value {
-    c.get_json(&format!("{}/v1/cluster", c.url(i))).await
+    c.cluster_status(i).await
 }
 
 /// The key's preference list as node indexes (primaries first).

@@ -150,14 +150,7 @@ impl TestCluster {
 
     /// `GET /v1/cluster` of node `i`.
     pub async fn cluster_status(&self, i: usize) -> serde_json::Value {
-        self.http
-            .get(format!("{}/v1/cluster", self.url(i)))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.get_json(&format!("{}/v1/cluster", self.url(i))).await
     }
 
     /// The log of node `i` (for failure messages).

@@ -36,7 +36,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // The simulator runs many nodes at many times real speed: their
+    // liveness and handoff events would drown its report.
+    init_logging(if matches!(cli.command, Command::Sim(_)) {
+        LOG_DEFAULT_SIM
+    } else {
+        LOG_DEFAULT
+    });
     // The load generator picks its own runtime (`--threads`).
     let cli = match cli.command {
         Command::Bench(args) => return bench::main(*args),
@@ -97,16 +103,17 @@ fn block_on(
 /// per-tree recovery chatter only when it matters.
 const LOG_DEFAULT: &str = "info,lsm_tree=warn,fjall=warn";
 
-/// Logs to stderr, filtered by `RUST_LOG` (default [`LOG_DEFAULT`]).
-fn init_logging() {
+/// Default log filter of `ringkv sim`: the simulated nodes' warnings only.
+const LOG_DEFAULT_SIM: &str = "warn";
+
+/// Logs to stderr, filtered by `RUST_LOG` (else by `default`).
+fn init_logging(default: &str) {
     let filter = match std::env::var("RUST_LOG") {
         Ok(spec) => EnvFilter::try_new(&spec).unwrap_or_else(|e| {
-            eprintln!(
-                "warning: RUST_LOG={spec:?} is not a valid filter ({e}); using {LOG_DEFAULT}"
-            );
-            EnvFilter::new(LOG_DEFAULT)
+            eprintln!("warning: RUST_LOG={spec:?} is not a valid filter ({e}); using {default}");
+            EnvFilter::new(default)
         }),
-        Err(_) => EnvFilter::new(LOG_DEFAULT),
+        Err(_) => EnvFilter::new(default),
     };
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -164,6 +164,12 @@ fn sim_run(a: RunArgs) -> Result<ExitCode, String> {
         result.stats.messages_sent,
         result.stats.messages_dropped
     );
+    let st = &result.stats;
+    println!(
+        "hinted writes {}, hints delivered {}, hints left at the end {}, read repairs {} \
+         (counters of the nodes running at the end)",
+        st.hinted_writes, st.hints_delivered, st.hints_left, st.read_repairs
+    );
     println!("{}", obs.summary());
     if let Some(path) = &a.json {
         let doc = serde_json::json!({

@@ -154,7 +154,8 @@ impl WriteQuorum {
 pub struct ReadQuorum {
     required: usize,
     /// Targets whose answer the read waits for besides the count.
-    must_hear: Vec<NodeId>,
+    /// Targets that are fallbacks: their empty replies are weak.
+    fallbacks: Vec<NodeId>,
     /// Replies that must come from primaries (PR).
     strict: Strict,
     targets: Vec<NodeId>,
@@ -169,7 +170,7 @@ impl ReadQuorum {
         assert!(required >= 1, "a read needs at least one reply");
         ReadQuorum {
             required,
-            must_hear: vec![],
+            fallbacks: vec![],
             strict: Strict::default(),
             targets,
             replies: BTreeMap::new(),
@@ -187,12 +188,13 @@ impl ReadQuorum {
         self
     }
 
-    /// Makes the read wait for an answer (or failure) from each of `nodes`
-    /// too. A coordinator asks this of the live primaries when fallbacks
-    /// stand in for others: a fallback only holds hinted writes, so its "not
-    /// found" must not outvote a primary that holds the key.
-    pub fn must_hear(mut self, nodes: Vec<NodeId>) -> Self {
-        self.must_hear = nodes;
+    /// Names the targets that are fallbacks. A fallback only holds hinted
+    /// writes, so its "not found" must not outvote a primary that holds the
+    /// key: an empty reply from a fallback counts toward `required` only
+    /// once every other target has answered or failed. Its non-empty
+    /// replies count at once.
+    pub fn with_fallbacks(mut self, nodes: Vec<NodeId>) -> Self {
+        self.fallbacks = nodes;
         self
     }
 
@@ -253,14 +255,19 @@ impl ReadQuorum {
     /// Where the read stands.
     pub fn status(&self) -> QuorumStatus {
         let outstanding = self.targets.len() - self.replies.len() - self.failed.len();
-        let heard = self
-            .must_hear
+        let strong = self
+            .replies
             .iter()
+            .filter(|(n, o)| !o.is_empty() || !self.fallbacks.contains(n))
+            .count();
+        let others_heard = self
+            .targets
+            .iter()
+            .filter(|n| !self.fallbacks.contains(n))
             .all(|n| self.replies.contains_key(n) || self.failed.contains(n));
-        if self.replies.len() >= self.required
-            && self.primary_replies() >= self.strict.needed
-            && heard
-        {
+        let enough =
+            strong >= self.required || (self.replies.len() >= self.required && others_heard);
+        if enough && self.primary_replies() >= self.strict.needed {
             QuorumStatus::Met
         } else if self.expired || outstanding == 0 {
             QuorumStatus::Failed
@@ -371,16 +378,31 @@ mod tests {
     }
 
     #[test]
-    fn a_read_waits_for_the_nodes_it_must_hear() {
+    fn an_empty_fallback_reply_waits_for_the_primaries() {
         let t = ids(3);
-        let mut q = ReadQuorum::new(t.clone(), 2).must_hear(vec![t[0].clone()]);
+        let a = Actor {
+            node: t[0].clone(),
+            incarnation: 1,
+        };
+        let d = Object::empty().next_dot(&a, &VersionVector::new());
+        let value = Object::empty().update(&VersionVector::new(), d, Value::Data("x".into()), 0);
+        // t[0] is a primary; t[1] and t[2] are fallbacks.
+        let fallbacks = vec![t[1].clone(), t[2].clone()];
+        let mut q = ReadQuorum::new(t.clone(), 2).with_fallbacks(fallbacks.clone());
         q.reply(&t[1], Object::empty());
         assert_eq!(q.reply(&t[2], Object::empty()), QuorumStatus::Pending);
-        assert_eq!(q.reply(&t[0], Object::empty()), QuorumStatus::Met);
-        let mut q = ReadQuorum::new(t.clone(), 2).must_hear(vec![t[0].clone()]);
+        assert_eq!(q.reply(&t[0], value.clone()), QuorumStatus::Met);
+        assert_eq!(q.merged(), value, "the primary's value is not outvoted");
+        // A failed primary is heard too.
+        let mut q = ReadQuorum::new(t.clone(), 2).with_fallbacks(fallbacks.clone());
         q.reply(&t[1], Object::empty());
         q.reply(&t[2], Object::empty());
-        assert_eq!(q.fail(&t[0]), QuorumStatus::Met, "a failed node is heard");
+        assert_eq!(q.fail(&t[0]), QuorumStatus::Met);
+        // A fallback's hinted data counts at once, as does a primary's reply.
+        let mut q = ReadQuorum::new(t.clone(), 1).with_fallbacks(fallbacks.clone());
+        assert_eq!(q.reply(&t[1], value.clone()), QuorumStatus::Met);
+        let mut q = ReadQuorum::new(t.clone(), 1).with_fallbacks(fallbacks);
+        assert_eq!(q.reply(&t[0], Object::empty()), QuorumStatus::Met);
     }
 
     #[test]

@@ -604,13 +604,13 @@ impl<S: Store> Node<S> {
         if plan.live_primaries() < plan.targets.len() {
             // Fallbacks stand in: their "not found" must not outvote a
             // live primary that holds the key.
-            let live: Vec<NodeId> = plan
+            let fallbacks: Vec<NodeId> = plan
                 .targets
                 .iter()
-                .filter(|t| t.is_primary())
+                .filter(|t| !t.is_primary())
                 .map(|t| t.node.clone())
                 .collect();
-            quorum = quorum.must_hear(live);
+            quorum = quorum.with_fallbacks(fallbacks);
         }
         let req_id = self.next_id();
         for p in &plan.nodes() {

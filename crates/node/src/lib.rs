@@ -271,6 +271,9 @@ pub struct Node<S: Store> {
     membership: Membership,
     /// Gossip's last reported liveness per member (to see "alive again").
     gossip_seen: gossip::GossipSeen,
+    /// Requests in a row each peer left unanswered (reset by any message
+    /// from it): a peer is suspected after [`gossip::SILENT_TIMEOUTS`].
+    silent: BTreeMap<NodeId, u32>,
     /// Whether [`Node::start`] ran (joins sent, handoff timer armed).
     started: bool,
 }
@@ -339,6 +342,7 @@ impl<S: Store> Node<S> {
             hlc: HlcClock::new(),
             membership,
             gossip_seen: Default::default(),
+            silent: BTreeMap::new(),
             started: false,
         }
     }
@@ -391,6 +395,9 @@ impl<S: Store> Node<S> {
     }
 
     fn on_peer(&mut self, now_ms: u64, from: NodeId, msg: PeerMsg, out: &mut Vec<Output>) {
+        if !self.silent.is_empty() {
+            self.silent.remove(&from);
+        }
         if let PeerMsg::Gossip { data } = msg {
             return self.on_gossip(now_ms, &data, out);
         }

@@ -83,7 +83,7 @@ impl Cluster {
             hints_max: ringkv_node::HINTS_MAX_DEFAULT,
             handoff_interval_ms: ringkv_node::HANDOFF_INTERVAL_MS_DEFAULT,
             handoff_window: ringkv_node::HANDOFF_WINDOW_DEFAULT,
-            gossip: GossipConfig::fast(),
+            gossip: gossip_config(s),
             rpc_addr: String::new(),
             http_addr: String::new(),
             generation: 0,
@@ -269,6 +269,29 @@ impl Cluster {
         slot.node = Some(node);
         true
     }
+}
+
+/// Gossip timing for the scenario's network: the fast profile, its probe
+/// timeout stretched to four mean round trips of the leg gossip travels
+/// (the default leg) and its probe period to 2.5 timeouts. SWIM suspects a
+/// member whose probe is not answered in time, so a timeout near the
+/// network's round trip makes healthy nodes flap: in the delay experiment
+/// at 40-80 ms per message the fixed 40 ms made reads up to 5 times slower.
+/// A heavy-tailed leg without a mean gets the LAN profile.
+fn gossip_config(s: &Scenario) -> GossipConfig {
+    let mut g = GossipConfig::fast();
+    let mean_ms = crate::dist::Sampler::new(&s.network.latency.default).mean_ms();
+    if !mean_ms.is_finite() {
+        return GossipConfig::lan(s.nodes as u32);
+    }
+    let rtt_ms = (8.0 * mean_ms).ceil() as u64;
+    if rtt_ms > g.probe_rtt_ms {
+        g.probe_rtt_ms = rtt_ms;
+        g.probe_period_ms = rtt_ms * 5 / 2;
+        g.suspect_to_down_ms = g.suspect_to_down_ms.max(5 * g.probe_period_ms);
+        g.periodic_announce_down_ms = g.periodic_announce_down_ms.max(g.probe_period_ms);
+    }
+    g
 }
 
 #[cfg(test)]

@@ -94,6 +94,8 @@ pub enum Coord {
         quorum: ReadQuorum,
         /// What to do with the result.
         purpose: ReadPurpose,
+        /// The bucket's conflict mode, read once at the start.
+        conflict: ConflictMode,
     },
 }
 
@@ -638,6 +640,7 @@ impl<S: Store> Node<S> {
         self.coords.insert(
             req_id,
             Coord::Get {
+                conflict: self.bucket_props(&key.bucket).conflict,
                 origin: Some(origin),
                 key,
                 quorum,
@@ -743,15 +746,12 @@ impl<S: Store> Node<S> {
     /// Answers a read once its quorum is met or failed; ends it (with read
     /// repair) once every target answered.
     fn progress_get(&mut self, now_ms: u64, req_id: u64, out: &mut Vec<Output>) {
-        let conflict = match self.coords.get(&req_id) {
-            Some(Coord::Get { key, .. }) => self.bucket_props(&key.bucket).conflict,
-            _ => return,
-        };
         let Some(Coord::Get {
             origin,
             key,
             quorum,
             purpose,
+            conflict,
         }) = self.coords.get_mut(&req_id)
         else {
             return;
@@ -763,7 +763,7 @@ impl<S: Store> Node<S> {
             let done = ReadDone {
                 key: key.clone(),
                 status,
-                merged: resolve_for(conflict, quorum.merged()),
+                merged: resolve_for(*conflict, quorum.merged()),
                 fallback_replies: quorum.replies() - quorum.primary_replies(),
                 error: shortfall(
                     quorum.strict_shortfall(),
@@ -838,10 +838,15 @@ impl<S: Store> Node<S> {
     /// Ends a read: writes the merged object back to every replica whose
     /// reply lacked part of it.
     fn end_get(&mut self, req_id: u64, out: &mut Vec<Output>) {
-        let Some(Coord::Get { key, quorum, .. }) = self.coords.remove(&req_id) else {
+        let Some(Coord::Get {
+            key,
+            quorum,
+            conflict,
+            ..
+        }) = self.coords.remove(&req_id)
+        else {
             return;
         };
-        let conflict = self.bucket_props(&key.bucket).conflict;
         let merged = resolve_for(conflict, quorum.merged());
         if merged.is_empty() {
             return;

@@ -288,6 +288,12 @@ impl<P: PeerSender> Loop<P> {
             self.node.set_wall_clock_ms(wall_ms);
             let mut shutdown = None;
             if let Some(ev) = first {
+                if rx.is_empty() {
+                    // Let the other connections that are ready queue their
+                    // requests first, so that one journal write and one burst
+                    // of replies serve them all.
+                    tokio::task::yield_now().await;
+                }
                 shutdown = self.on_event(ev);
                 let mut n = 1;
                 while shutdown.is_none() && n < BATCH_MAX {

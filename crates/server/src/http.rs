@@ -75,7 +75,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::disable())
-        .with_state(state)
+        .with_state(Arc::new(state))
 }
 
 /// An API error: status, code and a message that says what to do.
@@ -179,7 +179,7 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 }
 
 /// 200 while the node loop answers; 503 once it stopped.
-async fn health(State(st): State<AppState>) -> Response {
+async fn health(State(st): State<Arc<AppState>>) -> Response {
     let probe = st.node.inspect(|_| ());
     match tokio::time::timeout(Duration::from_secs(2), probe).await {
         Ok(Ok(())) => "ok\n".into_response(),
@@ -187,7 +187,7 @@ async fn health(State(st): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(st): State<AppState>) -> Response {
+async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     let snapshot = st.node.inspect(Snapshot::of).await;
     match snapshot {
         Ok(snapshot) => {
@@ -213,7 +213,7 @@ fn node_stopped() -> ApiError {
     )
 }
 
-async fn cluster(State(st): State<AppState>) -> Response {
+async fn cluster(State(st): State<Arc<AppState>>) -> Response {
     let http_addrs = st.peers.http_addrs.lock().expect("lock").clone();
     let me = st.me.clone();
     let my_http = st.http_addr.clone();
@@ -319,7 +319,7 @@ fn merge(v: &mut serde_json::Value, extra: serde_json::Value) {
     }
 }
 
-async fn ring(State(st): State<AppState>) -> Response {
+async fn ring(State(st): State<Arc<AppState>>) -> Response {
     let r = st
         .node
         .inspect(|n| {
@@ -343,7 +343,7 @@ async fn ring(State(st): State<AppState>) -> Response {
 /// every member in the order this node would use them for the key: the N
 /// primaries first, then the fallbacks, each with its liveness as this node
 /// sees it.
-async fn locate(State(st): State<AppState>, uri: Uri) -> Response {
+async fn locate(State(st): State<Arc<AppState>>, uri: Uri) -> Response {
     let (bucket, key) = match parse_bucket_key(uri.path(), "/v1/ring/") {
         Ok(bk) => bk,
         Err(e) => return e.into_response(),
@@ -416,7 +416,7 @@ pub fn parse_bucket_path(path: &str) -> Result<Vec<u8>, ApiError> {
 
 /// `GET /v1/buckets`: every bucket with properties of its own, and the
 /// defaults the others use.
-async fn buckets_list(State(st): State<AppState>) -> Response {
+async fn buckets_list(State(st): State<Arc<AppState>>) -> Response {
     let r = st
         .node
         .inspect(|n| {
@@ -434,7 +434,7 @@ async fn buckets_list(State(st): State<AppState>) -> Response {
 }
 
 /// `GET /v1/buckets/{bucket}`: the properties in force for a bucket.
-async fn bucket_get(State(st): State<AppState>, uri: Uri) -> Response {
+async fn bucket_get(State(st): State<Arc<AppState>>, uri: Uri) -> Response {
     let bucket = match parse_bucket_path(uri.path()) {
         Ok(b) => b,
         Err(e) => return e.into_response(),
@@ -457,7 +457,7 @@ async fn bucket_get(State(st): State<AppState>, uri: Uri) -> Response {
 /// result to every member, answers the new properties. Invalid properties
 /// get `400` with what is allowed, and change nothing.
 async fn bucket_set(
-    State(st): State<AppState>,
+    State(st): State<Arc<AppState>>,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
@@ -538,7 +538,7 @@ fn faults_of(st: &AppState) -> Result<&Faults, ApiError> {
 }
 
 /// `GET /v1/admin/faults`: the faults in force, by peer.
-async fn faults_list(State(st): State<AppState>) -> Response {
+async fn faults_list(State(st): State<Arc<AppState>>) -> Response {
     match faults_of(&st) {
         Ok(f) => axum::Json(json!(f.all())).into_response(),
         Err(e) => e.into_response(),
@@ -546,7 +546,7 @@ async fn faults_list(State(st): State<AppState>) -> Response {
 }
 
 /// `DELETE /v1/admin/faults`: heal every link.
-async fn faults_clear_all(State(st): State<AppState>) -> Response {
+async fn faults_clear_all(State(st): State<Arc<AppState>>) -> Response {
     match faults_of(&st) {
         Ok(f) => {
             f.clear_all();
@@ -558,7 +558,7 @@ async fn faults_clear_all(State(st): State<AppState>) -> Response {
 
 /// `PUT /v1/admin/faults/{peer}` with `{"drop": 0..1, "delay_ms": N}`.
 async fn fault_set(
-    State(st): State<AppState>,
+    State(st): State<Arc<AppState>>,
     axum::extract::Path(peer): axum::extract::Path<String>,
     body: Bytes,
 ) -> Response {
@@ -582,7 +582,7 @@ async fn fault_set(
 
 /// `DELETE /v1/admin/faults/{peer}`: heal one link.
 async fn fault_clear(
-    State(st): State<AppState>,
+    State(st): State<Arc<AppState>>,
     axum::extract::Path(peer): axum::extract::Path<String>,
 ) -> Response {
     match faults_of(&st) {
@@ -679,20 +679,27 @@ fn context_from(
 }
 
 async fn kv(
-    State(st): State<AppState>,
+    State(st): State<Arc<AppState>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let start = Instant::now();
-    let op = method.as_str().to_owned();
+    // The router sends only these methods here.
+    let op = match method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        _ => "other",
+    };
     let resp = match kv_inner(&st, method, uri, headers, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
     st.metrics
-        .observe_http(&op, resp.status().as_u16(), start.elapsed());
+        .observe_http(op, resp.status().as_u16(), start.elapsed());
     resp
 }
 

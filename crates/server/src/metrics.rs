@@ -18,7 +18,7 @@ use ringkv_storage::Store;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
     /// GET, PUT or DELETE.
-    pub method: String,
+    pub method: &'static str,
     /// Response status.
     pub status: u16,
 }
@@ -27,7 +27,7 @@ pub struct HttpLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MethodLabel {
     /// GET, PUT or DELETE.
-    pub method: String,
+    pub method: &'static str,
 }
 
 /// Labels of a node counter.
@@ -193,17 +193,12 @@ impl Metrics {
     }
 
     /// Records one key-value request.
-    pub fn observe_http(&self, method: &str, status: u16, took: Duration) {
+    pub fn observe_http(&self, method: &'static str, status: u16, took: Duration) {
         self.http_requests
-            .get_or_create(&HttpLabels {
-                method: method.to_string(),
-                status,
-            })
+            .get_or_create(&HttpLabels { method, status })
             .inc();
         self.http_latency
-            .get_or_create(&MethodLabel {
-                method: method.to_string(),
-            })
+            .get_or_create(&MethodLabel { method })
             .observe(took.as_secs_f64());
     }
 

@@ -757,8 +757,8 @@ async fn kv_inner(
             QueueError::Full => queue_full(),
             QueueError::Stopped => node_stopped(),
         })?;
-    // The node always answers by its own deadline; this bound only covers a
-    // node that stopped or dropped the reply after a storage failure.
+    // The node always answers by its own deadline, with an error if its
+    // journal write failed; this bound only guards against a lost reply.
     let bound = Duration::from_millis(
         timeout_ms
             .unwrap_or(st.timeout_ms)

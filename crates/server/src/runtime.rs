@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use ringkv_core::hash::BucketKey;
-use ringkv_core::msg::{ClientReply, ClientRequest, PeerMsg};
+use ringkv_core::msg::{ClientError, ClientReply, ClientRequest, PeerMsg};
 use ringkv_core::sloppy::Hint;
 use ringkv_core::{NodeId, Object, PartitionId};
 use ringkv_node::{ClientId, Input, Node, Output};
@@ -241,6 +241,24 @@ struct Loop<P: PeerSender> {
     liveness_seen: u64,
 }
 
+/// Turns a batch's outputs into what may go out when its writes could not be
+/// made durable: timers stay, no message reaches a peer (their coordinators
+/// time out), and every client gets an error instead of its reply.
+fn fail_batch(outputs: &mut Vec<Output>, error: &str) {
+    let msg = format!(
+        "the node could not write its journal ({error}); the request may or may not have \
+         been applied: retry, and check the node's disk"
+    );
+    outputs.retain_mut(|o| match o {
+        Output::SetTimer { .. } => true,
+        Output::Reply { reply, .. } => {
+            *reply = ClientReply::Error(ClientError::Internal(msg.clone()));
+            true
+        }
+        _ => false,
+    });
+}
+
 impl<P: PeerSender> Loop<P> {
     fn new(node: Node<Tracked>, sync: SyncMode, peers: P, liveness: Liveness) -> Self {
         Loop {
@@ -308,11 +326,10 @@ impl<P: PeerSender> Loop<P> {
             let persisted = self.persist(false).map_err(|e| e.to_string());
             if let Err(e) = &persisted {
                 // Outputs of this batch may depend on writes that are not
-                // durable: drop them, the coordinators time out.
-                // The HTTP layer answers the clients whose replies are dropped.
-                error!(error = %e, "store flush failed; dropping this batch's replies");
-                self.outputs
-                    .retain(|o| matches!(o, Output::SetTimer { .. }));
+                // durable: no peer hears of them (their coordinators time
+                // out), and each client is told its request failed.
+                error!(error = %e, "store flush failed; failing this batch's replies");
+                fail_batch(&mut self.outputs, e);
             }
             self.perform();
             for release in self.releases.drain(..) {
@@ -427,5 +444,39 @@ impl<P: PeerSender> Loop<P> {
                 Output::PeerAddr { peer, rpc_addr } => self.peers.learn(&peer, &rpc_addr),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_flush_fails_the_clients_and_keeps_only_timers() {
+        let key = BucketKey::new(b"b".to_vec(), b"k".to_vec());
+        let mut outputs = vec![
+            Output::Send {
+                to: NodeId("n2".into()),
+                msg: PeerMsg::ReplicaGet { req_id: 1, key },
+            },
+            Output::Reply {
+                client_id: 7,
+                reply: ClientReply::Error(ClientError::BadRequest("was".into())),
+            },
+            Output::SetTimer { id: 3, at_ms: 10 },
+        ];
+        fail_batch(&mut outputs, "disk full");
+        assert_eq!(outputs.len(), 2, "the peer message is dropped: {outputs:?}");
+        match &outputs[0] {
+            Output::Reply {
+                client_id: 7,
+                reply: ClientReply::Error(ClientError::Internal(m)),
+            } => {
+                assert!(m.contains("disk full"), "{m}");
+                assert!(m.contains("may or may not have been applied"), "{m}");
+            }
+            other => panic!("expected the client's error, got {other:?}"),
+        }
+        assert!(matches!(outputs[1], Output::SetTimer { id: 3, at_ms: 10 }));
     }
 }

@@ -70,9 +70,11 @@ fn tag(key_hash: u64) -> [u8; TAG_BYTES] {
 /// Encodes a version vector read from the key with ring hash `key_hash`
 /// (see [`crate::hash::key_hash`]).
 pub fn encode(vv: &VersionVector, key_hash: u64) -> String {
-    let mut buf = vec![FORMAT_V1];
+    // Room for the header, a few actors and the checksum without regrowing.
+    let mut buf = Vec::with_capacity(64);
+    buf.push(FORMAT_V1);
     buf.extend_from_slice(&tag(key_hash));
-    postcard::to_io(vv, &mut buf).expect("writing to a Vec cannot fail");
+    let mut buf = postcard::to_extend(vv, buf).expect("writing to a Vec cannot fail");
     let sum = xxh3_64(&buf) as u32;
     buf.extend_from_slice(&sum.to_le_bytes());
     URL_SAFE_NO_PAD.encode(buf)

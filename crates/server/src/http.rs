@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
@@ -31,6 +31,10 @@ use crate::transport::PeerInfo;
 
 /// Header carrying the causal context.
 pub const CONTEXT_HEADER: &str = "x-ringkv-context";
+
+/// [`CONTEXT_HEADER`] as a header name, checked once at compile time rather
+/// than on every response.
+static CONTEXT_NAME: HeaderName = HeaderName::from_static(CONTEXT_HEADER);
 
 /// What every handler needs.
 #[derive(Clone)]
@@ -662,7 +666,7 @@ fn context_from(
     headers: &HeaderMap,
     key_hash: u64,
 ) -> Result<Option<ringkv_core::VersionVector>, ApiError> {
-    match headers.get(CONTEXT_HEADER) {
+    match headers.get(&CONTEXT_NAME) {
         None => Ok(None),
         Some(v) => {
             let s = v.to_str().map_err(|_| {
@@ -678,14 +682,13 @@ fn context_from(
     }
 }
 
-async fn kv(
-    State(st): State<Arc<AppState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+/// The key API. It takes the whole request (not method, URI and headers as
+/// separate extractors, which would clone each of them) because it is the
+/// hot path: every client read and write comes through here.
+async fn kv(State(st): State<Arc<AppState>>, request: Request) -> Response {
     let start = Instant::now();
+    let (parts, body) = request.into_parts();
+    let method = parts.method;
     // The router sends only these methods here.
     let op = match method {
         Method::GET => "GET",
@@ -694,7 +697,7 @@ async fn kv(
         Method::DELETE => "DELETE",
         _ => "other",
     };
-    let resp = match kv_inner(&st, method, uri, headers, body).await {
+    let resp = match kv_inner(&st, method, &parts.uri, &parts.headers, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
@@ -706,8 +709,8 @@ async fn kv(
 async fn kv_inner(
     st: &AppState,
     method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    uri: &Uri,
+    headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let (bucket, key) = parse_kv_path(uri.path())?;
@@ -717,8 +720,8 @@ async fn kv_inner(
     let op = match method {
         Method::GET | Method::HEAD => ClientOp::Get { r: q.r, pr: q.pr },
         Method::PUT => {
-            let context = context_from(&headers, key_hash)?;
-            let value = read_body(st.value_bytes_max, &headers, body).await?;
+            let context = context_from(headers, key_hash)?;
+            let value = read_body(st.value_bytes_max, headers, body).await?;
             ClientOp::Put {
                 value: Value::Data(value),
                 context,
@@ -727,7 +730,7 @@ async fn kv_inner(
             }
         }
         Method::DELETE => {
-            let context = context_from(&headers, key_hash)?;
+            let context = context_from(headers, key_hash)?;
             ClientOp::Put {
                 value: Value::Tombstone,
                 context,
@@ -792,8 +795,8 @@ async fn kv_inner(
 fn set_context(resp: &mut Response, vv: &ringkv_core::VersionVector, key_hash: u64) {
     let token = context::encode(vv, key_hash);
     resp.headers_mut().insert(
-        CONTEXT_HEADER,
-        HeaderValue::from_str(&token).expect("base64url is a valid header"),
+        CONTEXT_NAME.clone(),
+        HeaderValue::try_from(token).expect("base64url is a valid header"),
     );
 }
 

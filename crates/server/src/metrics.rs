@@ -1,7 +1,7 @@
 //! Prometheus metrics: a registry per node (no global state, so several nodes
 //! in one process stay apart).
 
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -117,6 +117,24 @@ pub struct Metrics {
     hints_pending: Family<TargetLabel, Gauge>,
     hints_max: Gauge,
     hints_full: Gauge,
+    /// Handles of the key API's series, found once: looking a series up in
+    /// its family hashes its labels under a lock, on every request.
+    http_handles: HttpHandles,
+}
+
+/// Methods the key API is measured by, in the order of [`HttpHandles`].
+const METHODS: [&str; 5] = ["GET", "HEAD", "PUT", "DELETE", "other"];
+
+/// Statuses whose request counters are kept at hand: a healthy store's
+/// answers. Other statuses are looked up in the family each time.
+const COMMON_STATUSES: [u16; 4] = [200, 204, 300, 404];
+
+/// The series of the key API, each created in its family on first use (as
+/// before: a series appears in `/metrics` once it has been observed).
+#[derive(Default)]
+struct HttpHandles {
+    latency: [OnceLock<Histogram>; METHODS.len()],
+    requests: [[OnceLock<Counter>; COMMON_STATUSES.len()]; METHODS.len()],
 }
 
 impl Default for Metrics {
@@ -189,16 +207,34 @@ impl Metrics {
             hints_pending,
             hints_max,
             hints_full,
+            http_handles: HttpHandles::default(),
         }
     }
 
     /// Records one key-value request.
     pub fn observe_http(&self, method: &'static str, status: u16, took: Duration) {
-        self.http_requests
-            .get_or_create(&HttpLabels { method, status })
-            .inc();
-        self.http_latency
-            .get_or_create(&MethodLabel { method })
+        let requests = || {
+            self.http_requests
+                .get_or_create(&HttpLabels { method, status })
+        };
+        let latency = || self.http_latency.get_or_create(&MethodLabel { method });
+        let Some(m) = METHODS.iter().position(|x| *x == method) else {
+            requests().inc();
+            latency().observe(took.as_secs_f64());
+            return;
+        };
+        match COMMON_STATUSES.iter().position(|s| *s == status) {
+            Some(i) => {
+                self.http_handles.requests[m][i]
+                    .get_or_init(|| requests().clone())
+                    .inc();
+            }
+            None => {
+                requests().inc();
+            }
+        }
+        self.http_handles.latency[m]
+            .get_or_init(|| latency().clone())
             .observe(took.as_secs_f64());
     }
 
@@ -304,5 +340,34 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("ringkv_hints_full 1"), "{text}");
+    }
+
+    #[test]
+    fn http_requests_count_by_method_and_status_whether_kept_at_hand_or_not() {
+        let m = Metrics::new();
+        let ms = Duration::from_millis(1);
+        let text = m.render(&Snapshot::default());
+        assert!(!text.contains("ringkv_http_requests_total{"), "{text}");
+        for _ in 0..3 {
+            m.observe_http("GET", 200, ms);
+        }
+        m.observe_http("PUT", 204, ms);
+        m.observe_http("PUT", 503, ms); // not a common status: found each time
+        m.observe_http("PUT", 503, ms);
+        m.observe_http("odd", 200, ms); // not a known method
+        let text = m.render(&Snapshot::default());
+        for line in [
+            "ringkv_http_requests_total{method=\"GET\",status=\"200\"} 3",
+            "ringkv_http_requests_total{method=\"PUT\",status=\"204\"} 1",
+            "ringkv_http_requests_total{method=\"PUT\",status=\"503\"} 2",
+            "ringkv_http_requests_total{method=\"odd\",status=\"200\"} 1",
+            "ringkv_http_request_seconds_count{method=\"GET\"} 3",
+            "ringkv_http_request_seconds_count{method=\"PUT\"} 3",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        // Only observed series appear.
+        assert!(!text.contains("method=\"DELETE\""), "{text}");
+        assert!(!text.contains("status=\"404\""), "{text}");
     }
 }

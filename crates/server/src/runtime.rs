@@ -11,7 +11,7 @@
 //! `try_send`, so a full node refuses work instead of stalling the HTTP
 //! server.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use ringkv_core::hash::BucketKey;
@@ -20,6 +20,7 @@ use ringkv_core::sloppy::Hint;
 use ringkv_core::{NodeId, Object, PartitionId};
 use ringkv_node::{ClientId, Input, Node, Output};
 use ringkv_storage::{Store, StoreError, SyncMode};
+use rustc_hash::FxHashMap;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, warn};
@@ -230,7 +231,9 @@ struct Loop<P: PeerSender> {
     start: Instant,
     /// Pending timers: (due ms, timer id).
     timers: BTreeMap<(u64, u64), ()>,
-    clients: HashMap<ClientId, oneshot::Sender<ClientReply>>,
+    /// Where each pending client request's reply goes. Keyed by the loop's
+    /// own sequential ids, so a fast non-keyed hash is safe.
+    clients: FxHashMap<ClientId, oneshot::Sender<ClientReply>>,
     next_client: ClientId,
     last_sync: Instant,
     unsynced: bool,
@@ -267,7 +270,7 @@ impl<P: PeerSender> Loop<P> {
             peers,
             start: Instant::now(),
             timers: BTreeMap::new(),
-            clients: HashMap::new(),
+            clients: FxHashMap::default(),
             next_client: 1,
             last_sync: Instant::now(),
             unsynced: false,

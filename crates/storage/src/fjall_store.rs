@@ -319,9 +319,9 @@ impl FjallStore {
         Ok(partition as usize)
     }
 
-    /// The row cache. A panic while it was held cannot leave it disagreeing
-    /// with the engine (every change is one call), so a poisoned lock is
-    /// taken over.
+    /// The row cache. A poisoned lock is taken over rather than turned into
+    /// a panic: the store's one user is the node loop, and a panic there
+    /// stops the loop, so no later call can meet a half-made change.
     fn rows(&self) -> MutexGuard<'_, RowCache> {
         self.rows.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -151,10 +151,13 @@ pub async fn run(
         faults: config.fault_injection.then_some(faults),
     };
     info!(node = %me, http = %config.http, rpc = %config.listen, incarnation = dir.incarnation, "serving");
-    axum::serve(http_listener, http::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("HTTP server")?;
+    axum::serve(
+        http_listener,
+        axum::ServiceExt::<axum::extract::Request>::into_make_service(http::Api::new(state)),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("HTTP server")?;
 
     info!("shutting down: syncing the store");
     peer_server.abort();

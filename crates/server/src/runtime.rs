@@ -103,6 +103,12 @@ pub enum MutateError {
 }
 
 impl NodeHandle {
+    /// A handle whose events go to `tx`, for tests that answer them by hand.
+    #[cfg(test)]
+    pub(crate) fn from_sender(tx: mpsc::Sender<Event>) -> Self {
+        NodeHandle { tx }
+    }
+
     /// Queues an event without blocking.
     pub fn try_send(&self, ev: Event) -> Result<(), QueueError> {
         self.tx.try_send(ev).map_err(|e| match e {

@@ -658,7 +658,7 @@ mod tests {
                         bucket: b"b".to_vec(),
                         props,
                         stamp: Hlc::from_parts(ms, l),
-                        origin: NodeId(format!("n{origin}")),
+                        origin: NodeId::from(format!("n{origin}")),
                     }
                 })
                 .collect()

@@ -124,7 +124,7 @@ mod tests {
                 for (n, inc, c) in entries {
                     vv.add(&Dot {
                         actor: Actor {
-                            node: NodeId(n),
+                            node: NodeId::from(n),
                             incarnation: inc,
                         },
                         counter: c,

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 use crate::hash::{PartitionId, RING_SIZE_MAX, RING_SIZE_MIN};
 
@@ -13,8 +14,36 @@ use crate::hash::{PartitionId, RING_SIZE_MAX, RING_SIZE_MIN};
 pub const NODE_ID_LEN_MAX: usize = 64;
 
 /// A stable node name such as `n1`: ASCII letters, digits, `-`, `_`, `.`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct NodeId(pub String);
+///
+/// Node ids are in every dot, version vector, quorum and peer message, and
+/// are copied far more often than made, so the text is shared: a clone is a
+/// reference count, not an allocation. On the wire and on disk it is a
+/// string.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(Arc<str>);
+
+impl Serialize for NodeId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = NodeId;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a node id")
+            }
+            // Borrowed and owned strings come here too, with one copy.
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<NodeId, E> {
+                Ok(NodeId::from(v))
+            }
+        }
+        d.deserialize_str(Text)
+    }
+}
 
 impl NodeId {
     /// Checks that `s` is a usable node id and wraps it.
@@ -24,7 +53,7 @@ impl NodeId {
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
         if ok {
-            Ok(NodeId(s.to_string()))
+            Ok(NodeId::from(s))
         } else {
             Err(LayoutError::BadNodeId(s.to_string()))
         }
@@ -44,7 +73,13 @@ impl fmt::Display for NodeId {
 
 impl From<&str> for NodeId {
     fn from(s: &str) -> Self {
-        NodeId(s.to_string())
+        NodeId(Arc::from(s))
+    }
+}
+
+impl From<String> for NodeId {
+    fn from(s: String) -> Self {
+        NodeId(Arc::from(s))
     }
 }
 
@@ -115,7 +150,7 @@ impl Layout {
         members.sort_by(|a, b| a.id.cmp(&b.id));
         for w in members.windows(2) {
             if w[0].id == w[1].id {
-                return Err(LayoutError::DuplicateNode(w[0].id.0.clone()));
+                return Err(LayoutError::DuplicateNode(w[0].id.to_string()));
             }
         }
         let s = members.len();
@@ -169,10 +204,25 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    proptest! {
+        /// A node id is a plain string on the wire, on disk and in JSON, so
+        /// data and peers from before it was shared still read the same.
+        #[test]
+        fn node_ids_encode_as_strings(s in "[a-zA-Z0-9._-]{1,64}") {
+            let id = NodeId::parse(&s).unwrap();
+            let wire = postcard::to_stdvec(&id).unwrap();
+            prop_assert_eq!(&wire, &postcard::to_stdvec(&s).unwrap());
+            prop_assert_eq!(postcard::from_bytes::<NodeId>(&wire).unwrap(), id.clone());
+            let json = serde_json::to_string(&id).unwrap();
+            prop_assert_eq!(&json, &serde_json::to_string(&s).unwrap());
+            prop_assert_eq!(serde_json::from_str::<NodeId>(&json).unwrap(), id);
+        }
+    }
+
     fn members(s: usize) -> Vec<Member> {
         (1..=s)
             .map(|i| Member {
-                id: NodeId(format!("n{i}")),
+                id: NodeId::from(format!("n{i}")),
                 rpc_addr: format!("127.0.0.1:{}", 7000 + i),
             })
             .collect()
@@ -197,7 +247,7 @@ mod tests {
             Err(LayoutError::DuplicateNode(_))
         ));
         let mut m = members(2);
-        m[0].id = NodeId("bad id".into());
+        m[0].id = NodeId::from("bad id");
         assert!(matches!(
             Layout::initial(m, 64),
             Err(LayoutError::BadNodeId(_))

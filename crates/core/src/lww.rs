@@ -62,7 +62,7 @@ mod tests {
 
     fn actor(i: usize) -> Actor {
         Actor {
-            node: NodeId(format!("n{i}")),
+            node: NodeId::from(format!("n{i}")),
             incarnation: 7,
         }
     }

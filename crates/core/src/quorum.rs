@@ -318,7 +318,7 @@ mod tests {
     use crate::version::{Actor, Value, VersionVector};
 
     fn ids(n: usize) -> Vec<NodeId> {
-        (1..=n).map(|i| NodeId(format!("n{i}"))).collect()
+        (1..=n).map(|i| NodeId::from(format!("n{i}"))).collect()
     }
 
     #[test]
@@ -354,7 +354,7 @@ mod tests {
         assert_eq!(q.expire(), QuorumStatus::Failed);
         assert_eq!((q.required(), q.acks()), (2, 1));
         let mut q = WriteQuorum::new(t.clone(), 1);
-        assert_eq!(q.ack(&NodeId("stranger".into())), QuorumStatus::Pending);
+        assert_eq!(q.ack(&NodeId::from("stranger")), QuorumStatus::Pending);
     }
 
     #[test]

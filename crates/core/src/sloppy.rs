@@ -101,7 +101,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn ids(n: usize) -> Vec<NodeId> {
-        (1..=n).map(|i| NodeId(format!("n{i}"))).collect()
+        (1..=n).map(|i| NodeId::from(format!("n{i}"))).collect()
     }
 
     #[test]
@@ -140,7 +140,7 @@ mod tests {
     #[test]
     fn hint_roundtrips_and_garbage_is_an_error() {
         let h = Hint {
-            primary: NodeId("n2".into()),
+            primary: NodeId::from("n2"),
             partition: 7,
             key: BucketKey::new(&b"b"[..], &b"k\xff"[..]),
         };

@@ -243,7 +243,7 @@ mod tests {
     #[test]
     fn version_vectors_serialize_in_json_and_postcard() {
         let a = Actor {
-            node: NodeId("n1".into()),
+            node: NodeId::from("n1"),
             incarnation: 7,
         };
         let mut vv = VersionVector::new();
@@ -262,7 +262,7 @@ mod tests {
 
     fn actor(i: usize) -> Actor {
         Actor {
-            node: NodeId(format!("n{i}")),
+            node: NodeId::from(format!("n{i}")),
             incarnation: 7,
         }
     }

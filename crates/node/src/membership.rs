@@ -317,7 +317,7 @@ impl Ident {
     fn placeholder(addr: &str) -> Self {
         Ident {
             info: MemberInfo {
-                id: NodeId(String::new()),
+                id: NodeId::from(""),
                 rpc_addr: addr.to_string(),
                 http_addr: String::new(),
                 incarnation: 0,
@@ -330,7 +330,7 @@ impl Ident {
     }
 
     fn is_placeholder(&self) -> bool {
-        self.info.id.0.is_empty()
+        self.info.id.as_str().is_empty()
     }
 
     fn rank(&self) -> (u64, u32) {

@@ -20,7 +20,7 @@ fn gossip_down_makes_writes_use_fallbacks_and_the_return_delivers_hints() {
     for n in &ids {
         for other in ids.iter().filter(|o| *o != n) {
             assert_eq!(
-                c.node(&n.0).gossip_liveness(other),
+                c.node(n.as_str()).gossip_liveness(other),
                 Some(Liveness::Alive),
                 "{n} does not know {other} through gossip"
             );
@@ -32,9 +32,13 @@ fn gossip_down_makes_writes_use_fallbacks_and_the_return_delivers_hints() {
     // b goes silent: no PeerStatus, only gossip can tell.
     c.silenced.insert(id(&b));
     c.run_gossip(3_000);
-    for n in ids.iter().filter(|n| n.0 != b) {
-        assert_eq!(c.node(&n.0).liveness(&id(&b)), Liveness::Down, "at {n}");
-        assert!(!c.node(&n.0).is_live(&id(&b)));
+    for n in ids.iter().filter(|n| n.as_str() != b) {
+        assert_eq!(
+            c.node(n.as_str()).liveness(&id(&b)),
+            Liveness::Down,
+            "at {n}"
+        );
+        assert!(!c.node(n.as_str()).is_live(&id(&b)));
     }
     // W=3: the two live primaries and the fallback standing in for b.
     let p = c.client(&a, put_w("k", "v1", QuorumParam::All));
@@ -50,8 +54,12 @@ fn gossip_down_makes_writes_use_fallbacks_and_the_return_delivers_hints() {
     // b is heard again: gossip says Alive, handoff gives the write back.
     c.silenced.clear();
     c.run_gossip(8_000);
-    for n in ids.iter().filter(|n| n.0 != b) {
-        assert_eq!(c.node(&n.0).liveness(&id(&b)), Liveness::Alive, "at {n}");
+    for n in ids.iter().filter(|n| n.as_str() != b) {
+        assert_eq!(
+            c.node(n.as_str()).liveness(&id(&b)),
+            Liveness::Alive,
+            "at {n}"
+        );
     }
     assert_eq!(c.node(fallback).hints_len(), 0, "hint delivered");
     assert_eq!(values(&c.stored(&b, "k").unwrap()), vec!["v1"]);

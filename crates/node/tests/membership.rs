@@ -16,7 +16,7 @@ fn id(s: &str) -> NodeId {
 
 fn info(i: usize, incarnation: u32) -> MemberInfo {
     MemberInfo {
-        id: NodeId(format!("n{i}")),
+        id: NodeId::from(format!("n{i}")),
         rpc_addr: format!("10.0.0.{i}:7000"),
         http_addr: format!("10.0.0.{i}:8000"),
         incarnation,
@@ -146,11 +146,18 @@ impl Net {
     }
 
     fn crash(&mut self, i: usize) {
-        self.nodes.get_mut(&NodeId(format!("n{i}"))).unwrap().up = false;
+        self.nodes
+            .get_mut(&NodeId::from(format!("n{i}")))
+            .unwrap()
+            .up = false;
     }
 
     fn m(&mut self, i: usize) -> &mut Membership {
-        &mut self.nodes.get_mut(&NodeId(format!("n{i}"))).unwrap().m
+        &mut self
+            .nodes
+            .get_mut(&NodeId::from(format!("n{i}")))
+            .unwrap()
+            .m
     }
 
     /// Runs `f` on node `i`'s membership and performs its outputs.
@@ -158,7 +165,7 @@ impl Net {
         let now = self.now;
         let mut out = Vec::new();
         f(now, self.m(i), &mut out);
-        self.apply(&NodeId(format!("n{i}")), out);
+        self.apply(&NodeId::from(format!("n{i}")), out);
     }
 
     fn apply(&mut self, node: &NodeId, out: Vec<GossipOut>) {
@@ -336,10 +343,10 @@ fn join_by_address_only() {
     assert!(net.all_alive(), "changes: {:?}", net.changes);
     for n in net.up_ids() {
         let m = &net.nodes[&n].m;
-        let ids: Vec<String> = m.members().iter().map(|(i, _)| i.id.0.clone()).collect();
+        let ids: Vec<String> = m.members().iter().map(|(i, _)| i.id.to_string()).collect();
         assert_eq!(ids, ["n1", "n2", "n3", "n4"], "as seen by {n}");
         // The placeholder identity used for the address-only announce is never a member.
-        assert_eq!(m.liveness(&NodeId(String::new())), None);
+        assert_eq!(m.liveness(&NodeId::from("")), None);
     }
     assert!(
         net.log

@@ -104,7 +104,7 @@ mod tests {
             .is_err()
         );
         let f = Faults::default();
-        let n2 = NodeId("n2".into());
+        let n2 = NodeId::from("n2");
         f.set(
             n2.clone(),
             LinkFault {

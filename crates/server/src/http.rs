@@ -372,7 +372,7 @@ async fn cluster(State(st): State<Arc<AppState>>) -> Response {
             let by_target: serde_json::Map<String, serde_json::Value> = n
                 .hints_by_primary()
                 .into_iter()
-                .map(|(id, count)| (id.0, json!(count)))
+                .map(|(id, count)| (id.to_string(), json!(count)))
                 .collect();
             json!({
                 "node": me.as_str(),
@@ -414,7 +414,7 @@ async fn ring(State(st): State<Arc<AppState>>) -> Response {
             let layout = n.layout();
             let parts: Vec<_> = (0..layout.ring_size)
                 .map(|p| {
-                    let pl: Vec<String> = n.primaries(p).into_iter().map(|id| id.0).collect();
+                    let pl: Vec<String> = n.primaries(p).into_iter().map(|id| id.to_string()).collect();
                     json!({"partition": p, "preference_list": pl})
                 })
                 .collect();
@@ -675,7 +675,7 @@ async fn fault_clear(
 ) -> Response {
     match faults_of(&st) {
         Ok(f) => {
-            f.clear(&NodeId(peer));
+            f.clear(&NodeId::from(peer));
             StatusCode::NO_CONTENT.into_response()
         }
         Err(e) => e.into_response(),

@@ -88,10 +88,10 @@ impl Snapshot {
         let mut by_target: std::collections::BTreeMap<String, usize> = members
             .iter()
             .filter(|m| m.id != *node.id())
-            .map(|m| (m.id.0.clone(), 0))
+            .map(|m| (m.id.to_string(), 0))
             .collect();
         for (id, count) in node.hints_by_primary() {
-            by_target.insert(id.0, count);
+            by_target.insert(id.to_string(), count);
         }
         Snapshot {
             stats: node.stats().clone(),

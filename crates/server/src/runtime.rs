@@ -465,7 +465,7 @@ mod tests {
         let key = BucketKey::new(b"b".to_vec(), b"k".to_vec());
         let mut outputs = vec![
             Output::Send {
-                to: NodeId("n2".into()),
+                to: NodeId::from("n2"),
                 msg: PeerMsg::ReplicaGet { req_id: 1, key },
             },
             Output::Reply {

@@ -60,7 +60,9 @@ impl Cluster {
     /// Nodes `n1..` of a validated scenario, all up with empty stores and
     /// incarnations drawn from `rng`.
     pub fn new(s: &Scenario, bugs: &InjectedBugs, rng: &mut SimRng) -> Self {
-        let ids: Vec<NodeId> = (1..=s.nodes).map(|i| NodeId(format!("n{i}"))).collect();
+        let ids: Vec<NodeId> = (1..=s.nodes)
+            .map(|i| NodeId::from(format!("n{i}")))
+            .collect();
         let members = ids
             .iter()
             .map(|id| Member {
@@ -410,8 +412,8 @@ mod tests {
         c.restart(0, 5_000, &mut rng);
         assert_eq!(read(&mut c).siblings.len(), 1);
         assert_eq!(c.incarnation(0), inc);
-        assert_eq!(c.index(&NodeId("n1".into())), Some(0));
-        assert_eq!(c.index(&NodeId("n2".into())), None);
-        assert_eq!(c.index(&NodeId("x1".into())), None);
+        assert_eq!(c.index(&NodeId::from("n1")), Some(0));
+        assert_eq!(c.index(&NodeId::from("n2")), None);
+        assert_eq!(c.index(&NodeId::from("x1")), None);
     }
 }

@@ -56,7 +56,7 @@ pub enum SimFault {
 /// cluster, in scenario order.
 pub fn compile(s: &Scenario, c: &Cluster) -> Vec<SimFault> {
     let ix = |name: &String| {
-        c.index(&ringkv_core::NodeId(name.clone()))
+        c.index(&ringkv_core::NodeId::from(name.as_str()))
             .expect("fault node names were validated")
     };
     let ixs = |names: &[String]| names.iter().map(ix).collect::<Vec<_>>();

@@ -496,7 +496,7 @@ mod tests {
 
     fn obj(v: &str) -> Object {
         let actor = Actor {
-            node: NodeId("n1".into()),
+            node: NodeId::from("n1"),
             incarnation: 9,
         };
         Object::empty().update(
@@ -666,7 +666,7 @@ mod tests {
     fn hints_and_deletes_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let h = |p: &str, k: &str| Hint {
-            primary: ringkv_core::NodeId(p.into()),
+            primary: ringkv_core::NodeId::from(p),
             partition: 3,
             key: key("b", k),
         };

@@ -251,7 +251,7 @@ mod tests {
 
     fn obj(v: &str) -> Object {
         let actor = Actor {
-            node: NodeId("n1".into()),
+            node: NodeId::from("n1"),
             incarnation: 1,
         };
         let dot = Dot { actor, counter: 1 };
@@ -363,7 +363,7 @@ mod tests {
     #[test]
     fn hints_and_deletes_follow_the_durability_model() {
         let h = |p: &str| Hint {
-            primary: NodeId(p.into()),
+            primary: NodeId::from(p),
             partition: 0,
             key: key("b", "k"),
         };

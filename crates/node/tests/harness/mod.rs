@@ -40,7 +40,7 @@ pub struct Cluster {
 }
 
 pub fn id(s: &str) -> NodeId {
-    NodeId(s.to_string())
+    NodeId::from(s)
 }
 
 pub fn key(k: &str) -> BucketKey {
@@ -369,7 +369,7 @@ impl Cluster {
     /// (when down) drops what is queued to and from it: a crashed node.
     pub fn set_up(&mut self, peer: &str, up: bool) {
         let ids: Vec<NodeId> = self.nodes.keys().cloned().collect();
-        for at in ids.iter().filter(|x| x.0 != peer) {
+        for at in ids.iter().filter(|x| x.as_str() != peer) {
             self.input(at, Input::PeerStatus { peer: id(peer), up });
         }
         if !up {
@@ -385,7 +385,7 @@ impl Cluster {
         layout
             .preference_list(p, layout.members.len())
             .into_iter()
-            .map(|x| x.0)
+            .map(|x| x.to_string())
             .collect()
     }
 

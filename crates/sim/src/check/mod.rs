@@ -359,7 +359,7 @@ pub(crate) mod testkit {
     /// Actor of node `n{i}`.
     pub fn actor(i: u32) -> Actor {
         Actor {
-            node: NodeId(format!("n{i}")),
+            node: NodeId::from(format!("n{i}")),
             incarnation: 1,
         }
     }

@@ -13,7 +13,6 @@
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 use crate::layout::NodeId;
 
@@ -39,29 +38,69 @@ pub struct Dot {
 
 /// For each actor, how many of its writes are covered.
 ///
-/// On the wire (postcard) a map; in human-readable formats such as JSON,
+/// Kept as a list sorted by actor, one entry per actor. A key's vector has
+/// an entry for each node that coordinated a write to it, a handful, and
+/// every request copies, joins and encodes a few vectors: a short sorted list
+/// does that with one allocation, where a tree allocated a node and walked
+/// it. On the wire (postcard) a map; in human-readable formats such as JSON,
 /// whose map keys must be strings, a list of `[actor, counter]` pairs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct VersionVector(pub BTreeMap<Actor, u64>);
+pub struct VersionVector(Vec<(Actor, u64)>);
 
 impl Serialize for VersionVector {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if s.is_human_readable() {
             s.collect_seq(self.0.iter())
         } else {
-            self.0.serialize(s)
+            s.collect_map(self.0.iter().map(|(a, c)| (a, c)))
         }
     }
 }
 
 impl<'de> Deserialize<'de> for VersionVector {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Pairs;
+        impl<'de> serde::de::Visitor<'de> for Pairs {
+            type Value = VersionVector;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map of actors to counters")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut m: M,
+            ) -> Result<VersionVector, M::Error> {
+                // At most 16 entries preallocated: the length is the sender's word.
+                let mut pairs = Vec::with_capacity(m.size_hint().unwrap_or(0).min(16));
+                while let Some(pair) = m.next_entry()? {
+                    pairs.push(pair);
+                }
+                Ok(pairs.into_iter().collect())
+            }
+        }
         if d.is_human_readable() {
             let pairs = Vec::<(Actor, u64)>::deserialize(d)?;
-            Ok(VersionVector(pairs.into_iter().collect()))
+            Ok(pairs.into_iter().collect())
         } else {
-            BTreeMap::deserialize(d).map(VersionVector)
+            d.deserialize_map(Pairs)
         }
+    }
+}
+
+/// Sorts the pairs by actor; of several pairs of one actor the last counts,
+/// as when they are inserted into a map one after another.
+impl FromIterator<(Actor, u64)> for VersionVector {
+    fn from_iter<I: IntoIterator<Item = (Actor, u64)>>(pairs: I) -> Self {
+        let mut pairs: Vec<(Actor, u64)> = pairs.into_iter().collect();
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        // `later` comes after `kept` in the (stable) sorted list.
+        pairs.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                kept.1 = later.1;
+            }
+            same
+        });
+        VersionVector(pairs)
     }
 }
 
@@ -71,9 +110,14 @@ impl VersionVector {
         Self::default()
     }
 
+    /// Where `actor`'s entry is, or would go.
+    fn find(&self, actor: &Actor) -> Result<usize, usize> {
+        self.0.binary_search_by(|(a, _)| a.cmp(actor))
+    }
+
     /// How many writes of `actor` are covered.
     pub fn get(&self, actor: &Actor) -> u64 {
-        self.0.get(actor).copied().unwrap_or(0)
+        self.find(actor).map_or(0, |i| self.0[i].1)
     }
 
     /// Whether the write named by `dot` is covered.
@@ -83,26 +127,37 @@ impl VersionVector {
 
     /// Adds `dot` (and, by downward closure, every earlier dot of its actor).
     pub fn add(&mut self, dot: &Dot) {
-        let c = self.0.entry(dot.actor.clone()).or_insert(0);
-        *c = (*c).max(dot.counter);
+        self.raise(&dot.actor, dot.counter);
+    }
+
+    /// Raises `actor`'s counter to at least `counter`.
+    fn raise(&mut self, actor: &Actor, counter: u64) {
+        match self.find(actor) {
+            Ok(i) => self.0[i].1 = self.0[i].1.max(counter),
+            Err(i) => self.0.insert(i, (actor.clone(), counter)),
+        }
     }
 
     /// Pointwise maximum with `other`.
     pub fn join(&mut self, other: &VersionVector) {
-        for (a, &c) in &other.0 {
-            let e = self.0.entry(a.clone()).or_insert(0);
-            *e = (*e).max(c);
+        for (a, c) in &other.0 {
+            self.raise(a, *c);
         }
     }
 
     /// Whether `self` covers everything `other` covers.
     pub fn descends(&self, other: &VersionVector) -> bool {
-        other.0.iter().all(|(a, &c)| self.get(a) >= c)
+        other.0.iter().all(|(a, c)| self.get(a) >= *c)
     }
 
     /// Whether nothing is covered.
     pub fn is_empty(&self) -> bool {
-        self.0.values().all(|&c| c == 0)
+        self.0.iter().all(|(_, c)| *c == 0)
+    }
+
+    /// Each actor with its counter, in actor order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Actor, u64)> {
+        self.0.iter().map(|(a, c)| (a, *c))
     }
 }
 
@@ -264,6 +319,76 @@ mod tests {
         Actor {
             node: NodeId::from(format!("n{i}")),
             incarnation: 7,
+        }
+    }
+
+    /// A version vector as it was kept before it became a sorted list: the
+    /// model its operations and its encoding must match.
+    type Model = std::collections::BTreeMap<Actor, u64>;
+
+    fn vv_ops() -> impl Strategy<Value = Vec<(bool, usize, u64)>> {
+        // (join a one-entry vector instead of adding a dot, actor, counter)
+        prop::collection::vec((any::<bool>(), 0usize..6, 0u64..5), 0..12)
+    }
+
+    proptest! {
+        #[test]
+        fn version_vectors_match_a_map(ops in vv_ops(), other in vv_ops()) {
+            let build = |ops: &[(bool, usize, u64)]| {
+                let (mut vv, mut model) = (VersionVector::new(), Model::new());
+                for &(join, a, c) in ops {
+                    let dot = Dot { actor: actor(a), counter: c };
+                    if join {
+                        vv.join(&[(actor(a), c)].into_iter().collect());
+                    } else {
+                        vv.add(&dot);
+                    }
+                    let e = model.entry(actor(a)).or_insert(0);
+                    *e = (*e).max(c);
+                }
+                (vv, model)
+            };
+            let (mut vv, mut model) = build(&ops);
+            let (other, other_model) = build(&other);
+            for a in 0..6 {
+                prop_assert_eq!(vv.get(&actor(a)), model.get(&actor(a)).copied().unwrap_or(0));
+            }
+            prop_assert_eq!(
+                vv.descends(&other),
+                other_model.iter().all(|(a, c)| model.get(a).copied().unwrap_or(0) >= *c)
+            );
+            prop_assert_eq!(vv.is_empty(), model.values().all(|c| *c == 0));
+            vv.join(&other);
+            for (a, c) in other_model {
+                let e = model.entry(a).or_insert(0);
+                *e = (*e).max(c);
+            }
+            prop_assert!(vv.iter().map(|(a, c)| (a.clone(), c)).eq(model.clone()));
+            // Encoded exactly as the map was, so stored objects and contexts
+            // from before read the same; and decoded back.
+            let bin = postcard::to_stdvec(&vv).unwrap();
+            prop_assert_eq!(&bin, &postcard::to_stdvec(&model).unwrap());
+            prop_assert_eq!(postcard::from_bytes::<VersionVector>(&bin).unwrap(), vv.clone());
+            let json = serde_json::to_string(&vv).unwrap();
+            let pairs: Vec<(&Actor, &u64)> = model.iter().collect();
+            prop_assert_eq!(&json, &serde_json::to_string(&pairs).unwrap());
+            prop_assert_eq!(serde_json::from_str::<VersionVector>(&json).unwrap(), vv);
+        }
+
+        /// Pairs in any order, with repeats, read as a map would read them:
+        /// sorted, the last of an actor's pairs counting.
+        #[test]
+        fn unsorted_pairs_decode_as_a_map(pairs in prop::collection::vec((0usize..4, 0u64..9), 0..10)) {
+            let pairs: Vec<(Actor, u64)> = pairs.into_iter().map(|(a, c)| (actor(a), c)).collect();
+            let model: Model = pairs.iter().cloned().collect();
+            let vv: VersionVector = pairs.iter().cloned().collect();
+            prop_assert!(vv.iter().map(|(a, c)| (a.clone(), c)).eq(model.clone()));
+            // A map on the wire with its entries out of order and repeated.
+            let mut bin = postcard::to_stdvec(&(pairs.len() as u32)).unwrap();
+            for p in &pairs {
+                bin.extend(postcard::to_stdvec(p).unwrap());
+            }
+            prop_assert_eq!(postcard::from_bytes::<VersionVector>(&bin).unwrap(), vv);
         }
     }
 

@@ -508,7 +508,12 @@ mod tests {
         b.get("k", 1, (41, 42), &c);
         // Covers the latest (n1:2, so n1:1 too) but not n2:1: fresh, k = 1.
         let mut partial = c.clone();
-        partial.vv.0.remove(&actor(2));
+        partial.vv = partial
+            .vv
+            .iter()
+            .filter(|(a, _)| **a != actor(2))
+            .map(|(a, c)| (a.clone(), c))
+            .collect();
         b.get("k", 1, (45, 46), &partial); // t = 5, fresh, k = 1
         b.get("k", 1, (140, 141), &c); // t = 100, fresh
         let o = observe(&b.h, 1000);

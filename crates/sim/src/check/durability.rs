@@ -242,7 +242,7 @@ fn vanished_dots(h: &History, key: &str, ops: &[usize], out: &mut Vec<Violation>
             continue;
         };
         let superseded = index.superseded_within(&object.vv);
-        for (actor, &seen) in &object.vv.0 {
+        for (actor, seen) in object.vv.iter() {
             let Some(ai) = index.actor(actor) else {
                 continue;
             };

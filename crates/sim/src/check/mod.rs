@@ -99,7 +99,7 @@ pub(crate) struct VvFmt<'a>(pub &'a VersionVector);
 impl fmt::Display for VvFmt<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("{")?;
-        for (i, (a, c)) in self.0.0.iter().enumerate() {
+        for (i, (a, c)) in self.0.iter().enumerate() {
             if i > 0 {
                 f.write_str(", ")?;
             }
@@ -253,7 +253,7 @@ impl<'h> WriteIndex<'h> {
                 };
                 names.insert(&dot.actor);
                 if let Some(c) = ctx {
-                    names.extend(c.0.keys());
+                    names.extend(c.iter().map(|(a, _)| a));
                 }
                 known.push((dot, i, ctx));
             }
@@ -278,7 +278,7 @@ impl<'h> WriteIndex<'h> {
                 };
                 let mut row: Vec<Option<Cover>> = vec![None; width];
                 for (c, i, ctx) in writes {
-                    for (a, &n) in ctx.map(|v| &v.0).into_iter().flatten() {
+                    for (a, n) in ctx.into_iter().flat_map(VersionVector::iter) {
                         if let Ok(ai) = actors.binary_search(&a)
                             && n > 0
                             && row[ai].is_none_or(|cv| n > cv.counter)
@@ -327,7 +327,7 @@ impl<'h> WriteIndex<'h> {
     pub(crate) fn superseded_within(&self, vv: &VersionVector) -> Vec<Option<Cover>> {
         let width = self.actors.len();
         let mut best: Vec<Option<Cover>> = vec![None; width];
-        for (b, &seen) in &vv.0 {
+        for (b, seen) in vv.iter() {
             let Some(bi) = self.actor(b) else { continue };
             let line = &self.lines[bi];
             let n = line.counters.partition_point(|&c| c <= seen);

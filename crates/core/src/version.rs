@@ -284,7 +284,19 @@ impl Object {
 
     /// Encodes for storage or the wire.
     pub fn to_bytes(&self) -> Vec<u8> {
-        postcard::to_stdvec(self).expect("object encoding cannot fail")
+        // Allocated once with room for the whole encoding (values plus a
+        // generous allowance per dot and vector entry) rather than grown
+        // and copied from empty.
+        let values: usize = self
+            .siblings
+            .iter()
+            .map(|s| match &s.value {
+                Value::Data(b) => b.len(),
+                Value::Tombstone => 0,
+            })
+            .sum();
+        let guess = values + 96 * self.siblings.len() + 80 * self.vv.0.len() + 16;
+        postcard::to_extend(self, Vec::with_capacity(guess)).expect("object encoding cannot fail")
     }
 
     /// Decodes what [`Object::to_bytes`] made.

@@ -48,14 +48,28 @@
 //! - Changing identity (`update_me`, rejoin) leaves foca disconnected until a
 //!   message reaches the new identity; an empty `apply_many` right after it
 //!   reconnects it (restarts the probe timers) at once.
+//! - A suspicion ends only three ways: the suspect refutes it (it must hear
+//!   of it first), a message from the suspect carries a higher incarnation
+//!   than the suspected one, or the prober's Down timer fires. Nobody else
+//!   holds a Down timer, and foca drops the prober's (stale timer token) when
+//!   the prober changes identity or goes idle; the suspicion itself is sent
+//!   on only `max_transmissions` times. A live suspect's probe replies carry
+//!   the suspected incarnation, which clears nothing. So after a partition
+//!   heals, a suspicion whose transmissions were all lost to the partition,
+//!   and whose prober rejoined (the other side had declared it Down) or
+//!   whose probes succeed again, stayed forever. [`Membership`] therefore
+//!   tells every member it holds Suspect so, directly, once per probe period
+//!   for as long as it does (a `Gossip` packet carrying the suspicion); a
+//!   live suspect refutes, a dead one is declared Down by its next failed
+//!   probe.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 use std::num::{NonZeroU8, NonZeroU32, NonZeroUsize};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::Buf;
+use bytes::{Buf, BufMut};
 use foca::{
     AccumulatingRuntime, BroadcastHandler, Codec, Config, Foca, Header, Identity, Invalidates,
     Member, Message, OwnedNotification, PeriodicParams, PostcardCodec, State, Timer,
@@ -478,6 +492,8 @@ type FocaInst = Foca<Ident, PostcardCodec, SeededRng, MetaHandler>;
 enum TimerKind {
     Foca(Timer<Ident>),
     JoinRetry,
+    /// Tell this member, if it is still Suspect here, that it is.
+    RemindSuspect(NodeId),
 }
 
 /// Whom to (re-)announce to until we know a live member.
@@ -504,6 +520,8 @@ pub struct Membership {
     view: BTreeMap<NodeId, (MemberInfo, Liveness)>,
     join_targets: Vec<JoinTarget>,
     join_timer_armed: bool,
+    /// Suspect members with a [`TimerKind::RemindSuspect`] pending.
+    reminding: BTreeSet<NodeId>,
     last_now_ms: u64,
 }
 
@@ -539,6 +557,7 @@ impl Membership {
             view: BTreeMap::new(),
             join_targets: Vec::new(),
             join_timer_armed: false,
+            reminding: BTreeSet::new(),
             last_now_ms: 0,
         }
     }
@@ -646,13 +665,55 @@ impl Membership {
                     token,
                 });
             }
+            Some(TimerKind::RemindSuspect(id)) => {
+                // `finish` arms the next reminder if it is still Suspect.
+                self.reminding.remove(&id);
+                out.extend(self.remind_suspect(&id));
+            }
         }
         self.finish(now_ms, out);
     }
 
+    /// A `Gossip` packet to `id`, if we hold it Suspect, carrying just that
+    /// suspicion: a live suspect refutes it (bumps its incarnation), which
+    /// is the only way a suspicion of a member that answers probes ends. A
+    /// suspicion of an older incarnation changes nothing there; the next
+    /// message from the suspect clears it here.
+    ///
+    /// foca does not tell us our own incarnation: the header says 0, which
+    /// never outranks what the receiver knows of us.
+    fn remind_suspect(&mut self, id: &NodeId) -> Option<GossipOut> {
+        let suspect = self
+            .foca
+            .iter_membership_state()
+            .find(|m| &m.id().info.id == id && m.state() == State::Suspect)?;
+        let suspicion = Member::new(suspect.id().clone(), suspect.incarnation(), State::Suspect);
+        let header = Header {
+            src: self.foca.identity().clone(),
+            src_incarnation: Default::default(),
+            dst: suspect.id().clone(),
+            message: Message::Gossip,
+        };
+        let mut data = Vec::new();
+        let encoded =
+            Codec::<Ident>::encode_header(&mut self.codec, &header, &mut data).and_then(|()| {
+                data.put_u16(1);
+                Codec::<Ident>::encode_member(&mut self.codec, &suspicion, &mut data)
+            });
+        if let Err(e) = encoded {
+            tracing::debug!(error = %e, "gossip suspicion reminder not encoded");
+            return None;
+        }
+        Some(GossipOut::Send {
+            to: id.clone(),
+            data,
+        })
+    }
+
     /// Mark a live member Suspect from outside (a request to it timed out).
-    /// The suspicion is gossiped; the member refutes it if it is alive, and
-    /// the next failed probe of it starts the countdown to Down if not.
+    /// The suspicion is gossiped (and repeated to the member itself while it
+    /// lasts); the member refutes it if it is alive, and the next failed
+    /// probe of it starts the countdown to Down if not.
     /// No-op for ourselves, unknown members and members not Alive.
     pub fn suspect(&mut self, now_ms: u64, id: &NodeId, out: &mut Vec<GossipOut>) {
         self.last_now_ms = now_ms;
@@ -833,6 +894,25 @@ impl Membership {
             });
         }
         self.diff_view(out);
+        self.arm_reminders(now_ms, out);
+    }
+
+    /// A reminder timer for every member Suspect here that has none.
+    fn arm_reminders(&mut self, now_ms: u64, out: &mut Vec<GossipOut>) {
+        let due: Vec<NodeId> = self
+            .view
+            .iter()
+            .filter(|(id, (_, l))| *l == Liveness::Suspect && !self.reminding.contains(*id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            self.reminding.insert(id.clone());
+            let token = self.token(TimerKind::RemindSuspect(id));
+            out.push(GossipOut::Timer {
+                at_ms: now_ms.saturating_add(self.cfg.probe_period_ms.max(1)),
+                token,
+            });
+        }
     }
 
     fn diff_view(&mut self, out: &mut Vec<GossipOut>) {

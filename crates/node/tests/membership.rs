@@ -66,6 +66,9 @@ struct Net {
     seed: u64,
     /// Nodes cut off from every other node (packets to and from them are lost).
     isolated: Vec<NodeId>,
+    /// One side of a partition: packets between it and the other nodes are
+    /// lost (empty: no partition).
+    side: Vec<NodeId>,
 }
 
 fn fnv(data: &[u8]) -> u64 {
@@ -91,6 +94,7 @@ impl Net {
             errors: Vec::new(),
             seed,
             isolated: Vec::new(),
+            side: Vec::new(),
         }
     }
 
@@ -242,6 +246,10 @@ impl Net {
             let node = match ev {
                 Ev::Deliver { from, to, data } => {
                     if self.isolated.contains(&from) || self.isolated.contains(&to) {
+                        continue;
+                    }
+                    if !self.side.is_empty() && self.side.contains(&from) != self.side.contains(&to)
+                    {
                         continue;
                     }
                     let Some(slot) = self.nodes.get_mut(&to) else {
@@ -495,6 +503,57 @@ fn isolated_member_comes_back_after_the_partition_heals() {
     assert!(healed <= 1_000, "took {healed} ms");
     net.run_until(net.now + 2_000);
     assert!(net.all_alive());
+}
+
+/// A 2|3 partition that heals while suspicions are pending: every node must
+/// see every node alive again. A suspicion whose gossip was spent on packets
+/// the partition dropped never reached the suspect, and a live suspect
+/// answers probes at the suspected incarnation, which clears nothing; only
+/// the prober's Down timer could end it, and foca drops that timer when the
+/// prober changes identity (it rejoins once it learns the other side
+/// declared it down). The suspicion then stayed forever.
+#[test]
+fn suspicions_pending_when_a_partition_heals_are_refuted() {
+    let mut stuck = Vec::new();
+    for seed in 1..=16u64 {
+        for partition_ms in [250, 400, 550, 700, 3_000] {
+            let mut net = cluster(5, seed);
+            net.run_until(2_000);
+            assert!(net.all_alive(), "seed {seed}: not all alive before");
+            net.side = vec![id("n1"), id("n2")];
+            net.run_until(2_000 + partition_ms);
+            net.side.clear();
+            let healed = net.now;
+            // Generous for the fast profile: 100 ms probes, Down 500 ms
+            // after Suspect.
+            while !net.all_alive() && net.now < healed + 3_000 {
+                net.run_until(net.now + 10);
+            }
+            net.run_until(net.now + 2_000);
+            if !net.all_alive() {
+                let views: Vec<String> = net
+                    .up_ids()
+                    .iter()
+                    .map(|n| {
+                        let m = &net.nodes[n].m;
+                        let not_alive: Vec<String> = m
+                            .members()
+                            .iter()
+                            .filter(|(_, l)| *l != Liveness::Alive)
+                            .map(|(i, l)| format!("{}:{l:?}", i.id))
+                            .collect();
+                        format!("{n} sees {not_alive:?}")
+                    })
+                    .collect();
+                stuck.push(format!("seed {seed}, {partition_ms} ms: {views:?}"));
+            }
+        }
+    }
+    assert!(
+        stuck.is_empty(),
+        "not all alive after the heal:\n{}",
+        stuck.join("\n")
+    );
 }
 
 #[test]

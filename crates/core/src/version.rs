@@ -282,20 +282,24 @@ impl Object {
         Object { vv, siblings }
     }
 
-    /// Encodes for storage or the wire.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        // Allocated once with room for the whole encoding (values plus a
-        // generous allowance per dot and vector entry) rather than grown
-        // and copied from empty.
-        let values: usize = self
-            .siblings
+    /// The bytes of all the siblings' values together (what the object's
+    /// size limit counts).
+    pub fn value_bytes(&self) -> usize {
+        self.siblings
             .iter()
             .map(|s| match &s.value {
                 Value::Data(b) => b.len(),
                 Value::Tombstone => 0,
             })
-            .sum();
-        let guess = values + 96 * self.siblings.len() + 80 * self.vv.0.len() + 16;
+            .sum()
+    }
+
+    /// Encodes for storage or the wire.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Allocated once with room for the whole encoding (values plus a
+        // generous allowance per dot and vector entry) rather than grown
+        // and copied from empty.
+        let guess = self.value_bytes() + 96 * self.siblings.len() + 80 * self.vv.0.len() + 16;
         postcard::to_extend(self, Vec::with_capacity(guess)).expect("object encoding cannot fail")
     }
 

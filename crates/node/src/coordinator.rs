@@ -493,14 +493,7 @@ impl<S: Store> Node<S> {
             }
         };
         let limits = &self.cfg.limits;
-        let bytes: usize = new
-            .siblings
-            .iter()
-            .map(|s| match &s.value {
-                Value::Data(b) => b.len(),
-                Value::Tombstone => 0,
-            })
-            .sum();
+        let bytes = new.value_bytes();
         let siblings_max = props.siblings_max.min(limits.siblings_max);
         if new.siblings.len() > siblings_max || bytes > limits.object_bytes_max {
             let msg = format!(

@@ -140,9 +140,31 @@ impl VersionVector {
 
     /// Pointwise maximum with `other`.
     pub fn join(&mut self, other: &VersionVector) {
+        let mut missing = false;
         for (a, c) in &other.0 {
-            self.raise(a, *c);
+            match self.find(a) {
+                Ok(i) => self.0[i].1 = self.0[i].1.max(*c),
+                Err(_) => missing = true,
+            }
         }
+        if !missing {
+            return;
+        }
+        // New actors: one merge of the two sorted lists, linear in their
+        // lengths (inserting each would shift the list once per actor).
+        let mut out = Vec::with_capacity(self.0.len() + other.0.len());
+        let mut mine = std::mem::take(&mut self.0).into_iter().peekable();
+        for (a, c) in &other.0 {
+            while let Some(m) = mine.next_if(|(x, _)| x < a) {
+                out.push(m);
+            }
+            match mine.next_if(|(x, _)| x == a) {
+                Some(m) => out.push(m), // raised above
+                None => out.push((a.clone(), *c)),
+            }
+        }
+        out.extend(mine);
+        self.0 = out;
     }
 
     /// Whether `self` covers everything `other` covers.

@@ -74,12 +74,11 @@ impl<'de> Deserialize<'de> for VersionVector {
                 while let Some(pair) = m.next_entry()? {
                     pairs.push(pair);
                 }
-                Ok(pairs.into_iter().collect())
+                Ok(VersionVector::from_pairs(pairs))
             }
         }
         if d.is_human_readable() {
-            let pairs = Vec::<(Actor, u64)>::deserialize(d)?;
-            Ok(pairs.into_iter().collect())
+            Ok(VersionVector::from_pairs(Vec::deserialize(d)?))
         } else {
             d.deserialize_map(Pairs)
         }
@@ -90,7 +89,17 @@ impl<'de> Deserialize<'de> for VersionVector {
 /// as when they are inserted into a map one after another.
 impl FromIterator<(Actor, u64)> for VersionVector {
     fn from_iter<I: IntoIterator<Item = (Actor, u64)>>(pairs: I) -> Self {
-        let mut pairs: Vec<(Actor, u64)> = pairs.into_iter().collect();
+        VersionVector::from_pairs(pairs.into_iter().collect())
+    }
+}
+
+impl VersionVector {
+    /// [`FromIterator`] on a list already collected. What this crate encodes
+    /// is strictly sorted already, so decoding only checks that.
+    fn from_pairs(mut pairs: Vec<(Actor, u64)>) -> Self {
+        if pairs.windows(2).all(|w| w[0].0 < w[1].0) {
+            return VersionVector(pairs);
+        }
         pairs.sort_by(|a, b| a.0.cmp(&b.0));
         // `later` comes after `kept` in the (stable) sorted list.
         pairs.dedup_by(|later, kept| {

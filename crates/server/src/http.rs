@@ -66,7 +66,7 @@ pub struct AppState {
 ///
 /// Key reads and writes are nearly every request a node serves, and
 /// routing them through axum (route matching, URL parameters, matched path,
-/// request extensions) cost about a tenth of a request's instructions. The
+/// request extensions) cost about a seventh of a request's instructions. The
 /// service therefore hands a request that the router would give to the key
 /// handler straight to that handler, and every other request to the router;
 /// the answers are the same either way.

@@ -9,6 +9,11 @@
 //! and handed to a write of another is rejected too: its version vector would
 //! otherwise claim writes this key never saw, and a later write with such a
 //! dot would vanish.
+//!
+//! The checksum is not a signature: a client can build a token by hand. A
+//! coordinator refuses one that claims writes of its own the key lacks, and
+//! one that would bring the key's version vector past `Limits::actors_max`
+//! actors, so a forged token cannot grow a key's metadata without bound.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

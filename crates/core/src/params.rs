@@ -89,6 +89,11 @@ pub struct Limits {
     /// Largest stored object (all siblings' values together), in bytes; it
     /// must fit in one message between nodes.
     pub object_bytes_max: usize,
+    /// Most actors a write's context may bring into a key's version vector.
+    /// Contexts are not signed, so a forged one could otherwise grow a key's
+    /// metadata without bound; a real key has an entry per node (and data
+    /// directory) that ever coordinated a write to it, a handful.
+    pub actors_max: usize,
 }
 
 impl Default for Limits {
@@ -99,6 +104,7 @@ impl Default for Limits {
             bucket_bytes_max: 255,
             siblings_max: 100,
             object_bytes_max: 16 * 1024 * 1024,
+            actors_max: 256,
         }
     }
 }

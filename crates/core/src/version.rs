@@ -186,6 +186,11 @@ impl VersionVector {
         self.0.iter().all(|(_, c)| *c == 0)
     }
 
+    /// How many actors have an entry (what the vector's size grows with).
+    pub fn actors(&self) -> usize {
+        self.0.len()
+    }
+
     /// Each actor with its counter, in actor order.
     pub fn iter(&self) -> impl Iterator<Item = (&Actor, u64)> {
         self.0.iter().map(|(a, c)| (a, *c))

@@ -493,6 +493,18 @@ impl<S: Store> Node<S> {
             }
         };
         let limits = &self.cfg.limits;
+        // A write may always add its own actor to what is stored; the
+        // context may add others only up to the limit.
+        let actors = new.vv.actors();
+        if actors > limits.actors_max.max(local.vv.actors() + 1) {
+            let msg = format!(
+                "the context names writers this key never had: its version vector would have \
+                 {actors} entries, over the limit of {}; pass the X-Ringkv-Context of a read of \
+                 this same key unchanged",
+                limits.actors_max
+            );
+            return self.reject(origin, ClientError::BadRequest(msg), out);
+        }
         let bytes = new.value_bytes();
         let siblings_max = props.siblings_max.min(limits.siblings_max);
         if new.siblings.len() > siblings_max || bytes > limits.object_bytes_max {

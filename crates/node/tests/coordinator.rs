@@ -6,6 +6,7 @@ mod harness;
 use harness::*;
 use ringkv_core::msg::{ClientError, ClientReply, PeerMsg};
 use ringkv_core::params::QuorumParam;
+use ringkv_core::{Actor, Limits, NodeId, VersionVector};
 use ringkv_node::Input;
 
 #[test]
@@ -340,6 +341,90 @@ fn a_context_read_from_another_key_is_refused() {
         c.reply(p)
     );
     assert_eq!(c.snapshot(), before);
+}
+
+/// A context with `fakes` made-up writers (`tag` keeps them apart between
+/// calls) added to `vv`: what a client that forges tokens could send.
+fn with_fake_writers(vv: &VersionVector, tag: &str, fakes: usize) -> VersionVector {
+    let fake = (0..fakes).map(|i| {
+        let actor = Actor {
+            node: NodeId::from(format!("fake-{tag}-{i}")),
+            incarnation: 1,
+        };
+        (actor, 1)
+    });
+    vv.iter().map(|(a, c)| (a.clone(), c)).chain(fake).collect()
+}
+
+#[test]
+fn a_forged_context_cannot_grow_a_keys_version_vector_past_the_limit() {
+    let mut c = Cluster::new(3, 3, 2, 2);
+    let max = Limits::default().actors_max;
+    c.client("n1", put("k", "a", None));
+    c.deliver_all();
+    let read = |c: &mut Cluster| {
+        let g = c.client("n2", get("k"));
+        c.deliver_all();
+        c.read_object(g).vv
+    };
+    // One forged write with more writers than the limit: refused, nothing
+    // changes.
+    let ctx = read(&mut c);
+    let before = c.snapshot();
+    let p = c.client("n1", put("k", "b", Some(with_fake_writers(&ctx, "x", max))));
+    c.deliver_all();
+    assert!(
+        matches!(c.reply(p), ClientReply::Error(ClientError::BadRequest(m)) if m.contains("never had")),
+        "{:?}",
+        c.reply(p)
+    );
+    assert_eq!(c.snapshot(), before);
+    // Forged writes under the limit pass (a token is not signed), but
+    // repeating them cannot grow the vector past it.
+    let mut refused = 0;
+    for round in 0..4 {
+        let ctx = read(&mut c);
+        let p = c.client(
+            "n1",
+            put(
+                "k",
+                "c",
+                Some(with_fake_writers(&ctx, &round.to_string(), 100)),
+            ),
+        );
+        c.deliver_all();
+        if matches!(c.reply(p), ClientReply::Error(ClientError::BadRequest(_))) {
+            refused += 1;
+        } else {
+            c.written_context(p);
+        }
+        for n in ["n1", "n2", "n3"] {
+            let actors = c.stored(n, "k").unwrap().vv.actors();
+            assert!(actors <= max, "{n} holds {actors} actors");
+        }
+    }
+    // 1 real writer + 100, + 200 pass; + 300 would be over 256, twice.
+    assert_eq!(max, 256);
+    assert_eq!(refused, 2);
+    // Fill the vector to the limit; the key stays writable with the context
+    // of a real read from any node, though each new coordinator adds itself.
+    let ctx = read(&mut c);
+    let fill = max - ctx.actors();
+    let p = c.client(
+        "n1",
+        put("k", "d", Some(with_fake_writers(&ctx, "fill", fill))),
+    );
+    c.deliver_all();
+    c.written_context(p);
+    for n in ["n1", "n2", "n3"] {
+        let ctx = read(&mut c);
+        let p = c.client(n, put("k", n, Some(ctx)));
+        c.deliver_all();
+        c.written_context(p);
+    }
+    let g = c.client("n1", get("k"));
+    c.deliver_all();
+    assert_eq!(values(&c.read_object(g)), vec!["n3"]);
 }
 
 #[test]

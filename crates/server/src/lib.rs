@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod faults;
+pub mod fsync;
 pub mod http;
 pub mod metrics;
 pub mod runtime;

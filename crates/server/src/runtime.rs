@@ -5,9 +5,10 @@
 //! The loop is a task on the async runtime, next to the HTTP server and the
 //! peer links: a request then crosses no thread on its way through the node,
 //! which under load cost more than the storage calls the loop makes inline
-//! (they touch memory and, once per batch, `write(2)`; an fsync goes through
-//! `block_in_place` so the runtime's other tasks move to another thread
-//! meanwhile). Async code talks to it through a bounded channel with
+//! (they touch memory and, once per batch, `write(2)`). A periodic fsync
+//! runs on a thread of its own ([`crate::fsync`]); the fsync of
+//! `--sync always` goes through `block_in_place` so the runtime's other
+//! tasks move to another thread meanwhile. Async code talks to it through a bounded channel with
 //! `try_send`, so a full node refuses work instead of stalling the HTTP
 //! server.
 
@@ -25,6 +26,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, warn};
 
+use crate::fsync::BackgroundSync;
 use crate::transport::Liveness;
 
 /// Most events waiting for the node loop; past it clients get `503`.
@@ -175,6 +177,13 @@ impl Tracked {
     }
 }
 
+impl Tracked {
+    /// Makes the store's flushed writes durable from another thread.
+    pub fn journal_syncer(&self) -> ringkv_storage::fjall_store::JournalSyncer {
+        self.inner.journal_syncer()
+    }
+}
+
 impl Store for Tracked {
     fn get(&self, p: PartitionId, key: &BucketKey) -> Result<Option<Object>, StoreError> {
         self.inner.get(p, key)
@@ -226,13 +235,28 @@ pub fn spawn(
     liveness: Liveness,
 ) -> (NodeHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(EVENTS_MAX);
-    let task = tokio::spawn(Loop::new(node, sync, peers, liveness).run(rx));
+    let background = match sync {
+        SyncMode::Periodic { .. } => {
+            let syncer = node.store().journal_syncer();
+            match BackgroundSync::start(move || syncer.sync()) {
+                Ok(bg) => Some(bg),
+                Err(e) => {
+                    warn!(error = %e, "cannot start the fsync thread; the node's loop fsyncs itself");
+                    None
+                }
+            }
+        }
+        SyncMode::Always => None,
+    };
+    let task = tokio::spawn(Loop::new(node, sync, background, peers, liveness).run(rx));
     (NodeHandle { tx }, task)
 }
 
 struct Loop<P: PeerSender> {
     node: Node<Tracked>,
     sync: SyncMode,
+    /// Where periodic fsyncs run, so the loop never waits for them.
+    background: Option<BackgroundSync>,
     peers: P,
     start: Instant,
     /// Pending timers: (due ms, timer id).
@@ -269,10 +293,17 @@ fn fail_batch(outputs: &mut Vec<Output>, error: &str) {
 }
 
 impl<P: PeerSender> Loop<P> {
-    fn new(node: Node<Tracked>, sync: SyncMode, peers: P, liveness: Liveness) -> Self {
+    fn new(
+        node: Node<Tracked>,
+        sync: SyncMode,
+        background: Option<BackgroundSync>,
+        peers: P,
+        liveness: Liveness,
+    ) -> Self {
         Loop {
             node,
             sync,
+            background,
             peers,
             start: Instant::now(),
             timers: BTreeMap::new(),
@@ -425,9 +456,22 @@ impl<P: PeerSender> Loop<P> {
                 self.unsynced && self.last_sync.elapsed() >= Duration::from_millis(interval_ms)
             }
         };
+        if let Some(e) = self.background.as_ref().and_then(BackgroundSync::failure) {
+            return Err(StoreError::Engine(format!(
+                "a periodic fsync failed ({e}), so this node can no longer make writes durable: \
+                 check its disk and restart it"
+            )));
+        }
         if force_sync || sync_due {
             let store = self.node.store_mut();
-            tokio::task::block_in_place(|| store.sync())?;
+            match &self.background {
+                // Periodic: the thread makes what is flushed now durable.
+                Some(bg) if !force_sync => {
+                    store.flush()?;
+                    bg.request();
+                }
+                _ => tokio::task::block_in_place(|| store.sync())?,
+            }
             self.unsynced = false;
             self.last_sync = Instant::now();
         } else if wrote {

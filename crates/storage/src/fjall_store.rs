@@ -29,6 +29,11 @@
 //! background worker flushes a full memtable (every few MiB) and when the
 //! database is dropped.
 //!
+//! `sync` holds fjall's journal lock while the disk works, so no write can
+//! go in meanwhile. A [`JournalSyncer`] makes flushed writes durable from
+//! another thread without that lock: the node's periodic fsync uses it, so
+//! the node keeps serving during the fsync.
+//!
 //! # Row cache
 //! The store keeps the most recently read or written objects, decoded, in a
 //! row cache of [`ROW_CACHE_BYTES`]. A hot key's memtable holds every version
@@ -141,6 +146,79 @@ impl std::fmt::Debug for FjallStore {
     }
 }
 
+/// Makes every write a [`FjallStore`] had flushed ([`Store::flush`]) when
+/// [`JournalSyncer::sync`] is called durable, from any thread, while the
+/// store keeps taking writes.
+///
+/// It `fdatasync`s the active journal, the file fjall appends to, through a
+/// descriptor of its own, so it never holds fjall's journal lock. The older
+/// journals need nothing: fjall syncs a journal when it seals it and starts
+/// the next.
+#[derive(Clone, Debug)]
+pub struct JournalSyncer {
+    /// The database folder, where fjall keeps its journals as `<id>.jnl`.
+    dir: PathBuf,
+}
+
+impl JournalSyncer {
+    /// Makes every write flushed before this call durable.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        // The journal found may be sealed and removed before it is opened:
+        // it was synced when it was sealed, and the next one is active.
+        for _ in 0..3 {
+            let path = active_journal(&self.dir)?;
+            // Opened read-only: on Linux `fdatasync` writes back the file's
+            // data whichever descriptor wrote it.
+            match std::fs::File::open(&path) {
+                Ok(f) => {
+                    return f.sync_data().map_err(|e| {
+                        StoreError::Engine(format!("syncing journal {}: {e}", path.display()))
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err(StoreError::Engine(format!(
+                        "opening journal {} to sync it: {e}",
+                        path.display()
+                    )));
+                }
+            }
+        }
+        Err(StoreError::Engine(format!(
+            "the journals in {} kept changing while a sync looked for the active one",
+            self.dir.display()
+        )))
+    }
+}
+
+/// The journal fjall appends to: the `<id>.jnl` in `dir` with the highest id.
+fn active_journal(dir: &Path) -> Result<PathBuf, StoreError> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| StoreError::Engine(format!("listing journals in {}: {e}", dir.display())))?;
+    let mut active: Option<(u64, PathBuf)> = None;
+    for entry in entries {
+        let entry = entry.map_err(|e| {
+            StoreError::Engine(format!("listing journals in {}: {e}", dir.display()))
+        })?;
+        let name = entry.file_name();
+        let id = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".jnl"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(id) = id
+            && active.as_ref().is_none_or(|(best, _)| id > *best)
+        {
+            active = Some((id, entry.path()));
+        }
+    }
+    active.map(|(_, path)| path).ok_or_else(|| {
+        StoreError::Engine(format!(
+            "no journal (<id>.jnl) in {}: the data directory is damaged or not a fjall store",
+            dir.display()
+        ))
+    })
+}
+
 /// The keyspace name of a partition: `p` and four digits, so names sort in
 /// partition order and fit every allowed ring size.
 pub fn keyspace_name(partition: PartitionId) -> String {
@@ -224,6 +302,14 @@ impl FjallStore {
     /// than silently hiding that data).
     pub fn open(path: &Path, ring_size: u32) -> Result<Self, StoreError> {
         Self::open_with_row_cache(path, ring_size, ROW_CACHE_BYTES)
+    }
+
+    /// Something that makes this store's flushed writes durable from another
+    /// thread (see [`JournalSyncer`]).
+    pub fn journal_syncer(&self) -> JournalSyncer {
+        JournalSyncer {
+            dir: self.path.clone(),
+        }
     }
 
     /// [`FjallStore::open`] with a row cache of `row_cache_bytes` (tests use
@@ -695,6 +781,50 @@ mod tests {
         let _s = FjallStore::open(dir.path(), 8).unwrap();
         let err = FjallStore::open(dir.path(), 8).unwrap_err().to_string();
         assert!(err.contains("already open"), "{err}");
+    }
+
+    #[test]
+    fn the_journal_syncer_syncs_the_file_that_holds_flushed_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FjallStore::open(dir.path(), 8).unwrap();
+        let value = "a value to find in the journal, 0123456789";
+        s.put(2, &key("b", "k"), &obj(value)).unwrap();
+        s.flush().unwrap();
+        let active = active_journal(dir.path()).unwrap();
+        let bytes = std::fs::read(&active).unwrap();
+        assert!(
+            bytes.windows(value.len()).any(|w| w == value.as_bytes()),
+            "{} does not hold the flushed write",
+            active.display()
+        );
+        s.journal_syncer().sync().unwrap();
+    }
+
+    #[test]
+    fn the_active_journal_is_the_one_with_the_highest_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = active_journal(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("no journal"), "{err}");
+        for name in [
+            "2.jnl",
+            "10.jnl",
+            "9.jnl",
+            "x.jnl",
+            "11.jnl.tmp",
+            "12",
+            "lock",
+        ] {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+        assert_eq!(
+            active_journal(dir.path()).unwrap(),
+            dir.path().join("10.jnl")
+        );
+        let gone = JournalSyncer {
+            dir: dir.path().join("missing"),
+        };
+        let err = gone.sync().unwrap_err();
+        assert!(err.to_string().contains("listing journals"), "{err}");
     }
 
     #[test]

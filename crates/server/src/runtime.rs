@@ -8,9 +8,9 @@
 //! (they touch memory and, once per batch, `write(2)`). A periodic fsync
 //! runs on a thread of its own ([`crate::fsync`]); the fsync of
 //! `--sync always` goes through `block_in_place` so the runtime's other
-//! tasks move to another thread meanwhile. Async code talks to it through a bounded channel with
-//! `try_send`, so a full node refuses work instead of stalling the HTTP
-//! server.
+//! tasks move to another thread meanwhile. Async code talks to the loop
+//! through a bounded channel with `try_send`, so a full node refuses work
+//! instead of stalling the HTTP server.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -175,9 +175,7 @@ impl Tracked {
             dirty: false,
         }
     }
-}
 
-impl Tracked {
     /// Makes the store's flushed writes durable from another thread.
     pub fn journal_syncer(&self) -> ringkv_storage::fjall_store::JournalSyncer {
         self.inner.journal_syncer()

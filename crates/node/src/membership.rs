@@ -88,7 +88,7 @@ pub struct MemberInfo {
     pub rpc_addr: String,
     /// Where its HTTP API listens.
     pub http_addr: String,
-    /// The incarnation of its data directory (see `ringkv_storage::datadir`).
+    /// The incarnation of its data directory (see `ringkv_storage_fjall::datadir`).
     pub incarnation: u32,
     /// The highest layout version it has adopted: a node that sees a higher
     /// one than its own knows there is a layout to fetch.

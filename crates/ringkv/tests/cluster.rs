@@ -373,7 +373,7 @@ async fn survives_a_killed_node_and_a_full_restart() {
 /// `--sync always` end to end. A SIGKILL cannot tell an fsync from a write to
 /// the OS (the kernel keeps both); power cuts are modelled by the in-memory
 /// store and the simulator, and fjall's flush/sync split is tested in
-/// crates/storage.
+/// crates/storage-fjall.
 async fn sync_always_serves_concurrent_writes_and_survives_sigkill() {
     let mut c = TestCluster::start(3, &["--sync", "always"]).await;
     // Concurrent writes share fsyncs (group commit); every one is acknowledged.

@@ -25,8 +25,8 @@ use ringkv_core::{Layout, Member, NodeId};
 use ringkv_node::membership::GossipConfig;
 use ringkv_node::{Node, NodeConfig};
 use ringkv_storage::SyncMode;
-use ringkv_storage::datadir::DataDir;
-use ringkv_storage::fjall_store::FjallStore;
+use ringkv_storage_fjall::datadir::DataDir;
+use ringkv_storage_fjall::fjall_store::FjallStore;
 use tracing::info;
 
 pub use config::Config;

@@ -163,13 +163,13 @@ impl NodeHandle {
 /// The on-disk store, remembering whether anything was written since the
 /// last flush so idle batches cost no syscall.
 pub struct Tracked {
-    inner: ringkv_storage::fjall_store::FjallStore,
+    inner: ringkv_storage_fjall::fjall_store::FjallStore,
     dirty: bool,
 }
 
 impl Tracked {
     /// Wraps a store.
-    pub fn new(inner: ringkv_storage::fjall_store::FjallStore) -> Self {
+    pub fn new(inner: ringkv_storage_fjall::fjall_store::FjallStore) -> Self {
         Tracked {
             inner,
             dirty: false,
@@ -177,7 +177,7 @@ impl Tracked {
     }
 
     /// Makes the store's flushed writes durable from another thread.
-    pub fn journal_syncer(&self) -> ringkv_storage::fjall_store::JournalSyncer {
+    pub fn journal_syncer(&self) -> ringkv_storage_fjall::fjall_store::JournalSyncer {
         self.inner.journal_syncer()
     }
 }

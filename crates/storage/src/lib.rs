@@ -1,15 +1,13 @@
-//! Where a node keeps its objects: the [`Store`] trait and its engines.
+//! Where a node keeps its objects: the [`Store`] trait, its types and errors,
+//! and the in-memory engine.
 //!
-//! - [`fjall_store::FjallStore`]: on disk, one fjall keyspace per partition so
-//!   a whole partition can be dropped or streamed cheaply.
 //! - [`memory::MemStore`]: in memory, for tests and simulation; it models what
 //!   was synced and what a crash loses.
-//! - [`datadir`]: the data directory's identity (its incarnation) and the
-//!   clean-shutdown marker.
+//! - The on-disk engine (fjall) and the data directory live in the crate
+//!   `ringkv-storage-fjall`, so that what needs only the trait (the node, the
+//!   simulator) does not compile fjall.
 #![forbid(unsafe_code)]
 
-pub mod datadir;
-pub mod fjall_store;
 pub mod memory;
 
 use ringkv_core::hash::BucketKey;

@@ -54,7 +54,7 @@ use ringkv_core::hash::{BucketKey, RING_SIZE_MAX};
 use ringkv_core::sloppy::Hint;
 use ringkv_core::{Object, PartitionId};
 
-use crate::{Store, StoreError};
+use ringkv_storage::{Store, StoreError};
 
 /// fjall background worker threads (flush and compaction) per store. fjall's
 /// default is min(cores, 4); tests run 3 nodes on 2 cores, and writes are
@@ -526,7 +526,7 @@ impl Store for FjallStore {
             .map_err(|e| engine("writing metadata", e))
     }
 
-    fn metas(&self) -> Result<Vec<crate::Meta>, StoreError> {
+    fn metas(&self) -> Result<Vec<ringkv_storage::Meta>, StoreError> {
         let mut out = Vec::new();
         for guard in self.meta.iter() {
             let (k, v) = guard
@@ -550,7 +550,7 @@ impl Store for FjallStore {
     }
 
     /// Every key of `partition` in [`BucketKey`] order (bucket bytes, then key
-    /// bytes), the same order as [`crate::memory::MemStore`]. The records come
+    /// bytes), the same order as [`ringkv_storage::memory::MemStore`]. The records come
     /// back from fjall grouped by bucket length; a sort (which finds those
     /// sorted runs, so it is near linear) restores the key order.
     fn scan_partition(
@@ -854,7 +854,7 @@ mod tests {
             assert_eq!(o, &obj(&i.to_string()));
         }
         // Same order as the in-memory engine.
-        let mut m = crate::memory::MemStore::new();
+        let mut m = ringkv_storage::memory::MemStore::new();
         for (i, k) in keys.iter().enumerate() {
             m.put(2, k, &obj(&i.to_string())).unwrap();
         }

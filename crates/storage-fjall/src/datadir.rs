@@ -23,7 +23,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
-use crate::StoreError;
+use ringkv_storage::StoreError;
 
 /// File holding the incarnation, in decimal.
 pub const INCARNATION_FILE: &str = "incarnation";

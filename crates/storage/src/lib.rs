@@ -6,8 +6,12 @@
 //! - The on-disk engine (fjall) and the data directory live in the crate
 //!   `ringkv-storage-fjall`, so that what needs only the trait (the node, the
 //!   simulator) does not compile fjall.
+//! - `conformance` (cargo feature `conformance`): the behaviour every engine
+//!   must have, as tests an engine's crate runs against its own engine.
 #![forbid(unsafe_code)]
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 pub mod memory;
 
 use ringkv_core::hash::BucketKey;

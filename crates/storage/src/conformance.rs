@@ -1,0 +1,430 @@
+//! The behaviour every [`Store`] engine must have, written once and run
+//! against each engine.
+//!
+//! An engine's tests implement [`Engine`] (how to open an empty store and how
+//! to restart one) and invoke [`store_conformance_tests!`](crate::store_conformance_tests)
+//! with it, which makes one `#[test]` per case below. The memory engine runs
+//! the suite in this crate's own tests; another crate enables the cargo
+//! feature `conformance` in its dev-dependency on `ringkv-storage`.
+//!
+//! Only what every engine promises is here: reads see writes at once, keys
+//! are per partition and compared as (bucket, key), scans and listings are
+//! ordered, deleting what is absent is not an error, and a write that was
+//! flushed (or synced) survives a restart. What only one engine does stays
+//! beside that engine: the memory engine's crash model (what a process kill
+//! or a power cut loses), fjall's ring size checks, row cache, journal syncer
+//! and data directory.
+//!
+//! To add a case: write a `pub fn` here that takes an [`Engine`], and list
+//! its name in [`store_conformance_tests!`](crate::store_conformance_tests).
+
+use ringkv_core::hash::BucketKey;
+use ringkv_core::sloppy::Hint;
+use ringkv_core::{Actor, Dot, NodeId, Object, PartitionId, Value, VersionVector};
+
+use crate::{Meta, Store};
+
+/// The ring size a conformance store must accept: every case uses partitions
+/// below it.
+pub const RING_SIZE: u32 = 8;
+
+/// An engine under test: where its stores come from and what a restart is.
+pub trait Engine {
+    /// The store the engine makes.
+    type Store: Store;
+
+    /// A new, empty store for a ring of [`RING_SIZE`] partitions.
+    fn open(&mut self) -> Self::Store;
+
+    /// The store as the next process sees it after this one ended (stopped
+    /// or killed) with `store` in use: every write flushed or synced before
+    /// must be there.
+    fn restart(&mut self, store: Self::Store) -> Self::Store;
+}
+
+/// Makes one `#[test]` per conformance case for the [`Engine`] that the given
+/// expression builds (evaluated afresh in each test).
+///
+/// ```ignore
+/// ringkv_storage::store_conformance_tests!(MyEngine::new());
+/// ```
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($engine:expr) => {
+        $crate::store_conformance_tests!(@cases $engine;
+            a_new_store_is_empty,
+            a_put_is_visible_at_once,
+            a_put_replaces_the_stored_object,
+            objects_round_trip_exactly,
+            partitions_are_isolated,
+            bucket_and_key_boundaries_do_not_collide,
+            delete_removes_only_its_key,
+            deleting_what_is_absent_is_not_an_error,
+            scan_is_in_key_order_with_latest_values,
+            hints_are_a_set_listed_in_hint_order,
+            hints_and_metas_are_apart_from_objects,
+            metas_are_listed_in_key_order_and_replaced,
+            flush_and_sync_change_nothing_visible,
+            flushed_writes_survive_a_restart,
+            synced_writes_survive_a_restart,
+        );
+    };
+    (@cases $engine:expr; $($case:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::conformance::$case($engine);
+            }
+        )+
+    };
+}
+
+/// An object holding one value written by `n1`.
+fn obj(v: &str) -> Object {
+    let actor = Actor {
+        node: NodeId::from("n1"),
+        incarnation: 7,
+    };
+    Object::empty().update(
+        &VersionVector::new(),
+        Dot { actor, counter: 1 },
+        Value::Data(v.as_bytes().to_vec().into()),
+        42,
+    )
+}
+
+/// A (bucket, key) from strings.
+fn key(b: &str, k: &str) -> BucketKey {
+    BucketKey::new(b.as_bytes().to_vec(), k.as_bytes().to_vec())
+}
+
+/// A hint for `primary` about (`b`, `k`) in partition 3.
+fn hint(primary: &str, k: &str) -> Hint {
+    Hint {
+        primary: NodeId::from(primary),
+        partition: 3,
+        key: key("b", k),
+    }
+}
+
+/// The keys `scan_partition` lists, in its order.
+fn scanned_keys(s: &impl Store, partition: PartitionId) -> Vec<BucketKey> {
+    let scan = s.scan_partition(partition).expect("scan_partition");
+    scan.into_iter().map(|(k, _)| k).collect()
+}
+
+/// Everything a store holds: each partition's scan, the hints, the metas.
+type Contents = (Vec<Vec<(BucketKey, Object)>>, Vec<Hint>, Vec<Meta>);
+
+/// Reads everything `s` holds.
+fn contents(s: &impl Store) -> Contents {
+    let scans = (0..RING_SIZE)
+        .map(|p| s.scan_partition(p).expect("scan_partition"))
+        .collect();
+    (scans, s.hints().expect("hints"), s.metas().expect("metas"))
+}
+
+/// A new store holds nothing: no object in any partition, no hint, no meta.
+pub fn a_new_store_is_empty<E: Engine>(mut engine: E) {
+    let s = engine.open();
+    for p in 0..RING_SIZE {
+        assert_eq!(s.get(p, &key("b", "k")).unwrap(), None, "partition {p}");
+        assert!(s.scan_partition(p).unwrap().is_empty(), "partition {p}");
+    }
+    assert!(s.hints().unwrap().is_empty());
+    assert!(s.metas().unwrap().is_empty());
+}
+
+/// A put is visible to `get` and `scan_partition` before any flush or sync.
+pub fn a_put_is_visible_at_once<E: Engine>(mut engine: E) {
+    let mut s = engine.open();
+    s.put(3, &key("b", "k"), &obj("v")).unwrap();
+    assert_eq!(s.get(3, &key("b", "k")).unwrap(), Some(obj("v")));
+    assert_eq!(
+        s.scan_partition(3).unwrap(),
+        vec![(key("b", "k"), obj("v"))]
+    );
+}
+
+/// A second put of a key replaces its object: reads and scans see the last.
+pub fn a_put_replaces_the_stored_object<E: Engine>(mut engine: E) {
+    let mut s = engine.open();
+    s.put(7, &key("b", "k"), &obj("v1")).unwrap();
+    assert_eq!(s.get(7, &key("b", "k")).unwrap(), Some(obj("v1")));
+    s.put(7, &key("b", "k"), &obj("v2")).unwrap();
+    assert_eq!(s.get(7, &key("b", "k")).unwrap(), Some(obj("v2")));
+    assert_eq!(
+        s.scan_partition(7).unwrap(),
+        vec![(key("b", "k"), obj("v2"))]
+    );
+}
+
+/// Whatever an object holds (siblings, tombstones, empty or binary values)
+/// and whatever bytes its bucket and key are, it reads back equal.
+pub fn objects_round_trip_exactly<E: Engine>(mut engine: E) {
+    let mut s = engine.open();
+    let n2 = Actor {
+        node: NodeId::from("n2"),
+        incarnation: 3,
+    };
+    let dot = |counter| Dot {
+        actor: n2.clone(),
+        counter,
+    };
+    // Two concurrent values (siblings), then a tombstone next to one of them.
+    let siblings = obj("a").update(&VersionVector::new(), dot(1), Value::Data(vec![].into()), 9);
+    let tombstone = siblings.update(&VersionVector::new(), dot(2), Value::Tombstone, 10);
+    let binary = obj("").update(
+        &VersionVector::new(),
+        dot(1),
+        Value::Data((0..=255u8).collect::<Vec<_>>().into()),
+        u64::MAX,
+    );
+    let cases = [
+        (BucketKey::new(vec![], vec![]), Object::empty()),
+        (key("b", "siblings"), siblings),
+        (key("b", "tombstone"), tombstone),
+        (BucketKey::new(vec![0, 0xff], vec![0xff, 0, b'/']), binary),
+        (key("b", "big"), obj(&"x".repeat(100_000))),
+    ];
+    for (k, o) in &cases {
+        s.put(1, k, o).unwrap();
+    }
+    for (k, o) in &cases {
+        assert_eq!(s.get(1, k).unwrap().as_ref(), Some(o), "{k:?}");
+    }
+    let scan = s.scan_partition(1).unwrap();
+    assert_eq!(scan.len(), cases.len());
+    for (k, o) in &cases {
+        assert!(scan.contains(&(k.clone(), o.clone())), "{k:?} in the scan");
+    }
+}
+
+/// The same key in two partitions is two keys: writes, deletes and scans of
+/// one partition never touch another.
+pub fn partitions_are_isolated<E: Engine>(mut engine: E) {
+    let mut s = engine.open();
+    s.put(3, &key("b", "k"), &obj("three")).unwrap();
+    assert_eq!(s.get(4, &key("b", "k")).unwrap(), None);
+    s.put(4, &key("b", "k"), &obj("four")).unwrap();
+    s.put(4, &key("b", "only-in-4"), &obj("x")).unwrap();
+    assert_eq!(s.get(3, &key("b", "k")).unwrap(), Some(obj("three")));
+    assert_eq!(s.get(4, &key("b", "k")).unwrap(), Some(obj("four")));
+    assert_eq!(scanned_keys(&s, 3), vec![key("b", "k")]);
+    assert_eq!(
+        scanned_keys(&s, 4),
+        vec![key("b", "k"), key("b", "only-in-4")]
+    );
+    s.delete(3, &key("b", "k")).unwrap();
+    assert_eq!(s.get(3, &key("b", "k")).unwrap(), None);
+    assert_eq!(s.get(4, &key("b", "k")).unwrap(), Some(obj("four")));
+    assert!(s.scan_partition(3).unwrap().is_empty());
+    assert!(s.scan_partition(5).unwrap().is_empty());
+}
+
+/// A key is the pair (bucket, key), not their concatenation: (`ab`, `c`) and
+/// (`a`, `bc`) are different keys.
+pub fn bucket_and_key_boundaries_do_not_collide<E: Engine>(mut engine: E) {
+    let mut s = engine.open();
+    let keys = [
+        key("ab", "c"),
+        key("a", "bc"),
+        key("abc", ""),
+        key("", "abc"),
+    ];
+    for (i, k) in keys.iter().enumerate() {
+        s.put(2, k, &obj(&i.to_string())).unwrap();
+    }
+    for (i, k) in keys.iter().enumerate() {
+        assert_eq!(s.get(2, k).unwrap(), Some(obj(&i.to_string())), "{k:?}");
+    }
+    assert_eq!(s.scan_partition(2).unwrap().len(), keys.len());
+    s.delete(2, &key("ab", "c")).unwrap();
+    assert_eq!(s.get(2, &key("a", "bc")).unwrap(), Some(obj("1")));
+}
+
+/// A delete removes its key from reads and scans, and nothing else; the key
+/// can be written again afterwards.
+pub fn delete_removes_only_its_key<E: Engine>(mut engine: E) {
+    let mut s = engine.open();
+    s.put(5, &key("b", "gone"), &obj("v")).unwrap();
+    s.put(5, &key("b", "kept"), &obj("w")).unwrap();
+    s.delete(5, &key("b", "gone")).unwrap();
+    assert_eq!(s.get(5, &key("b", "gone")).unwrap(), None);
+    assert_eq!(s.get(5, &key("b", "kept")).unwrap(), Some(obj("w")));
+    assert_eq!(scanned_keys(&s, 5), vec![key("b", "kept")]);
+    s.put(5, &key("b", "gone"), &obj("back")).unwrap();
+    assert_eq!(s.get(5, &key("b", "gone")).unwrap(), Some(obj("back")));
+}
+
+/// Deleting a key or a hint that is not stored succeeds and changes nothing,
+/// in a partition never written as in one that was.
+pub fn deleting_what_is_absent_is_not_an_error<E: Engine>(mut engine: E) {
+    let mut s = engine.open();
+    s.delete(6, &key("b", "never")).unwrap();
+    s.put(2, &key("b", "k"), &obj("v")).unwrap();
+    s.delete(2, &key("b", "never")).unwrap();
+    s.delete(2, &key("b", "k")).unwrap();
+    s.delete(2, &key("b", "k")).unwrap();
+    s.put_hint(&hint("n1", "k")).unwrap();
+    s.delete_hint(&hint("n2", "k")).unwrap();
+    assert_eq!(s.hints().unwrap(), vec![hint("n1", "k")]);
+    assert!(s.scan_partition(2).unwrap().is_empty());
+    assert!(s.scan_partition(6).unwrap().is_empty());
+}
+
+/// `scan_partition` lists every key of the partition once, with its latest
+/// object, in [`BucketKey`] order (bucket bytes, then key bytes), whatever
+/// the order of the writes and the buckets' lengths.
+pub fn scan_is_in_key_order_with_latest_values<E: Engine>(mut engine: E) {
+    let mut s = engine.open();
+    let keys = [
+        key("b", "z"),
+        key("ab", "c"),
+        key("a", "bc"),
+        key("b", ""),
+        key("", "x"),
+        key("b", "a"),
+        key("bucket-long", "a"),
+    ];
+    for (i, k) in keys.iter().enumerate() {
+        s.put(2, k, &obj(&i.to_string())).unwrap();
+    }
+    s.put(3, &key("b", "other"), &obj("x")).unwrap();
+    s.put(2, &key("b", "z"), &obj("new")).unwrap();
+    let scan = s.scan_partition(2).unwrap();
+    let mut want: Vec<(BucketKey, Object)> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.clone(), obj(&i.to_string())))
+        .collect();
+    want[0].1 = obj("new");
+    want.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(scan, want);
+    assert_eq!(scan[0].0, key("", "x"));
+    assert_eq!(scan[1].0, key("a", "bc"));
+    assert_eq!(scan[2].0, key("ab", "c"));
+}
+
+/// Hints form a set: listed in [`Hint`] order (primary first), a second put
+/// of the same hint keeps one, and a delete removes only that hint.
+pub fn hints_are_a_set_listed_in_hint_order<E: Engine>(mut engine: E) {
+    let mut s = engine.open();
+    s.put_hint(&hint("n3", "a")).unwrap();
+    s.put_hint(&hint("n2", "k")).unwrap();
+    s.put_hint(&hint("n1", "k")).unwrap();
+    s.put_hint(&hint("n2", "a")).unwrap();
+    s.put_hint(&hint("n2", "k")).unwrap();
+    let mut want = vec![
+        hint("n1", "k"),
+        hint("n2", "a"),
+        hint("n2", "k"),
+        hint("n3", "a"),
+    ];
+    want.sort();
+    assert_eq!(want[0], hint("n1", "k"), "hints sort by primary first");
+    assert_eq!(s.hints().unwrap(), want);
+    s.delete_hint(&hint("n2", "k")).unwrap();
+    assert_eq!(
+        s.hints().unwrap(),
+        vec![hint("n1", "k"), hint("n2", "a"), hint("n3", "a")]
+    );
+}
+
+/// Hints and metas are kept apart from objects: no scan lists them, and
+/// deleting an object leaves the hint about it.
+pub fn hints_and_metas_are_apart_from_objects<E: Engine>(mut engine: E) {
+    let mut s = engine.open();
+    s.put(3, &key("b", "k"), &obj("v")).unwrap();
+    s.put_hint(&hint("n2", "k")).unwrap();
+    s.put_meta(b"bucket/b", b"{}").unwrap();
+    for p in 0..RING_SIZE {
+        let want = if p == 3 { vec![key("b", "k")] } else { vec![] };
+        assert_eq!(scanned_keys(&s, p), want, "partition {p}");
+    }
+    s.delete(3, &key("b", "k")).unwrap();
+    assert_eq!(s.hints().unwrap(), vec![hint("n2", "k")]);
+    assert_eq!(s.metas().unwrap().len(), 1);
+}
+
+/// Metadata is listed in key byte order, one entry per key with its last
+/// value (empty values included).
+pub fn metas_are_listed_in_key_order_and_replaced<E: Engine>(mut engine: E) {
+    let mut s = engine.open();
+    s.put_meta(b"bucket/z", b"1").unwrap();
+    s.put_meta(b"bucket/a", b"2").unwrap();
+    s.put_meta(&[0xff, 0], b"").unwrap();
+    s.put_meta(b"bucket", b"3").unwrap();
+    s.put_meta(b"bucket/z", b"4").unwrap();
+    let want: Vec<Meta> = vec![
+        (b"bucket".to_vec(), b"3".to_vec()),
+        (b"bucket/a".to_vec(), b"2".to_vec()),
+        (b"bucket/z".to_vec(), b"4".to_vec()),
+        (vec![0xff, 0], vec![]),
+    ];
+    assert_eq!(s.metas().unwrap(), want);
+}
+
+/// `flush` and `sync` decide durability only: they change nothing a read
+/// sees, and calling them with nothing to do, or twice, succeeds.
+pub fn flush_and_sync_change_nothing_visible<E: Engine>(mut engine: E) {
+    let mut s = engine.open();
+    s.flush().unwrap();
+    s.sync().unwrap();
+    write_a_mix(&mut s);
+    let before = contents(&s);
+    s.flush().unwrap();
+    s.flush().unwrap();
+    assert_eq!(contents(&s), before);
+    s.sync().unwrap();
+    s.sync().unwrap();
+    assert_eq!(contents(&s), before);
+}
+
+/// Puts, deletes, hints and metas over several partitions, the way a batch
+/// of the node's work mixes them.
+fn write_a_mix(s: &mut impl Store) {
+    s.put(0, &key("b", "k"), &obj("zero")).unwrap();
+    s.put(3, &key("b", "k"), &obj("v")).unwrap();
+    s.put(3, &key("b", "gone"), &obj("v")).unwrap();
+    s.put(RING_SIZE - 1, &key("c", "k"), &obj("w")).unwrap();
+    s.put_hint(&hint("n2", "k")).unwrap();
+    s.put_hint(&hint("n1", "k")).unwrap();
+    s.put_hint(&hint("n3", "gone")).unwrap();
+    s.put_meta(b"bucket/b", b"{\"n\":3}").unwrap();
+    s.put(0, &key("b", "k"), &obj("zero again")).unwrap();
+    s.delete_hint(&hint("n3", "gone")).unwrap();
+    s.delete(3, &key("b", "gone")).unwrap();
+    s.delete(5, &key("b", "never")).unwrap();
+    s.put_meta(b"bucket/b", b"{\"n\":5}").unwrap();
+}
+
+/// After `flush`, a restart keeps every write: objects, deletes, hints and
+/// metas, each with its last value.
+pub fn flushed_writes_survive_a_restart<E: Engine>(mut engine: E) {
+    let mut s = engine.open();
+    write_a_mix(&mut s);
+    let before = contents(&s);
+    s.flush().unwrap();
+    let s = engine.restart(s);
+    assert_eq!(contents(&s), before);
+    assert_eq!(s.get(0, &key("b", "k")).unwrap(), Some(obj("zero again")));
+    assert_eq!(s.get(3, &key("b", "gone")).unwrap(), None);
+    assert_eq!(s.hints().unwrap(), vec![hint("n1", "k"), hint("n2", "k")]);
+}
+
+/// `sync` without a `flush` first covers every write too.
+pub fn synced_writes_survive_a_restart<E: Engine>(mut engine: E) {
+    let mut s = engine.open();
+    write_a_mix(&mut s);
+    let before = contents(&s);
+    s.sync().unwrap();
+    let mut s = engine.restart(s);
+    assert_eq!(contents(&s), before);
+    // A restarted store takes writes like a new one.
+    s.put(3, &key("b", "after"), &obj("x")).unwrap();
+    s.sync().unwrap();
+    let s = engine.restart(s);
+    assert_eq!(s.get(3, &key("b", "after")).unwrap(), Some(obj("x")));
+    assert_eq!(s.get(3, &key("b", "k")).unwrap(), Some(obj("v")));
+}

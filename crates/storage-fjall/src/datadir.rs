@@ -26,13 +26,13 @@ use std::path::{Path, PathBuf};
 use ringkv_storage::StoreError;
 
 /// File holding the incarnation, in decimal.
-pub const INCARNATION_FILE: &str = "incarnation";
+pub(crate) const INCARNATION_FILE: &str = "incarnation";
 /// Marker file present after a clean shutdown.
-pub const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
+pub(crate) const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
 /// File locked exclusively while a server uses the directory.
-pub const LOCK_FILE: &str = "LOCK";
+pub(crate) const LOCK_FILE: &str = "LOCK";
 /// Subdirectory holding the storage engine's files.
-pub const STORE_DIR: &str = "store";
+pub(crate) const STORE_DIR: &str = "store";
 
 /// An open data directory: where it is, which incarnation of the node it holds,
 /// and whether the previous run shut down cleanly. Holds the directory's lock

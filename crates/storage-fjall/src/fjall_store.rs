@@ -221,7 +221,7 @@ fn active_journal(dir: &Path) -> Result<PathBuf, StoreError> {
 
 /// The keyspace name of a partition: `p` and four digits, so names sort in
 /// partition order and fit every allowed ring size.
-pub fn keyspace_name(partition: PartitionId) -> String {
+pub(crate) fn keyspace_name(partition: PartitionId) -> String {
     format!("p{partition:04}")
 }
 

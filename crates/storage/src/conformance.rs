@@ -45,8 +45,30 @@ pub trait Engine {
 /// Makes one `#[test]` per conformance case for the [`Engine`] that the given
 /// expression builds (evaluated afresh in each test).
 ///
-/// ```ignore
-/// ringkv_storage::store_conformance_tests!(MyEngine::new());
+/// In an engine's test file (here the memory engine, whose restart keeps
+/// what a killed process keeps):
+///
+/// ```
+/// use ringkv_storage::conformance::Engine;
+/// use ringkv_storage::memory::MemStore;
+///
+/// struct Memory;
+///
+/// impl Engine for Memory {
+///     type Store = MemStore;
+///
+///     fn open(&mut self) -> MemStore {
+///         MemStore::new()
+///     }
+///
+///     fn restart(&mut self, mut store: MemStore) -> MemStore {
+///         store.crash_process();
+///         store
+///     }
+/// }
+///
+/// ringkv_storage::store_conformance_tests!(Memory);
+/// # fn main() {}
 /// ```
 #[macro_export]
 macro_rules! store_conformance_tests {

@@ -6,6 +6,8 @@
 //! - [`version`]: dots, version vectors, objects with siblings, merge and update.
 //! - [`context`]: the opaque context token handed to clients.
 //! - [`quorum`]: bookkeeping for one read or one write waiting for replies.
+//! - [`request`]: checks of a client request (sizes, timeouts, quorum
+//!   parameters, the object a write would leave) before anything is stored.
 //! - [`sloppy`]: the targets of a request when primaries are down, and hints.
 //! - [`params`]: quorum parameters and request limits.
 //! - [`bucket`]: bucket properties, user patches and their validation, and
@@ -26,6 +28,7 @@ pub mod lww;
 pub mod msg;
 pub mod params;
 pub mod quorum;
+pub mod request;
 pub mod sloppy;
 pub mod version;
 

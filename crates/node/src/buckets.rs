@@ -1,106 +1,143 @@
 //! Bucket properties: n, r, w, pr, pw, conflict mode and sibling limits per
 //! bucket, as cluster metadata every node converges on.
 //!
-//! A change is accepted by any node ([`Node::set_bucket`]), validated against
-//! the cluster size, stamped with that node's hybrid logical clock, spread by
-//! gossip as cluster metadata and also sent straight to every member. Each node keeps, per bucket, the entry that
+//! Owns: the entries of the buckets that have properties of their own, and
+//! the defaults every other bucket uses.
+//! Emits: [`PeerMsg::Bucket`] sends (to every member on a change, to a peer
+//! that came back); the router spreads a change by gossip too.
+//!
+//! A change is accepted by any node ([`crate::Node::set_bucket`]), validated
+//! against the cluster size, stamped with that node's hybrid logical clock,
+//! spread by gossip as cluster metadata and also sent straight to every
+//! member. Each node keeps, per bucket, the entry that
 //! [supersedes](BucketEntry::supersedes) all others it has seen (highest
 //! stamp, then origin), so every delivery order ends in the same properties.
 //! Entries are stored, so a restarted node keeps them, and sent again to a
-//! peer whenever it comes back, so a node that was down when a change was made
-//! catches up.
+//! peer whenever it comes back, so a node that was down when a change was
+//! made catches up.
+
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use ringkv_core::NodeId;
 use ringkv_core::bucket::{BucketEntry, BucketError, BucketPatch, BucketProps};
 use ringkv_core::msg::PeerMsg;
 use ringkv_storage::Store;
-use tracing::warn;
+use tracing::{debug, warn};
 
-use crate::{Node, Output};
+use crate::Output;
+use crate::ctx::Ctx;
 
 /// Metadata key prefix of a bucket's entry (the bucket name follows).
 pub(crate) const META_BUCKET: &[u8] = b"bucket/";
 
-impl<S: Store> Node<S> {
+/// The properties of every bucket, as this node knows them.
+pub struct Buckets {
+    /// Properties of the buckets that have their own, by bucket name.
+    entries: BTreeMap<Bytes, BucketEntry>,
+    /// Properties of every other bucket, from the config.
+    defaults: BucketProps,
+}
+
+impl Buckets {
+    /// The buckets machine with `defaults`, and the entries found in `store`
+    /// (none, with a warning, when the store cannot list them: peers resend
+    /// them when they next see this node).
+    pub(crate) fn load<S: Store>(defaults: BucketProps, store: &S) -> Self {
+        let entries = match store.metas() {
+            Ok(m) => load_entries(m)
+                .into_iter()
+                .map(|e| (Bytes::from(e.bucket.clone()), e))
+                .collect(),
+            Err(e) => {
+                warn!(error = %e, "could not load bucket properties; peers will resend them");
+                BTreeMap::new()
+            }
+        };
+        Buckets { entries, defaults }
+    }
+
     /// The properties in force for `bucket`: the ones set for it, or the
-    /// node's defaults.
-    pub fn bucket_props(&self, bucket: &[u8]) -> BucketProps {
-        self.buckets
+    /// defaults.
+    pub fn props(&self, bucket: &[u8]) -> BucketProps {
+        self.entries
             .get(bucket)
             .map(|e| e.props.clone())
-            .unwrap_or_else(|| self.default_props.clone())
+            .unwrap_or_else(|| self.defaults.clone())
     }
 
     /// The defaults every bucket without properties of its own uses.
-    pub fn default_props(&self) -> &BucketProps {
-        &self.default_props
+    pub fn defaults(&self) -> &BucketProps {
+        &self.defaults
     }
 
     /// Every bucket whose properties were set, with its entry.
-    pub fn buckets(&self) -> impl Iterator<Item = &BucketEntry> {
-        self.buckets.values()
+    pub fn entries(&self) -> impl Iterator<Item = &BucketEntry> {
+        self.entries.values()
     }
 
-    /// Applies `patch` to `bucket`'s properties and spreads the result to
-    /// every member. Invalid properties are refused and change nothing.
-    pub fn set_bucket(
+    /// Applies `patch` to `bucket`'s properties and adopts the result.
+    /// Returns the new entry for the router to spread. Invalid properties
+    /// are refused and change nothing.
+    pub(crate) fn set<S: Store>(
         &mut self,
-        now_ms: u64,
+        ctx: &mut Ctx<'_, S>,
         bucket: Bytes,
         patch: &BucketPatch,
-        out: &mut Vec<Output>,
-    ) -> Result<BucketProps, BucketError> {
-        let props = self
-            .bucket_props(&bucket)
-            .apply(patch, self.layout.members.len())?;
+    ) -> Result<BucketEntry, BucketError> {
+        let props = self.props(&bucket).apply(patch, ctx.layout.members.len())?;
         let entry = BucketEntry {
             bucket: bucket.to_vec(),
-            props: props.clone(),
-            stamp: self.hlc_now(now_ms),
-            origin: self.cfg.id.clone(),
+            props,
+            stamp: ctx.clock.now(ctx.now_ms),
+            origin: ctx.cfg.id.clone(),
         };
-        self.adopt_bucket(entry.clone());
-        // Gossip carries it to every member, also those outside the layout;
-        // direct sends make it fast (and `send_buckets` catches up nodes
-        // that were away, which gossip's bounded retransmission may miss).
-        let mut key = META_BUCKET.to_vec();
-        key.extend_from_slice(&entry.bucket);
-        let data = postcard::to_stdvec(&entry).expect("bucket entry encoding cannot fail");
-        self.gossip_broadcast(now_ms, &key, entry.stamp.to_u64(), data, out);
-        let peers: Vec<NodeId> = self
-            .layout
-            .members
-            .iter()
-            .map(|m| m.id.clone())
-            .filter(|id| *id != self.cfg.id)
-            .collect();
-        for to in peers {
-            out.push(Output::Send {
-                to,
+        self.adopt(ctx, entry.clone());
+        Ok(entry)
+    }
+
+    /// Sends a changed `entry` straight to every other member: faster than
+    /// gossip, and together with `send_to` it catches up nodes that were
+    /// away, which gossip's bounded retransmission may miss.
+    pub(crate) fn send_to_members<S>(&self, ctx: &mut Ctx<'_, S>, entry: &BucketEntry) {
+        for m in ctx.layout.members.iter().filter(|m| m.id != ctx.cfg.id) {
+            ctx.out.push(Output::Send {
+                to: m.id.clone(),
                 msg: PeerMsg::Bucket {
                     entry: entry.clone(),
                 },
             });
         }
-        Ok(props)
     }
 
     /// An entry from a peer: adopted when it supersedes ours.
-    pub(crate) fn on_bucket_entry(&mut self, now_ms: u64, entry: BucketEntry) {
-        let wall = self.wall_ms.unwrap_or(now_ms);
-        self.hlc.observe(entry.stamp, wall, MAX_DRIFT_MS);
-        if entry.props.validate(self.layout.members.len()).is_err() {
+    pub(crate) fn on_entry<S: Store>(&mut self, ctx: &mut Ctx<'_, S>, entry: BucketEntry) {
+        ctx.clock.observe(entry.stamp, ctx.now_ms);
+        if entry.props.validate(ctx.layout.members.len()).is_err() {
             warn!(bucket = ?String::from_utf8_lossy(&entry.bucket), "peer sent invalid bucket properties; ignored");
             return;
         }
-        self.adopt_bucket(entry);
+        self.adopt(ctx, entry);
+    }
+
+    /// Cluster metadata that arrived by gossip, if it is a bucket entry.
+    pub(crate) fn on_metadata<S: Store>(&mut self, ctx: &mut Ctx<'_, S>, key: &[u8], data: &[u8]) {
+        if !key.starts_with(META_BUCKET) {
+            return;
+        }
+        match postcard::from_bytes(data) {
+            Ok(entry) => self.on_entry(ctx, entry),
+            Err(e) => {
+                ctx.stats.gossip_errors += 1;
+                debug!(error = %e, "gossiped bucket properties do not decode");
+            }
+        }
     }
 
     /// Sends every bucket entry to `peer` (it just came back).
-    pub(crate) fn send_buckets(&self, peer: &NodeId, out: &mut Vec<Output>) {
-        for entry in self.buckets.values() {
-            out.push(Output::Send {
+    pub(crate) fn send_to<S>(&self, ctx: &mut Ctx<'_, S>, peer: &NodeId) {
+        for entry in self.entries.values() {
+            ctx.out.push(Output::Send {
                 to: peer.clone(),
                 msg: PeerMsg::Bucket {
                     entry: entry.clone(),
@@ -109,37 +146,33 @@ impl<S: Store> Node<S> {
         }
     }
 
-    fn adopt_bucket(&mut self, entry: BucketEntry) {
-        if let Some(have) = self.buckets.get(entry.bucket.as_slice())
+    fn adopt<S: Store>(&mut self, ctx: &mut Ctx<'_, S>, entry: BucketEntry) {
+        if let Some(have) = self.entries.get(entry.bucket.as_slice())
             && !entry.supersedes(have)
         {
             return;
         }
-        let mut key = META_BUCKET.to_vec();
-        key.extend_from_slice(&entry.bucket);
-        let value = postcard::to_stdvec(&entry).expect("bucket entry encoding cannot fail");
-        if let Err(e) = self.store.put_meta(&key, &value) {
-            self.stats.store_errors += 1;
+        let (key, value) = encode_entry(&entry);
+        if let Err(e) = ctx.store.put_meta(&key, &value) {
+            ctx.stats.store_errors += 1;
             warn!(error = %e, "could not store bucket properties; they hold until restart");
         }
-        self.buckets
+        self.entries
             .insert(Bytes::from(entry.bucket.clone()), entry);
-    }
-
-    /// A new HLC stamp for a local event.
-    pub(crate) fn hlc_now(&mut self, now_ms: u64) -> ringkv_core::Hlc {
-        let wall = self.wall_ms.unwrap_or(now_ms);
-        self.hlc.now(wall)
     }
 }
 
-/// How far ahead of our wall clock a peer's stamp may be before it is
-/// clamped (see [`ringkv_core::HlcClock::observe`]).
-pub const MAX_DRIFT_MS: u64 = 60_000;
+/// The metadata key and value of `entry`, as stored and gossiped.
+pub(crate) fn encode_entry(entry: &BucketEntry) -> (Vec<u8>, Vec<u8>) {
+    let mut key = META_BUCKET.to_vec();
+    key.extend_from_slice(&entry.bucket);
+    let value = postcard::to_stdvec(entry).expect("bucket entry encoding cannot fail");
+    (key, value)
+}
 
 /// Bucket entries found in the store's metadata (damaged ones are skipped
 /// with a warning: the cluster sends them again).
-pub(crate) fn load_buckets(metas: Vec<ringkv_storage::Meta>) -> Vec<BucketEntry> {
+fn load_entries(metas: Vec<ringkv_storage::Meta>) -> Vec<BucketEntry> {
     metas
         .into_iter()
         .filter(|(k, _)| k.starts_with(META_BUCKET))

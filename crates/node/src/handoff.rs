@@ -1,9 +1,11 @@
 //! Hinted handoff: a fallback gives the writes it holds for an unreachable
 //! primary back to that primary once it is reachable again.
 //!
-//! - A fallback stores a hinted write like any other, plus a durable
-//!   [`Hint`] naming the primary (in the same batch, so both survive or
-//!   neither does).
+//! Owns: the handoff writes in flight, and whether its timer is armed.
+//! Reads and drops hints through the [`Replica`] that keeps them.
+//! Emits: [`PeerMsg::ReplicaPut`] to primaries that are back, and its
+//! periodic [`Timer::Handoff`].
+//!
 //! - Every `handoff_interval_ms` the job looks for primaries that are live
 //!   and have hints, and sends each hinted key's current state as a
 //!   `ReplicaPut`, up to `handoff_window` at a time per primary; every ack
@@ -19,156 +21,114 @@
 //! - Sends that get no ack within the coordinator timeout are forgotten and
 //!   retried on a later tick.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use ringkv_core::hash::BucketKey;
 use ringkv_core::msg::PeerMsg;
 use ringkv_core::sloppy::Hint;
 use ringkv_core::{NodeId, Object};
 use ringkv_storage::Store;
 use tracing::{debug, warn};
 
-use crate::{Node, Output};
-
-/// The handoff job's timer id (request ids count up from a random base and
-/// never reach it).
-pub const TIMER: u64 = u64::MAX;
+use crate::ctx::{Ctx, View};
+use crate::replica::Replica;
+use crate::{Output, Timer};
 
 /// A handoff write waiting for its primary's ack.
 #[derive(Clone, Debug)]
-pub struct InFlight {
+struct InFlight {
     hint: Hint,
     /// The state sent: the hint is done only if the key still has it.
     sent: Object,
     sent_ms: u64,
 }
 
-impl<S: Store> Node<S> {
-    /// Loads the hints from the store on first use; `false` while the store
-    /// cannot list them (the node then refuses hinted writes and retries).
-    pub(crate) fn hints_loaded(&mut self) -> bool {
-        if self.hints.is_some() {
-            return true;
-        }
-        match self.store.hints() {
-            Ok(h) => {
-                self.hints = Some(h.into_iter().collect());
-                true
-            }
-            Err(e) => {
-                self.stats.store_errors += 1;
-                warn!(error = %e, "could not load hints; retrying on the next handoff tick");
-                false
-            }
+/// The hinted-handoff job.
+#[derive(Default)]
+pub struct Handoff {
+    /// Handoff writes waiting for their primary's ack, by request id.
+    in_flight: BTreeMap<u64, InFlight>,
+    /// Whether the handoff timer is set.
+    armed: bool,
+}
+
+impl Handoff {
+    /// Arms the periodic timer (once).
+    pub(crate) fn start<S>(&mut self, ctx: &mut Ctx<'_, S>) {
+        if !self.armed {
+            self.armed = true;
+            self.arm(ctx);
         }
     }
 
-    /// Records a hint for a write this node just stored as a fallback.
-    /// Refuses (`false`, nothing recorded) when the hints are full, unless
-    /// the same hint exists already.
-    pub(crate) fn add_hint(&mut self, hint: Hint) -> bool {
-        if !self.hints_loaded() {
-            return false;
-        }
-        let known = self.hints.as_ref().is_some_and(|h| h.contains(&hint));
-        if known {
-            return true;
-        }
-        if self.hints_full() {
-            self.stats.hints_refused += 1;
-            return false;
-        }
-        if let Err(e) = self.store.put_hint(&hint) {
-            self.stats.store_errors += 1;
-            warn!(error = %e, "could not store a hint");
-            return false;
-        }
-        self.stats.hinted_writes += 1;
-        self.hints.get_or_insert_default().insert(hint);
-        true
+    fn arm<S>(&mut self, ctx: &mut Ctx<'_, S>) {
+        ctx.out.push(Output::SetTimer {
+            id: Timer::Handoff,
+            at_ms: ctx.now_ms + ctx.cfg.handoff_interval_ms,
+        });
     }
 
-    /// Whether this node could take one more hint for `key` and `primary`.
-    pub(crate) fn can_hint(&mut self, primary: &NodeId, key: &BucketKey) -> bool {
-        if !self.hints_loaded() {
-            return false;
-        }
-        let hint = Hint {
-            primary: primary.clone(),
-            partition: key.partition(self.layout.ring_size),
-            key: key.clone(),
-        };
-        self.hints.as_ref().is_some_and(|h| h.contains(&hint)) || !self.hints_full()
+    /// Whether `req_id` names one of this job's writes (its ack is ours).
+    pub(crate) fn owns(&self, req_id: u64) -> bool {
+        self.in_flight.contains_key(&req_id)
     }
 
     /// The periodic tick: forget stale sends, then hand off to every
     /// primary that is back.
-    pub(crate) fn handoff_tick(&mut self, now_ms: u64, out: &mut Vec<Output>) {
-        out.push(Output::SetTimer {
-            id: TIMER,
-            at_ms: now_ms + self.cfg.handoff_interval_ms,
-        });
-        if !self.hints_loaded() {
+    pub(crate) fn tick<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        view: View<'_>,
+        replica: &mut Replica,
+    ) {
+        self.arm(ctx);
+        if !replica.hints_loaded(ctx) {
             return;
         }
-        let timeout = self.cfg.timeout_ms;
-        self.handoffs
+        let (now_ms, timeout) = (ctx.now_ms, ctx.cfg.timeout_ms);
+        self.in_flight
             .retain(|_, f| now_ms.saturating_sub(f.sent_ms) < timeout);
-        let primaries: BTreeSet<NodeId> = self
-            .hints
-            .iter()
-            .flatten()
-            .map(|h| h.primary.clone())
-            .collect();
-        for p in primaries {
-            if self.is_live(&p) {
-                self.fill_window(now_ms, &p, out);
+        for p in replica.hinted_primaries() {
+            if view.is_live(&p) {
+                self.fill_window(ctx, replica, &p);
             }
         }
     }
 
     /// Sends hinted keys to `primary` until its window is full.
-    fn fill_window(&mut self, now_ms: u64, primary: &NodeId, out: &mut Vec<Output>) {
-        let in_flight: BTreeSet<Hint> = self
-            .handoffs
+    fn fill_window<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        replica: &mut Replica,
+        primary: &NodeId,
+    ) {
+        let in_flight: BTreeSet<&Hint> = self
+            .in_flight
             .values()
             .filter(|f| &f.hint.primary == primary)
-            .map(|f| f.hint.clone())
+            .map(|f| &f.hint)
             .collect();
-        let room = self.cfg.handoff_window.saturating_sub(in_flight.len());
+        let room = ctx.cfg.handoff_window.saturating_sub(in_flight.len());
         if room == 0 {
             return;
         }
-        let start = Hint {
-            primary: primary.clone(),
-            partition: 0,
-            key: BucketKey::new(Vec::new(), Vec::new()),
-        };
-        let next: Vec<Hint> = self
-            .hints
-            .iter()
-            .flat_map(|h| h.range(start.clone()..))
-            .take_while(|h| &h.primary == primary)
+        let next: Vec<Hint> = replica
+            .hints_for(primary)
             .filter(|h| !in_flight.contains(h))
             .take(room)
             .cloned()
             .collect();
         for hint in next {
-            let object = match self.store.get(hint.partition, &hint.key) {
-                Ok(Some(o)) => o,
-                Ok(None) => {
+            let object = match replica.read(ctx, hint.partition, &hint.key) {
+                Some(Some(o)) => o,
+                Some(None) => {
                     // Nothing left to give (the copy is gone): the hint is moot.
-                    self.drop_hint(&hint);
+                    replica.drop_hint(ctx, &hint);
                     continue;
                 }
-                Err(e) => {
-                    self.stats.store_errors += 1;
-                    warn!(error = %e, "could not read a hinted key");
-                    continue;
-                }
+                None => continue,
             };
-            let req_id = self.next_id();
-            out.push(Output::Send {
+            let req_id = ctx.ids.next();
+            ctx.out.push(Output::Send {
                 to: primary.clone(),
                 msg: PeerMsg::ReplicaPut {
                     req_id,
@@ -177,94 +137,79 @@ impl<S: Store> Node<S> {
                     stands_in_for: None,
                 },
             });
-            self.handoffs.insert(
+            let sent_ms = ctx.now_ms;
+            self.in_flight.insert(
                 req_id,
                 InFlight {
                     hint,
                     sent: object,
-                    sent_ms: now_ms,
+                    sent_ms,
                 },
             );
         }
     }
 
     /// A primary acked (or refused) a handoff write.
-    pub(crate) fn on_handoff_ack(
+    pub(crate) fn on_ack<S: Store>(
         &mut self,
-        now_ms: u64,
+        ctx: &mut Ctx<'_, S>,
+        view: View<'_>,
+        replica: &mut Replica,
         from: NodeId,
         req_id: u64,
         ok: bool,
-        out: &mut Vec<Output>,
     ) {
-        let Some(f) = self.handoffs.remove(&req_id) else {
+        let Some(f) = self.in_flight.remove(&req_id) else {
             return;
         };
         if from != f.hint.primary {
             // Not the node we sent it to: ignore, the send times out.
-            self.handoffs.insert(req_id, f);
+            self.in_flight.insert(req_id, f);
             return;
         }
         if !ok {
             debug!(primary = %from, "handoff refused; retrying on a later tick");
             return;
         }
-        let current = match self.store.get(f.hint.partition, &f.hint.key) {
-            Ok(o) => o,
-            Err(e) => {
-                self.stats.store_errors += 1;
-                warn!(error = %e, "could not read a handed-off key");
-                return;
-            }
+        let Some(current) = replica.read(ctx, f.hint.partition, &f.hint.key) else {
+            return;
         };
         if current.as_ref() != Some(&f.sent) {
             // Written again meanwhile: the next tick sends the newer state.
             return;
         }
-        self.drop_hint(&f.hint);
-        self.stats.hints_delivered += 1;
-        let still_hinted = self.layout.members.iter().any(|m| {
-            let other = Hint {
-                primary: m.id.clone(),
-                ..f.hint.clone()
-            };
-            self.hints.as_ref().is_some_and(|h| h.contains(&other))
-        });
-        let n = self.bucket_props(&f.hint.key.bucket).n;
-        let primary_here = self
-            .plan(f.hint.partition, n)
-            .primaries
-            .contains(&self.cfg.id);
-        // A copy holding dots of our own actor stays: we coordinated a write
-        // of this key (as a fallback, all primaries down), and a coordinator
-        // makes its next dot from its stored state. Dropping it would let a
-        // later write here reuse a dot and silently supersede a value.
-        let own_dots = f.sent.vv.get(&self.actor) > 0;
-        if !still_hinted && !primary_here && !own_dots {
-            match self.store.delete(f.hint.partition, &f.hint.key) {
-                Ok(()) => self.stats.handoff_drops += 1,
+        replica.drop_hint(ctx, &f.hint);
+        ctx.stats.hints_delivered += 1;
+        if !keeps_copy(ctx, view, replica, &f) {
+            match ctx.store.delete(f.hint.partition, &f.hint.key) {
+                Ok(()) => ctx.stats.handoff_drops += 1,
                 Err(e) => {
-                    self.stats.store_errors += 1;
+                    ctx.stats.store_errors += 1;
                     warn!(error = %e, "could not drop a handed-off copy");
                 }
             }
         }
-        if self.is_live(&from) {
-            self.fill_window(now_ms, &from, out);
+        if view.is_live(&from) {
+            self.fill_window(ctx, replica, &from);
         }
     }
+}
 
-    fn drop_hint(&mut self, hint: &Hint) {
-        match self.store.delete_hint(hint) {
-            Ok(()) => {
-                if let Some(h) = self.hints.as_mut() {
-                    h.remove(hint);
-                }
-            }
-            Err(e) => {
-                self.stats.store_errors += 1;
-                warn!(error = %e, "could not delete a hint");
-            }
-        }
-    }
+/// Whether this node keeps its copy of a key whose hint was just delivered:
+/// when another hint still names the key, when this node is one of the key's
+/// primaries, or when the copy holds dots of our own actor (we coordinated a
+/// write of this key as a fallback, all primaries down, and a coordinator
+/// makes its next dot from its stored state: dropping the copy would let a
+/// later write here reuse a dot and silently supersede a value).
+fn keeps_copy<S>(ctx: &Ctx<'_, S>, view: View<'_>, replica: &Replica, f: &InFlight) -> bool {
+    let still_hinted = ctx.layout.members.iter().any(|m| {
+        replica.has_hint(&Hint {
+            primary: m.id.clone(),
+            ..f.hint.clone()
+        })
+    });
+    let n = view.props(&f.hint.key.bucket).n;
+    let primary_here = view.plan(f.hint.partition, n).primaries.contains(ctx.me());
+    let own_dots = f.sent.vv.get(ctx.actor) > 0;
+    still_hinted || primary_here || own_dots
 }

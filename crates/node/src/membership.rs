@@ -203,28 +203,90 @@ impl GossipConfig {
             .min(u16::MAX as usize)
     }
 
+    /// Checks that the timings fit together: every period and count at
+    /// least 1, a direct ping's timeout below the probe period, packets of
+    /// at least 1 KiB. Nothing is clamped.
+    pub fn validate(&self) -> Result<(), GossipConfigError> {
+        let at_least = |name: &'static str, value: u64, min: u64| {
+            if value < min {
+                Err(GossipConfigError::TooSmall { name, value, min })
+            } else {
+                Ok(())
+            }
+        };
+        at_least("probe_period_ms", self.probe_period_ms, 2)?;
+        at_least("probe_rtt_ms", self.probe_rtt_ms, 1)?;
+        at_least("num_indirect_probes", self.num_indirect_probes as u64, 1)?;
+        at_least("max_transmissions", u64::from(self.max_transmissions), 1)?;
+        at_least("max_packet_size", self.max_packet_size as u64, 1024)?;
+        at_least("periodic_gossip_ms", self.periodic_gossip_ms, 1)?;
+        at_least("periodic_announce_ms", self.periodic_announce_ms, 1)?;
+        at_least(
+            "periodic_announce_down_ms",
+            self.periodic_announce_down_ms,
+            1,
+        )?;
+        at_least("join_retry_ms", self.join_retry_ms, 1)?;
+        if self.probe_rtt_ms >= self.probe_period_ms {
+            return Err(GossipConfigError::RttNotBelowPeriod {
+                probe_rtt_ms: self.probe_rtt_ms,
+                probe_period_ms: self.probe_period_ms,
+            });
+        }
+        Ok(())
+    }
+
+    /// foca's config for these settings, which must be valid.
     fn to_foca(&self) -> Config {
+        if let Err(e) = self.validate() {
+            panic!("invalid gossip config (validate it where it is built): {e}");
+        }
         let d = Duration::from_millis;
+        let nonzero = |n: usize| NonZeroUsize::new(n).expect("validated: at least 1");
         let mut c = Config::simple();
-        c.probe_period = d(self.probe_period_ms.max(1));
-        c.probe_rtt = d(self.probe_rtt_ms.clamp(1, self.probe_period_ms.max(2) - 1));
-        c.num_indirect_probes = NonZeroUsize::new(self.num_indirect_probes.max(1)).expect("max(1)");
-        c.max_transmissions = NonZeroU8::new(self.max_transmissions.max(1)).expect("max(1)");
+        c.probe_period = d(self.probe_period_ms);
+        c.probe_rtt = d(self.probe_rtt_ms);
+        c.num_indirect_probes = nonzero(self.num_indirect_probes);
+        c.max_transmissions =
+            NonZeroU8::new(self.max_transmissions).expect("validated: at least 1");
         c.suspect_to_down_after = d(self.suspect_to_down_ms);
         c.remove_down_after = Some(d(self.remove_down_after_ms));
-        c.max_packet_size = NonZeroUsize::new(self.max_packet_size.max(1024)).expect("max(1024)");
+        c.max_packet_size = nonzero(self.max_packet_size);
         c.notify_down_members = true;
         let one = |ms: u64, n: usize| {
             Some(PeriodicParams {
-                frequency: d(ms.max(1)),
-                num_members: NonZeroUsize::new(n).expect("nonzero"),
+                frequency: d(ms),
+                num_members: nonzero(n),
             })
         };
-        c.periodic_gossip = one(self.periodic_gossip_ms, self.num_indirect_probes.max(1));
+        c.periodic_gossip = one(self.periodic_gossip_ms, self.num_indirect_probes);
         c.periodic_announce = one(self.periodic_announce_ms, 1);
         c.periodic_announce_to_down_members = one(self.periodic_announce_down_ms, 2);
         c
     }
+}
+
+/// A [`GossipConfig`] whose settings do not fit together.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GossipConfigError {
+    /// A setting is below its minimum.
+    #[error("{name}={value} is too small: use at least {min}")]
+    TooSmall {
+        /// The setting.
+        name: &'static str,
+        /// The value given.
+        value: u64,
+        /// The smallest value allowed.
+        min: u64,
+    },
+    /// A direct ping's timeout must end before the next probe.
+    #[error("probe_rtt_ms={probe_rtt_ms} must be below probe_period_ms={probe_period_ms}")]
+    RttNotBelowPeriod {
+        /// The ping timeout given.
+        probe_rtt_ms: u64,
+        /// The probe period given.
+        probe_period_ms: u64,
+    },
 }
 
 fn ms(d: Duration) -> u64 {

@@ -1,107 +1,289 @@
-//! What a replica does with a coordinator's messages: merge incoming states
-//! into its own and answer reads with what it has.
+//! The replica: this node's copy of the keys it stores, and the hints it
+//! keeps as a fallback.
+//!
+//! Owns: the hints (mirrored from the store, loaded on first use) and their
+//! bound. Reads and writes objects through the store in [`Ctx`].
+//! Emits: [`PeerMsg::ReplicaPutAck`] and [`PeerMsg::ReplicaGetReply`] to
+//! the coordinators that asked.
+//!
+//! A replica merges whatever state it is sent into its own (merge is
+//! commutative, associative and idempotent, so duplicates and reordering do
+//! no harm). A fallback stores a hinted write like any other plus a durable
+//! [`Hint`] naming the primary (in the same batch, so both survive or
+//! neither does), and refuses before storing anything when the hints are
+//! full.
 
+use std::collections::{BTreeMap, BTreeSet};
+
+use ringkv_core::bucket::ConflictMode;
 use ringkv_core::hash::BucketKey;
 use ringkv_core::msg::PeerMsg;
 use ringkv_core::sloppy::Hint;
-use ringkv_core::{NodeId, Object};
+use ringkv_core::{NodeId, Object, PartitionId};
 use ringkv_storage::Store;
 use tracing::warn;
 
-use crate::{Node, Output};
+use crate::Output;
+use crate::coordinator::resolve_for;
+use crate::ctx::{Ctx, View};
 
-impl<S: Store> Node<S> {
-    /// Merges `incoming` into the stored state of `key`; returns whether the
-    /// result is stored.
-    pub(crate) fn merge_local(&mut self, key: &BucketKey, incoming: &Object) -> bool {
-        let partition = key.partition(self.layout.ring_size);
-        let local = match self.store.get(partition, key) {
-            Ok(o) => o.unwrap_or_default(),
-            Err(e) => {
-                self.stats.store_errors += 1;
-                warn!(error = %e, "replica read failed");
-                return false;
-            }
-        };
-        let conflict = self.bucket_props(&key.bucket).conflict;
-        if let Some(ts) = incoming.siblings.iter().map(|s| s.timestamp_ms).max() {
-            let wall = self.wall_ms.unwrap_or(0).max(self.hlc.last().wall_ms());
-            self.hlc.observe(
-                ringkv_core::Hlc::from_u64(ts),
-                wall,
-                crate::buckets::MAX_DRIFT_MS,
-            );
-        }
-        let merged = crate::coordinator::resolve_for(conflict, local.merge(incoming));
-        if merged == local {
-            return true;
-        }
-        match self.store.put(partition, key, &merged) {
-            Ok(()) => true,
-            Err(e) => {
-                self.stats.store_errors += 1;
-                warn!(error = %e, "replica write failed");
-                false
-            }
-        }
+/// A coordinator's [`PeerMsg::ReplicaPut`], taken apart.
+pub(crate) struct ReplicaWrite {
+    /// The coordinator's id for it (0: no ack wanted).
+    pub(crate) req_id: u64,
+    /// The key.
+    pub(crate) key: BucketKey,
+    /// The state to merge.
+    pub(crate) object: Object,
+    /// The primary this node stands in for, as a fallback.
+    pub(crate) stands_in_for: Option<NodeId>,
+}
+
+/// This node's stored keys and hints.
+pub struct Replica {
+    /// Hints this node keeps, mirrored from the store (`None` until loaded).
+    hints: Option<BTreeSet<Hint>>,
+}
+
+impl Replica {
+    /// A replica whose hints load from the store on first use.
+    pub(crate) fn new() -> Self {
+        Replica { hints: None }
     }
 
-    pub(crate) fn replica_put(
+    /// A coordinator's write: merge and ack (when `req_id` is not 0).
+    pub(crate) fn on_put<S: Store>(
         &mut self,
+        ctx: &mut Ctx<'_, S>,
+        view: View<'_>,
         from: NodeId,
-        req_id: u64,
-        key: BucketKey,
-        object: Object,
-        stands_in_for: Option<NodeId>,
-        out: &mut Vec<Output>,
+        write: ReplicaWrite,
     ) {
-        self.stats.replica_puts += 1;
+        let ReplicaWrite {
+            req_id,
+            key,
+            object,
+            stands_in_for,
+        } = write;
+        ctx.stats.replica_puts += 1;
+        let conflict = view.props(&key.bucket).conflict;
         let ok = match stands_in_for {
-            None => self.merge_local(&key, &object),
-            Some(primary) => {
-                // A fallback: refuse before storing anything when the hints
-                // are full, so the coordinator counts no ack from us.
-                if self.can_hint(&primary, &key) {
-                    let partition = key.partition(self.layout.ring_size);
-                    self.merge_local(&key, &object)
-                        && self.add_hint(Hint {
+            None => self.merge(ctx, conflict, &key, &object),
+            // A fallback: refuse before storing anything when the hints are
+            // full, so the coordinator counts no ack from us.
+            Some(primary) if self.can_hint(ctx, &primary, &key) => {
+                let partition = key.partition(ctx.layout.ring_size);
+                self.merge(ctx, conflict, &key, &object)
+                    && self.add_hint(
+                        ctx,
+                        Hint {
                             primary,
                             partition,
                             key: key.clone(),
-                        })
-                } else {
-                    self.stats.hints_refused += 1;
-                    false
-                }
+                        },
+                    )
+            }
+            Some(_) => {
+                ctx.stats.hints_refused += 1;
+                false
             }
         };
         if req_id != 0 {
-            out.push(Output::Send {
+            ctx.out.push(Output::Send {
                 to: from,
                 msg: PeerMsg::ReplicaPutAck { req_id, ok },
             });
         }
     }
 
-    pub(crate) fn replica_get(
+    /// A coordinator's read: answer with what is stored (an empty object for
+    /// a key never seen; `None` when the store failed).
+    pub(crate) fn on_get<S: Store>(
         &mut self,
+        ctx: &mut Ctx<'_, S>,
         from: NodeId,
         req_id: u64,
         key: BucketKey,
-        out: &mut Vec<Output>,
     ) {
-        let partition = key.partition(self.layout.ring_size);
-        let object = match self.store.get(partition, &key) {
-            Ok(o) => Some(o.unwrap_or_default()),
-            Err(e) => {
-                self.stats.store_errors += 1;
-                warn!(error = %e, "replica read failed");
-                None
-            }
-        };
-        out.push(Output::Send {
+        let partition = key.partition(ctx.layout.ring_size);
+        let object = self
+            .read(ctx, partition, &key)
+            .map(Option::unwrap_or_default);
+        ctx.out.push(Output::Send {
             to: from,
             msg: PeerMsg::ReplicaGetReply { req_id, object },
         });
+    }
+
+    /// The stored state of `key`; `None` (counted and logged) when the
+    /// store failed.
+    pub(crate) fn read<S: Store>(
+        &self,
+        ctx: &mut Ctx<'_, S>,
+        partition: PartitionId,
+        key: &BucketKey,
+    ) -> Option<Option<Object>> {
+        match ctx.store.get(partition, key) {
+            Ok(o) => Some(o),
+            Err(e) => {
+                ctx.stats.store_errors += 1;
+                warn!(error = %e, "replica read failed");
+                None
+            }
+        }
+    }
+
+    /// Merges `incoming` into the stored state of `key` as the bucket's
+    /// `conflict` mode keeps it; returns whether the result is stored.
+    pub(crate) fn merge<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        conflict: ConflictMode,
+        key: &BucketKey,
+        incoming: &Object,
+    ) -> bool {
+        let partition = key.partition(ctx.layout.ring_size);
+        let Some(local) = self.read(ctx, partition, key) else {
+            return false;
+        };
+        let local = local.unwrap_or_default();
+        if let Some(ts) = incoming.siblings.iter().map(|s| s.timestamp_ms).max() {
+            ctx.clock.observe_write(ts);
+        }
+        let merged = resolve_for(conflict, local.merge(incoming));
+        if merged == local {
+            return true;
+        }
+        match ctx.store.put(partition, key, &merged) {
+            Ok(()) => true,
+            Err(e) => {
+                ctx.stats.store_errors += 1;
+                warn!(error = %e, "replica write failed");
+                false
+            }
+        }
+    }
+
+    /// Loads the hints from the store on first use; `false` while the store
+    /// cannot list them (the node then refuses hinted writes and retries).
+    pub(crate) fn hints_loaded<S: Store>(&mut self, ctx: &mut Ctx<'_, S>) -> bool {
+        if self.hints.is_some() {
+            return true;
+        }
+        match ctx.store.hints() {
+            Ok(h) => {
+                self.hints = Some(h.into_iter().collect());
+                true
+            }
+            Err(e) => {
+                ctx.stats.store_errors += 1;
+                warn!(error = %e, "could not load hints; retrying on the next handoff tick");
+                false
+            }
+        }
+    }
+
+    /// Records a hint for a write this node just stored as a fallback.
+    /// Refuses (`false`, nothing recorded) when the hints are full, unless
+    /// the same hint exists already.
+    pub(crate) fn add_hint<S: Store>(&mut self, ctx: &mut Ctx<'_, S>, hint: Hint) -> bool {
+        if !self.hints_loaded(ctx) {
+            return false;
+        }
+        if self.has_hint(&hint) {
+            return true;
+        }
+        if self.hints_full(ctx.cfg.hints_max) {
+            ctx.stats.hints_refused += 1;
+            return false;
+        }
+        if let Err(e) = ctx.store.put_hint(&hint) {
+            ctx.stats.store_errors += 1;
+            warn!(error = %e, "could not store a hint");
+            return false;
+        }
+        ctx.stats.hinted_writes += 1;
+        self.hints.get_or_insert_default().insert(hint);
+        true
+    }
+
+    /// Whether this node could take one more hint for `key` and `primary`.
+    pub(crate) fn can_hint<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        primary: &NodeId,
+        key: &BucketKey,
+    ) -> bool {
+        if !self.hints_loaded(ctx) {
+            return false;
+        }
+        let hint = Hint {
+            primary: primary.clone(),
+            partition: key.partition(ctx.layout.ring_size),
+            key: key.clone(),
+        };
+        self.has_hint(&hint) || !self.hints_full(ctx.cfg.hints_max)
+    }
+
+    /// Deletes a delivered (or moot) hint.
+    pub(crate) fn drop_hint<S: Store>(&mut self, ctx: &mut Ctx<'_, S>, hint: &Hint) {
+        match ctx.store.delete_hint(hint) {
+            Ok(()) => {
+                if let Some(h) = self.hints.as_mut() {
+                    h.remove(hint);
+                }
+            }
+            Err(e) => {
+                ctx.stats.store_errors += 1;
+                warn!(error = %e, "could not delete a hint");
+            }
+        }
+    }
+
+    /// Whether this node keeps `hint`.
+    pub(crate) fn has_hint(&self, hint: &Hint) -> bool {
+        self.hints.as_ref().is_some_and(|h| h.contains(hint))
+    }
+
+    /// The primaries this node keeps hints for.
+    pub(crate) fn hinted_primaries(&self) -> BTreeSet<NodeId> {
+        self.hints
+            .iter()
+            .flatten()
+            .map(|h| h.primary.clone())
+            .collect()
+    }
+
+    /// This node's hints for `primary`, in order.
+    pub(crate) fn hints_for<'a>(&'a self, primary: &'a NodeId) -> impl Iterator<Item = &'a Hint> {
+        let start = Hint {
+            primary: primary.clone(),
+            partition: 0,
+            key: BucketKey::new(Vec::new(), Vec::new()),
+        };
+        self.hints
+            .iter()
+            .flat_map(move |h| h.range(start.clone()..))
+            .take_while(move |h| &h.primary == primary)
+    }
+
+    /// Hints this node keeps, by the primary they are for (empty until first
+    /// loaded from the store).
+    pub fn hints_by_primary(&self) -> BTreeMap<NodeId, usize> {
+        let mut out = BTreeMap::new();
+        for h in self.hints.iter().flatten() {
+            *out.entry(h.primary.clone()).or_insert(0) += 1;
+        }
+        out
+    }
+
+    /// Hints this node keeps.
+    pub fn hints_len(&self) -> usize {
+        self.hints.as_ref().map_or(0, BTreeSet::len)
+    }
+
+    /// Whether the hints reached `hints_max`.
+    pub(crate) fn hints_full(&self, hints_max: usize) -> bool {
+        self.hints_len() >= hints_max
     }
 }

@@ -8,8 +8,9 @@ mod harness;
 use harness::*;
 use ringkv_core::msg::{ClientError, ClientReply, PeerMsg};
 use ringkv_core::params::QuorumParam;
-use ringkv_node::gossip::{TIMER_BIT, is_gossip_timer};
+use ringkv_node::Timer;
 use ringkv_node::membership::Liveness;
+use ringkv_node::peers::SILENT_TIMEOUTS;
 use ringkv_node::{Input, Output};
 
 #[test]
@@ -75,17 +76,15 @@ fn a_timed_out_request_makes_its_silent_targets_suspect() {
     c.silenced.insert(id(&b));
     // One lost message is not a failure: only the third request in a row
     // that b leaves unanswered makes a suspect it.
-    for round in 1..=ringkv_node::gossip::SILENT_TIMEOUTS {
+    for round in 1..=SILENT_TIMEOUTS {
         let p = c.client(&a, put_w("k", &format!("v{round}"), QuorumParam::All));
         c.deliver_all();
         // Fire only the write's own deadline: gossip's probe timers stay put,
         // so what suspects b here is the request timeouts alone.
-        let request_timers: Vec<u64> = c
+        let request_timers: Vec<Timer> = c
             .timers
             .iter()
-            .filter(|(_, at, tid)| {
-                *at == id(&a) && !ringkv_node::gossip::is_gossip_timer(*tid) && *tid != u64::MAX
-            })
+            .filter(|(_, at, tid)| *at == id(&a) && matches!(tid, Timer::Request(_)))
             .map(|(_, _, tid)| *tid)
             .collect();
         c.timers.retain(|(_, _, tid)| !request_timers.contains(tid));
@@ -99,7 +98,7 @@ fn a_timed_out_request_makes_its_silent_targets_suspect() {
                 acks: 2
             })
         );
-        let want = if round < ringkv_node::gossip::SILENT_TIMEOUTS {
+        let want = if round < SILENT_TIMEOUTS {
             Liveness::Alive
         } else {
             Liveness::Suspect
@@ -138,25 +137,15 @@ fn garbage_gossip_is_counted_and_dropped() {
 }
 
 #[test]
-fn gossip_timers_have_the_top_bit_and_never_collide() {
+fn gossip_sets_timers_of_its_own_kind() {
     let mut c = Cluster::new(3, 3, 2, 2);
     c.run_gossip(300);
-    let gossip: Vec<u64> = c
+    let gossip = c
         .timers
         .iter()
-        .map(|(_, _, t)| *t)
-        .filter(|t| *t & TIMER_BIT != 0 && *t != u64::MAX)
-        .collect();
-    assert!(!gossip.is_empty(), "gossip sets timers");
-    assert!(gossip.iter().all(|t| is_gossip_timer(*t)));
-    assert!(
-        !is_gossip_timer(u64::MAX),
-        "the handoff timer is not gossip's"
-    );
-    assert!(
-        !is_gossip_timer((1 << 62) - 1),
-        "request ids are not gossip's"
-    );
+        .filter(|(_, _, t)| matches!(t, Timer::Gossip(_)))
+        .count();
+    assert!(gossip > 0, "gossip sets timers");
     // Every node knows the others through gossip, with their info.
     let m = c.node("n1").members();
     assert_eq!(m.len(), 3);

@@ -78,7 +78,7 @@ pub async fn run(
         bugs: Default::default(),
         // Fresh per process start: late replies to a previous start's
         // requests can then never match this start's.
-        request_id_base: rand::random::<u64>() >> 2,
+        request_id_base: rand::random::<u64>() % ringkv_node::REQUEST_ID_BASE_MAX,
         hints_max: config.hints_max,
         handoff_interval_ms: ringkv_node::HANDOFF_INTERVAL_MS_DEFAULT,
         handoff_window: ringkv_node::HANDOFF_WINDOW_DEFAULT,
@@ -101,7 +101,8 @@ pub async fn run(
         gossip_seed: rand::random(),
         join: config.join.clone(),
     };
-    let node = Node::new(node_cfg, layout.clone(), runtime::Tracked::new(store));
+    let node = Node::new(node_cfg, layout.clone(), runtime::Tracked::new(store))
+        .context("checking the node's configuration")?;
 
     // Bind both listeners before anything else so a port clash fails fast.
     let rpc_listener = tokio::net::TcpListener::bind(&config.listen)

@@ -19,7 +19,7 @@ use ringkv_core::hash::BucketKey;
 use ringkv_core::msg::{ClientError, ClientReply, ClientRequest, PeerMsg};
 use ringkv_core::sloppy::Hint;
 use ringkv_core::{NodeId, Object, PartitionId};
-use ringkv_node::{ClientId, Input, Node, Output};
+use ringkv_node::{ClientId, Input, Node, Output, Timer};
 use ringkv_storage::{Store, StoreError, SyncMode};
 use rustc_hash::FxHashMap;
 use tokio::sync::mpsc::error::TrySendError;
@@ -258,7 +258,7 @@ struct Loop<P: PeerSender> {
     peers: P,
     start: Instant,
     /// Pending timers: (due ms, timer id).
-    timers: BTreeMap<(u64, u64), ()>,
+    timers: BTreeMap<(u64, Timer), ()>,
     /// Where each pending client request's reply goes. Keyed by the loop's
     /// own sequential ids, so a fast non-keyed hash is safe.
     clients: FxHashMap<ClientId, oneshot::Sender<ClientReply>>,
@@ -514,7 +514,10 @@ mod tests {
                 client_id: 7,
                 reply: ClientReply::Error(ClientError::BadRequest("was".into())),
             },
-            Output::SetTimer { id: 3, at_ms: 10 },
+            Output::SetTimer {
+                id: Timer::Request(3),
+                at_ms: 10,
+            },
         ];
         fail_batch(&mut outputs, "disk full");
         assert_eq!(outputs.len(), 2, "the peer message is dropped: {outputs:?}");
@@ -528,6 +531,12 @@ mod tests {
             }
             other => panic!("expected the client's error, got {other:?}"),
         }
-        assert!(matches!(outputs[1], Output::SetTimer { id: 3, at_ms: 10 }));
+        assert!(matches!(
+            outputs[1],
+            Output::SetTimer {
+                id: Timer::Request(3),
+                at_ms: 10,
+            }
+        ));
     }
 }

@@ -135,6 +135,7 @@ impl Cluster {
             ..self.template.clone()
         };
         Node::new(cfg, self.layout.clone(), store)
+            .expect("the scenario's validation covers every node setting")
     }
 
     /// Number of nodes.

@@ -13,7 +13,7 @@
 
 use ringkv_core::NodeId;
 use ringkv_core::msg::PeerMsg;
-use ringkv_node::{InjectedBugs, Input, Output, TimerId};
+use ringkv_node::{InjectedBugs, Input, Output, Timer};
 
 use crate::cluster::Cluster;
 use crate::faults::SimFault;
@@ -58,7 +58,7 @@ pub enum Event {
         /// Its epoch when the timer was set.
         epoch: u64,
         /// The node's timer id.
-        id: TimerId,
+        id: Timer,
     },
     /// Periodic sync of a node's disk.
     Sync {

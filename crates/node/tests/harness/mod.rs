@@ -11,7 +11,7 @@ use ringkv_core::msg::{ClientOp, ClientReply, ClientRequest, PeerMsg};
 use ringkv_core::params::QuorumParam;
 use ringkv_core::{Layout, Limits, Member, NodeId, Object, Value, VersionVector};
 use ringkv_node::membership::GossipConfig;
-use ringkv_node::{ClientId, Input, Node, NodeConfig, Output};
+use ringkv_node::{ClientId, Input, Node, NodeConfig, Output, Timer};
 use ringkv_storage::Store;
 use ringkv_storage::memory::MemStore;
 
@@ -33,7 +33,7 @@ pub struct Cluster {
     /// Nodes whose messages (gossip included) are all lost, in and out:
     /// a silent crash or an isolating partition, without `PeerStatus`.
     pub silenced: std::collections::BTreeSet<NodeId>,
-    pub timers: Vec<(u64, NodeId, u64)>,
+    pub timers: Vec<(u64, NodeId, Timer)>,
     pub replies: BTreeMap<ClientId, ClientReply>,
     pub now: u64,
     next_client: ClientId,
@@ -174,7 +174,7 @@ impl Cluster {
                 };
                 (
                     m.id.clone(),
-                    Node::new(cfg, layout.clone(), MemStore::new()),
+                    Node::new(cfg, layout.clone(), MemStore::new()).expect("valid config"),
                 )
             })
             .collect();

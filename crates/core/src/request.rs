@@ -1,0 +1,370 @@
+//! Checks of a client request that need only the request, the limits and the
+//! bucket's properties: sizes, timeouts, quorum parameters, and whether the
+//! object a write would leave is within bounds.
+//!
+//! Every check refuses with a [`ClientError`] that says what was wrong and
+//! what to do, before anything is stored. The node runs them at admission
+//! and when it builds a write; keeping them here makes them testable without
+//! a node, and the same for every caller.
+
+use crate::bucket::BucketProps;
+use crate::hash::BucketKey;
+use crate::msg::{ClientError, ClientOp, ClientRequest};
+use crate::params::{Limits, QuorumParam};
+use crate::version::{Actor, Object, Value, VersionVector};
+
+/// Longest timeout a client may ask for, in ms.
+pub const TIMEOUT_MS_MAX: u64 = 600_000;
+
+/// How many replies (reads) or acks (writes) a request waits for, resolved
+/// once against its bucket's properties and carried with the request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Need {
+    /// Replies or acks in all (R or W). Never below `primaries`.
+    pub all: usize,
+    /// How many of them must come from primaries (PR or PW; 0: any node).
+    pub primaries: usize,
+}
+
+/// Checks the bucket name, key and value sizes and the timeout of `req`;
+/// returns the timeout to use, in ms (`default_timeout_ms` when the request
+/// names none).
+pub fn check_request(
+    req: &ClientRequest,
+    limits: &Limits,
+    default_timeout_ms: u64,
+) -> Result<u64, ClientError> {
+    check_key(&req.key, limits)?;
+    if let ClientOp::Put {
+        value: Value::Data(v),
+        ..
+    } = &req.op
+        && v.len() > limits.value_bytes_max
+    {
+        return Err(ClientError::TooLarge(format!(
+            "value is {} bytes, more than the limit of {} (--value-bytes-max)",
+            v.len(),
+            limits.value_bytes_max
+        )));
+    }
+    let timeout_ms = req.timeout_ms.unwrap_or(default_timeout_ms);
+    if timeout_ms == 0 || timeout_ms > TIMEOUT_MS_MAX {
+        return Err(ClientError::BadRequest(format!(
+            "timeout_ms={timeout_ms} is out of range: use 1 to {TIMEOUT_MS_MAX}"
+        )));
+    }
+    Ok(timeout_ms)
+}
+
+/// Checks that the bucket name and key are not empty and within `limits`.
+pub fn check_key(key: &BucketKey, limits: &Limits) -> Result<(), ClientError> {
+    if key.bucket.is_empty() {
+        return Err(ClientError::BadRequest(
+            "the bucket name is empty: give a bucket of 1 to 255 bytes".into(),
+        ));
+    }
+    if key.bucket.len() > limits.bucket_bytes_max {
+        return Err(ClientError::TooLarge(format!(
+            "bucket name is {} bytes, more than the limit of {}",
+            key.bucket.len(),
+            limits.bucket_bytes_max
+        )));
+    }
+    if key.key.is_empty() {
+        return Err(ClientError::BadRequest(
+            "the key is empty: give a key of 1 or more bytes".into(),
+        ));
+    }
+    if key.key.len() > limits.key_bytes_max {
+        return Err(ClientError::TooLarge(format!(
+            "key is {} bytes, more than the limit of {} (--key-bytes-max)",
+            key.key.len(),
+            limits.key_bytes_max
+        )));
+    }
+    Ok(())
+}
+
+/// What `op` waits for under `props` (whose `n` must already be capped by
+/// the cluster size): R and PR for a read, W and PW for a write, each the
+/// request's own or else the bucket's. Primary replies count toward all, so
+/// `all` is raised to at least `primaries`.
+pub fn resolve_need(props: &BucketProps, op: &ClientOp) -> Result<Need, ClientError> {
+    let n = props.n;
+    let ((name, p, default), (strict_name, strict, strict_default)) = match op {
+        ClientOp::Get { r, pr } => (("r", *r, props.r), ("pr", *pr, props.pr)),
+        ClientOp::Put { w, pw, .. } => (("w", *w, props.w), ("pw", *pw, props.pw)),
+    };
+    let resolve = |name: &str, p: QuorumParam| {
+        p.resolve(name, n)
+            .map_err(|e| ClientError::BadRequest(e.to_string()))
+    };
+    let all = match p {
+        None => default.min(n),
+        Some(p) => resolve(name, p)?,
+    };
+    let primaries = match strict {
+        None => strict_default.min(n),
+        Some(QuorumParam::Count(0)) => 0,
+        Some(s) => resolve(strict_name, s)?,
+    };
+    Ok(Need {
+        all: all.max(primaries),
+        primaries,
+    })
+}
+
+/// Checks a write's context against the key's stored state before a new dot
+/// is made from it: only this node makes dots of its `actor` and it stores
+/// each before anyone can read it, so a context claiming more of them was
+/// not read from this key.
+pub fn check_context(
+    context: &VersionVector,
+    local: &Object,
+    actor: &Actor,
+) -> Result<(), ClientError> {
+    if context.get(actor) > local.vv.get(actor) {
+        return Err(ClientError::BadRequest(
+            "the context names writes this key never had: pass the X-Ringkv-Context \
+             of a read of this same key"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the object a write would leave (`new`, built on `local`) against
+/// the limits: the actors its context brought in, the siblings and the bytes.
+/// A write may always add its own actor to what is stored; the context may
+/// add others only up to `limits.actors_max`.
+pub fn check_new_object(
+    local: &Object,
+    new: &Object,
+    props: &BucketProps,
+    limits: &Limits,
+) -> Result<(), ClientError> {
+    let actors = new.vv.actors();
+    if actors > limits.actors_max.max(local.vv.actors() + 1) {
+        return Err(ClientError::BadRequest(format!(
+            "the context names writers this key never had: its version vector would have \
+             {actors} entries, over the limit of {}; pass the X-Ringkv-Context of a read of \
+             this same key unchanged",
+            limits.actors_max
+        )));
+    }
+    let bytes = new.value_bytes();
+    let siblings_max = props.siblings_max.min(limits.siblings_max);
+    if new.siblings.len() > siblings_max || bytes > limits.object_bytes_max {
+        return Err(ClientError::TooLarge(format!(
+            "the key would have {} siblings and {bytes} bytes, over the limits of {} siblings \
+             and {} bytes: read it and write the resolved value with the read's context",
+            new.siblings.len(),
+            siblings_max,
+            limits.object_bytes_max
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::layout::NodeId;
+    use crate::version::Dot;
+
+    fn key(bucket: &str, k: &str) -> BucketKey {
+        BucketKey::new(
+            Bytes::copy_from_slice(bucket.as_bytes()),
+            Bytes::copy_from_slice(k.as_bytes()),
+        )
+    }
+
+    fn put(value: &[u8], timeout_ms: Option<u64>) -> ClientRequest {
+        ClientRequest {
+            key: key("b", "k"),
+            op: ClientOp::Put {
+                value: Value::Data(Bytes::copy_from_slice(value)),
+                context: None,
+                w: None,
+                pw: None,
+            },
+            timeout_ms,
+        }
+    }
+
+    fn props(n: usize) -> BucketProps {
+        BucketProps::defaults(n, 2, 2, 100)
+    }
+
+    fn actor(id: &str) -> Actor {
+        Actor {
+            node: NodeId::from(id),
+            incarnation: 1,
+        }
+    }
+
+    #[test]
+    fn sizes_and_timeouts_are_bounded() {
+        let l = Limits {
+            value_bytes_max: 4,
+            ..Limits::default()
+        };
+        assert_eq!(check_request(&put(b"1234", None), &l, 500), Ok(500));
+        assert_eq!(check_request(&put(b"1", Some(7)), &l, 500), Ok(7));
+        assert!(matches!(
+            check_request(&put(b"12345", None), &l, 500),
+            Err(ClientError::TooLarge(m)) if m.contains("value is 5 bytes")
+        ));
+        for t in [0, TIMEOUT_MS_MAX + 1] {
+            assert!(matches!(
+                check_request(&put(b"1", Some(t)), &l, 500),
+                Err(ClientError::BadRequest(m)) if m.contains("out of range")
+            ));
+        }
+        assert_eq!(
+            check_request(&put(b"1", Some(TIMEOUT_MS_MAX)), &l, 500),
+            Ok(TIMEOUT_MS_MAX)
+        );
+    }
+
+    #[test]
+    fn keys_and_buckets_must_be_named_and_bounded() {
+        let l = Limits {
+            key_bytes_max: 3,
+            bucket_bytes_max: 2,
+            ..Limits::default()
+        };
+        assert_eq!(check_key(&key("bb", "kkk"), &l), Ok(()));
+        assert!(matches!(
+            check_key(&key("", "k"), &l),
+            Err(ClientError::BadRequest(_))
+        ));
+        assert!(matches!(
+            check_key(&key("b", ""), &l),
+            Err(ClientError::BadRequest(_))
+        ));
+        assert!(matches!(
+            check_key(&key("bbb", "k"), &l),
+            Err(ClientError::TooLarge(_))
+        ));
+        assert!(matches!(
+            check_key(&key("b", "kkkk"), &l),
+            Err(ClientError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn need_takes_the_request_then_the_bucket_and_all_covers_primaries() {
+        let get = |r, pr| ClientOp::Get { r, pr };
+        let p = BucketProps { pr: 1, ..props(3) };
+        assert_eq!(
+            resolve_need(&p, &get(None, None)),
+            Ok(Need {
+                all: 2,
+                primaries: 1
+            })
+        );
+        assert_eq!(
+            resolve_need(&p, &get(Some(QuorumParam::One), Some(QuorumParam::All))),
+            Ok(Need {
+                all: 3,
+                primaries: 3
+            })
+        );
+        assert_eq!(
+            resolve_need(&p, &get(None, Some(QuorumParam::Count(0)))),
+            Ok(Need {
+                all: 2,
+                primaries: 0
+            })
+        );
+        assert!(matches!(
+            resolve_need(&p, &get(Some(QuorumParam::Count(4)), None)),
+            Err(ClientError::BadRequest(_))
+        ));
+        // Bucket defaults above a small cluster's n are capped by it.
+        let small = BucketProps { w: 3, ..props(1) };
+        let put = ClientOp::Put {
+            value: Value::Tombstone,
+            context: None,
+            w: None,
+            pw: None,
+        };
+        assert_eq!(
+            resolve_need(&small, &put),
+            Ok(Need {
+                all: 1,
+                primaries: 0
+            })
+        );
+    }
+
+    #[test]
+    fn a_context_may_not_claim_more_of_our_writes_than_stored() {
+        let me = actor("n1");
+        let local = Object::default().update(
+            &VersionVector::new(),
+            Dot {
+                actor: me.clone(),
+                counter: 1,
+            },
+            Value::Data(Bytes::from_static(b"v")),
+            1,
+        );
+        assert_eq!(check_context(&local.vv, &local, &me), Ok(()));
+        let mut forged = local.vv.clone();
+        forged.add(&Dot {
+            actor: me.clone(),
+            counter: 2,
+        });
+        assert!(matches!(
+            check_context(&forged, &local, &me),
+            Err(ClientError::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn a_new_object_is_bounded_in_actors_siblings_and_bytes() {
+        let l = Limits {
+            actors_max: 2,
+            siblings_max: 2,
+            ..Limits::default()
+        };
+        let p = props(3);
+        let local = Object::default();
+        let mut obj = Object::default();
+        for (i, a) in ["a", "b"].iter().enumerate() {
+            obj = obj.update(
+                &VersionVector::new(),
+                Dot {
+                    actor: actor(a),
+                    counter: 1,
+                },
+                Value::Data(Bytes::from_static(b"v")),
+                i as u64,
+            );
+        }
+        assert_eq!(check_new_object(&local, &obj, &p, &l), Ok(()));
+        let three = obj.update(
+            &VersionVector::new(),
+            Dot {
+                actor: actor("c"),
+                counter: 1,
+            },
+            Value::Data(Bytes::from_static(b"v")),
+            3,
+        );
+        // Three actors over a limit of two, and three siblings over two.
+        assert!(matches!(
+            check_new_object(&local, &three, &p, &l),
+            Err(ClientError::BadRequest(m)) if m.contains("3 entries")
+        ));
+        // The key's own actors plus one new one are always allowed.
+        assert!(matches!(
+            check_new_object(&obj, &three, &p, &l),
+            Err(ClientError::TooLarge(m)) if m.contains("3 siblings")
+        ));
+    }
+}

@@ -1,0 +1,138 @@
+//! What the router lends a sub-machine for one input: the node's fixed
+//! facts, the shared services (store, clock, request ids, counters) and the
+//! output list ([`Ctx`]), and a read-only view of the other machines' state
+//! ([`View`]). A sub-machine gets these by argument and never holds another
+//! machine's fields.
+
+use ringkv_core::bucket::BucketProps;
+use ringkv_core::sloppy::choose_targets;
+use ringkv_core::{Actor, Hlc, HlcClock, Layout, NodeId, PartitionId};
+
+use crate::buckets::Buckets;
+use crate::coordinator::Plan;
+use crate::membership::Liveness;
+use crate::peers::Peers;
+use crate::{NodeConfig, NodeStats, Output};
+
+/// How far ahead of our wall clock a peer's stamp may be before it is
+/// clamped (see [`ringkv_core::HlcClock::observe`]).
+pub const MAX_DRIFT_MS: u64 = 60_000;
+
+/// The node's fixed facts and shared services, lent for one input.
+pub(crate) struct Ctx<'a, S> {
+    /// The time of the input, on the runtime's monotonic clock.
+    pub(crate) now_ms: u64,
+    pub(crate) cfg: &'a NodeConfig,
+    /// This node's actor: the writer named in the dots it makes.
+    pub(crate) actor: &'a Actor,
+    pub(crate) layout: &'a Layout,
+    pub(crate) store: &'a mut S,
+    pub(crate) clock: &'a mut Clock,
+    pub(crate) ids: &'a mut RequestIds,
+    pub(crate) stats: &'a mut NodeStats,
+    /// Where the outputs of this input go, in order.
+    pub(crate) out: &'a mut Vec<Output>,
+}
+
+impl<S> Ctx<'_, S> {
+    /// This node's id.
+    pub(crate) fn me(&self) -> &NodeId {
+        &self.cfg.id
+    }
+}
+
+/// Read-only answers about the cluster as this node sees it: who is live
+/// (from [`Peers`]), each bucket's properties (from [`Buckets`]), and where
+/// a key's requests go.
+#[derive(Clone, Copy)]
+pub(crate) struct View<'a> {
+    pub(crate) me: &'a NodeId,
+    pub(crate) layout: &'a Layout,
+    pub(crate) peers: &'a Peers,
+    pub(crate) buckets: &'a Buckets,
+}
+
+impl View<'_> {
+    /// Whether `peer` counts as reachable (this node always does).
+    pub(crate) fn is_live(&self, peer: &NodeId) -> bool {
+        self.peers.liveness(self.me, peer) == Liveness::Alive
+    }
+
+    /// The properties in force for `bucket`, with `n` capped by the number
+    /// of members (a bucket cannot have more replicas than nodes).
+    pub(crate) fn props(&self, bucket: &[u8]) -> BucketProps {
+        let mut props = self.buckets.props(bucket);
+        props.n = props.n.min(self.layout.members.len());
+        props
+    }
+
+    /// The primaries and targets of a request on `partition` with `n`
+    /// replicas, from this node's view of who is live.
+    pub(crate) fn plan(&self, partition: PartitionId, n: usize) -> Plan {
+        let members = self.layout.members.len();
+        let n = n.min(members);
+        let extended = self.layout.preference_list(partition, members);
+        let targets = choose_targets(&extended, n, true, |x| self.is_live(x));
+        Plan {
+            primaries: extended[..n].to_vec(),
+            targets,
+        }
+    }
+}
+
+/// The hybrid logical clock that stamps writes (last-write-wins order) and
+/// bucket changes, with the wall-clock time the runtime last told us.
+#[derive(Debug, Default)]
+pub(crate) struct Clock {
+    hlc: HlcClock,
+    wall_ms: Option<u64>,
+}
+
+impl Clock {
+    /// Records the wall-clock time (ms since the Unix epoch).
+    pub(crate) fn set_wall_ms(&mut self, wall_ms: u64) {
+        self.wall_ms = Some(wall_ms);
+    }
+
+    /// A new stamp for a local event; without a wall clock, `now_ms` stands in.
+    pub(crate) fn now(&mut self, now_ms: u64) -> Hlc {
+        self.hlc.now(self.wall_ms.unwrap_or(now_ms))
+    }
+
+    /// Moves the clock past a peer's metadata stamp.
+    pub(crate) fn observe(&mut self, stamp: Hlc, now_ms: u64) {
+        let wall = self.wall_ms.unwrap_or(now_ms);
+        self.hlc.observe(stamp, wall, MAX_DRIFT_MS);
+    }
+
+    /// Moves the clock past the newest timestamp of a replicated write, so
+    /// that a later local write stamps above it.
+    pub(crate) fn observe_write(&mut self, timestamp: u64) {
+        let wall = self.wall_ms.unwrap_or(0).max(self.hlc.last().wall_ms());
+        self.hlc
+            .observe(Hlc::from_u64(timestamp), wall, MAX_DRIFT_MS);
+    }
+}
+
+/// Ids of the requests this node sends (coordinated writes and reads,
+/// forwards, handoffs): counted up from the config's fresh base, never reused
+/// within a process start.
+#[derive(Debug)]
+pub(crate) struct RequestIds {
+    next: u64,
+}
+
+impl RequestIds {
+    /// Ids from `base` (0 counts as 1: id 0 means "no ack wanted").
+    pub(crate) fn new(base: u64) -> Self {
+        RequestIds { next: base.max(1) }
+    }
+
+    /// A new id.
+    pub(crate) fn next(&mut self) -> u64 {
+        let id = self.next;
+        debug_assert!(id != 0 && id < u64::MAX, "request ids never wrap");
+        self.next += 1;
+        id
+    }
+}

@@ -1,0 +1,426 @@
+//! The node: a thin router over its sub-machines.
+//!
+//! ```text
+//!                 ┌──────────────────────── Node::handle ───────────────────────┐
+//!  Input::Client ─┼─> Coordinator ── local reads/writes/hints ──> Replica       │
+//!  Input::Peer   ─┼─> Coordinator (acks, replies, forwards) · Replica (writes,  │
+//!                 │   reads) · Handoff (its acks) · Buckets · Peers (gossip)    │
+//!  Input::Timer  ─┼─> Coordinator (deadlines) · Handoff (tick) · Peers (gossip) │
+//!  PeerStatus    ─┼─> Peers                                                     │
+//!                 │   PeerEvents (metadata, a peer back) ──> Buckets            │
+//!                 │   silent targets of a deadline ──────> Peers                │
+//!                 └──> Vec<Output>: Send, Reply, SetTimer, SendAddr, PeerAddr ──┘
+//! ```
+//!
+//! Each sub-machine owns its state and is handed, per input, a [`Ctx`] (the
+//! node's facts, the store, clock, request ids, counters and the output
+//! list) and a read-only [`View`] of the others (liveness, bucket
+//! properties). What one machine has to tell another comes back to the
+//! router as a value, which hands it on. New machines (anti-entropy,
+//! consensus groups, layout changes) plug in the same way: a field here, a
+//! [`crate::Timer`] kind, and arms in [`Node::handle`]'s dispatch.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use ringkv_core::bucket::{BucketEntry, BucketError, BucketPatch, BucketProps};
+use ringkv_core::msg::PeerMsg;
+use ringkv_core::{Actor, Layout, NodeId, PartitionId};
+use ringkv_storage::Store;
+use tracing::debug;
+
+use crate::buckets::{Buckets, encode_entry};
+use crate::config::{ConfigError, NodeConfig};
+use crate::coordinator::{Coordinator, Origin, Plan};
+use crate::ctx::{Clock, Ctx, RequestIds, View};
+use crate::handoff::Handoff;
+use crate::membership::{Liveness, MemberInfo, Membership};
+use crate::peers::{PeerEvent, Peers};
+use crate::replica::{Replica, ReplicaWrite};
+use crate::{Input, NodeStats, Output, Timer};
+
+/// A ringkv node: the router over its sub-machines, and its store.
+pub struct Node<S: Store> {
+    cfg: NodeConfig,
+    actor: Actor,
+    layout: Layout,
+    store: S,
+    clock: Clock,
+    ids: RequestIds,
+    stats: NodeStats,
+    peers: Peers,
+    buckets: Buckets,
+    replica: Replica,
+    handoff: Handoff,
+    coord: Coordinator,
+    /// Whether [`Node::start`] ran (joins sent, handoff timer armed).
+    started: bool,
+}
+
+/// The node taken apart for one input: the shared context and each
+/// sub-machine, borrowed separately so that each can be handed to another.
+struct Parts<'a, S> {
+    ctx: Ctx<'a, S>,
+    peers: &'a mut Peers,
+    buckets: &'a mut Buckets,
+    replica: &'a mut Replica,
+    handoff: &'a mut Handoff,
+    coord: &'a mut Coordinator,
+}
+
+/// A [`View`] of `p`'s peers and buckets, borrowing only those two fields.
+macro_rules! view {
+    ($p:expr) => {
+        View {
+            me: &$p.ctx.cfg.id,
+            layout: $p.ctx.layout,
+            peers: &*$p.peers,
+            buckets: &*$p.buckets,
+        }
+    };
+}
+
+impl<S: Store> Node<S> {
+    /// A node with its config, the cluster layout and its store. Refuses a
+    /// config that cannot run (see [`NodeConfig::validate`]).
+    pub fn new(cfg: NodeConfig, layout: Layout, store: S) -> Result<Self, ConfigError> {
+        cfg.validate(&layout)?;
+        let defaults = BucketProps::defaults(cfg.n, cfg.r, cfg.w, cfg.limits.siblings_max);
+        let actor = Actor {
+            node: cfg.id.clone(),
+            incarnation: cfg.incarnation,
+        };
+        Ok(Node {
+            actor,
+            ids: RequestIds::new(cfg.request_id_base),
+            peers: Peers::new(&cfg, &layout),
+            buckets: Buckets::load(defaults, &store),
+            replica: Replica::new(),
+            handoff: Handoff::default(),
+            coord: Coordinator::default(),
+            clock: Clock::default(),
+            stats: NodeStats::default(),
+            started: false,
+            cfg,
+            layout,
+            store,
+        })
+    }
+
+    fn parts<'a>(&'a mut self, now_ms: u64, out: &'a mut Vec<Output>) -> Parts<'a, S> {
+        Parts {
+            ctx: Ctx {
+                now_ms,
+                cfg: &self.cfg,
+                actor: &self.actor,
+                layout: &self.layout,
+                store: &mut self.store,
+                clock: &mut self.clock,
+                ids: &mut self.ids,
+                stats: &mut self.stats,
+                out,
+            },
+            peers: &mut self.peers,
+            buckets: &mut self.buckets,
+            replica: &mut self.replica,
+            handoff: &mut self.handoff,
+            coord: &mut self.coord,
+        }
+    }
+
+    /// Starts the background work: arms the handoff timer and announces
+    /// this node to the layout's other members and the `join` addresses.
+    /// Runs once; [`Node::handle`] calls it on the first input if the
+    /// runtime did not call it before.
+    pub fn start(&mut self, now_ms: u64, out: &mut Vec<Output>) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        let mut p = self.parts(now_ms, out);
+        p.handoff.start(&mut p.ctx);
+        let events = p.peers.join(&mut p.ctx);
+        p.on_events(events);
+    }
+
+    /// Feeds one input; appends what the runtime must do to `out`.
+    pub fn handle(&mut self, now_ms: u64, input: Input, out: &mut Vec<Output>) {
+        self.start(now_ms, out);
+        let mut p = self.parts(now_ms, out);
+        match input {
+            Input::Client { client_id, request } => {
+                let view = view!(p);
+                p.coord.on_client(
+                    &mut p.ctx,
+                    view,
+                    p.replica,
+                    Origin::Client(client_id),
+                    request,
+                )
+            }
+            Input::Peer { from, msg } => p.on_peer(from, msg),
+            Input::Timer(timer) => p.on_timer(timer),
+            Input::PeerStatus { peer, up } => {
+                let events = p.peers.on_status(&mut p.ctx, peer, up);
+                p.on_events(events.into_iter().collect());
+            }
+        }
+    }
+
+    /// Applies `patch` to `bucket`'s properties and spreads the result to
+    /// every member. Invalid properties are refused and change nothing.
+    pub fn set_bucket(
+        &mut self,
+        now_ms: u64,
+        bucket: Bytes,
+        patch: &BucketPatch,
+        out: &mut Vec<Output>,
+    ) -> Result<BucketProps, BucketError> {
+        let mut p = self.parts(now_ms, out);
+        let entry = p.buckets.set(&mut p.ctx, bucket, patch)?;
+        // Gossip carries it to every member, also those outside the layout.
+        let (key, data) = encode_entry(&entry);
+        let events = p
+            .peers
+            .broadcast(&mut p.ctx, &key, entry.stamp.to_u64(), data);
+        p.on_events(events);
+        p.buckets.send_to_members(&mut p.ctx, &entry);
+        Ok(entry.props)
+    }
+
+    /// Tells the node the wall-clock time (ms since the Unix epoch), which it
+    /// stamps on the values it writes. Timers keep using the `now_ms` given to
+    /// [`Node::handle`], a monotonic clock. Without it, stamps use `now_ms`.
+    pub fn set_wall_clock_ms(&mut self, wall_ms: u64) {
+        self.clock.set_wall_ms(wall_ms);
+    }
+}
+
+impl<S: Store> Parts<'_, S> {
+    fn on_peer(&mut self, from: NodeId, msg: PeerMsg) {
+        self.peers.heard_from(&from);
+        if let PeerMsg::Gossip { data } = msg {
+            let events = self.peers.on_gossip(&mut self.ctx, &data);
+            return self.on_events(events);
+        }
+        if self.ctx.layout.member(&from).is_none() {
+            // Known through gossip only (`--join` from outside the layout):
+            // it takes no part in storing keys until a layout names it.
+            debug!(peer = %from, "message from a node outside the layout dropped");
+            return;
+        }
+        let view = view!(self);
+        let (ctx, replica) = (&mut self.ctx, &mut *self.replica);
+        match msg {
+            PeerMsg::Forward { fwd_id, request } => {
+                if self.coord.first_forward(&from, fwd_id) {
+                    let origin = Origin::Forward { from, fwd_id };
+                    self.coord.on_client(ctx, view, replica, origin, request)
+                }
+            }
+            PeerMsg::ForwardReply { fwd_id, reply } => {
+                self.coord.on_forward_reply(ctx, fwd_id, reply)
+            }
+            PeerMsg::ReplicaPut {
+                req_id,
+                key,
+                object,
+                stands_in_for,
+            } => {
+                let write = ReplicaWrite {
+                    req_id,
+                    key,
+                    object,
+                    stands_in_for,
+                };
+                replica.on_put(ctx, view, from, write)
+            }
+            PeerMsg::ReplicaGet { req_id, key } => replica.on_get(ctx, from, req_id, key),
+            PeerMsg::ReplicaPutAck { req_id, ok } if self.handoff.owns(req_id) => {
+                self.handoff.on_ack(ctx, view, replica, from, req_id, ok)
+            }
+            PeerMsg::ReplicaPutAck { req_id, ok } => self.coord.on_put_ack(ctx, from, req_id, ok),
+            PeerMsg::ReplicaGetReply { req_id, object } => self
+                .coord
+                .on_get_reply(ctx, view, replica, from, req_id, object),
+            PeerMsg::Bucket { entry } => self.buckets.on_entry(ctx, entry),
+            PeerMsg::Gossip { .. } => unreachable!("handled above"),
+        }
+    }
+
+    fn on_timer(&mut self, timer: Timer) {
+        match timer {
+            Timer::Request(id) => {
+                let view = view!(self);
+                let silent = self.coord.on_timer(&mut self.ctx, view, self.replica, id);
+                if !silent.is_empty() {
+                    let events = self.peers.suspect_silent(&mut self.ctx, &silent);
+                    self.on_events(events);
+                }
+            }
+            Timer::Handoff => {
+                let view = view!(self);
+                self.handoff.tick(&mut self.ctx, view, self.replica)
+            }
+            Timer::Gossip(token) => {
+                let events = self.peers.on_timer(&mut self.ctx, token);
+                self.on_events(events);
+            }
+        }
+    }
+
+    /// Hands what the peers machine reported to the machines it concerns.
+    fn on_events(&mut self, events: Vec<PeerEvent>) {
+        for e in events {
+            match e {
+                PeerEvent::Metadata { key, data } => {
+                    self.buckets.on_metadata(&mut self.ctx, &key, &data)
+                }
+                PeerEvent::Back(peer) => self.buckets.send_to(&mut self.ctx, &peer),
+            }
+        }
+    }
+}
+
+/// Read-only accessors, for the runtime's status pages, metrics and tests.
+impl<S: Store> Node<S> {
+    fn view(&self) -> View<'_> {
+        View {
+            me: &self.cfg.id,
+            layout: &self.layout,
+            peers: &self.peers,
+            buckets: &self.buckets,
+        }
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> &NodeId {
+        &self.cfg.id
+    }
+
+    /// This node's config.
+    pub fn config(&self) -> &NodeConfig {
+        &self.cfg
+    }
+
+    /// The layout in force.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// `peer`'s liveness as this node sees it: the worse of the transport's
+    /// view (a link that is down counts as Down) and gossip's (unknown
+    /// counts as Alive). This node itself is always Alive.
+    pub fn liveness(&self, peer: &NodeId) -> Liveness {
+        self.peers.liveness(&self.cfg.id, peer)
+    }
+
+    /// Whether this node believes `peer` reachable (itself always is): the
+    /// transport's link to it is not down and gossip does not hold it
+    /// Suspect or Down (see [`Node::liveness`]).
+    pub fn is_live(&self, peer: &NodeId) -> bool {
+        self.liveness(peer) == Liveness::Alive
+    }
+
+    /// `peer`'s liveness according to gossip alone; `None` if gossip never
+    /// heard of it.
+    pub fn gossip_liveness(&self, peer: &NodeId) -> Option<Liveness> {
+        self.peers.membership().liveness(peer)
+    }
+
+    /// Every member this node knows, by id, with its [`Node::liveness`]:
+    /// gossip's members (with the info they spread) and the layout's members
+    /// gossip has not met (with their layout address, empty HTTP address and
+    /// incarnation 0).
+    pub fn members(&self) -> Vec<(MemberInfo, Liveness)> {
+        self.peers.members(&self.cfg.id, &self.layout)
+    }
+
+    /// The gossip membership, read-only (tests, status pages).
+    pub fn membership(&self) -> &Membership {
+        self.peers.membership()
+    }
+
+    /// Replicas per key, capped by the cluster size.
+    pub fn n(&self) -> usize {
+        self.cfg.n.min(self.layout.members.len())
+    }
+
+    /// The properties in force for `bucket`: the ones set for it, or the
+    /// node's defaults.
+    pub fn bucket_props(&self, bucket: &[u8]) -> BucketProps {
+        self.buckets.props(bucket)
+    }
+
+    /// The defaults every bucket without properties of its own uses.
+    pub fn default_props(&self) -> &BucketProps {
+        self.buckets.defaults()
+    }
+
+    /// Every bucket whose properties were set, with its entry.
+    pub fn buckets(&self) -> impl Iterator<Item = &BucketEntry> {
+        self.buckets.entries()
+    }
+
+    /// The primaries and targets of a request on `partition`, from this
+    /// node's view of who is live.
+    pub fn plan(&self, partition: PartitionId, n: usize) -> Plan {
+        self.view().plan(partition, n)
+    }
+
+    /// The primaries of partition `p`.
+    pub fn primaries(&self, p: PartitionId) -> Vec<NodeId> {
+        self.layout.preference_list(p, self.cfg.n)
+    }
+
+    /// Number of partitions whose live primaries are fewer than `max(r, w)`.
+    pub fn partitions_without_quorum(&self) -> usize {
+        let need = self.cfg.r.max(self.cfg.w);
+        (0..self.layout.ring_size)
+            .filter(|&p| {
+                self.primaries(p)
+                    .iter()
+                    .filter(|id| self.is_live(id))
+                    .count()
+                    < need
+            })
+            .count()
+    }
+
+    /// Hints this node keeps, by the primary they are for (empty until the
+    /// handoff job first loaded them from the store).
+    pub fn hints_by_primary(&self) -> BTreeMap<NodeId, usize> {
+        self.replica.hints_by_primary()
+    }
+
+    /// Hints this node keeps.
+    pub fn hints_len(&self) -> usize {
+        self.replica.hints_len()
+    }
+
+    /// Whether the hints reached `hints_max`: the node refuses writes as a
+    /// fallback until handoff makes room.
+    pub fn hints_full(&self) -> bool {
+        self.replica.hints_full(self.cfg.hints_max)
+    }
+
+    /// Counters about this node's work.
+    pub fn stats(&self) -> &NodeStats {
+        &self.stats
+    }
+
+    /// Requests being coordinated or forwarded right now.
+    pub fn pending(&self) -> usize {
+        self.coord.pending()
+    }
+
+    /// The store (the runtime flushes and syncs it).
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    /// The store, read-only.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+}

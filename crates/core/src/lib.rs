@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod bucket;
 pub mod context;
 pub mod hash;

@@ -8,25 +8,15 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use percent_encoding::percent_decode_str;
-use ringkv_core::bucket::{BucketPatch, BucketProps};
-use serde_json::json;
+use ringkv_core::api::{BucketInfo, BucketList};
+use ringkv_core::bucket::BucketPatch;
 
 use super::error::{ApiError, node_stopped, queue_full};
-use super::{AppState, read_limited};
+use super::{AppState, inspect_json, read_limited};
 use crate::runtime::{MutateError, QueueError};
 
 /// Largest accepted body of `PUT /v1/buckets/{bucket}`, in bytes.
 const BUCKET_BODY_MAX: usize = 64 * 1024;
-
-/// The JSON document of one bucket: its name (lossy UTF-8), the properties
-/// in force and whether they were set for it (`false`: the node's defaults).
-pub(crate) fn bucket_json(bucket: &[u8], props: &BucketProps, set: bool) -> serde_json::Value {
-    json!({
-        "bucket": String::from_utf8_lossy(bucket),
-        "props": props,
-        "set": set,
-    })
-}
 
 /// Decodes the bucket of `/v1/buckets/{bucket}` (one percent-encoded segment).
 pub(crate) fn parse_bucket_path(path: &str) -> Result<Vec<u8>, ApiError> {
@@ -48,20 +38,14 @@ pub(crate) fn parse_bucket_path(path: &str) -> Result<Vec<u8>, ApiError> {
 /// `GET /v1/buckets`: every bucket with properties of its own, and the
 /// defaults the others use.
 pub(crate) async fn buckets_list(State(st): State<Arc<AppState>>) -> Response {
-    let r = st
-        .node
-        .inspect(|n| {
-            let buckets: Vec<_> = n
-                .buckets()
-                .map(|e| bucket_json(&e.bucket, &e.props, true))
-                .collect();
-            json!({"buckets": buckets, "defaults": n.default_props()})
-        })
-        .await;
-    match r {
-        Ok(v) => axum::Json(v).into_response(),
-        Err(_) => node_stopped().into_response(),
-    }
+    inspect_json(&st, |n| BucketList {
+        buckets: n
+            .buckets()
+            .map(|e| BucketInfo::new(&e.bucket, &e.props, true))
+            .collect(),
+        defaults: n.default_props().into(),
+    })
+    .await
 }
 
 /// `GET /v1/buckets/{bucket}`: the properties in force for a bucket.
@@ -70,17 +54,11 @@ pub(crate) async fn bucket_get(State(st): State<Arc<AppState>>, uri: Uri) -> Res
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    let r = st
-        .node
-        .inspect(move |n| {
-            let set = n.buckets().any(|e| e.bucket == bucket);
-            bucket_json(&bucket, &n.bucket_props(&bucket), set)
-        })
-        .await;
-    match r {
-        Ok(v) => axum::Json(v).into_response(),
-        Err(_) => node_stopped().into_response(),
-    }
+    inspect_json(&st, move |n| {
+        let set = n.buckets().any(|e| e.bucket == bucket);
+        BucketInfo::new(&bucket, &n.bucket_props(&bucket), set)
+    })
+    .await
 }
 
 /// `PUT /v1/buckets/{bucket}` with a JSON patch such as
@@ -98,6 +76,7 @@ pub(crate) async fn bucket_set(
         .unwrap_or_else(|e| e.into_response())
 }
 
+/// Checks and applies the patch; the answer or the error.
 async fn bucket_set_inner(
     st: &AppState,
     uri: Uri,
@@ -131,7 +110,7 @@ async fn bucket_set_inner(
             let props = n
                 .set_bucket(now, Bytes::from(bucket.clone()), &patch, out)
                 .map_err(|e| ApiError::bad(e.to_string()))?;
-            Ok(bucket_json(&bucket, &props, true))
+            Ok(BucketInfo::new(&bucket, &props, true))
         })
         .await;
     match r {
@@ -153,6 +132,8 @@ async fn bucket_set_inner(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ringkv_core::bucket::BucketProps;
+    use serde_json::json;
 
     #[test]
     fn bucket_paths_decode_one_segment() {
@@ -168,7 +149,7 @@ mod tests {
     fn bucket_json_shape() {
         let props = BucketProps::defaults(3, 2, 2, 100);
         assert_eq!(
-            bucket_json(b"carts", &props, false),
+            serde_json::to_value(BucketInfo::new(b"carts", &props, false)).unwrap(),
             json!({
                 "bucket": "carts",
                 "props": {"n": 3, "r": 2, "w": 2, "pr": 0, "pw": 0, "conflict": "siblings",

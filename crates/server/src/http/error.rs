@@ -4,8 +4,8 @@
 
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use ringkv_core::api::ErrorBody;
 use ringkv_core::msg::ClientError;
-use serde_json::json;
 
 /// An API error: status, code and a message that says what to do.
 pub(crate) struct ApiError {
@@ -34,18 +34,24 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({"error": self.code, "message": self.message});
-        if let Some((required, acks)) = self.counts {
-            body["required"] = json!(required);
-            body["acks"] = json!(acks);
-        }
-        (
-            self.status,
-            [(header::CONTENT_TYPE, "application/json")],
-            body.to_string(),
-        )
-            .into_response()
+        let (required, acks) = match self.counts {
+            Some((required, acks)) => (Some(required as u64), Some(acks as u64)),
+            None => (None, None),
+        };
+        let body = ErrorBody {
+            acks,
+            error: self.code.to_string(),
+            message: self.message,
+            required,
+        };
+        error_response(self.status, &body)
     }
+}
+
+/// An error answer: `body` as JSON, with `status`.
+pub(crate) fn error_response(status: StatusCode, body: &ErrorBody) -> Response {
+    let text = serde_json::to_string(body).expect("an error body always serializes");
+    (status, [(header::CONTENT_TYPE, "application/json")], text).into_response()
 }
 
 impl From<ClientError> for ApiError {
@@ -128,4 +134,38 @@ pub(crate) fn queue_full() -> ApiError {
         "overloaded",
         "this node's request queue is full; retry later or use another node",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(resp: Response) -> String {
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn quorum_errors_carry_the_counts_and_others_do_not() {
+        let e = ApiError::from(ClientError::Unavailable {
+            required: 2,
+            acks: 1,
+        });
+        let message = serde_json::to_string(&e.message).unwrap();
+        let resp = e.into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(
+            body_of(resp).await,
+            format!(r#"{{"acks":1,"error":"unavailable","message":{message},"required":2}}"#)
+        );
+        let resp = ApiError::bad("no").into_response();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body_of(resp).await,
+            r#"{"error":"bad_request","message":"no"}"#
+        );
+    }
 }

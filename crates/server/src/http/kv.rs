@@ -9,15 +9,14 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use bytes::Bytes;
 use percent_encoding::percent_decode_str;
+use ringkv_core::api::{SiblingsBody, WireSibling};
 use ringkv_core::context;
 use ringkv_core::hash::BucketKey;
 use ringkv_core::msg::{ClientOp, ClientReply, ClientRequest};
 use ringkv_core::params::QuorumParam;
 use ringkv_core::{Object, Value};
-use serde_json::json;
 use tokio::sync::oneshot;
 
 use super::error::{ApiError, node_stopped, queue_full};
@@ -76,6 +75,8 @@ pub(crate) fn parse_query(q: Option<&str>) -> Result<KvQuery, ApiError> {
     Ok(out)
 }
 
+/// The context of a write: the `X-Ringkv-Context` header, checked against
+/// the key; none when the header is absent or blank.
 fn context_from(
     headers: &HeaderMap,
     key_hash: u64,
@@ -120,6 +121,8 @@ pub(crate) async fn kv(State(st): State<Arc<AppState>>, request: Request) -> Res
     resp
 }
 
+/// Parses the request, hands it to the node loop and turns the reply into
+/// the answer.
 async fn kv_inner(
     st: &AppState,
     method: Method,
@@ -131,27 +134,41 @@ async fn kv_inner(
     let q = parse_query(uri.query())?;
     let key = BucketKey::new(bucket, key);
     let key_hash = key.hash();
-    let op = match method {
-        Method::GET | Method::HEAD => ClientOp::Get { r: q.r, pr: q.pr },
-        Method::PUT => {
-            let context = context_from(headers, key_hash)?;
-            let value = read_body(st.value_bytes_max, headers, body).await?;
-            ClientOp::Put {
-                value: Value::Data(value),
-                context,
-                w: q.w,
-                pw: q.pw,
-            }
+    let op = key_op(st, method, &q, headers, body, key_hash).await?;
+    let is_get = matches!(op, ClientOp::Get { .. });
+    let request = ClientRequest {
+        key,
+        op,
+        timeout_ms: q.timeout_ms,
+    };
+    match ask_node(st, request).await? {
+        ClientReply::Error(e) => Err(e.into()),
+        ClientReply::Written { context, .. } => {
+            let mut resp = StatusCode::NO_CONTENT.into_response();
+            set_context(&mut resp, &context, key_hash);
+            Ok(resp)
         }
-        Method::DELETE => {
-            let context = context_from(headers, key_hash)?;
-            ClientOp::Put {
-                value: Value::Tombstone,
-                context,
-                w: q.w,
-                pw: q.pw,
-            }
+        ClientReply::Read { object, .. } => {
+            debug_assert!(is_get);
+            Ok(read_response(&object, key_hash))
         }
+    }
+}
+
+/// The operation `method` asks for, with its parameters, context and value.
+/// Reads the body of a `PUT` (up to the value limit).
+async fn key_op(
+    st: &AppState,
+    method: Method,
+    q: &KvQuery,
+    headers: &HeaderMap,
+    body: Body,
+    key_hash: u64,
+) -> Result<ClientOp, ApiError> {
+    let value = match method {
+        Method::GET | Method::HEAD => return Ok(ClientOp::Get { r: q.r, pr: q.pr }),
+        Method::PUT => None,
+        Method::DELETE => Some(Value::Tombstone),
         other => {
             return Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -160,13 +177,23 @@ async fn kv_inner(
             ));
         }
     };
-    let is_get = matches!(op, ClientOp::Get { .. });
-    let timeout_ms = q.timeout_ms;
-    let request = ClientRequest {
-        key,
-        op,
-        timeout_ms,
+    // The context is checked before the body is read, as it always was.
+    let context = context_from(headers, key_hash)?;
+    let value = match value {
+        Some(tombstone) => tombstone,
+        None => Value::Data(read_body(st.value_bytes_max, headers, body).await?),
     };
+    Ok(ClientOp::Put {
+        value,
+        context,
+        w: q.w,
+        pw: q.pw,
+    })
+}
+
+/// Queues `request` on the node loop and waits for its reply.
+async fn ask_node(st: &AppState, request: ClientRequest) -> Result<ClientReply, ApiError> {
+    let timeout_ms = request.timeout_ms;
     let (tx, rx) = oneshot::channel();
     st.node
         .try_send(Event::Client { request, reply: tx })
@@ -182,30 +209,17 @@ async fn kv_inner(
             .min(ringkv_node::TIMEOUT_MS_MAX)
             + 5_000,
     );
-    let reply = match tokio::time::timeout(bound, rx).await {
-        Ok(Ok(r)) => r,
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the node gave no answer in time; the request may or may not have been applied; retry",
-            ));
-        }
-    };
-    match reply {
-        ClientReply::Error(e) => Err(e.into()),
-        ClientReply::Written { context, .. } => {
-            let mut resp = StatusCode::NO_CONTENT.into_response();
-            set_context(&mut resp, &context, key_hash);
-            Ok(resp)
-        }
-        ClientReply::Read { object, .. } => {
-            debug_assert!(is_get);
-            Ok(read_response(&object, key_hash))
-        }
+    match tokio::time::timeout(bound, rx).await {
+        Ok(Ok(r)) => Ok(r),
+        _ => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the node gave no answer in time; the request may or may not have been applied; retry",
+        )),
     }
 }
 
+/// Sets the context header of `resp` to `vv`, bound to the key.
 fn set_context(resp: &mut Response, vv: &ringkv_core::VersionVector, key_hash: u64) {
     let token = context::encode(vv, key_hash);
     resp.headers_mut().insert(
@@ -219,29 +233,29 @@ fn set_context(resp: &mut Response, vv: &ringkv_core::VersionVector, key_hash: u
 /// with the value otherwise. The context is bound to the key (`key_hash`).
 pub(crate) fn read_response(object: &Object, key_hash: u64) -> Response {
     let mut resp = if object.is_deleted() {
-        let body = json!({"error": "not_found", "message": "the key has no value (never written, or deleted)"});
-        (
+        ApiError::new(
             StatusCode::NOT_FOUND,
-            [(header::CONTENT_TYPE, "application/json")],
-            body.to_string(),
+            "not_found",
+            "the key has no value (never written, or deleted)",
         )
-            .into_response()
+        .into_response()
     } else if object.siblings.len() > 1 {
-        let siblings: Vec<_> = object
-            .siblings
-            .iter()
-            .map(|s| match &s.value {
-                Value::Data(b) => {
-                    json!({"value": base64::engine::general_purpose::STANDARD.encode(b)})
-                }
-                Value::Tombstone => json!({"deleted": true}),
-            })
-            .collect();
-        let body = json!({"context": context::encode(&object.vv, key_hash), "siblings": siblings});
+        let body = SiblingsBody {
+            context: context::encode(&object.vv, key_hash),
+            siblings: object
+                .siblings
+                .iter()
+                .map(|s| match &s.value {
+                    Value::Data(b) => WireSibling::value(b),
+                    Value::Tombstone => WireSibling::deleted(),
+                })
+                .collect(),
+        };
+        let text = serde_json::to_string(&body).expect("a siblings body always serializes");
         (
             StatusCode::MULTIPLE_CHOICES,
             [(header::CONTENT_TYPE, "application/json")],
-            body.to_string(),
+            text,
         )
             .into_response()
     } else {
@@ -262,6 +276,7 @@ pub(crate) fn read_response(object: &Object, key_hash: u64) -> Response {
     resp
 }
 
+/// Reads a value of at most `limit` bytes.
 async fn read_body(limit: usize, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
     read_limited(
         limit,

@@ -22,17 +22,19 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::future::RouteFuture;
 use axum::routing::{get, put};
 use bytes::Bytes;
 use futures::future::{BoxFuture, Either, FutureExt};
 use percent_encoding::percent_decode_str;
 use ringkv_core::NodeId;
+use ringkv_node::Node;
+use serde::Serialize;
 
 use crate::faults::Faults;
 use crate::metrics::Metrics;
-use crate::runtime::NodeHandle;
+use crate::runtime::{NodeHandle, Tracked};
 use crate::transport::PeerInfo;
 use error::ApiError;
 
@@ -173,6 +175,24 @@ fn router_with(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// The node as the handlers see it on the node loop.
+type ServedNode = Node<Tracked>;
+
+/// Runs `f` on the node loop and answers what it returns as JSON; `503`
+/// once the loop stopped.
+async fn inspect_json<T>(
+    st: &AppState,
+    f: impl FnOnce(&ServedNode) -> T + Send + 'static,
+) -> Response
+where
+    T: Serialize + Send + 'static,
+{
+    match st.node.inspect(f).await {
+        Ok(body) => axum::Json(body).into_response(),
+        Err(_) => error::node_stopped().into_response(),
+    }
+}
+
 /// Splits `{prefix}{bucket}/{key}` into decoded bucket and key bytes.
 pub(crate) fn parse_bucket_key(path: &str, prefix: &str) -> Result<(Vec<u8>, Vec<u8>), ApiError> {
     let rest = path.strip_prefix(prefix).unwrap_or("");
@@ -233,7 +253,7 @@ mod tests {
     /// A node loop stand-in: key `two` has two siblings, `gone` is absent,
     /// `down` fails for want of replicas, any other key has one value; every
     /// write succeeds.
-    fn stand_in_node() -> NodeHandle {
+    pub(super) fn stand_in_node() -> NodeHandle {
         let (tx, mut rx) = tokio::sync::mpsc::channel(64);
         tokio::spawn(async move {
             let actor = Actor {
@@ -285,7 +305,7 @@ mod tests {
         NodeHandle::from_sender(tx)
     }
 
-    fn state(node: NodeHandle) -> AppState {
+    pub(super) fn state(node: NodeHandle) -> AppState {
         AppState {
             node,
             me: NodeId::parse("n1").unwrap(),
@@ -301,7 +321,7 @@ mod tests {
     /// Status, headers and body bytes of `svc`'s answer to `req`, as a client
     /// sees them: hyper adds the `content-length` of a body of known length
     /// when the response has none.
-    async fn answer<S>(svc: &mut S, req: Request) -> (StatusCode, HeaderMap, Bytes)
+    pub(super) async fn answer<S>(svc: &mut S, req: Request) -> (StatusCode, HeaderMap, Bytes)
     where
         S: Service<Request, Response = Response, Error = Infallible>,
     {

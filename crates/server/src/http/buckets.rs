@@ -19,7 +19,7 @@ use crate::runtime::{MutateError, QueueError};
 const BUCKET_BODY_MAX: usize = 64 * 1024;
 
 /// Decodes the bucket of `/v1/buckets/{bucket}` (one percent-encoded segment).
-pub(crate) fn parse_bucket_path(path: &str) -> Result<Vec<u8>, ApiError> {
+fn parse_bucket_path(path: &str) -> Result<Vec<u8>, ApiError> {
     let rest = path.strip_prefix("/v1/buckets/").unwrap_or("");
     if rest.is_empty() {
         return Err(ApiError::bad(

@@ -49,7 +49,7 @@ impl IntoResponse for ApiError {
 }
 
 /// An error answer: `body` as JSON, with `status`.
-pub(crate) fn error_response(status: StatusCode, body: &ErrorBody) -> Response {
+fn error_response(status: StatusCode, body: &ErrorBody) -> Response {
     let text = serde_json::to_string(body).expect("an error body always serializes");
     (status, [(header::CONTENT_TYPE, "application/json")], text).into_response()
 }

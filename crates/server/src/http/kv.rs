@@ -28,16 +28,16 @@ pub const CONTEXT_HEADER: &str = "x-ringkv-context";
 
 /// [`CONTEXT_HEADER`] as a header name, checked once at compile time rather
 /// than on every response.
-pub(crate) static CONTEXT_NAME: HeaderName = HeaderName::from_static(CONTEXT_HEADER);
+static CONTEXT_NAME: HeaderName = HeaderName::from_static(CONTEXT_HEADER);
 
 /// Splits `/v1/kv/{bucket}/{key}` into decoded bucket and key bytes.
-pub(crate) fn parse_kv_path(path: &str) -> Result<(Vec<u8>, Vec<u8>), ApiError> {
+fn parse_kv_path(path: &str) -> Result<(Vec<u8>, Vec<u8>), ApiError> {
     parse_bucket_key(path, "/v1/kv/")
 }
 
 /// Quorum and timeout parameters from the query string.
 #[derive(Default, Debug, PartialEq)]
-pub(crate) struct KvQuery {
+struct KvQuery {
     r: Option<QuorumParam>,
     pr: Option<QuorumParam>,
     w: Option<QuorumParam>,
@@ -46,7 +46,7 @@ pub(crate) struct KvQuery {
 }
 
 /// Parses `r`, `pr`, `w`, `pw`, `timeout_ms`; anything else is an error.
-pub(crate) fn parse_query(q: Option<&str>) -> Result<KvQuery, ApiError> {
+fn parse_query(q: Option<&str>) -> Result<KvQuery, ApiError> {
     let mut out = KvQuery::default();
     for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -231,7 +231,7 @@ fn set_context(resp: &mut Response, vv: &ringkv_core::VersionVector, key_hash: u
 /// 404 when no sibling holds data (absent, or deleted, even by several
 /// concurrent deletes), 300 with the siblings when there are several, 200
 /// with the value otherwise. The context is bound to the key (`key_hash`).
-pub(crate) fn read_response(object: &Object, key_hash: u64) -> Response {
+fn read_response(object: &Object, key_hash: u64) -> Response {
     let mut resp = if object.is_deleted() {
         ApiError::new(
             StatusCode::NOT_FOUND,

@@ -148,6 +148,7 @@ pub fn router(state: AppState) -> Router {
     router_with(Arc::new(state))
 }
 
+/// [`router`] over a state the [`Api`] service shares with it.
 fn router_with(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/health", get(cluster::health))

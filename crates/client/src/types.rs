@@ -1,9 +1,18 @@
-//! Requests options, typed results and the JSON documents of the API.
+//! Request options, typed results and the JSON documents of the API.
+//!
+//! The documents the server answers are the types of [`ringkv_core::api`],
+//! re-exported here: the server serializes the very same types.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use ringkv_core::api::SiblingsBody;
+
+pub(crate) use ringkv_core::api::ErrorBody;
+pub use ringkv_core::api::{
+    BucketInfo, BucketList, BucketProps, ClusterStatus, HintsStatus, KeyLocation, KeyNode,
+    MemberStatus, PartitionInfo, RingInfo,
+};
 
 /// Per-request parameters. Each is sent only when set; the server uses the
 /// bucket's defaults for the rest.
@@ -105,100 +114,6 @@ pub enum SiblingValue {
     Deleted,
 }
 
-/// `GET /v1/cluster`: what one node knows about the cluster.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClusterStatus {
-    /// Id of the node that answered.
-    pub node: String,
-    /// Version of the layout that node uses.
-    pub layout_version: u64,
-    /// Number of partitions.
-    pub ring_size: u32,
-    /// Default replicas per key.
-    pub n: u64,
-    /// Default read quorum.
-    pub r: u64,
-    /// Default write quorum.
-    pub w: u64,
-    /// Members of the layout.
-    pub members: Vec<MemberStatus>,
-    /// Partitions whose live primaries are too few for the default quorums.
-    #[serde(default)]
-    pub partitions_without_quorum: u64,
-    /// Hints the answering node holds for unreachable primaries (absent
-    /// from servers older than hinted handoff).
-    #[serde(default)]
-    pub hints: Option<HintsStatus>,
-    /// Read-repair writes the answering node sent since it started.
-    #[serde(default)]
-    pub read_repairs: u64,
-}
-
-/// The `hints` object of [`ClusterStatus`]: hinted handoff on the answering node.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HintsStatus {
-    /// Hints held, waiting for their primary.
-    pub pending: u64,
-    /// Hints held by the primary they are for (only primaries with hints).
-    #[serde(default)]
-    pub by_target: std::collections::BTreeMap<String, u64>,
-    /// The bound (`--hints-max`).
-    pub max: u64,
-    /// Whether the bound is reached: the node refuses writes as a fallback
-    /// until handoff makes room.
-    pub full: bool,
-    /// Hints handed off and confirmed by their primary since the node started.
-    #[serde(default)]
-    pub delivered: u64,
-    /// Writes refused as a fallback because the hints were full.
-    #[serde(default)]
-    pub refused: u64,
-    /// Writes this node stored as a fallback, with a hint.
-    #[serde(default)]
-    pub hinted_writes: u64,
-}
-
-/// Properties of a bucket as the server answers them (every field concrete).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BucketProps {
-    /// Replicas per key.
-    pub n: u64,
-    /// Replies a read waits for.
-    pub r: u64,
-    /// Acks a write waits for.
-    pub w: u64,
-    /// How many of the `r` replies must come from primaries (0: any node).
-    pub pr: u64,
-    /// How many of the `w` acks must come from primaries (0: any node).
-    pub pw: u64,
-    /// `siblings` (keep concurrent values) or `lww` (keep the latest stamp).
-    pub conflict: String,
-    /// More siblings than this on a key are logged and counted.
-    pub siblings_warn: u64,
-    /// A write that would leave more siblings than this is refused.
-    pub siblings_max: u64,
-}
-
-/// `GET /v1/buckets/{bucket}` (and the answer to a `PUT`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BucketInfo {
-    /// The bucket (lossy UTF-8).
-    pub bucket: String,
-    /// The properties in force.
-    pub props: BucketProps,
-    /// Whether properties were set for this bucket (`false`: the defaults apply).
-    pub set: bool,
-}
-
-/// `GET /v1/buckets`: the buckets with properties of their own.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BucketList {
-    /// Every bucket whose properties were set.
-    pub buckets: Vec<BucketInfo>,
-    /// What every other bucket uses.
-    pub defaults: BucketProps,
-}
-
 /// A change of bucket properties: the fields that are set are changed, the
 /// others kept. Quorum fields take a number or `one`, `quorum`, `all`, as
 /// strings (like [`RequestOptions`]); the server resolves names against the
@@ -261,113 +176,6 @@ impl BucketPatch {
         }
         serde_json::Value::Object(m)
     }
-}
-
-/// One member in [`ClusterStatus`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemberStatus {
-    /// Node id.
-    pub id: String,
-    /// Node-to-node address.
-    pub rpc_addr: String,
-    /// HTTP API address, when known.
-    #[serde(default)]
-    pub http_addr: Option<String>,
-    /// Whether the answering node's failure detector considers it alive.
-    pub alive: bool,
-    /// Its liveness as the answering node sees it: `alive`, `suspect` or
-    /// `down` (absent from servers older than gossip).
-    #[serde(default)]
-    pub liveness: Option<String>,
-    /// The incarnation of its data directory, when gossip spread it.
-    #[serde(default)]
-    pub incarnation: Option<u32>,
-    /// Partitions it owns (first in their preference list).
-    #[serde(default)]
-    pub partitions_owned: u64,
-    /// Partitions it holds a replica of (in the first N of the preference list).
-    #[serde(default)]
-    pub partitions_replicated: u64,
-}
-
-/// `GET /v1/ring`: the preference list of every partition.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RingInfo {
-    /// Layout version.
-    pub layout_version: u64,
-    /// Number of partitions.
-    pub ring_size: u32,
-    /// Default replicas per key.
-    pub n: u64,
-    /// Every partition, in order.
-    pub partitions: Vec<PartitionInfo>,
-}
-
-/// One partition in [`RingInfo`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartitionInfo {
-    /// Partition number.
-    pub partition: u32,
-    /// Node ids, primaries first.
-    pub preference_list: Vec<String>,
-}
-
-/// `GET /v1/ring/{bucket}/{key}`: where one key lives.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyLocation {
-    /// Bucket (lossy UTF-8).
-    pub bucket: String,
-    /// Key (lossy UTF-8).
-    pub key: String,
-    /// The key's ring hash, hex.
-    pub hash: String,
-    /// Its partition.
-    pub partition: u32,
-    /// Partitions in the ring.
-    pub ring_size: u32,
-    /// Layout version.
-    pub layout_version: u64,
-    /// Replicas per key.
-    pub n: u64,
-    /// Every member in the order the node uses them for this key.
-    pub nodes: Vec<KeyNode>,
-}
-
-/// One member in [`KeyLocation`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyNode {
-    /// Node id.
-    pub node: String,
-    /// `primary` or `fallback`.
-    pub role: String,
-    /// Whether the answering node sees it alive.
-    pub alive: bool,
-}
-
-/// The body of every error answer.
-#[derive(Debug, Deserialize)]
-pub(crate) struct ErrorBody {
-    pub error: String,
-    #[serde(default)]
-    pub message: String,
-    #[serde(default)]
-    pub required: Option<u64>,
-    #[serde(default)]
-    pub acks: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct SiblingsBody {
-    context: String,
-    siblings: Vec<WireSibling>,
-}
-
-#[derive(Deserialize)]
-struct WireSibling {
-    #[serde(default)]
-    value: Option<String>,
-    #[serde(default)]
-    deleted: bool,
 }
 
 /// Parses the body of a `300` answer into its context and siblings.

@@ -4,50 +4,17 @@
 //! in the transport. Served under `/v1/admin/faults` only when the node was
 //! started with `--fault-injection`.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use ringkv_core::NodeId;
-use serde::{Deserialize, Serialize};
+use ringkv_core::api::FaultTable;
 
-/// What happens to the messages this node sends to one peer.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LinkFault {
-    /// Probability that a message is dropped, 0..=1 (1 = the link is cut).
-    #[serde(default)]
-    pub drop: f64,
-    /// Extra delay before each batch of messages is sent, in ms.
-    #[serde(default)]
-    pub delay_ms: u64,
-}
-
-/// Longest injected delay, in ms.
-pub const DELAY_MS_MAX: u64 = 60_000;
-
-impl LinkFault {
-    /// Checks ranges; says what is allowed.
-    pub fn validate(&self) -> Result<(), String> {
-        if !(0.0..=1.0).contains(&self.drop) {
-            return Err(format!(
-                "drop={} must be a probability from 0 to 1",
-                self.drop
-            ));
-        }
-        if self.delay_ms > DELAY_MS_MAX {
-            return Err(format!(
-                "delay_ms={} must be at most {DELAY_MS_MAX}",
-                self.delay_ms
-            ));
-        }
-        Ok(())
-    }
-}
+pub use ringkv_core::api::{DELAY_MS_MAX, LinkFault};
 
 /// The faults in force, per peer; shared by the HTTP API and the links.
 #[derive(Clone, Default)]
 pub struct Faults {
-    table: Arc<Mutex<BTreeMap<NodeId, LinkFault>>>,
+    table: Arc<Mutex<FaultTable>>,
 }
 
 impl Faults {
@@ -76,7 +43,7 @@ impl Faults {
     }
 
     /// Every fault in force.
-    pub fn all(&self) -> BTreeMap<NodeId, LinkFault> {
+    pub fn all(&self) -> FaultTable {
         self.table.lock().expect("faults lock").clone()
     }
 }

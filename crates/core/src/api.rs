@@ -1,0 +1,597 @@
+//! The JSON bodies of the HTTP API v1, as one set of types that the server
+//! serializes and the client deserializes, so the compiler checks that both
+//! sides speak the same contract (DESIGN.md, "HTTP API").
+//!
+//! Fields are declared in alphabetical order. That is the order the server
+//! has always sent them in (it used to build bodies as `serde_json` maps,
+//! which sort their keys), and serde writes a struct's fields in declaration
+//! order; keeping it keeps the bytes on the wire unchanged. The tests at the
+//! end compare each body with those bytes.
+//!
+//! Fields a client may not get from every server version carry
+//! `#[serde(default)]`, so a client reads older answers too; unknown fields
+//! are ignored on reading.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::bucket::{self, ConflictMode};
+use crate::layout::NodeId;
+
+/// The body of every error answer: `{"error": code, "message": text}`, and
+/// for a quorum that was not reached also how many replies were required
+/// and how many came (omitted otherwise).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Replies or acks that came in time (with `required`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acks: Option<u64>,
+    /// A short machine-readable code, e.g. `bad_request`, `unavailable`.
+    pub error: String,
+    /// What happened and what to do.
+    #[serde(default)]
+    pub message: String,
+    /// Replies or acks the request required (with `acks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required: Option<u64>,
+}
+
+impl ErrorBody {
+    /// An error without counts.
+    pub fn new(error: impl Into<String>, message: impl Into<String>) -> Self {
+        ErrorBody {
+            acks: None,
+            error: error.into(),
+            message: message.into(),
+            required: None,
+        }
+    }
+}
+
+/// The body of a `300` answer to a key read: the context covering every
+/// sibling, and the siblings in the server's order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiblingsBody {
+    /// Context to write back with to resolve the siblings.
+    pub context: String,
+    /// The concurrent values.
+    pub siblings: Vec<WireSibling>,
+}
+
+/// One sibling of a [`SiblingsBody`]: `{"value": "<base64>"}` or
+/// `{"deleted": true}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireSibling {
+    /// Whether this sibling is a concurrent deletion (sent only when true).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+    /// The value, standard base64 with padding (absent for a deletion).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+impl WireSibling {
+    /// A sibling holding `bytes`.
+    pub fn value(bytes: &[u8]) -> Self {
+        WireSibling {
+            deleted: false,
+            value: Some(STANDARD.encode(bytes)),
+        }
+    }
+
+    /// A concurrent deletion.
+    pub fn deleted() -> Self {
+        WireSibling {
+            deleted: true,
+            value: None,
+        }
+    }
+}
+
+/// `GET /v1/cluster`: what one node knows about the cluster.
+///
+/// The server sends each member as a [`MemberDetail`]; a client reads it as
+/// the default [`MemberStatus`], which leaves out what only operators of the
+/// server look at.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus<M = MemberStatus> {
+    /// Hints the answering node holds for unreachable primaries (absent
+    /// from servers older than hinted handoff).
+    #[serde(default)]
+    pub hints: Option<HintsStatus>,
+    /// Version of the layout that node uses.
+    pub layout_version: u64,
+    /// Members of the layout, then members known through gossip only.
+    pub members: Vec<M>,
+    /// Default replicas per key.
+    pub n: u64,
+    /// Id of the node that answered.
+    pub node: String,
+    /// Partitions whose live primaries are too few for the default quorums.
+    #[serde(default)]
+    pub partitions_without_quorum: u64,
+    /// Default read quorum.
+    pub r: u64,
+    /// Read-repair writes the answering node sent since it started.
+    #[serde(default)]
+    pub read_repairs: u64,
+    /// Number of partitions.
+    pub ring_size: u32,
+    /// Default write quorum.
+    pub w: u64,
+}
+
+/// The `hints` object of [`ClusterStatus`]: hinted handoff on the answering node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HintsStatus {
+    /// Hints held by the primary they are for (only primaries with hints).
+    #[serde(default)]
+    pub by_target: BTreeMap<String, u64>,
+    /// Hints handed off and confirmed by their primary since the node started.
+    #[serde(default)]
+    pub delivered: u64,
+    /// Whether the bound is reached: the node refuses writes as a fallback
+    /// until handoff makes room.
+    pub full: bool,
+    /// Writes this node stored as a fallback, with a hint.
+    #[serde(default)]
+    pub hinted_writes: u64,
+    /// The bound (`--hints-max`).
+    pub max: u64,
+    /// Hints held, waiting for their primary.
+    pub pending: u64,
+    /// Writes refused as a fallback because the hints were full.
+    #[serde(default)]
+    pub refused: u64,
+}
+
+/// One member in [`ClusterStatus`], as clients read it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    /// Whether the answering node's failure detector considers it alive.
+    pub alive: bool,
+    /// HTTP API address, when known.
+    #[serde(default)]
+    pub http_addr: Option<String>,
+    /// Node id.
+    pub id: String,
+    /// The incarnation of its data directory, when gossip spread it.
+    #[serde(default)]
+    pub incarnation: Option<u32>,
+    /// Its liveness as the answering node sees it: `alive`, `suspect` or
+    /// `down` (absent from servers older than gossip).
+    #[serde(default)]
+    pub liveness: Option<String>,
+    /// Partitions it owns (first in their preference list).
+    #[serde(default)]
+    pub partitions_owned: u64,
+    /// Partitions it holds a replica of (in the first N of the preference list).
+    #[serde(default)]
+    pub partitions_replicated: u64,
+    /// Node-to-node address.
+    pub rpc_addr: String,
+}
+
+/// One member as the server sends it in [`ClusterStatus`]: the
+/// [`MemberStatus`] every client reads, and the liveness gossip alone
+/// reports, which clients ignore.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberDetail {
+    /// What clients read.
+    pub status: MemberStatus,
+    /// Its liveness as gossip spread it (`alive`, `suspect`, `down`), `None`
+    /// (sent as `null`) when gossip has not reported on it.
+    pub gossip: Option<String>,
+}
+
+impl Serialize for MemberDetail {
+    /// Written by hand so that `gossip` takes its alphabetical place among
+    /// the status fields, as it always had (a flattened struct would put it
+    /// last). Destructuring the status without `..` makes a new field of
+    /// [`MemberStatus`] a compile error here until it is sent too.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let MemberStatus {
+            alive,
+            http_addr,
+            id,
+            incarnation,
+            liveness,
+            partitions_owned,
+            partitions_replicated,
+            rpc_addr,
+        } = &self.status;
+        let mut st = s.serialize_struct("MemberDetail", 9)?;
+        st.serialize_field("alive", alive)?;
+        st.serialize_field("gossip", &self.gossip)?;
+        st.serialize_field("http_addr", http_addr)?;
+        st.serialize_field("id", id)?;
+        st.serialize_field("incarnation", incarnation)?;
+        st.serialize_field("liveness", liveness)?;
+        st.serialize_field("partitions_owned", partitions_owned)?;
+        st.serialize_field("partitions_replicated", partitions_replicated)?;
+        st.serialize_field("rpc_addr", rpc_addr)?;
+        st.end()
+    }
+}
+
+/// `GET /v1/ring`: the preference list of every partition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingInfo {
+    /// Layout version.
+    pub layout_version: u64,
+    /// Default replicas per key.
+    pub n: u64,
+    /// Every partition, in order.
+    pub partitions: Vec<PartitionInfo>,
+    /// Number of partitions.
+    pub ring_size: u32,
+}
+
+/// One partition in [`RingInfo`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionInfo {
+    /// Partition number.
+    pub partition: u32,
+    /// Node ids, primaries first.
+    pub preference_list: Vec<String>,
+}
+
+/// `GET /v1/ring/{bucket}/{key}`: where one key lives.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyLocation {
+    /// Bucket (lossy UTF-8).
+    pub bucket: String,
+    /// The key's ring hash, 16 hex digits.
+    pub hash: String,
+    /// Key (lossy UTF-8).
+    pub key: String,
+    /// Layout version.
+    pub layout_version: u64,
+    /// Replicas per key.
+    pub n: u64,
+    /// Every member in the order the node uses them for this key.
+    pub nodes: Vec<KeyNode>,
+    /// Its partition.
+    pub partition: u32,
+    /// Partitions in the ring.
+    pub ring_size: u32,
+}
+
+/// One member in [`KeyLocation`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyNode {
+    /// Whether the answering node sees it alive.
+    pub alive: bool,
+    /// Node id.
+    pub node: String,
+    /// `primary` or `fallback`.
+    pub role: String,
+}
+
+/// Properties of a bucket as the server answers them (every field
+/// concrete): the wire form of [`bucket::BucketProps`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketProps {
+    /// `siblings` (keep concurrent values) or `lww` (keep the latest stamp).
+    pub conflict: String,
+    /// Replicas per key.
+    pub n: u64,
+    /// How many of the `r` replies must come from primaries (0: any node).
+    pub pr: u64,
+    /// How many of the `w` acks must come from primaries (0: any node).
+    pub pw: u64,
+    /// Replies a read waits for.
+    pub r: u64,
+    /// A write that would leave more siblings than this is refused.
+    pub siblings_max: u64,
+    /// More siblings than this on a key are logged and counted.
+    pub siblings_warn: u64,
+    /// Acks a write waits for.
+    pub w: u64,
+}
+
+impl From<&bucket::BucketProps> for BucketProps {
+    fn from(p: &bucket::BucketProps) -> Self {
+        let conflict = match p.conflict {
+            ConflictMode::Siblings => "siblings",
+            ConflictMode::Lww => "lww",
+        };
+        BucketProps {
+            conflict: conflict.to_string(),
+            n: p.n as u64,
+            pr: p.pr as u64,
+            pw: p.pw as u64,
+            r: p.r as u64,
+            siblings_max: p.siblings_max as u64,
+            siblings_warn: p.siblings_warn as u64,
+            w: p.w as u64,
+        }
+    }
+}
+
+/// `GET /v1/buckets/{bucket}` (and the answer to a `PUT`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketInfo {
+    /// The bucket (lossy UTF-8).
+    pub bucket: String,
+    /// The properties in force.
+    pub props: BucketProps,
+    /// Whether properties were set for this bucket (`false`: the defaults apply).
+    pub set: bool,
+}
+
+impl BucketInfo {
+    /// The document of `bucket` with the properties `props` in force; `set`
+    /// says whether they were set for it (`false`: the node's defaults).
+    pub fn new(bucket: &[u8], props: &bucket::BucketProps, set: bool) -> Self {
+        BucketInfo {
+            bucket: String::from_utf8_lossy(bucket).into_owned(),
+            props: props.into(),
+            set,
+        }
+    }
+}
+
+/// `GET /v1/buckets`: the buckets with properties of their own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketList {
+    /// Every bucket whose properties were set.
+    pub buckets: Vec<BucketInfo>,
+    /// What every other bucket uses.
+    pub defaults: BucketProps,
+}
+
+/// Longest delay [`LinkFault`] may inject, in ms.
+pub const DELAY_MS_MAX: u64 = 60_000;
+
+/// Test-only fault injection: what happens to the messages a node sends to
+/// one peer. The body of `PUT /v1/admin/faults/{peer}`, and the value of
+/// each peer in [`FaultTable`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkFault {
+    /// Extra delay before each batch of messages is sent, in ms.
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// Probability that a message is dropped, 0..=1 (1 = the link is cut).
+    #[serde(default)]
+    pub drop: f64,
+}
+
+impl LinkFault {
+    /// Checks ranges; the error says what is allowed.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.drop) {
+            return Err(format!(
+                "drop={} must be a probability from 0 to 1",
+                self.drop
+            ));
+        }
+        if self.delay_ms > DELAY_MS_MAX {
+            return Err(format!(
+                "delay_ms={} must be at most {DELAY_MS_MAX}",
+                self.delay_ms
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `GET /v1/admin/faults`: the faults in force, by peer.
+pub type FaultTable = BTreeMap<NodeId, LinkFault>;
+
+#[cfg(test)]
+mod tests {
+    //! Golden bodies: the bytes the server sent for these values when it
+    //! still built its answers as JSON maps. A change here is a change of
+    //! the API contract.
+
+    use super::*;
+
+    fn json<T: Serialize>(v: &T) -> String {
+        serde_json::to_string(v).unwrap()
+    }
+
+    fn status(id: &str, alive: bool) -> MemberStatus {
+        MemberStatus {
+            alive,
+            http_addr: alive.then(|| "127.0.0.1:8081".to_string()),
+            id: id.into(),
+            incarnation: alive.then_some(7),
+            liveness: Some(if alive { "alive" } else { "down" }.into()),
+            partitions_owned: if alive { 22 } else { 0 },
+            partitions_replicated: if alive { 64 } else { 0 },
+            rpc_addr: format!("127.0.0.1:708{}", &id[1..]),
+        }
+    }
+
+    const CLUSTER: &str = concat!(
+        r#"{"hints":{"by_target":{"n2":5},"delivered":1,"full":false,"hinted_writes":6,"max":10,"pending":5,"refused":2},"#,
+        r#""layout_version":3,"members":[{"alive":true,"gossip":"alive","http_addr":"127.0.0.1:8081","id":"n1","#,
+        r#""incarnation":7,"liveness":"alive","partitions_owned":22,"partitions_replicated":64,"rpc_addr":"127.0.0.1:7081"},"#,
+        r#"{"alive":false,"gossip":null,"http_addr":null,"id":"n2","incarnation":null,"liveness":"down","#,
+        r#""partitions_owned":0,"partitions_replicated":0,"rpc_addr":"127.0.0.1:7082"}],"n":3,"node":"n1","#,
+        r#""partitions_without_quorum":1,"r":2,"read_repairs":4,"ring_size":64,"w":2}"#
+    );
+
+    fn cluster() -> ClusterStatus<MemberDetail> {
+        ClusterStatus {
+            hints: Some(HintsStatus {
+                by_target: [("n2".to_string(), 5)].into(),
+                delivered: 1,
+                full: false,
+                hinted_writes: 6,
+                max: 10,
+                pending: 5,
+                refused: 2,
+            }),
+            layout_version: 3,
+            members: vec![
+                MemberDetail {
+                    status: status("n1", true),
+                    gossip: Some("alive".into()),
+                },
+                MemberDetail {
+                    status: status("n2", false),
+                    gossip: None,
+                },
+            ],
+            n: 3,
+            node: "n1".into(),
+            partitions_without_quorum: 1,
+            r: 2,
+            read_repairs: 4,
+            ring_size: 64,
+            w: 2,
+        }
+    }
+
+    #[test]
+    fn cluster_body_is_unchanged_and_clients_read_it() {
+        assert_eq!(json(&cluster()), CLUSTER);
+        let read: ClusterStatus = serde_json::from_str(CLUSTER).unwrap();
+        let sent = cluster();
+        assert_eq!(
+            read.members,
+            sent.members
+                .iter()
+                .map(|m| m.status.clone())
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(read.hints, sent.hints);
+        assert_eq!((read.n, read.ring_size, read.read_repairs), (3, 64, 4));
+    }
+
+    #[test]
+    fn error_bodies_are_unchanged() {
+        let plain = ErrorBody::new("bad_request", "m");
+        assert_eq!(json(&plain), r#"{"error":"bad_request","message":"m"}"#);
+        let counted = ErrorBody {
+            acks: Some(1),
+            required: Some(2),
+            ..ErrorBody::new("unavailable", "quorum not reached")
+        };
+        let text =
+            r#"{"acks":1,"error":"unavailable","message":"quorum not reached","required":2}"#;
+        assert_eq!(json(&counted), text);
+        assert_eq!(serde_json::from_str::<ErrorBody>(text).unwrap(), counted);
+        assert_eq!(
+            serde_json::from_str::<ErrorBody>(r#"{"error":"e"}"#).unwrap(),
+            ErrorBody::new("e", "")
+        );
+    }
+
+    #[test]
+    fn siblings_body_is_unchanged() {
+        let body = SiblingsBody {
+            context: "ctx".into(),
+            siblings: vec![WireSibling::value(b"a\xff"), WireSibling::deleted()],
+        };
+        let text = r#"{"context":"ctx","siblings":[{"value":"Yf8="},{"deleted":true}]}"#;
+        assert_eq!(json(&body), text);
+        assert_eq!(serde_json::from_str::<SiblingsBody>(text).unwrap(), body);
+    }
+
+    #[test]
+    fn ring_and_location_bodies_are_unchanged() {
+        let ring = RingInfo {
+            layout_version: 3,
+            n: 3,
+            partitions: vec![PartitionInfo {
+                partition: 0,
+                preference_list: vec!["n1".into(), "n2".into()],
+            }],
+            ring_size: 8,
+        };
+        assert_eq!(
+            json(&ring),
+            r#"{"layout_version":3,"n":3,"partitions":[{"partition":0,"preference_list":["n1","n2"]}],"ring_size":8}"#
+        );
+        let node = |node: &str, role: &str, alive| KeyNode {
+            alive,
+            node: node.into(),
+            role: role.into(),
+        };
+        let location = KeyLocation {
+            bucket: "b".into(),
+            hash: format!("{:016x}", 0xabc),
+            key: "k".into(),
+            layout_version: 3,
+            n: 3,
+            nodes: vec![node("n2", "primary", true), node("n3", "fallback", false)],
+            partition: 5,
+            ring_size: 8,
+        };
+        assert_eq!(
+            json(&location),
+            concat!(
+                r#"{"bucket":"b","hash":"0000000000000abc","key":"k","layout_version":3,"n":3,"#,
+                r#""nodes":[{"alive":true,"node":"n2","role":"primary"},"#,
+                r#"{"alive":false,"node":"n3","role":"fallback"}],"partition":5,"ring_size":8}"#
+            )
+        );
+    }
+
+    #[test]
+    fn bucket_bodies_are_unchanged() {
+        let props = bucket::BucketProps::defaults(3, 2, 2, 100);
+        let props_json = r#"{"conflict":"siblings","n":3,"pr":0,"pw":0,"r":2,"siblings_max":100,"siblings_warn":25,"w":2}"#;
+        let info = BucketInfo::new(b"carts", &props, true);
+        let info_json = format!(r#"{{"bucket":"carts","props":{props_json},"set":true}}"#);
+        assert_eq!(json(&info), info_json);
+        let list = BucketList {
+            buckets: vec![info],
+            defaults: (&props).into(),
+        };
+        assert_eq!(
+            json(&list),
+            format!(r#"{{"buckets":[{info_json}],"defaults":{props_json}}}"#)
+        );
+        let lww = bucket::BucketProps {
+            conflict: ConflictMode::Lww,
+            ..props
+        };
+        assert_eq!(BucketProps::from(&lww).conflict, "lww");
+    }
+
+    #[test]
+    fn fault_bodies_are_unchanged_and_checked() {
+        let mut table = FaultTable::new();
+        assert_eq!(json(&table), "{}");
+        table.insert(
+            NodeId::from("n3"),
+            LinkFault {
+                delay_ms: 40,
+                drop: 0.25,
+            },
+        );
+        table.insert(
+            NodeId::from("n2"),
+            LinkFault {
+                delay_ms: 0,
+                drop: 1.0,
+            },
+        );
+        assert_eq!(
+            json(&table),
+            r#"{"n2":{"delay_ms":0,"drop":1.0},"n3":{"delay_ms":40,"drop":0.25}}"#
+        );
+        let parsed: LinkFault = serde_json::from_str(r#"{"drop": 0.5}"#).unwrap();
+        assert_eq!((parsed.drop, parsed.delay_ms), (0.5, 0));
+        assert!(serde_json::from_str::<LinkFault>(r#"{"loss": 1}"#).is_err());
+        let bad_drop = LinkFault {
+            drop: 1.5,
+            delay_ms: 0,
+        };
+        assert!(bad_drop.validate().is_err());
+        let bad_delay = LinkFault {
+            drop: 0.5,
+            delay_ms: DELAY_MS_MAX + 1,
+        };
+        assert!(bad_delay.validate().is_err());
+    }
+}

@@ -1,0 +1,171 @@
+//! The API's errors: every refusal is JSON `{"error": code, "message":
+//! text}` with a fitting status (DESIGN.md, "HTTP API"), and a refused
+//! request changes nothing.
+
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use ringkv_core::api::ErrorBody;
+use ringkv_core::msg::ClientError;
+
+/// An API error: status, code and a message that says what to do.
+pub(crate) struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    counts: Option<(usize, usize)>,
+}
+
+impl ApiError {
+    /// An error with `status`, `code` and `message`.
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            counts: None,
+        }
+    }
+
+    /// `400 bad_request`: a parameter, path or body the API cannot take.
+    pub(crate) fn bad(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (required, acks) = match self.counts {
+            Some((required, acks)) => (Some(required as u64), Some(acks as u64)),
+            None => (None, None),
+        };
+        let body = ErrorBody {
+            acks,
+            error: self.code.to_string(),
+            message: self.message,
+            required,
+        };
+        error_response(self.status, &body)
+    }
+}
+
+/// An error answer: `body` as JSON, with `status`.
+fn error_response(status: StatusCode, body: &ErrorBody) -> Response {
+    let text = serde_json::to_string(body).expect("an error body always serializes");
+    (status, [(header::CONTENT_TYPE, "application/json")], text).into_response()
+}
+
+impl From<ClientError> for ApiError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Unavailable { required, acks } => ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "unavailable",
+                message: format!(
+                    "quorum not reached: {acks} of the {required} required replicas answered in time; \
+                     a write may still be applied on the replicas that acked (not confirmed, not lost); retry, \
+                     or lower r/w"
+                ),
+                counts: Some((required, acks)),
+            },
+            ClientError::PrimariesUnavailable { required, acks } => ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "unavailable",
+                message: format!(
+                    "strict quorum not reached: {acks} of the {required} primary replicas required by \
+                     pr/pw answered (the others are unreachable; fallbacks do not count toward pr/pw); \
+                     a write may still be applied where it was acked (not confirmed, not lost); retry \
+                     later, or lower pr/pw to let fallbacks stand in"
+                ),
+                counts: Some((required, acks)),
+            },
+            ClientError::BadRequest(m) => ApiError::bad(m),
+            ClientError::TooLarge(m) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", m)
+            }
+            ClientError::Overloaded(m) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", m)
+            }
+            ClientError::Internal(m) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", m)
+            }
+        }
+    }
+}
+
+/// The answer to a path no route takes.
+pub(crate) async fn not_found(uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!(
+            "no route for {}; see /v1/kv/{{bucket}}/{{key}}, /v1/buckets/{{bucket}}, /v1/cluster, \
+             /v1/ring, /health, /metrics",
+            uri.path()
+        ),
+    )
+}
+
+/// The answer to a method the route of the path does not take.
+pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{method} is not allowed on {}; keys take GET, PUT and DELETE, buckets GET and PUT, \
+             the other pages GET",
+            uri.path()
+        ),
+    )
+}
+
+/// `503`: the node loop stopped (the node is shutting down).
+pub(crate) fn node_stopped() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the node is shutting down; use another node",
+    )
+}
+
+/// `503 overloaded`: the node loop's queue is full.
+pub(crate) fn queue_full() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "this node's request queue is full; retry later or use another node",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(resp: Response) -> String {
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn quorum_errors_carry_the_counts_and_others_do_not() {
+        let e = ApiError::from(ClientError::Unavailable {
+            required: 2,
+            acks: 1,
+        });
+        let message = serde_json::to_string(&e.message).unwrap();
+        let resp = e.into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(
+            body_of(resp).await,
+            format!(r#"{{"acks":1,"error":"unavailable","message":{message},"required":2}}"#)
+        );
+        let resp = ApiError::bad("no").into_response();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body_of(resp).await,
+            r#"{"error":"bad_request","message":"no"}"#
+        );
+    }
+}

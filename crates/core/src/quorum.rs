@@ -37,6 +37,11 @@ impl Strict {
     }
 }
 
+/// Whether no node appears twice in `nodes`.
+fn distinct(nodes: &[NodeId]) -> bool {
+    nodes.iter().collect::<std::collections::BTreeSet<_>>().len() == nodes.len()
+}
+
 /// A write waiting for `required` acks from its targets.
 #[derive(Clone, Debug)]
 pub struct WriteQuorum {
@@ -53,6 +58,7 @@ impl WriteQuorum {
     /// A write to `targets` that needs `required` acks.
     pub fn new(targets: Vec<NodeId>, required: usize) -> Self {
         assert!(required >= 1, "a write needs at least one ack");
+        debug_assert!(distinct(&targets), "a write's targets are distinct: {targets:?}");
         WriteQuorum {
             required,
             strict: Strict::default(),
@@ -111,6 +117,10 @@ impl WriteQuorum {
 
     /// Where the write stands.
     pub fn status(&self) -> QuorumStatus {
+        debug_assert!(
+            self.acked.len() + self.failed.len() <= self.targets.len(),
+            "acks and failures come from distinct targets"
+        );
         let outstanding = self.targets.len() - self.acked.len() - self.failed.len();
         if self.acked.len() >= self.required && self.primary_acks() >= self.strict.needed {
             QuorumStatus::Met
@@ -168,6 +178,7 @@ impl ReadQuorum {
     /// A read of `targets` that needs `required` replies.
     pub fn new(targets: Vec<NodeId>, required: usize) -> Self {
         assert!(required >= 1, "a read needs at least one reply");
+        debug_assert!(distinct(&targets), "a read's targets are distinct: {targets:?}");
         ReadQuorum {
             required,
             fallbacks: vec![],
@@ -254,6 +265,10 @@ impl ReadQuorum {
 
     /// Where the read stands.
     pub fn status(&self) -> QuorumStatus {
+        debug_assert!(
+            self.replies.len() + self.failed.len() <= self.targets.len(),
+            "replies and failures come from distinct targets"
+        );
         let outstanding = self.targets.len() - self.replies.len() - self.failed.len();
         let strong = self
             .replies

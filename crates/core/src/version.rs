@@ -109,7 +109,9 @@ impl VersionVector {
             }
             same
         });
-        VersionVector(pairs)
+        let vv = VersionVector(pairs);
+        debug_assert!(vv.is_sorted(), "a decoded version vector is sorted");
+        vv
     }
 }
 
@@ -145,6 +147,7 @@ impl VersionVector {
             Ok(i) => self.0[i].1 = self.0[i].1.max(counter),
             Err(i) => self.0.insert(i, (actor.clone(), counter)),
         }
+        debug_assert!(self.is_sorted(), "a raised version vector stays sorted");
     }
 
     /// Pointwise maximum with `other`.
@@ -174,6 +177,13 @@ impl VersionVector {
         }
         out.extend(mine);
         self.0 = out;
+        debug_assert!(self.is_sorted(), "a joined version vector stays sorted");
+    }
+
+    /// Whether the entries are strictly sorted by actor (each actor once):
+    /// what lookups by binary search rely on.
+    fn is_sorted(&self) -> bool {
+        self.0.windows(2).all(|w| w[0].0 < w[1].0)
     }
 
     /// Whether `self` covers everything `other` covers.

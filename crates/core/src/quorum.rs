@@ -39,7 +39,11 @@ impl Strict {
 
 /// Whether no node appears twice in `nodes`.
 fn distinct(nodes: &[NodeId]) -> bool {
-    nodes.iter().collect::<std::collections::BTreeSet<_>>().len() == nodes.len()
+    nodes
+        .iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+        == nodes.len()
 }
 
 /// A write waiting for `required` acks from its targets.
@@ -58,7 +62,10 @@ impl WriteQuorum {
     /// A write to `targets` that needs `required` acks.
     pub fn new(targets: Vec<NodeId>, required: usize) -> Self {
         assert!(required >= 1, "a write needs at least one ack");
-        debug_assert!(distinct(&targets), "a write's targets are distinct: {targets:?}");
+        debug_assert!(
+            distinct(&targets),
+            "a write's targets are distinct: {targets:?}"
+        );
         WriteQuorum {
             required,
             strict: Strict::default(),
@@ -178,7 +185,10 @@ impl ReadQuorum {
     /// A read of `targets` that needs `required` replies.
     pub fn new(targets: Vec<NodeId>, required: usize) -> Self {
         assert!(required >= 1, "a read needs at least one reply");
-        debug_assert!(distinct(&targets), "a read's targets are distinct: {targets:?}");
+        debug_assert!(
+            distinct(&targets),
+            "a read's targets are distinct: {targets:?}"
+        );
         ReadQuorum {
             required,
             fallbacks: vec![],

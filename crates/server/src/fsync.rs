@@ -33,9 +33,12 @@ impl BackgroundSync {
         let (requests, pending) = mpsc::sync_channel::<()>(1);
         let failure = Arc::new(Mutex::new(None));
         let failed = Arc::clone(&failure);
+        // The thread's log lines carry the node's span, as the tasks' do.
+        let span = tracing::Span::current();
         std::thread::Builder::new()
             .name("ringkv-fsync".into())
             .spawn(move || {
+                let _node = span.enter();
                 for () in pending {
                     if let Err(e) = sync() {
                         error!(error = %e, "the periodic fsync failed; the node refuses writes from now on");

@@ -27,17 +27,28 @@ use ringkv_node::{Node, NodeConfig};
 use ringkv_storage::SyncMode;
 use ringkv_storage_fjall::datadir::DataDir;
 use ringkv_storage_fjall::fjall_store::FjallStore;
-use tracing::info;
+use tracing::{Instrument, info};
 
 pub use config::Config;
 
 /// Runs a node until `shutdown` completes, then stops cleanly (flushes and
 /// syncs the store, marks the data directory as cleanly shut down).
+/// Every log line of the node, from any of its tasks and threads, carries
+/// the node id (span `node`, field `id`).
 pub async fn run(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let me = NodeId::parse(&config.node_id).map_err(|e| anyhow::anyhow!("--node-id: {e}"))?;
+    let span = tracing::info_span!("node", id = %me);
+    run_node(config, shutdown, me).instrument(span).await
+}
+
+async fn run_node(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    me: NodeId,
+) -> anyhow::Result<()> {
     let members: Vec<Member> = config
         .initial_cluster
         .iter()
@@ -134,13 +145,16 @@ pub async fn run(
     let (handle, thread) = runtime::spawn(node, config.sync, peers.clone(), liveness);
 
     let info = transport::PeerInfo::default();
-    let peer_server = tokio::spawn(transport::serve_peers(
-        rpc_listener,
-        frame_bytes_max,
-        info.clone(),
-        peers,
-        handle.clone(),
-    ));
+    let peer_server = tokio::spawn(
+        transport::serve_peers(
+            rpc_listener,
+            frame_bytes_max,
+            info.clone(),
+            peers,
+            handle.clone(),
+        )
+        .in_current_span(),
+    );
 
     let state = http::AppState {
         node: handle.clone(),

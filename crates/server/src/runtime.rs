@@ -24,7 +24,7 @@ use ringkv_storage::{Store, StoreError, SyncMode};
 use rustc_hash::FxHashMap;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{error, warn};
+use tracing::{Instrument, error, warn};
 
 use crate::fsync::BackgroundSync;
 use crate::transport::Liveness;
@@ -246,7 +246,11 @@ pub fn spawn(
         }
         SyncMode::Always => None,
     };
-    let task = tokio::spawn(Loop::new(node, sync, background, peers, liveness).run(rx));
+    let task = tokio::spawn(
+        Loop::new(node, sync, background, peers, liveness)
+            .run(rx)
+            .in_current_span(),
+    );
     (NodeHandle { tx }, task)
 }
 

@@ -35,7 +35,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 use crate::faults::Faults;
 use crate::runtime::{Event, NodeHandle, PeerSender};
@@ -141,11 +141,14 @@ impl PeerSender for Peers {
     fn send_addr(&self, addr: &str, msg: PeerMsg) {
         let (addr, hello, me) = (addr.to_string(), self.hello.clone(), self.me.clone());
         let frame_bytes_max = self.frame_bytes_max;
-        self.rt.spawn(async move {
-            if let Err(e) = send_once(&addr, hello, me, msg, frame_bytes_max).await {
-                debug!(%addr, error = %e, "one-off send failed");
+        self.rt.spawn(
+            async move {
+                if let Err(e) = send_once(&addr, hello, me, msg, frame_bytes_max).await {
+                    debug!(%addr, error = %e, "one-off send failed");
+                }
             }
-        });
+            .in_current_span(),
+        );
     }
 
     fn learn(&self, peer: &NodeId, addr: &str) {
@@ -190,7 +193,7 @@ impl Peers {
             wake: notify.clone(),
             faults: self.faults.clone(),
         };
-        self.rt.spawn(link.run(rx));
+        self.rt.spawn(link.run(rx).in_current_span());
         PeerLink {
             addr,
             queue: tx,
@@ -431,6 +434,6 @@ pub async fn serve_peers(
                     debug!(peer = %hello.node, "node busy; peer message dropped");
                 }
             }
-        });
+        }.in_current_span());
     }
 }

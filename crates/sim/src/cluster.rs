@@ -40,6 +40,9 @@ struct Slot {
     epoch: u64,
     /// Incarnation of the data directory (part of every dot it makes).
     incarnation: u32,
+    /// Entered around every input, so each of the node's log lines carries
+    /// its id, as on a real server.
+    span: tracing::Span,
 }
 
 /// Every node of a run, by index (`n1` is index 0).
@@ -110,6 +113,7 @@ impl Cluster {
                 disk: None,
                 epoch: 0,
                 incarnation,
+                span: tracing::info_span!("node", id = %c.ids[i]),
             });
         }
         c
@@ -161,7 +165,9 @@ impl Cluster {
     /// Starts node `i`'s background work (gossip join, handoff timer), as
     /// the real runtime does when its process starts.
     pub fn start(&mut self, i: usize, now_ms: u64, out: &mut Vec<Output>) {
-        if let Some(node) = self.slots[i].node.as_mut() {
+        let slot = &mut self.slots[i];
+        if let Some(node) = slot.node.as_mut() {
+            let _node = slot.span.enter();
             node.start(now_ms, out);
         }
     }
@@ -202,10 +208,12 @@ impl Cluster {
     /// into `out`. Does nothing when the node is down. If the store fails,
     /// only the timers are kept, as the real runtime does.
     pub fn handle(&mut self, i: usize, now_ms: u64, input: Input, out: &mut Vec<Output>) {
-        let Some(node) = self.slots[i].node.as_mut() else {
+        let slot = &mut self.slots[i];
+        let Some(node) = slot.node.as_mut() else {
             return;
         };
         let start = out.len();
+        let _node = slot.span.enter();
         node.handle(now_ms, input, out);
         let store = node.store_mut();
         let persisted = match self.sync {

@@ -3,7 +3,8 @@
 //! config, a 3-member layout, a [`MemStore`], the clock, request ids,
 //! counters and the output list) plus a [`Peers`] and a [`Buckets`] to build
 //! the [`View`] from. A test owns the machine under test, feeds it one input
-//! through [`Fixture::run`] (or [`Fixture::run_peers`]), then checks the exact outputs
+//! through [`Fixture::run`] (or [`Fixture::run_peers`] /
+//! [`Fixture::run_buckets`]), then checks the exact outputs
 //! ([`Fixture::take_out`]) and the state afterwards: the machine's, the
 //! store's and the counters.
 //!
@@ -187,6 +188,15 @@ impl Fixture {
     ) -> R {
         let (mut ctx, peers, _) = self.parts();
         f(&mut ctx, peers)
+    }
+
+    /// Runs `f` with the context and the fixture's buckets machine.
+    pub(crate) fn run_buckets<R>(
+        &mut self,
+        f: impl FnOnce(&mut Ctx<'_, MemStore>, &mut Buckets) -> R,
+    ) -> R {
+        let (mut ctx, _, buckets) = self.parts();
+        f(&mut ctx, buckets)
     }
 
     /// The outputs emitted since the last call, in order.

@@ -185,3 +185,216 @@ fn load_entries(metas: Vec<ringkv_storage::Meta>) -> Vec<BucketEntry> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use ringkv_core::bucket::{BucketEntry, BucketError, BucketPatch, BucketProps};
+    use ringkv_core::msg::PeerMsg;
+    use ringkv_core::params::QuorumParam;
+    use ringkv_core::{Hlc, NodeId};
+    use ringkv_storage::Store;
+
+    use super::{Buckets, encode_entry};
+    use crate::Output;
+    use crate::testing::{Fixture, id};
+
+    /// An entry for `bucket` from `origin`, stamped `wall_ms`, with the
+    /// fixture's defaults but `r`.
+    fn entry(bucket: &str, wall_ms: u64, origin: &str, r: usize) -> BucketEntry {
+        BucketEntry {
+            bucket: bucket.as_bytes().to_vec(),
+            props: BucketProps { r, ..defaults() },
+            stamp: Hlc::from_parts(wall_ms, 0),
+            origin: id(origin),
+        }
+    }
+
+    fn defaults() -> BucketProps {
+        BucketProps::defaults(3, 2, 2, 3)
+    }
+
+    fn send(to: &NodeId, entry: &BucketEntry) -> Output {
+        Output::Send {
+            to: to.clone(),
+            msg: PeerMsg::Bucket {
+                entry: entry.clone(),
+            },
+        }
+    }
+
+    fn set(
+        fx: &mut Fixture,
+        bucket: &'static str,
+        patch: BucketPatch,
+    ) -> Result<BucketEntry, BucketError> {
+        fx.run_buckets(|ctx, b| b.set(ctx, Bytes::from_static(bucket.as_bytes()), &patch))
+    }
+
+    fn entries(b: &Buckets) -> Vec<BucketEntry> {
+        b.entries().cloned().collect()
+    }
+
+    #[test]
+    fn set_refuses_properties_invalid_for_the_cluster_size_and_changes_nothing() {
+        let mut fx = Fixture::new("n1");
+        let patch = BucketPatch {
+            n: Some(4),
+            ..Default::default()
+        };
+
+        let err = set(&mut fx, "b", patch).unwrap_err();
+
+        assert_eq!(err, BucketError::NOutOfRange { n: 4, members: 3 });
+        assert_eq!(entries(&fx.buckets), vec![]);
+        assert_eq!(fx.buckets.props(b"b"), defaults());
+        assert_eq!(fx.store.metas().unwrap(), vec![]);
+        assert_eq!(fx.take_out(), vec![]);
+    }
+
+    #[test]
+    fn set_adopts_a_stamped_entry_and_stores_it() {
+        let mut fx = Fixture::new("n1");
+        fx.now_ms = 1_234;
+        let patch = BucketPatch {
+            r: Some(QuorumParam::Count(1)),
+            ..Default::default()
+        };
+
+        let e = set(&mut fx, "b", patch).unwrap();
+
+        assert_eq!(e.bucket, b"b");
+        assert_eq!(e.props, BucketProps { r: 1, ..defaults() });
+        assert_eq!((e.origin.clone(), e.stamp.wall_ms()), (id("n1"), 1_234));
+        assert_eq!(fx.buckets.props(b"b"), e.props);
+        assert_eq!(fx.buckets.props(b"other"), defaults());
+        assert_eq!(fx.store.metas().unwrap(), vec![encode_entry(&e)]);
+        assert_eq!(fx.take_out(), vec![], "the router spreads it");
+    }
+
+    #[test]
+    fn a_later_set_stamps_above_the_entry_it_replaces() {
+        let mut fx = Fixture::new("n1");
+        let seen = entry("b", 5_000, "n2", 1);
+        fx.run_buckets(|ctx, b| b.on_entry(ctx, seen.clone()));
+        let patch = BucketPatch {
+            w: Some(QuorumParam::Count(1)),
+            ..Default::default()
+        };
+
+        let e = set(&mut fx, "b", patch).unwrap();
+
+        assert!(e.supersedes(&seen), "{e:?} over {seen:?}");
+        assert_eq!(
+            e.props,
+            BucketProps {
+                r: 1,
+                w: 1,
+                ..defaults()
+            }
+        );
+    }
+
+    #[test]
+    fn an_entry_with_a_higher_stamp_supersedes_and_a_lower_one_does_not() {
+        let mut fx = Fixture::new("n1");
+        let (mid, low, high) = (
+            entry("b", 100, "n2", 1),
+            entry("b", 50, "n3", 3),
+            entry("b", 200, "n2", 2),
+        );
+
+        fx.run_buckets(|ctx, b| b.on_entry(ctx, mid.clone()));
+        assert_eq!(entries(&fx.buckets), vec![mid.clone()]);
+
+        fx.run_buckets(|ctx, b| b.on_entry(ctx, low.clone()));
+        assert_eq!(entries(&fx.buckets), vec![mid.clone()]);
+        assert_eq!(fx.store.metas().unwrap(), vec![encode_entry(&mid)]);
+
+        fx.run_buckets(|ctx, b| b.on_entry(ctx, high.clone()));
+        assert_eq!(entries(&fx.buckets), vec![high.clone()]);
+        assert_eq!(fx.buckets.props(b"b").r, 2);
+        assert_eq!(fx.store.metas().unwrap(), vec![encode_entry(&high)]);
+        assert_eq!(fx.take_out(), vec![]);
+    }
+
+    #[test]
+    fn an_invalid_entry_from_a_peer_is_ignored() {
+        let mut fx = Fixture::new("n1");
+        let mut bad = entry("b", 100, "n2", 1);
+        bad.props.n = 5;
+
+        fx.run_buckets(|ctx, b| b.on_entry(ctx, bad));
+
+        assert_eq!(entries(&fx.buckets), vec![]);
+        assert_eq!(fx.store.metas().unwrap(), vec![]);
+    }
+
+    #[test]
+    fn entries_persist_in_the_store_and_reload() {
+        let mut fx = Fixture::new("n1");
+        let patch = BucketPatch {
+            r: Some(QuorumParam::Count(1)),
+            ..Default::default()
+        };
+        set(&mut fx, "a", patch).unwrap();
+        fx.run_buckets(|ctx, b| b.on_entry(ctx, entry("b", 100, "n2", 3)));
+        // Damaged or foreign metadata is skipped.
+        fx.store.put_meta(b"bucket/c", b"garbage").unwrap();
+        fx.store.put_meta(b"other/x", b"whatever").unwrap();
+
+        let reloaded = Buckets::load(defaults(), &fx.store);
+
+        assert_eq!(entries(&reloaded), entries(&fx.buckets));
+        assert_eq!(entries(&reloaded).len(), 2);
+        assert_eq!(reloaded.props(b"b").r, 3);
+        assert_eq!(reloaded.defaults(), &defaults());
+    }
+
+    #[test]
+    fn send_to_sends_every_entry_to_the_peer() {
+        let mut fx = Fixture::new("n1");
+        let (a, b) = (entry("a", 100, "n2", 1), entry("b", 100, "n3", 3));
+        fx.run_buckets(|ctx, bk| {
+            bk.on_entry(ctx, a.clone());
+            bk.on_entry(ctx, b.clone());
+        });
+
+        fx.run_buckets(|ctx, bk| bk.send_to(ctx, &id("n3")));
+
+        assert_eq!(
+            fx.take_out(),
+            vec![send(&id("n3"), &a), send(&id("n3"), &b)]
+        );
+    }
+
+    #[test]
+    fn send_to_members_sends_the_entry_to_every_other_member() {
+        let mut fx = Fixture::new("n2");
+        let e = entry("a", 100, "n2", 1);
+
+        fx.run_buckets(|ctx, b| b.send_to_members(ctx, &e));
+
+        assert_eq!(
+            fx.take_out(),
+            vec![send(&id("n1"), &e), send(&id("n3"), &e)]
+        );
+    }
+
+    #[test]
+    fn gossiped_metadata_is_adopted_when_it_is_a_bucket_entry() {
+        let mut fx = Fixture::new("n1");
+        let e = entry("a", 100, "n2", 1);
+        let (key, data) = encode_entry(&e);
+
+        fx.run_buckets(|ctx, b| {
+            b.on_metadata(ctx, b"layout/1", &data);
+            b.on_metadata(ctx, &key, b"garbage");
+        });
+        assert_eq!(entries(&fx.buckets), vec![]);
+        assert_eq!(fx.stats.gossip_errors, 1);
+
+        fx.run_buckets(|ctx, b| b.on_metadata(ctx, &key, &data));
+        assert_eq!(entries(&fx.buckets), vec![e]);
+    }
+}

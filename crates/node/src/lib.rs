@@ -27,6 +27,7 @@
 //! - [`peers`]: who is reachable (transport and gossip), and the glue to
 //!   [`membership`], the gossip protocol itself (foca, self-contained).
 //! - [`stats`]: the node's counters.
+//! - `testing` (tests only): a fixture that drives one sub-machine alone.
 #![forbid(unsafe_code)]
 
 pub mod buckets;
@@ -40,6 +41,8 @@ pub mod node;
 pub mod peers;
 pub mod replica;
 pub mod stats;
+#[cfg(test)]
+mod testing;
 
 pub use config::{
     ConfigError, HANDOFF_INTERVAL_MS_DEFAULT, HANDOFF_WINDOW_DEFAULT, HINTS_MAX_DEFAULT,

@@ -293,3 +293,231 @@ impl Peers {
         &self.membership
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ringkv_core::NodeId;
+    use ringkv_core::msg::PeerMsg;
+
+    use super::{PeerEvent, SILENT_TIMEOUTS};
+    use crate::membership::Liveness;
+    use crate::testing::{Fixture, id};
+    use crate::{Output, Timer};
+
+    fn status(fx: &mut Fixture, peer: &str, up: bool) -> Option<PeerEvent> {
+        fx.run_peers(|ctx, p| p.on_status(ctx, id(peer), up))
+    }
+
+    fn liveness(fx: &Fixture, peer: &str) -> Liveness {
+        fx.peers.liveness(&fx.cfg.id, &id(peer))
+    }
+
+    fn gossip_liveness(fx: &Fixture, peer: &str) -> Option<Liveness> {
+        fx.peers.membership().liveness(&id(peer))
+    }
+
+    fn suspect(fx: &mut Fixture, peers: &[&str]) {
+        let nodes: Vec<NodeId> = peers.iter().map(|p| id(p)).collect();
+        fx.run_peers(|ctx, p| p.suspect_silent(ctx, &nodes));
+    }
+
+    /// Gossip packets among `outs` addressed to `to`.
+    fn packets_to(outs: Vec<Output>, to: &NodeId) -> Vec<Vec<u8>> {
+        outs.into_iter()
+            .filter_map(|o| match o {
+                Output::Send {
+                    to: t,
+                    msg: PeerMsg::Gossip { data },
+                } if &t == to => Some(data),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Delivers gossip between `a` and `b` until neither sends the other
+    /// anything more (packets to other nodes are lost; no timer fires).
+    /// Returns the events `a` reported.
+    fn pump(a: &mut Fixture, b: &mut Fixture) -> Vec<PeerEvent> {
+        let mut events = Vec::new();
+        for _ in 0..100 {
+            let to_b = packets_to(a.take_out(), &b.cfg.id);
+            let to_a = packets_to(b.take_out(), &a.cfg.id);
+            if to_a.is_empty() && to_b.is_empty() {
+                return events;
+            }
+            for data in to_b {
+                b.run_peers(|ctx, p| p.on_gossip(ctx, &data));
+            }
+            for data in to_a {
+                events.extend(a.run_peers(|ctx, p| p.on_gossip(ctx, &data)));
+            }
+        }
+        panic!("gossip never went quiet");
+    }
+
+    /// `n1`, which gossip has told that `n2` is Alive (`n3` it never met).
+    fn n1_knowing_n2() -> Fixture {
+        n1_and_n2().0
+    }
+
+    /// `n1` and `n2`, which met by gossip (neither met `n3`).
+    fn n1_and_n2() -> (Fixture, Fixture) {
+        let (mut a, mut b) = (Fixture::new("n1"), Fixture::new("n2"));
+        let events = a.run_peers(|ctx, p| p.join(ctx));
+        assert_eq!(events, vec![]);
+        pump(&mut a, &mut b);
+        assert_eq!(gossip_liveness(&a, "n2"), Some(Liveness::Alive));
+        assert_eq!(gossip_liveness(&a, "n3"), None);
+        (a, b)
+    }
+
+    #[test]
+    fn join_announces_to_the_other_layout_members_and_arms_a_gossip_timer() {
+        let mut fx = Fixture::new("n1");
+
+        fx.run_peers(|ctx, p| p.join(ctx));
+
+        let out = fx.take_out();
+        let to = |n: &str| packets_to(out.clone(), &id(n)).len();
+        assert_eq!((to("n1"), to("n2"), to("n3")), (0, 1, 1), "{out:?}");
+        let timers = out
+            .iter()
+            .filter(|o| {
+                matches!(
+                    o,
+                    Output::SetTimer {
+                        id: Timer::Gossip(_),
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!(timers, 1, "{out:?}");
+    }
+
+    #[test]
+    fn a_link_reported_down_makes_the_peer_down_until_it_is_up_again() {
+        let mut fx = Fixture::new("n1");
+        assert_eq!(
+            liveness(&fx, "n2"),
+            Liveness::Alive,
+            "unknown counts as Alive"
+        );
+
+        assert_eq!(status(&mut fx, "n2", false), None);
+        assert_eq!(liveness(&fx, "n2"), Liveness::Down);
+        assert!(!fx.run(|_, view| view.is_live(&id("n2"))));
+        assert_eq!(liveness(&fx, "n3"), Liveness::Alive);
+
+        assert_eq!(status(&mut fx, "n2", true), Some(PeerEvent::Back(id("n2"))));
+        assert_eq!(liveness(&fx, "n2"), Liveness::Alive);
+        assert_eq!(fx.take_out(), vec![]);
+    }
+
+    #[test]
+    fn this_node_is_never_down() {
+        let mut fx = Fixture::new("n1");
+
+        assert_eq!(status(&mut fx, "n1", false), None);
+
+        assert_eq!(liveness(&fx, "n1"), Liveness::Alive);
+    }
+
+    #[test]
+    fn a_layout_member_coming_back_up_is_reported_once() {
+        let mut fx = Fixture::new("n1");
+        let back = Some(PeerEvent::Back(id("n2")));
+
+        assert_eq!(status(&mut fx, "n2", true), back, "first time up");
+        assert_eq!(status(&mut fx, "n2", true), None);
+        assert_eq!(status(&mut fx, "n2", false), None);
+        assert_eq!(status(&mut fx, "n2", true), back, "up after down");
+        assert_eq!(status(&mut fx, "n2", true), None);
+    }
+
+    #[test]
+    fn a_stranger_coming_up_is_never_reported() {
+        let mut fx = Fixture::new("n1");
+
+        assert_eq!(status(&mut fx, "n9", true), None);
+        assert_eq!(status(&mut fx, "n9", false), None);
+        assert_eq!(liveness(&fx, "n9"), Liveness::Down);
+        assert_eq!(status(&mut fx, "n9", true), None);
+        assert_eq!(liveness(&fx, "n9"), Liveness::Alive);
+    }
+
+    #[test]
+    fn a_peer_is_suspected_only_after_silent_timeouts_in_a_row() {
+        let mut fx = n1_knowing_n2();
+
+        for _ in 1..SILENT_TIMEOUTS {
+            suspect(&mut fx, &["n2"]);
+            assert_eq!(gossip_liveness(&fx, "n2"), Some(Liveness::Alive));
+        }
+        suspect(&mut fx, &["n2"]);
+
+        assert_eq!(gossip_liveness(&fx, "n2"), Some(Liveness::Suspect));
+        assert_eq!(liveness(&fx, "n2"), Liveness::Suspect);
+        assert!(!fx.run(|_, view| view.is_live(&id("n2"))));
+    }
+
+    #[test]
+    fn any_message_from_a_peer_restarts_its_count() {
+        let mut fx = n1_knowing_n2();
+        for _ in 1..SILENT_TIMEOUTS {
+            suspect(&mut fx, &["n2"]);
+        }
+
+        fx.peers.heard_from(&id("n2"));
+        for _ in 1..SILENT_TIMEOUTS {
+            suspect(&mut fx, &["n2"]);
+        }
+        assert_eq!(gossip_liveness(&fx, "n2"), Some(Liveness::Alive));
+
+        suspect(&mut fx, &["n2"]);
+        assert_eq!(gossip_liveness(&fx, "n2"), Some(Liveness::Suspect));
+    }
+
+    #[test]
+    fn silence_of_this_node_or_of_a_member_gossip_never_met_suspects_nobody() {
+        let mut fx = n1_knowing_n2();
+
+        for _ in 0..SILENT_TIMEOUTS {
+            suspect(&mut fx, &["n1", "n3"]);
+        }
+
+        assert_eq!(liveness(&fx, "n1"), Liveness::Alive);
+        assert_eq!(gossip_liveness(&fx, "n3"), None);
+        assert_eq!(liveness(&fx, "n3"), Liveness::Alive);
+        assert_eq!(gossip_liveness(&fx, "n2"), Some(Liveness::Alive));
+    }
+
+    #[test]
+    fn a_suspected_member_that_refutes_is_reported_back_once() {
+        let (mut a, mut b) = n1_and_n2();
+        for _ in 0..SILENT_TIMEOUTS {
+            suspect(&mut a, &["n2"]);
+        }
+        assert_eq!(gossip_liveness(&a, "n2"), Some(Liveness::Suspect));
+
+        let events = pump(&mut a, &mut b);
+
+        assert_eq!(gossip_liveness(&a, "n2"), Some(Liveness::Alive));
+        assert_eq!(events, vec![PeerEvent::Back(id("n2"))]);
+    }
+
+    #[test]
+    fn metadata_broadcast_by_a_peer_is_reported_as_an_event() {
+        let (mut a, mut b) = n1_and_n2();
+        let events = b.run_peers(|ctx, p| p.broadcast(ctx, b"bucket/x", 7, b"props".to_vec()));
+        assert_eq!(events, vec![], "not reported to its own node");
+
+        let events = pump(&mut a, &mut b);
+
+        let metadata = PeerEvent::Metadata {
+            key: b"bucket/x".to_vec(),
+            data: b"props".to_vec(),
+        };
+        assert_eq!(events, vec![metadata]);
+    }
+}

@@ -287,3 +287,246 @@ impl Replica {
         self.hints_len() >= hints_max
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ringkv_core::msg::PeerMsg;
+    use ringkv_core::sloppy::Hint;
+    use ringkv_core::{NodeId, Object};
+    use ringkv_storage::Store;
+
+    use super::{Replica, ReplicaWrite};
+    use crate::Output;
+    use crate::testing::{Fixture, id, key, object};
+
+    fn write(req_id: u64, k: &str, object: Object, stands_in_for: Option<NodeId>) -> ReplicaWrite {
+        ReplicaWrite {
+            req_id,
+            key: key(k),
+            object,
+            stands_in_for,
+        }
+    }
+
+    fn ack(to: &str, req_id: u64, ok: bool) -> Output {
+        Output::Send {
+            to: id(to),
+            msg: PeerMsg::ReplicaPutAck { req_id, ok },
+        }
+    }
+
+    fn hint(fx: &Fixture, primary: &str, k: &str) -> Hint {
+        Hint {
+            primary: id(primary),
+            partition: fx.partition(&key(k)),
+            key: key(k),
+        }
+    }
+
+    #[test]
+    fn a_write_merges_into_the_stored_state_and_acks_ok_to_the_sender() {
+        let mut fx = Fixture::new("n1");
+        let mut replica = Replica::new();
+        let (mine, theirs) = (object("n1", 1, "a"), object("n2", 1, "b"));
+        fx.store_object(&key("k"), &mine);
+
+        fx.run(|ctx, view| {
+            replica.on_put(ctx, view, id("n2"), write(7, "k", theirs.clone(), None))
+        });
+
+        assert_eq!(fx.take_out(), vec![ack("n2", 7, true)]);
+        assert_eq!(fx.stored(&key("k")), Some(mine.merge(&theirs)));
+        assert_eq!(fx.stats.replica_puts, 1);
+        assert_eq!(fx.stats.hinted_writes, 0);
+        assert_eq!(replica.hints_len(), 0);
+    }
+
+    #[test]
+    fn a_write_of_state_already_held_acks_ok_and_changes_nothing() {
+        let mut fx = Fixture::new("n1");
+        let mut replica = Replica::new();
+        let o = object("n2", 1, "b");
+        fx.store_object(&key("k"), &o);
+        let unflushed = fx.store.unflushed_len();
+
+        fx.run(|ctx, view| replica.on_put(ctx, view, id("n2"), write(3, "k", o.clone(), None)));
+
+        assert_eq!(fx.take_out(), vec![ack("n2", 3, true)]);
+        assert_eq!(fx.stored(&key("k")), Some(o));
+        assert_eq!(
+            fx.store.unflushed_len(),
+            unflushed,
+            "no write for a no-op merge"
+        );
+    }
+
+    #[test]
+    fn a_write_with_req_id_zero_is_stored_without_an_ack() {
+        let mut fx = Fixture::new("n1");
+        let mut replica = Replica::new();
+        let o = object("n2", 1, "b");
+
+        fx.run(|ctx, view| replica.on_put(ctx, view, id("n2"), write(0, "k", o.clone(), None)));
+
+        assert_eq!(fx.take_out(), vec![]);
+        assert_eq!(fx.stored(&key("k")), Some(o));
+    }
+
+    #[test]
+    fn a_fallback_write_is_stored_with_a_durable_hint() {
+        let mut fx = Fixture::new("n1");
+        let mut replica = Replica::new();
+        let o = object("n2", 1, "b");
+
+        fx.run(|ctx, view| {
+            replica.on_put(
+                ctx,
+                view,
+                id("n2"),
+                write(4, "k", o.clone(), Some(id("n3"))),
+            )
+        });
+
+        assert_eq!(fx.take_out(), vec![ack("n2", 4, true)]);
+        assert_eq!(fx.stored(&key("k")), Some(o));
+        let h = hint(&fx, "n3", "k");
+        assert_eq!(fx.store.hints().unwrap(), vec![h.clone()]);
+        assert!(replica.has_hint(&h));
+        assert_eq!(replica.hints_by_primary(), [(id("n3"), 1)].into());
+        assert_eq!(fx.stats.hinted_writes, 1);
+    }
+
+    #[test]
+    fn a_fallback_write_at_hints_max_is_refused_and_nothing_is_stored() {
+        let mut fx = Fixture::with("n1", |c| c.hints_max = 1);
+        let mut replica = Replica::new();
+        fx.run(|ctx, view| {
+            let w = write(1, "a", object("n2", 1, "a"), Some(id("n3")));
+            replica.on_put(ctx, view, id("n2"), w)
+        });
+        assert_eq!(fx.take_out(), vec![ack("n2", 1, true)]);
+
+        fx.run(|ctx, view| {
+            let w = write(2, "b", object("n2", 1, "b"), Some(id("n3")));
+            replica.on_put(ctx, view, id("n2"), w)
+        });
+
+        assert_eq!(fx.take_out(), vec![ack("n2", 2, false)]);
+        assert_eq!(fx.stored(&key("b")), None);
+        assert_eq!(fx.store.hints().unwrap(), vec![hint(&fx, "n3", "a")]);
+        assert_eq!(replica.hints_len(), 1);
+        assert!(replica.hints_full(fx.cfg.hints_max));
+        assert_eq!(fx.stats.hints_refused, 1);
+        assert_eq!(fx.stats.hinted_writes, 1);
+    }
+
+    #[test]
+    fn a_fallback_write_under_an_existing_hint_is_taken_at_hints_max() {
+        let mut fx = Fixture::with("n1", |c| c.hints_max = 1);
+        let mut replica = Replica::new();
+        let (first, second) = (object("n2", 1, "a"), object("n2", 2, "b"));
+        fx.run(|ctx, view| {
+            replica.on_put(
+                ctx,
+                view,
+                id("n2"),
+                write(1, "a", first.clone(), Some(id("n3"))),
+            )
+        });
+
+        fx.run(|ctx, view| {
+            replica.on_put(
+                ctx,
+                view,
+                id("n2"),
+                write(2, "a", second.clone(), Some(id("n3"))),
+            )
+        });
+
+        assert_eq!(fx.take_out(), vec![ack("n2", 1, true), ack("n2", 2, true)]);
+        assert_eq!(fx.stored(&key("a")), Some(first.merge(&second)));
+        assert_eq!(replica.hints_len(), 1);
+        assert_eq!(fx.stats.hints_refused, 0);
+    }
+
+    #[test]
+    fn add_hint_refuses_a_new_hint_at_hints_max_and_records_nothing() {
+        let mut fx = Fixture::with("n1", |c| c.hints_max = 1);
+        let mut replica = Replica::new();
+        let (a, b) = (hint(&fx, "n3", "a"), hint(&fx, "n3", "b"));
+
+        let added = fx.run(|ctx, _| {
+            (
+                replica.add_hint(ctx, a.clone()),
+                replica.add_hint(ctx, b.clone()),
+            )
+        });
+
+        assert_eq!(added, (true, false));
+        assert_eq!(fx.store.hints().unwrap(), vec![a.clone()]);
+        assert!(replica.has_hint(&a) && !replica.has_hint(&b));
+        assert_eq!(fx.stats.hints_refused, 1);
+        // The same hint again is not a new one.
+        assert!(fx.run(|ctx, _| replica.add_hint(ctx, a.clone())));
+        assert_eq!(fx.stats.hints_refused, 1);
+    }
+
+    #[test]
+    fn hints_load_from_the_store_on_first_use() {
+        let mut fx = Fixture::new("n1");
+        let h = hint(&fx, "n2", "k");
+        fx.store.put_hint(&h).unwrap();
+        let mut replica = Replica::new();
+        assert_eq!(replica.hints_len(), 0, "not loaded yet");
+
+        assert!(fx.run(|ctx, _| replica.hints_loaded(ctx)));
+
+        assert!(replica.has_hint(&h));
+        assert_eq!(replica.hinted_primaries(), [id("n2")].into());
+        assert_eq!(replica.hints_for(&id("n2")).collect::<Vec<_>>(), vec![&h]);
+        assert_eq!(replica.hints_for(&id("n3")).count(), 0);
+    }
+
+    #[test]
+    fn a_read_of_an_unknown_key_answers_an_empty_object() {
+        let mut fx = Fixture::new("n1");
+        let mut replica = Replica::new();
+
+        fx.run(|ctx, _| replica.on_get(ctx, id("n2"), 9, key("nope")));
+
+        let reply = PeerMsg::ReplicaGetReply {
+            req_id: 9,
+            object: Some(Object::empty()),
+        };
+        assert_eq!(
+            fx.take_out(),
+            vec![Output::Send {
+                to: id("n2"),
+                msg: reply
+            }]
+        );
+        assert_eq!(fx.stored(&key("nope")), None, "a read writes nothing");
+    }
+
+    #[test]
+    fn a_read_answers_the_stored_state() {
+        let mut fx = Fixture::new("n1");
+        let mut replica = Replica::new();
+        let o = object("n3", 2, "v");
+        fx.store_object(&key("k"), &o);
+
+        fx.run(|ctx, _| replica.on_get(ctx, id("n3"), 5, key("k")));
+
+        let reply = PeerMsg::ReplicaGetReply {
+            req_id: 5,
+            object: Some(o),
+        };
+        assert_eq!(
+            fx.take_out(),
+            vec![Output::Send {
+                to: id("n3"),
+                msg: reply
+            }]
+        );
+    }
+}

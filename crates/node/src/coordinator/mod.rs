@@ -33,6 +33,8 @@ pub(crate) mod admit;
 pub(crate) mod forward;
 pub(crate) mod get;
 pub(crate) mod put;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -394,7 +394,10 @@ mod quorum_field {
         Name(String),
     }
 
-    pub fn serialize<S: Serializer>(v: &Option<QuorumParam>, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(
+        v: &Option<QuorumParam>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         if !s.is_human_readable() {
             return v.serialize(s);
         }
@@ -407,7 +410,9 @@ mod quorum_field {
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<QuorumParam>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<QuorumParam>, D::Error> {
         if !d.is_human_readable() {
             return Option::<QuorumParam>::deserialize(d);
         }

@@ -904,42 +904,12 @@ impl Membership {
         t
     }
 
-    /// After every foca call: react to notifications, then turn what foca accumulated into outputs and diff the view.
+    /// After every foca call: react to notifications, then turn what foca
+    /// accumulated into outputs and diff the view.
     fn finish(&mut self, now_ms: u64, out: &mut Vec<GossipOut>) {
         // Notifications first: a rejoin must reconnect before we drain.
-        let mut rejoined = false;
-        while let Some(n) = self.rt.to_notify() {
-            match n {
-                OwnedNotification::Rejoin(_) => rejoined = true,
-                OwnedNotification::Defunct => {
-                    tracing::warn!("gossip: this node was declared down and could not rejoin");
-                }
-                _ => {}
-            }
-        }
-        if rejoined && let Err(e) = self.foca.apply_many(std::iter::empty(), true, &mut self.rt) {
-            tracing::debug!(error = %e, "gossip reconnect after rejoin failed");
-        }
-        while let Some(n) = self.rt.to_notify() {
-            if n == OwnedNotification::Defunct {
-                tracing::warn!("gossip: this node was declared down and could not rejoin");
-            }
-        }
-
-        while let Some((to, data)) = self.rt.to_send() {
-            let data = data.to_vec();
-            if to.is_placeholder() {
-                out.push(GossipOut::SendAddr {
-                    addr: to.info.rpc_addr,
-                    data,
-                });
-            } else {
-                out.push(GossipOut::Send {
-                    to: to.info.id,
-                    data,
-                });
-            }
-        }
+        self.on_notifications();
+        self.drain_sends(out);
         while let Some((after, timer)) = self.rt.to_schedule() {
             let token = self.token(TimerKind::Foca(timer));
             out.push(GossipOut::Timer {
@@ -957,6 +927,48 @@ impl Membership {
         }
         self.diff_view(out);
         self.arm_reminders(now_ms, out);
+    }
+
+    /// Reacts to foca's notifications: after a rejoin (a new identity),
+    /// reconnect at once; a defunct node (declared down, cannot rejoin) is
+    /// logged.
+    fn on_notifications(&mut self) {
+        let defunct = || tracing::warn!("gossip: this node was declared down and could not rejoin");
+        let mut rejoined = false;
+        while let Some(n) = self.rt.to_notify() {
+            match n {
+                OwnedNotification::Rejoin(_) => rejoined = true,
+                OwnedNotification::Defunct => defunct(),
+                _ => {}
+            }
+        }
+        if rejoined && let Err(e) = self.foca.apply_many(std::iter::empty(), true, &mut self.rt) {
+            tracing::debug!(error = %e, "gossip reconnect after rejoin failed");
+        }
+        while let Some(n) = self.rt.to_notify() {
+            if n == OwnedNotification::Defunct {
+                defunct();
+            }
+        }
+    }
+
+    /// The packets foca wants sent: to a member by id, or to a bare address
+    /// for a join announce.
+    fn drain_sends(&mut self, out: &mut Vec<GossipOut>) {
+        while let Some((to, data)) = self.rt.to_send() {
+            let data = data.to_vec();
+            if to.is_placeholder() {
+                out.push(GossipOut::SendAddr {
+                    addr: to.info.rpc_addr,
+                    data,
+                });
+            } else {
+                out.push(GossipOut::Send {
+                    to: to.info.id,
+                    data,
+                });
+            }
+        }
     }
 
     /// A reminder timer for every member Suspect here that has none.

@@ -27,6 +27,7 @@ use ringkv_node::{Node, NodeConfig};
 use ringkv_storage::SyncMode;
 use ringkv_storage_fjall::datadir::DataDir;
 use ringkv_storage_fjall::fjall_store::FjallStore;
+use tokio::net::TcpListener;
 use tracing::{Instrument, info};
 
 pub use config::Config;
@@ -49,6 +50,140 @@ async fn run_node(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     me: NodeId,
 ) -> anyhow::Result<()> {
+    let layout = initial_layout(&config, &me)?;
+    let (dir, node) = open_node(&config, &me, &layout)?;
+
+    // Bind both listeners before anything else so a port clash fails fast.
+    let (rpc_listener, http_listener) = bind(&config).await?;
+    let net = start_node(&config, &me, &layout, node, rpc_listener);
+    let state = http::AppState {
+        node: net.handle.clone(),
+        me: me.clone(),
+        http_addr: config.http.clone(),
+        value_bytes_max: config.limits.value_bytes_max,
+        timeout_ms: config.timeout_ms,
+        peers: net.info,
+        metrics: Arc::new(metrics::Metrics::new()),
+        faults: config.fault_injection.then_some(net.faults),
+    };
+    info!(node = %me, http = %config.http, rpc = %config.listen, incarnation = dir.incarnation, "serving");
+    axum::serve(
+        http_listener,
+        axum::ServiceExt::<axum::extract::Request>::into_make_service(http::Api::new(state)),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("HTTP server")?;
+
+    info!("shutting down: syncing the store");
+    net.peer_server.abort();
+    stop_node(net.handle, net.thread).await?;
+    dir.mark_clean_shutdown()
+        .context("marking a clean shutdown")?;
+    info!("stopped cleanly");
+    Ok(())
+}
+
+/// The peer listener (`--listen`) and the HTTP listener (`--http`).
+async fn bind(config: &Config) -> anyhow::Result<(TcpListener, TcpListener)> {
+    let rpc_listener = TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("binding --listen {}", config.listen))?;
+    let http_listener = TcpListener::bind(&config.http)
+        .await
+        .with_context(|| format!("binding --http {}", config.http))?;
+    Ok((rpc_listener, http_listener))
+}
+
+/// Opens the data directory and the store, and makes the node.
+fn open_node(
+    config: &Config,
+    me: &NodeId,
+    layout: &Layout,
+) -> anyhow::Result<(DataDir, Node<runtime::Tracked>)> {
+    let periodic = matches!(config.sync, SyncMode::Periodic { .. });
+    let dir = DataDir::open(&config.data_dir, periodic)
+        .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
+    if !dir.was_clean {
+        info!(
+            incarnation = dir.incarnation,
+            "previous run did not shut down cleanly"
+        );
+    }
+    let store =
+        FjallStore::open(&dir.store_path(), config.ring_size).context("opening the store")?;
+    let node_cfg = node_config(config, me, layout, dir.incarnation);
+    let node = Node::new(node_cfg, layout.clone(), runtime::Tracked::new(store))
+        .context("checking the node's configuration")?;
+
+    Ok((dir, node))
+}
+
+/// A running node's loop and peer transport.
+struct Running {
+    /// Requests into the node loop.
+    handle: runtime::NodeHandle,
+    /// The node loop's task.
+    thread: tokio::task::JoinHandle<()>,
+    /// Accepts peers' connections.
+    peer_server: tokio::task::JoinHandle<()>,
+    /// What connected peers said about themselves.
+    info: transport::PeerInfo,
+    /// Injected link faults (used only with --fault-injection).
+    faults: faults::Faults,
+}
+
+/// Starts the node loop, the links to the layout's other members and the
+/// peer listener.
+fn start_node(
+    config: &Config,
+    me: &NodeId,
+    layout: &Layout,
+    node: Node<runtime::Tracked>,
+    rpc_listener: TcpListener,
+) -> Running {
+    // A frame holds at most a whole object (bounded by object_bytes_max at
+    // the coordinator), plus room for the envelope and the dots.
+    let frame_bytes_max = config.limits.object_bytes_max.saturating_add(1 << 20);
+    let peer_list: Vec<(NodeId, String)> = layout
+        .members
+        .iter()
+        .filter(|m| m.id != *me)
+        .map(|m| (m.id.clone(), m.rpc_addr.clone()))
+        .collect();
+    let liveness = transport::Liveness::default();
+    let faults = faults::Faults::default();
+    let peers = transport::start_peers(
+        me.clone(),
+        config.http.clone(),
+        peer_list,
+        frame_bytes_max,
+        liveness.clone(),
+        faults.clone(),
+    );
+    let (handle, thread) = runtime::spawn(node, config.sync, peers.clone(), liveness);
+    let info = transport::PeerInfo::default();
+    let peer_server = tokio::spawn(
+        transport::serve_peers(
+            rpc_listener,
+            frame_bytes_max,
+            info.clone(),
+            peers,
+            handle.clone(),
+        )
+        .in_current_span(),
+    );
+    Running {
+        handle,
+        thread,
+        peer_server,
+        info,
+        faults,
+    }
+}
+
+/// Layout version 1, from `--initial-cluster`; it must name this node.
+fn initial_layout(config: &Config, me: &NodeId) -> anyhow::Result<Layout> {
     let members: Vec<Member> = config
         .initial_cluster
         .iter()
@@ -62,24 +197,17 @@ async fn run_node(
     let layout = Layout::initial(members, config.ring_size)
         .map_err(|e| anyhow::anyhow!("--initial-cluster: {e}"))?;
     anyhow::ensure!(
-        layout.member(&me).is_some(),
+        layout.member(me).is_some(),
         "node id {me} is not in --initial-cluster; add {me}=ADDR to it"
     );
-    let periodic = matches!(config.sync, SyncMode::Periodic { .. });
-    let dir = DataDir::open(&config.data_dir, periodic)
-        .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
-    if !dir.was_clean {
-        info!(
-            incarnation = dir.incarnation,
-            "previous run did not shut down cleanly"
-        );
-    }
-    let store =
-        FjallStore::open(&dir.store_path(), config.ring_size).context("opening the store")?;
+    Ok(layout)
+}
 
-    let node_cfg = NodeConfig {
+/// The node's configuration for this process start.
+fn node_config(config: &Config, me: &NodeId, layout: &Layout, incarnation: u32) -> NodeConfig {
+    NodeConfig {
         id: me.clone(),
-        incarnation: dir.incarnation,
+        incarnation,
         n: config.n,
         r: config.r,
         w: config.w,
@@ -101,7 +229,7 @@ async fn run_node(
         // Peers reach us at our layout address (which may differ from
         // --listen, e.g. when listening on 0.0.0.0).
         rpc_addr: layout
-            .member(&me)
+            .member(me)
             .map_or_else(|| config.listen.clone(), |m| m.rpc_addr.clone()),
         http_addr: config.http.clone(),
         // Grows with every start: this start's gossip identity supersedes
@@ -111,72 +239,14 @@ async fn run_node(
             .map_or(0, |d| d.as_millis() as u64),
         gossip_seed: rand::random(),
         join: config.join.clone(),
-    };
-    let node = Node::new(node_cfg, layout.clone(), runtime::Tracked::new(store))
-        .context("checking the node's configuration")?;
+    }
+}
 
-    // Bind both listeners before anything else so a port clash fails fast.
-    let rpc_listener = tokio::net::TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("binding --listen {}", config.listen))?;
-    let http_listener = tokio::net::TcpListener::bind(&config.http)
-        .await
-        .with_context(|| format!("binding --http {}", config.http))?;
-
-    // A frame holds at most a whole object (bounded by object_bytes_max at
-    // the coordinator), plus room for the envelope and the dots.
-    let frame_bytes_max = config.limits.object_bytes_max.saturating_add(1 << 20);
-    let peer_list: Vec<(NodeId, String)> = layout
-        .members
-        .iter()
-        .filter(|m| m.id != me)
-        .map(|m| (m.id.clone(), m.rpc_addr.clone()))
-        .collect();
-    let liveness = transport::Liveness::default();
-    let faults = faults::Faults::default();
-    let peers = transport::start_peers(
-        me.clone(),
-        config.http.clone(),
-        peer_list,
-        frame_bytes_max,
-        liveness.clone(),
-        faults.clone(),
-    );
-    let (handle, thread) = runtime::spawn(node, config.sync, peers.clone(), liveness);
-
-    let info = transport::PeerInfo::default();
-    let peer_server = tokio::spawn(
-        transport::serve_peers(
-            rpc_listener,
-            frame_bytes_max,
-            info.clone(),
-            peers,
-            handle.clone(),
-        )
-        .in_current_span(),
-    );
-
-    let state = http::AppState {
-        node: handle.clone(),
-        me: me.clone(),
-        http_addr: config.http.clone(),
-        value_bytes_max: config.limits.value_bytes_max,
-        timeout_ms: config.timeout_ms,
-        peers: info,
-        metrics: Arc::new(metrics::Metrics::new()),
-        faults: config.fault_injection.then_some(faults),
-    };
-    info!(node = %me, http = %config.http, rpc = %config.listen, incarnation = dir.incarnation, "serving");
-    axum::serve(
-        http_listener,
-        axum::ServiceExt::<axum::extract::Request>::into_make_service(http::Api::new(state)),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("HTTP server")?;
-
-    info!("shutting down: syncing the store");
-    peer_server.abort();
+/// Asks the node loop to sync the store and stop, and waits for it.
+async fn stop_node(
+    handle: runtime::NodeHandle,
+    thread: tokio::task::JoinHandle<()>,
+) -> anyhow::Result<()> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     // Wait for room in the queue rather than give up on a clean stop.
     let h = handle.clone();
@@ -191,13 +261,5 @@ async fn run_node(
     };
     drop(handle);
     let _ = thread.await;
-    match synced {
-        Ok(()) => {
-            dir.mark_clean_shutdown()
-                .context("marking a clean shutdown")?;
-            info!("stopped cleanly");
-            Ok(())
-        }
-        Err(e) => anyhow::bail!("the store could not be synced at shutdown: {e}"),
-    }
+    synced.map_err(|e| anyhow::anyhow!("the store could not be synced at shutdown: {e}"))
 }

@@ -257,6 +257,27 @@ pub fn start_peers(
     p
 }
 
+/// The writing side of a connection to a peer: length-delimited frames.
+type PeerSink = FramedWrite<tokio::net::tcp::OwnedWriteHalf, LengthDelimitedCodec>;
+
+/// How long a link waits before its next attempt to connect.
+struct Backoff {
+    /// The wait, in ms: doubles after every failure up to
+    /// [`BACKOFF_MAX_MS`], back to [`BACKOFF_MIN_MS`] once connected.
+    ms: u64,
+    /// Whether "cannot reach peer" was logged since the last connection.
+    logged_down: bool,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            ms: BACKOFF_MIN_MS,
+            logged_down: false,
+        }
+    }
+}
+
 /// One peer's outgoing connection.
 struct Link {
     me: NodeId,
@@ -271,75 +292,114 @@ struct Link {
 }
 
 impl Link {
+    /// Keeps a connection to the peer open and sends it what arrives on
+    /// `rx`, reconnecting with backoff, until `rx` closes.
     async fn run(self, mut rx: mpsc::Receiver<PeerMsg>) {
-        let mut backoff = BACKOFF_MIN_MS;
-        let mut logged_down = false;
+        let mut backoff = Backoff::default();
         loop {
-            let stream = match TcpStream::connect(&self.addr).await {
-                Ok(s) => s,
-                Err(e) => {
-                    if !logged_down {
-                        debug!(peer = %self.peer, addr = %self.addr, error = %e, "cannot reach peer");
-                        logged_down = true;
-                    }
-                    self.liveness.set(&self.peer, false);
-                    // Whatever waited for this peer is stale by the time it is back.
-                    while rx.try_recv().is_ok() {}
-                    self.pause(backoff).await;
-                    backoff = (backoff * 2).min(BACKOFF_MAX_MS);
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            let (mut read_half, write_half) = stream.into_split();
-            let mut sink = FramedWrite::new(write_half, codec(self.frame_bytes_max));
-            let hello = Bytes::from(postcard::to_stdvec(&self.hello).expect("hello encodes"));
-            if sink.send(hello).await.is_err() {
-                self.pause(backoff).await;
+            let Some((read_half, sink)) = self.connect(&mut backoff, &mut rx).await else {
                 continue;
-            }
-            info!(peer = %self.peer, addr = %self.addr, "connected to peer");
-            self.liveness.set(&self.peer, true);
-            logged_down = false;
-            backoff = BACKOFF_MIN_MS;
-            let mut probe = [0u8; 1];
-            loop {
-                tokio::select! {
-                    msg = rx.recv() => {
-                        let Some(msg) = msg else { return };
-                        let fault = self.faults.get(&self.peer);
-                        if let Some(f) = &fault
-                            && f.delay_ms > 0
-                        {
-                            tokio::time::sleep(Duration::from_millis(f.delay_ms)).await;
-                        }
-                        let dropped = |f: &Option<crate::faults::LinkFault>| {
-                            f.as_ref().is_some_and(|f| f.drop > 0.0 && rand::random::<f64>() < f.drop)
-                        };
-                        if dropped(&fault) {
-                            continue;
-                        }
-                        // Batch every queued message into one write.
-                        let mut ok = self.feed(&mut sink, msg).await;
-                        while ok {
-                            match rx.try_recv() {
-                                Ok(m) if dropped(&fault) => drop(m),
-                                Ok(m) => ok = self.feed(&mut sink, m).await,
-                                Err(_) => break,
-                            }
-                        }
-                        if !ok || SinkExt::<Bytes>::flush(&mut sink).await.is_err() {
-                            break;
-                        }
-                    }
-                    // The peer never writes on this connection: a read returning
-                    // means it closed or died.
-                    _ = read_half.read(&mut probe) => break,
-                }
+            };
+            if !self.serve(read_half, sink, &mut rx).await {
+                return;
             }
             warn!(peer = %self.peer, "lost connection to peer");
             self.liveness.set(&self.peer, false);
         }
+    }
+
+    /// One attempt to connect and say hello. On failure: marks the peer
+    /// down, drops what waited for it (stale by the time it is back) and
+    /// waits out the backoff.
+    async fn connect(
+        &self,
+        backoff: &mut Backoff,
+        rx: &mut mpsc::Receiver<PeerMsg>,
+    ) -> Option<(tokio::net::tcp::OwnedReadHalf, PeerSink)> {
+        let stream = match TcpStream::connect(&self.addr).await {
+            Ok(s) => s,
+            Err(e) => {
+                if !backoff.logged_down {
+                    debug!(peer = %self.peer, addr = %self.addr, error = %e, "cannot reach peer");
+                    backoff.logged_down = true;
+                }
+                self.liveness.set(&self.peer, false);
+                while rx.try_recv().is_ok() {}
+                self.pause(backoff.ms).await;
+                backoff.ms = (backoff.ms * 2).min(BACKOFF_MAX_MS);
+                return None;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (read_half, write_half) = stream.into_split();
+        let mut sink = FramedWrite::new(write_half, codec(self.frame_bytes_max));
+        let hello = Bytes::from(postcard::to_stdvec(&self.hello).expect("hello encodes"));
+        if sink.send(hello).await.is_err() {
+            self.pause(backoff.ms).await;
+            return None;
+        }
+        info!(peer = %self.peer, addr = %self.addr, "connected to peer");
+        self.liveness.set(&self.peer, true);
+        *backoff = Backoff::default();
+        Some((read_half, sink))
+    }
+
+    /// Sends what arrives on `rx` on one connection until it breaks (true)
+    /// or `rx` closes (false).
+    async fn serve(
+        &self,
+        mut read_half: tokio::net::tcp::OwnedReadHalf,
+        mut sink: PeerSink,
+        rx: &mut mpsc::Receiver<PeerMsg>,
+    ) -> bool {
+        let mut probe = [0u8; 1];
+        loop {
+            tokio::select! {
+                msg = rx.recv() => {
+                    let Some(msg) = msg else { return false };
+                    if !self.send_batch(&mut sink, rx, msg).await {
+                        return true;
+                    }
+                }
+                // The peer never writes on this connection: a read returning
+                // means it closed or died.
+                _ = read_half.read(&mut probe) => return true,
+            }
+        }
+    }
+
+    /// Writes `msg` and every message queued behind it in one flush, after
+    /// the injected faults (test clusters only) delayed or dropped them.
+    /// Returns false when the connection failed.
+    async fn send_batch(
+        &self,
+        sink: &mut PeerSink,
+        rx: &mut mpsc::Receiver<PeerMsg>,
+        msg: PeerMsg,
+    ) -> bool {
+        let fault = self.faults.get(&self.peer);
+        if let Some(f) = &fault
+            && f.delay_ms > 0
+        {
+            tokio::time::sleep(Duration::from_millis(f.delay_ms)).await;
+        }
+        let dropped = || {
+            fault
+                .as_ref()
+                .is_some_and(|f| f.drop > 0.0 && rand::random::<f64>() < f.drop)
+        };
+        if dropped() {
+            return true;
+        }
+        let mut ok = self.feed(sink, msg).await;
+        while ok {
+            match rx.try_recv() {
+                Ok(m) if dropped() => drop(m),
+                Ok(m) => ok = self.feed(sink, m).await,
+                Err(_) => break,
+            }
+        }
+        ok && SinkExt::<Bytes>::flush(sink).await.is_ok()
     }
 
     /// Sleeps `ms`, or less if the peer called us meanwhile.
@@ -353,11 +413,7 @@ impl Link {
     /// Queues one frame; a message too large for a frame is dropped (and
     /// logged) without breaking the connection. Returns false when the
     /// connection failed.
-    async fn feed(
-        &self,
-        sink: &mut FramedWrite<tokio::net::tcp::OwnedWriteHalf, LengthDelimitedCodec>,
-        msg: PeerMsg,
-    ) -> bool {
+    async fn feed(&self, sink: &mut PeerSink, msg: PeerMsg) -> bool {
         let frame = Bytes::from(
             Envelope {
                 from: self.me.clone(),

@@ -74,25 +74,8 @@ impl Coordinator {
             let err = store_failed(ctx, e);
             return answer(ctx, adm.origin, ClientReply::Error(err));
         }
-        let mut quorum = WriteQuorum::new(adm.plan.nodes(), adm.need.all)
-            .with_strict(adm.plan.primaries.clone(), adm.need.primaries);
-        let stored = match stands_in_for {
-            Some(primary) => {
-                let hint = Hint {
-                    primary,
-                    partition: adm.partition,
-                    key: adm.key.clone(),
-                };
-                replica.add_hint(ctx, hint)
-            }
-            None => true,
-        };
+        let quorum = own_ack(ctx, replica, &adm, stands_in_for);
         let me = ctx.me().clone();
-        if stored {
-            quorum.ack(&me);
-        } else {
-            quorum.fail(&me);
-        }
         let req_id = ctx.ids.next();
         for t in adm.plan.targets.iter().filter(|t| t.node != me) {
             ctx.out.push(Output::Send {
@@ -165,6 +148,36 @@ impl Coordinator {
         let reply = put_reply(&state, status);
         answer(ctx, state.origin, reply);
     }
+}
+
+/// The write's quorum with this node's own ack counted: an ack once the
+/// write is stored here, and, for a fallback, once its hint is stored too.
+fn own_ack<S: Store>(
+    ctx: &mut Ctx<'_, S>,
+    replica: &mut Replica,
+    adm: &Admitted,
+    stands_in_for: Option<NodeId>,
+) -> WriteQuorum {
+    let mut quorum = WriteQuorum::new(adm.plan.nodes(), adm.need.all)
+        .with_strict(adm.plan.primaries.clone(), adm.need.primaries);
+    let stored = match stands_in_for {
+        Some(primary) => {
+            let hint = Hint {
+                primary,
+                partition: adm.partition,
+                key: adm.key.clone(),
+            };
+            replica.add_hint(ctx, hint)
+        }
+        None => true,
+    };
+    let me = ctx.me().clone();
+    if stored {
+        quorum.ack(&me);
+    } else {
+        quorum.fail(&me);
+    }
+    quorum
 }
 
 /// The object this write leaves and its new dot, built on the stored state

@@ -15,6 +15,7 @@ mod cli;
 mod config;
 mod dev;
 mod kv;
+mod process;
 mod signals;
 
 use std::io::IsTerminal;

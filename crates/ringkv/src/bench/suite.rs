@@ -8,7 +8,6 @@
 //! ends or fails; data directories are temporary and removed.
 
 use std::fmt::Write as _;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -22,12 +21,15 @@ use tokio::time::{Instant, sleep};
 
 use super::stats::ms;
 use super::{DistKind, Report, Target, Workload, parse_duration, shell_quote};
-use crate::dev::{self, NodeSpec, Running, StartError};
+use crate::process::{self, FreePorts, NodeSpec, Nodes, StartError};
 use crate::signals::Signals;
 
 /// Where `cargo build --release` of the ceiling server puts it, as
 /// `../shared/bench/README.md` suggests building it.
 const DEFAULT_CEILING_BIN: &str = "/tmp/ceiling-target/release/http-ceiling";
+
+/// Who speaks in the messages and node logs of the suite's clusters.
+const WHO: &str = "ringkv bench suite";
 
 /// How long the cluster gets until every node sees every other alive.
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -153,20 +155,6 @@ pub struct SuiteReport {
     pub runs: Vec<SuiteRun>,
 }
 
-/// A free loopback port below the usual ephemeral range (32768+), so that
-/// outgoing connections cannot take it between this check and the bind.
-fn free_port(next: &mut u32) -> anyhow::Result<u16> {
-    for _ in 0..5_000 {
-        let port = 20_000 + (*next % 12_000);
-        *next += 1;
-        let port = port as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
-        }
-    }
-    bail!("no free loopback port found between 20000 and 32000")
-}
-
 fn read_trim(path: &str) -> Option<String> {
     std::fs::read_to_string(path)
         .ok()
@@ -258,8 +246,7 @@ impl Ceiling {
             .stdout(Stdio::from(log_file.try_clone()?))
             .stderr(Stdio::from(log_file))
             .kill_on_drop(true);
-        #[cfg(unix)]
-        cmd.process_group(0);
+        process::own_process_group(&mut cmd);
         let child = cmd
             .spawn()
             .with_context(|| format!("cannot start the ceiling server {}", bin.display()))?;
@@ -289,29 +276,8 @@ impl Ceiling {
     }
 
     async fn stop(&mut self) {
-        if let (Ok(None), Some(pid)) = (self.child.try_wait(), self.child.id()) {
-            dev_terminate(pid);
-            if tokio::time::timeout(Duration::from_secs(5), self.child.wait())
-                .await
-                .is_err()
-            {
-                let _ = self.child.kill().await;
-            }
-        }
+        process::stop_child(&mut self.child, Duration::from_secs(5)).await;
     }
-}
-
-/// SIGTERM to a child of ours that has not been reaped.
-fn dev_terminate(pid: u32) {
-    #[cfg(unix)]
-    {
-        use rustix::process::{Pid, Signal, kill_process};
-        if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
-            let _ = kill_process(pid, Signal::TERM);
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = pid;
 }
 
 /// Starts `nodes` nodes with N, R, W and waits until each sees all alive.
@@ -320,51 +286,33 @@ async fn start_cluster(
     dir: &Path,
     nodes: usize,
     nrw: (usize, usize, usize),
-    ports: &mut u32,
+    ports: &mut FreePorts,
     signals: &mut Signals,
     commands: &mut Vec<String>,
-) -> anyhow::Result<Vec<Running>> {
+) -> anyhow::Result<Nodes> {
     let mut specs = Vec::new();
     for i in 1..=nodes {
-        let id = format!("n{i}");
-        specs.push(NodeSpec {
-            http: format!("127.0.0.1:{}", free_port(ports)?),
-            rpc: format!("127.0.0.1:{}", free_port(ports)?),
-            data_dir: dir.join(&id),
-            log: dir.join(format!("{id}.log")),
-            id,
-        });
+        let http = format!("127.0.0.1:{}", ports.next()?);
+        let rpc = format!("127.0.0.1:{}", ports.next()?);
+        specs.push(NodeSpec::new(i as u32, http, rpc, dir));
     }
-    let cluster = dev::initial_cluster(&specs);
-    let mut running = Vec::new();
+    let cluster = process::initial_cluster(&specs);
     for spec in &specs {
-        commands.push(format!(
-            "{} server --node-id {} --data-dir {} --listen {} --http {} --initial-cluster {} --n {} --r {} --w {}",
-            shell_quote(&exe.display().to_string()),
-            spec.id,
-            shell_quote(&spec.data_dir.display().to_string()),
-            spec.rpc,
-            spec.http,
-            cluster,
-            nrw.0,
-            nrw.1,
-            nrw.2
-        ));
-        match dev::spawn(exe, spec, &cluster, nrw) {
-            Ok(r) => running.push(r),
-            Err(e) => {
-                dev::stop_all(&mut running, signals).await;
-                return Err(e);
-            }
-        }
+        let line = std::iter::once(exe.display().to_string())
+            .chain(process::server_args(spec, &cluster, nrw))
+            .map(|a| shell_quote(&a))
+            .collect::<Vec<_>>()
+            .join(" ");
+        commands.push(line);
     }
-    let healthy = match dev::wait_healthy(&mut running, signals).await {
+    let mut running = Nodes::start(WHO, exe, &specs, nrw, signals).await?;
+    let healthy = match running.wait_healthy(signals).await {
         Ok(()) => converge(&specs).await,
         Err(StartError::Interrupted) => Err(anyhow::anyhow!("interrupted")),
         Err(StartError::Failed(e)) => Err(e),
     };
     if let Err(e) = healthy {
-        dev::stop_all(&mut running, signals).await;
+        running.stop(signals).await;
         return Err(e);
     }
     Ok(running)
@@ -483,13 +431,13 @@ async fn run_bench(
 #[derive(Default)]
 struct Processes {
     ceiling: Option<Ceiling>,
-    clusters: Vec<Vec<Running>>,
+    clusters: Vec<Nodes>,
 }
 
 impl Processes {
     async fn stop(&mut self, signals: &mut Signals) {
         for mut c in self.clusters.drain(..) {
-            dev::stop_all(&mut c, signals).await;
+            c.stop(signals).await;
         }
         if let Some(mut c) = self.ceiling.take() {
             c.stop().await;
@@ -626,8 +574,8 @@ async fn measure(
     server_commands: &mut Vec<String>,
     runs: &mut Vec<SuiteRun>,
 ) -> anyhow::Result<()> {
-    let mut ports = 20_000 + (std::process::id() * 613) % 10_000;
-    let port = free_port(&mut ports)?;
+    let mut ports = FreePorts::new();
+    let port = ports.next()?;
     let (ceiling, line) = Ceiling::start(&args.ceiling_bin, port, &tmp.join("ceiling.log")).await?;
     let ceiling_endpoint = format!("http://{}", ceiling.addr);
     procs.ceiling = Some(ceiling);
@@ -640,13 +588,7 @@ async fn measure(
         eprintln!("== starting {system} (N={} R={} W={})", nrw.0, nrw.1, nrw.2);
         let running =
             start_cluster(exe, &dir, nodes, nrw, &mut ports, signals, server_commands).await?;
-        endpoints.push(
-            running
-                .iter()
-                .map(|r| format!("http://{}", r.spec.http))
-                .collect::<Vec<_>>()
-                .join(","),
-        );
+        endpoints.push(running.endpoints());
         procs.clusters.push(running);
     }
 

@@ -461,7 +461,7 @@ mod tests {
         "--node-id",
         "n1",
         "--data-dir",
-        "/tmp/d",
+        "/flag/dir",
         "--listen",
         "127.0.0.1:7081",
         "--http",
@@ -544,7 +544,7 @@ mod tests {
     #[test]
     fn defaults_apply_when_neither_flag_nor_file() {
         let c = merge(&with_identity(&[]), &FileConfig::default()).unwrap();
-        let d = Config::new("n1", "/tmp/d".into(), "127.0.0.1:7081", "127.0.0.1:8081");
+        let d = Config::new("n1", "/flag/dir".into(), "127.0.0.1:7081", "127.0.0.1:8081");
         assert_eq!(c.initial_cluster, d.initial_cluster);
         assert_eq!((c.ring_size, c.n, c.r, c.w), (d.ring_size, d.n, d.r, d.w));
         assert_eq!(c.sync, d.sync);
@@ -580,7 +580,7 @@ mod tests {
         .unwrap();
         // Flags.
         assert_eq!(c.node_id, "n1");
-        assert_eq!(c.data_dir, PathBuf::from("/tmp/d"));
+        assert_eq!(c.data_dir, PathBuf::from("/flag/dir"));
         assert_eq!(c.listen, "127.0.0.1:7081");
         assert_eq!(c.ring_size, 256);
         assert_eq!(c.w, 2);

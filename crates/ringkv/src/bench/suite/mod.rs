@@ -36,9 +36,12 @@ use super::parse_duration;
 use crate::signals::Signals;
 use report::SuiteReport;
 
-/// Where `cargo build --release` of the ceiling server puts it, as
-/// `../shared/bench/README.md` suggests building it.
-const DEFAULT_CEILING_BIN: &str = "/tmp/ceiling-target/release/http-ceiling";
+/// Where [`BUILD_CEILING`] puts the ceiling server, relative to the
+/// repository's root (the suite runs from there, as `--out` assumes).
+const DEFAULT_CEILING_BIN: &str = "bench/http-ceiling/target/release/http-ceiling";
+
+/// How to build the ceiling server, from the repository's root.
+const BUILD_CEILING: &str = "cargo build --release --manifest-path bench/http-ceiling/Cargo.toml";
 
 /// `ringkv bench suite`.
 #[derive(Debug, Args)]
@@ -53,9 +56,8 @@ pub(crate) struct SuiteArgs {
     /// round with the median ratio to the ceiling, with the range of ratios.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub(crate) rounds: u32,
-    /// The HTTP ceiling server's binary (build it with
-    /// `CARGO_TARGET_DIR=/tmp/ceiling-target cargo build --release
-    /// --manifest-path ../shared/bench/http-ceiling/Cargo.toml`).
+    /// The HTTP ceiling server's binary (build it with `cargo build --release
+    /// --manifest-path bench/http-ceiling/Cargo.toml`).
     #[arg(long, default_value = DEFAULT_CEILING_BIN)]
     pub(crate) ceiling_bin: PathBuf,
     /// The Markdown file to write. Its section with the same --label is
@@ -160,9 +162,8 @@ fn run_duration(args: &SuiteArgs) -> Duration {
 fn check_args(args: &SuiteArgs) -> anyhow::Result<()> {
     if !args.ceiling_bin.is_file() {
         bail!(
-            "the ceiling server is not at {}: build it with \
-             `CARGO_TARGET_DIR=/tmp/ceiling-target cargo build --release --manifest-path \
-             ../shared/bench/http-ceiling/Cargo.toml` or pass --ceiling-bin",
+            "the ceiling server is not at {}: build it from the repository's root with \
+             `{BUILD_CEILING}`, or pass --ceiling-bin with its path",
             args.ceiling_bin.display()
         );
     }

@@ -61,7 +61,7 @@ pub(crate) struct SuiteReport {
 
 /// What the Markdown says about the ceiling server and the ratios, under
 /// the throughput table.
-const CEILING_NOTE: &str = "The ceiling is the HTTP ceiling server (`../shared/bench/http-ceiling`: axum, one \
+const CEILING_NOTE: &str = "The ceiling is the HTTP ceiling server (`bench/http-ceiling`: axum, one \
      `Mutex<HashMap>`, no replication, no disk), measured with the same generator right \
      before each ringkv run: PUT only (workload W) when the workload writes, GET only \
      (workload C) when it reads, uniform keys. Reference of each ratio: W vs ceiling PUT, \
@@ -318,7 +318,7 @@ fn errors_by_kind(s: &mut String, rep: &SuiteReport) {
 /// The performance goals (workload A, uniform keys): 3 nodes at least 30 %
 /// of the ceiling with p99 under 10 ms; 1 node at least 60 %.
 fn goals(s: &mut String, results: &[CaseResult<'_>]) {
-    let _ = writeln!(s, "\n### Goals of issue 5\n");
+    let _ = writeln!(s, "\n### Goals\n");
     let find = |system: &str| {
         results.iter().find(|c| {
             c.median.system == system

@@ -28,8 +28,7 @@ HTTP ceiling server on loopback, and measures all of them with the same load gen
 
 ```sh
 cargo build --release
-CARGO_TARGET_DIR=/tmp/ceiling-target cargo build --release \\
-    --manifest-path ../shared/bench/http-ceiling/Cargo.toml
+cargo build --release --manifest-path bench/http-ceiling/Cargo.toml
 ./target/release/ringkv bench suite --label \"my change\"
 ```
 ";

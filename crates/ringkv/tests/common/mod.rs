@@ -2,6 +2,7 @@
 //! restarts them, and cleans up every process and directory it made.
 #![allow(dead_code)]
 
+use std::fmt;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -9,6 +10,63 @@ use std::time::{Duration, Instant};
 
 /// How long a node may take to answer `/health` after starting.
 const START_WAIT: Duration = Duration::from_secs(30);
+
+/// How often [`eventually`] checks again.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Waits until `check` returns `Ok`, checking at once and then every
+/// [`POLL`], and returns its value. When `within` has passed and the check
+/// still fails, panics with what the last check returned (its `Err`).
+///
+/// The check says in its `Err` what it saw, so a failed wait explains
+/// itself; it may also panic at once on something that must never happen
+/// while waiting (an assertion, a node that exited). The wait is bounded:
+/// never a pass or fail on speed, only a limit on a hang.
+pub async fn eventually<T, E: fmt::Display>(
+    within: Duration,
+    mut check: impl AsyncFnMut() -> Result<T, E>,
+) -> T {
+    let start = Instant::now();
+    let mut checks = 0u32;
+    loop {
+        checks += 1;
+        let last = match check().await {
+            Ok(value) => return value,
+            Err(e) => e,
+        };
+        let elapsed = start.elapsed();
+        assert!(
+            elapsed < within,
+            "not so within {within:?} ({checks} checks); the last check saw: {last}"
+        );
+        tokio::time::sleep(POLL.min(within - elapsed)).await;
+    }
+}
+
+/// What a check saw on node `i`, shown with the end of that node's log (read
+/// only when shown, so a check can return it every time it fails).
+pub struct Saw {
+    what: String,
+    node: usize,
+    log: PathBuf,
+}
+
+impl fmt::Display for Saw {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let start = log.len().saturating_sub(8 * 1024);
+        let start = (start..log.len())
+            .find(|&i| log.is_char_boundary(i))
+            .unwrap_or(log.len());
+        write!(
+            f,
+            "{}\nthe end of n{}'s log:\n{}",
+            self.what,
+            self.node + 1,
+            &log[start..]
+        )
+    }
+}
 
 /// One server process of a test cluster.
 pub struct TestNode {
@@ -158,15 +216,23 @@ impl TestCluster {
         std::fs::read_to_string(self.tmp.path().join(format!("n{}.log", i + 1))).unwrap_or_default()
     }
 
+    /// `what` a check saw on node `i`, to be shown with its log.
+    pub fn saw(&self, i: usize, what: impl Into<String>) -> Saw {
+        Saw {
+            what: what.into(),
+            node: i,
+            log: self.tmp.path().join(format!("n{}.log", i + 1)),
+        }
+    }
+
     async fn wait_healthy(&mut self, i: usize) {
-        let deadline = Instant::now() + START_WAIT;
         let url = format!("http://{}/health", self.nodes[i].http);
-        loop {
-            if let Ok(r) = self.http.get(&url).send().await
-                && r.status() == 200
-            {
-                return;
-            }
+        eventually(START_WAIT, async || {
+            let answer = match self.http.get(&url).send().await {
+                Ok(r) if r.status() == 200 => return Ok(()),
+                Ok(r) => format!("answers {}", r.status()),
+                Err(e) => format!("does not answer ({e})"),
+            };
             if let Some(status) = self.nodes[i]
                 .child
                 .as_mut()
@@ -178,57 +244,44 @@ impl TestCluster {
                     self.log(i)
                 );
             }
-            assert!(
-                Instant::now() < deadline,
-                "node {} not healthy in time:\n{}",
-                i + 1,
-                self.log(i)
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            Err(self.saw(i, format!("node {} is not healthy: {url} {answer}", i + 1)))
+        })
+        .await;
     }
 
-    /// Waits until every running node sees every running node alive.
+    /// Waits until every running node sees every running node alive: node
+    /// by node, within one bound for all.
     pub async fn wait_all_see_all(&self) {
-        let deadline = Instant::now() + START_WAIT;
         let running: Vec<String> = self
             .nodes
             .iter()
             .filter(|n| n.child.is_some())
             .map(|n| n.id.clone())
             .collect();
-        for (i, n) in self.nodes.iter().enumerate() {
-            if n.child.is_none() {
-                continue;
-            }
-            loop {
-                let v: serde_json::Value = self
-                    .http
-                    .get(format!("http://{}/v1/cluster", n.http))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                let all = v["members"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .filter(|m| running.contains(&m["id"].as_str().unwrap().to_string()))
-                    .all(|m| m["alive"] == true);
-                if all {
-                    break;
+        // Nodes before `next` have been seen to see every peer.
+        let mut next = 0;
+        eventually(START_WAIT, async || {
+            while next < self.nodes.len() {
+                if self.nodes[next].child.is_some() {
+                    let v = self.cluster_status(next).await;
+                    let all = v["members"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .filter(|m| running.contains(&m["id"].as_str().unwrap().to_string()))
+                        .all(|m| m["alive"] == true);
+                    if !all {
+                        return Err(self.saw(
+                            next,
+                            format!("node {} does not see all peers alive: {v}", next + 1),
+                        ));
+                    }
                 }
-                assert!(
-                    Instant::now() < deadline,
-                    "node {} never saw all peers: {v}\n{}",
-                    i + 1,
-                    self.log(i)
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                next += 1;
             }
-        }
+            Ok(())
+        })
+        .await;
     }
 
     /// SIGKILLs node `i`.

@@ -104,22 +104,26 @@ pub struct ServerArgs {
     /// When acknowledged writes are fsynced. [default: periodic]
     #[arg(long, value_enum)]
     pub sync: Option<SyncArg>,
-    /// Longest time between fsyncs with --sync periodic, in ms. [default: 100]
+    /// Longest time between fsyncs with --sync periodic (not allowed with
+    /// --sync always), in ms. [default: 100]
     #[arg(long)]
     pub sync_interval_ms: Option<u64>,
-    /// Default time a coordinator waits for replicas, in ms. [default: 5000]
+    /// Default time a coordinator waits for replicas, in ms, from 1 to
+    /// 600000. [default: 5000]
     #[arg(long)]
     pub timeout_ms: Option<u64>,
     /// Longest key, in bytes. [default: 1024]
     #[arg(long)]
     pub key_bytes_max: Option<usize>,
-    /// Largest value, in bytes. [default: 4194304]
+    /// Largest value, in bytes, at most 16777216 (the largest stored
+    /// object). [default: 4194304]
     #[arg(long)]
     pub value_bytes_max: Option<usize>,
     /// Longest bucket name, in bytes. [default: 255]
     #[arg(long)]
     pub bucket_bytes_max: Option<usize>,
-    /// Most client requests in flight; more get 503 overloaded. [default: 10000]
+    /// Most client requests in flight, from 1 to 65536; more get 503
+    /// overloaded. [default: 10000]
     #[arg(long)]
     pub pending_max: Option<usize>,
     /// Most hints this node keeps for unreachable primaries; past it the node

@@ -29,6 +29,11 @@
 //! ```
 //!
 //! Unknown keys are an error, so a typo does not silently fall back to a default.
+//!
+//! # Errors
+//! A value that is not allowed is refused with a [`ConfigError`] that names
+//! the setting, the value and what is allowed, listing every problem found;
+//! nothing is clamped or ignored in silence.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -36,7 +41,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use ringkv_core::NodeId;
 use ringkv_core::hash::{RING_SIZE_MAX, RING_SIZE_MIN};
+use ringkv_core::layout::NODE_ID_LEN_MAX;
+use ringkv_node::TIMEOUT_MS_MAX;
 use ringkv_server::Config;
+use ringkv_server::runtime::EVENTS_MAX;
 use ringkv_storage::SyncMode;
 use serde::Deserialize;
 
@@ -48,7 +56,7 @@ const SYNC_INTERVAL_MS_DEFAULT: u64 = 100;
 /// The contents of a `--config` file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileConfig {
+pub(crate) struct FileConfig {
     #[serde(default, alias = "node-id")]
     node_id: Option<String>,
     #[serde(default, alias = "data-dir")]
@@ -131,14 +139,16 @@ enum ClusterSpec {
 }
 
 impl ClusterSpec {
-    fn resolve(&self) -> Result<Vec<(String, String)>, String> {
+    /// The members, checked.
+    fn resolve(&self) -> Result<Vec<(String, String)>, Invalid> {
+        const SETTING: &str = "initial_cluster in the config file";
         match self {
-            ClusterSpec::Joined(s) => parse_initial_cluster(s),
-            ClusterSpec::Entries(v) => parse_initial_cluster(&v.join(",")),
+            ClusterSpec::Joined(s) => parse_initial_cluster(SETTING, s),
+            ClusterSpec::Entries(v) => parse_initial_cluster(SETTING, &v.join(",")),
             ClusterSpec::Table(t) => {
                 let members: Vec<(String, String)> =
                     t.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-                check_members(&members)?;
+                check_members(SETTING, &members)?;
                 Ok(members)
             }
         }
@@ -146,62 +156,156 @@ impl ClusterSpec {
 }
 
 /// Reads and parses a config file.
-pub fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
+pub(crate) fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
     parse_file(&text).with_context(|| format!("config file {} is not valid", path.display()))
 }
 
 /// Parses the text of a config file.
-pub fn parse_file(text: &str) -> anyhow::Result<FileConfig> {
+pub(crate) fn parse_file(text: &str) -> anyhow::Result<FileConfig> {
     Ok(toml::from_str(text)?)
 }
 
-/// Parses `--initial-cluster`: `id=host:port` entries separated by commas,
-/// as in etcd. Ids must be valid node ids, ids and addresses unique.
-pub fn parse_initial_cluster(s: &str) -> Result<Vec<(String, String)>, String> {
+/// Why `ringkv server` cannot start with the configuration it was given.
+/// Returned before anything starts: no file, directory or socket was made.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ConfigError {
+    /// Settings without a default were given neither as a flag nor in the
+    /// config file (their flags, in order).
+    #[error(
+        "missing {} (give the flag, or the same key with '_' in the --config file)",
+        .0.join(", ")
+    )]
+    Missing(Vec<&'static str>),
+    /// Settings whose values are not allowed, each with what is; every
+    /// problem found, not only the first.
+    #[error("invalid configuration:\n{}", bullets(.0))]
+    Invalid(Vec<Invalid>),
+}
+
+/// One setting whose value is not allowed, and what is.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{setting} {value}: {allowed}")]
+pub(crate) struct Invalid {
+    /// The setting, by its flag (`--ring-size`; the config file's key is the
+    /// same with `_`), or `initial_cluster in the config file`.
+    pub(crate) setting: &'static str,
+    /// The value given, as written (strings quoted).
+    pub(crate) value: String,
+    /// What is allowed instead, and how to fix it.
+    pub(crate) allowed: String,
+}
+
+impl Invalid {
+    /// `setting` = `value` is not allowed; `allowed` says what is.
+    fn new(setting: &'static str, value: impl ToString, allowed: impl Into<String>) -> Self {
+        Invalid {
+            setting,
+            value: value.to_string(),
+            allowed: allowed.into(),
+        }
+    }
+}
+
+impl From<Invalid> for ConfigError {
+    fn from(e: Invalid) -> Self {
+        ConfigError::Invalid(vec![e])
+    }
+}
+
+/// The problems as an indented list, one per line.
+fn bullets(problems: &[Invalid]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// What a node id may be.
+fn node_id_allowed() -> String {
+    format!("use 1 to {NODE_ID_LEN_MAX} ASCII letters, digits, '-', '_' or '.', e.g. n1")
+}
+
+/// Parses `--initial-cluster` (or the file's `initial_cluster`, named by
+/// `setting`): `id=host:port` entries separated by commas, as in etcd. Ids
+/// must be valid node ids, ids and addresses unique.
+pub(crate) fn parse_initial_cluster(
+    setting: &'static str,
+    s: &str,
+) -> Result<Vec<(String, String)>, Invalid> {
     if s.trim().is_empty() {
-        return Err(
-            "initial cluster is empty: give id=host:port entries separated by commas".to_string(),
-        );
+        return Err(Invalid::new(
+            setting,
+            format!("{s:?}"),
+            "give id=host:port entries separated by commas, e.g. n1=127.0.0.1:7081,n2=127.0.0.1:7082",
+        ));
     }
     let mut members = Vec::new();
     for (i, entry) in s.split(',').enumerate() {
         let entry = entry.trim();
         let Some((id, addr)) = entry.split_once('=') else {
-            return Err(format!(
-                "initial cluster entry {} {entry:?} is not id=host:port (e.g. n1=127.0.0.1:7081)",
-                i + 1
+            return Err(Invalid::new(
+                setting,
+                format!("{entry:?}"),
+                format!(
+                    "entry {} is not id=host:port; write e.g. n1=127.0.0.1:7081",
+                    i + 1
+                ),
             ));
         };
         members.push((id.trim().to_string(), addr.trim().to_string()));
     }
-    check_members(&members)?;
+    check_members(setting, &members)?;
     Ok(members)
 }
 
 /// Checks ids and addresses of the initial members.
-fn check_members(members: &[(String, String)]) -> Result<(), String> {
+fn check_members(setting: &'static str, members: &[(String, String)]) -> Result<(), Invalid> {
     if members.is_empty() {
-        return Err("initial cluster has no members".to_string());
+        return Err(Invalid::new(
+            setting,
+            "(no members)",
+            "give at least this node, as id=host:port",
+        ));
     }
     let mut ids = HashSet::new();
     let mut addrs = HashSet::new();
     for (id, addr) in members {
-        NodeId::parse(id).map_err(|e| format!("initial cluster: {e}"))?;
-        check_host_port(addr)
-            .map_err(|e| format!("initial cluster: address {addr:?} of {id}: {e}"))?;
+        if NodeId::parse(id).is_err() {
+            return Err(Invalid::new(
+                setting,
+                format!("{id}={addr}"),
+                format!("node id {id:?} is not valid: {}", node_id_allowed()),
+            ));
+        }
+        check_host_port(addr).map_err(|e| {
+            Invalid::new(
+                setting,
+                format!("{id}={addr}"),
+                format!("address of {id}: {e}"),
+            )
+        })?;
         if addr.ends_with(":0") {
-            return Err(format!(
-                "initial cluster: address {addr:?} of {id} has port 0; peers need a fixed port"
+            return Err(Invalid::new(
+                setting,
+                format!("{id}={addr}"),
+                "port 0 is not allowed here: peers need a fixed port",
             ));
         }
         if !ids.insert(id.as_str()) {
-            return Err(format!("initial cluster: node id {id} appears twice"));
+            return Err(Invalid::new(
+                setting,
+                format!("{id}={addr}"),
+                format!("node id {id} appears twice; give each node once"),
+            ));
         }
         if !addrs.insert(addr.as_str()) {
-            return Err(format!(
-                "initial cluster: address {addr} is given to more than one node"
+            return Err(Invalid::new(
+                setting,
+                format!("{id}={addr}"),
+                format!("address {addr} is given to more than one node; give each its own"),
             ));
         }
     }
@@ -209,18 +313,19 @@ fn check_members(members: &[(String, String)]) -> Result<(), String> {
 }
 
 /// Checks that `s` looks like `host:port` (`[v6addr]:port` for IPv6). No DNS.
+/// The error says what is expected.
 fn check_host_port(s: &str) -> Result<(), String> {
     let Some((host, port)) = s.rsplit_once(':') else {
-        return Err("expected host:port".to_string());
+        return Err("expected host:port, e.g. 127.0.0.1:7081".to_string());
     };
     if host.is_empty() {
-        return Err("the host is empty".to_string());
+        return Err("the host is empty; expected host:port, e.g. 127.0.0.1:7081".to_string());
     }
     if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
         return Err("write an IPv6 address in brackets, e.g. [::1]:7081".to_string());
     }
     if host.chars().any(|c| c.is_whitespace() || c == '/') {
-        return Err("the host contains a space or '/'".to_string());
+        return Err("the host contains a space or '/'; expected host:port".to_string());
     }
     port.parse::<u16>()
         .map_err(|_| format!("port {port:?} is not a number from 0 to 65535"))?;
@@ -229,91 +334,42 @@ fn check_host_port(s: &str) -> Result<(), String> {
 
 /// Builds the node's config: each setting from its flag if given, else from
 /// the file, else the default of [`Config::new`]. Fails when a setting without
-/// a default (node id, data dir, listen, http) is missing, or the initial
-/// cluster does not parse. Call [`validate`] on the result.
-pub fn merge(flags: &ServerArgs, file: &FileConfig) -> Result<Config, String> {
-    let mut missing = Vec::new();
-    let node_id = flags.node_id.clone().or_else(|| file.node_id.clone());
-    let data_dir = flags.data_dir.clone().or_else(|| file.data_dir.clone());
-    let listen = flags.listen.clone().or_else(|| file.listen.clone());
-    let http = flags.http.clone().or_else(|| file.http.clone());
-    if node_id.is_none() {
-        missing.push("--node-id");
-    }
-    if data_dir.is_none() {
-        missing.push("--data-dir");
-    }
-    if listen.is_none() {
-        missing.push("--listen");
-    }
-    if http.is_none() {
-        missing.push("--http");
-    }
-    let (Some(node_id), Some(data_dir), Some(listen), Some(http)) =
-        (node_id, data_dir, listen, http)
-    else {
-        return Err(format!(
-            "missing {} (give the flag, or the same key with '_' in the --config file)",
-            missing.join(", ")
-        ));
-    };
-
+/// a default (node id, data dir, listen, http) is missing, the initial
+/// cluster does not parse, or `--sync-interval-ms` is given with `--sync
+/// always`. Call [`validate`] on the result.
+pub(crate) fn merge(flags: &ServerArgs, file: &FileConfig) -> Result<Config, ConfigError> {
+    let (node_id, data_dir, listen, http) = identity(flags, file)?;
     let mut c = Config::new(&node_id, data_dir, &listen, &http);
     if let Some(s) = &flags.initial_cluster {
-        c.initial_cluster =
-            parse_initial_cluster(s).map_err(|e| format!("--initial-cluster: {e}"))?;
+        c.initial_cluster = parse_initial_cluster("--initial-cluster", s)?;
     } else if let Some(spec) = &file.initial_cluster {
-        c.initial_cluster = spec
-            .resolve()
-            .map_err(|e| format!("initial_cluster in the config file: {e}"))?;
+        c.initial_cluster = spec.resolve()?;
     }
-    if let Some(v) = flags.ring_size.or(file.ring_size) {
-        c.ring_size = v;
-    }
-    if let Some(v) = flags.n.or(file.n) {
-        c.n = v;
-    }
-    if let Some(v) = flags.r.or(file.r) {
-        c.r = v;
-    }
-    if let Some(v) = flags.w.or(file.w) {
-        c.w = v;
-    }
-    let interval = flags.sync_interval_ms.or(file.sync_interval_ms);
-    c.sync = match (flags.sync.or(file.sync), interval, c.sync) {
-        (Some(SyncArg::Always), _, _) => SyncMode::Always,
-        (Some(SyncArg::Periodic) | None, Some(interval_ms), _) => {
-            SyncMode::Periodic { interval_ms }
-        }
-        (Some(SyncArg::Periodic), None, SyncMode::Periodic { interval_ms }) => {
-            SyncMode::Periodic { interval_ms }
-        }
-        (Some(SyncArg::Periodic), None, SyncMode::Always) => SyncMode::Periodic {
-            interval_ms: SYNC_INTERVAL_MS_DEFAULT,
-        },
-        (None, None, default) => default,
-    };
-    if let Some(v) = flags.timeout_ms.or(file.timeout_ms) {
-        c.timeout_ms = v;
-    }
-    if let Some(v) = flags.key_bytes_max.or(file.key_bytes_max) {
-        c.limits.key_bytes_max = v;
-    }
-    if let Some(v) = flags.value_bytes_max.or(file.value_bytes_max) {
-        c.limits.value_bytes_max = v;
-    }
-    if let Some(v) = flags.bucket_bytes_max.or(file.bucket_bytes_max) {
-        c.limits.bucket_bytes_max = v;
-    }
-    if let Some(v) = flags.pending_max.or(file.pending_max) {
-        c.pending_max = v;
-    }
-    if let Some(v) = flags.hints_max.or(file.hints_max) {
-        c.hints_max = v;
-    }
-    if let Some(v) = flags.runtime_threads.or(file.runtime_threads) {
-        c.runtime_threads = v;
-    }
+    set(&mut c.ring_size, flags.ring_size.or(file.ring_size));
+    set(&mut c.n, flags.n.or(file.n));
+    set(&mut c.r, flags.r.or(file.r));
+    set(&mut c.w, flags.w.or(file.w));
+    c.sync = merge_sync(flags, file, c.sync)?;
+    set(&mut c.timeout_ms, flags.timeout_ms.or(file.timeout_ms));
+    let limits = &mut c.limits;
+    set(
+        &mut limits.key_bytes_max,
+        flags.key_bytes_max.or(file.key_bytes_max),
+    );
+    set(
+        &mut limits.value_bytes_max,
+        flags.value_bytes_max.or(file.value_bytes_max),
+    );
+    set(
+        &mut limits.bucket_bytes_max,
+        flags.bucket_bytes_max.or(file.bucket_bytes_max),
+    );
+    set(&mut c.pending_max, flags.pending_max.or(file.pending_max));
+    set(&mut c.hints_max, flags.hints_max.or(file.hints_max));
+    set(
+        &mut c.runtime_threads,
+        flags.runtime_threads.or(file.runtime_threads),
+    );
     c.fault_injection = flags.fault_injection || file.fault_injection.unwrap_or(false);
     if let Some(s) = &flags.join {
         c.join = parse_join(s);
@@ -327,100 +383,243 @@ pub fn merge(flags: &ServerArgs, file: &FileConfig) -> Result<Config, String> {
     Ok(c)
 }
 
-/// Checks a config before the node starts. On failure the message lists
-/// every problem found, one per line.
-pub fn validate(c: &Config) -> Result<(), String> {
-    let mut problems: Vec<String> = Vec::new();
-    if let Err(e) = NodeId::parse(&c.node_id) {
-        problems.push(format!("--node-id: {e}"));
+/// Replaces `slot` with `value` when one was given.
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
+/// Node id, data dir, listen and http addresses: the settings without a
+/// default. All missing ones are named at once.
+fn identity(
+    flags: &ServerArgs,
+    file: &FileConfig,
+) -> Result<(String, PathBuf, String, String), ConfigError> {
+    let node_id = flags.node_id.clone().or_else(|| file.node_id.clone());
+    let data_dir = flags.data_dir.clone().or_else(|| file.data_dir.clone());
+    let listen = flags.listen.clone().or_else(|| file.listen.clone());
+    let http = flags.http.clone().or_else(|| file.http.clone());
+    match (node_id, data_dir, listen, http) {
+        (Some(id), Some(dir), Some(listen), Some(http)) => Ok((id, dir, listen, http)),
+        (id, dir, listen, http) => {
+            let missing = [
+                ("--node-id", id.is_none()),
+                ("--data-dir", dir.is_none()),
+                ("--listen", listen.is_none()),
+                ("--http", http.is_none()),
+            ];
+            Err(ConfigError::Missing(
+                missing.iter().filter(|m| m.1).map(|m| m.0).collect(),
+            ))
+        }
+    }
+}
+
+/// The sync mode from `--sync` and `--sync-interval-ms` (each flag over the
+/// file), else `default`. An interval is for `periodic` only: given with
+/// `always` (at the same level, or the interval on the command line and
+/// `always` in the file) it is refused rather than ignored.
+fn merge_sync(
+    flags: &ServerArgs,
+    file: &FileConfig,
+    default: SyncMode,
+) -> Result<SyncMode, Invalid> {
+    // 2: the flag, 1: the file, 0: neither.
+    let level = |flag: bool, in_file: bool| u8::from(in_file).max(2 * u8::from(flag));
+    let mode_level = level(flags.sync.is_some(), file.sync.is_some());
+    let interval_level = level(
+        flags.sync_interval_ms.is_some(),
+        file.sync_interval_ms.is_some(),
+    );
+    let interval = flags.sync_interval_ms.or(file.sync_interval_ms);
+    Ok(match (flags.sync.or(file.sync), interval) {
+        (Some(SyncArg::Always), Some(ms)) if interval_level >= mode_level => {
+            return Err(Invalid::new(
+                "--sync-interval-ms",
+                ms,
+                "applies to --sync periodic only, and --sync always was given; drop one of them",
+            ));
+        }
+        (Some(SyncArg::Always), _) => SyncMode::Always,
+        (Some(SyncArg::Periodic) | None, Some(interval_ms)) => SyncMode::Periodic { interval_ms },
+        (Some(SyncArg::Periodic), None) => match default {
+            SyncMode::Periodic { .. } => default,
+            SyncMode::Always => SyncMode::Periodic {
+                interval_ms: SYNC_INTERVAL_MS_DEFAULT,
+            },
+        },
+        (None, None) => default,
+    })
+}
+
+/// Checks a config before the node starts. On failure the error lists
+/// every problem found, each with what is allowed.
+pub(crate) fn validate(c: &Config) -> Result<(), ConfigError> {
+    let mut problems = Vec::new();
+    check_addresses(c, &mut problems);
+    check_membership(c, &mut problems);
+    check_replication(c, &mut problems);
+    check_limits(c, &mut problems);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid(problems))
+    }
+}
+
+/// Node id, data directory, the addresses to listen on and to join.
+fn check_addresses(c: &Config, problems: &mut Vec<Invalid>) {
+    if NodeId::parse(&c.node_id).is_err() {
+        problems.push(Invalid::new(
+            "--node-id",
+            format!("{:?}", c.node_id),
+            node_id_allowed(),
+        ));
     }
     if c.data_dir.as_os_str().is_empty() {
-        problems.push("--data-dir is empty".to_string());
+        problems.push(Invalid::new(
+            "--data-dir",
+            "\"\"",
+            "give a directory (created if missing)",
+        ));
     }
-    if let Err(e) = check_host_port(&c.listen) {
-        problems.push(format!("--listen {:?}: {e}", c.listen));
-    }
-    if let Err(e) = check_host_port(&c.http) {
-        problems.push(format!("--http {:?}: {e}", c.http));
+    for (setting, addr) in [("--listen", &c.listen), ("--http", &c.http)] {
+        if let Err(e) = check_host_port(addr) {
+            problems.push(Invalid::new(setting, format!("{addr:?}"), e));
+        }
     }
     for a in &c.join {
         if let Err(e) = check_host_port(a) {
-            problems.push(format!("--join {a:?}: {e}"));
+            problems.push(Invalid::new("--join", format!("{a:?}"), e));
         }
     }
     if c.listen == c.http {
-        problems.push(format!(
-            "--listen and --http are both {}; give them different ports",
-            c.listen
+        problems.push(Invalid::new(
+            "--http",
+            &c.http,
+            "is also --listen; give them different ports",
         ));
     }
-    match check_members(&c.initial_cluster) {
-        Err(e) => problems.push(e),
-        Ok(()) => {
-            if !c.initial_cluster.iter().any(|(id, _)| id == &c.node_id) {
-                let ids: Vec<&str> = c
-                    .initial_cluster
-                    .iter()
-                    .map(|(id, _)| id.as_str())
-                    .collect();
-                problems.push(format!(
-                    "node id {} is not in the initial cluster ({}); add {}={} to --initial-cluster",
-                    c.node_id,
-                    ids.join(", "),
-                    c.node_id,
-                    c.listen
-                ));
-            }
-        }
+}
+
+/// The initial cluster, which must name this node.
+fn check_membership(c: &Config, problems: &mut Vec<Invalid>) {
+    if let Err(e) = check_members("--initial-cluster", &c.initial_cluster) {
+        problems.push(e);
+        return;
     }
+    if !c.initial_cluster.iter().any(|(id, _)| id == &c.node_id) {
+        let ids: Vec<&str> = c
+            .initial_cluster
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .collect();
+        problems.push(Invalid::new(
+            "--initial-cluster",
+            ids.join(","),
+            format!(
+                "node id {} is not in the initial cluster; add {}={} to --initial-cluster",
+                c.node_id, c.node_id, c.listen
+            ),
+        ));
+    }
+}
+
+/// Ring size and the default N, R, W.
+fn check_replication(c: &Config, problems: &mut Vec<Invalid>) {
     if !c.ring_size.is_power_of_two() || !(RING_SIZE_MIN..=RING_SIZE_MAX).contains(&c.ring_size) {
-        problems.push(format!(
-            "--ring-size {} is not a power of two from {RING_SIZE_MIN} to {RING_SIZE_MAX}",
-            c.ring_size
+        problems.push(Invalid::new(
+            "--ring-size",
+            c.ring_size,
+            format!("use a power of two from {RING_SIZE_MIN} to {RING_SIZE_MAX}"),
         ));
     }
     let members = c.initial_cluster.len();
     if c.n == 0 {
-        problems.push("--n 0: a key needs at least one replica".to_string());
-    } else {
-        for (name, v) in [("r", c.r), ("w", c.w)] {
-            if v == 0 || v > c.n {
-                problems.push(format!("--{name} {v} must be from 1 to n={}", c.n));
-            } else if v > members {
-                problems.push(format!(
-                    "--{name} {v} can never be met with {members} member(s) in the initial cluster; \
-                     lower --{name} or add members"
-                ));
-            }
+        problems.push(Invalid::new(
+            "--n",
+            0,
+            "a key needs at least one replica; use 1 or more",
+        ));
+        return;
+    }
+    for (setting, v) in [("--r", c.r), ("--w", c.w)] {
+        if v == 0 || v > c.n {
+            problems.push(Invalid::new(setting, v, format!("use 1 to n={}", c.n)));
+        } else if v > members {
+            problems.push(Invalid::new(
+                setting,
+                v,
+                format!(
+                    "can never be met with {members} member(s) in the initial cluster; \
+                     use 1 to {members}, or add members"
+                ),
+            ));
         }
     }
-    if c.timeout_ms == 0 {
-        problems.push("--timeout-ms must be at least 1".to_string());
+}
+
+/// Longest storage record key (a `u16` length, then bucket and key): the
+/// most `--key-bytes-max` and `--bucket-bytes-max` may add up to.
+const RECORD_KEY_BYTES_MAX: usize = u16::MAX as usize - 2;
+
+/// Timeouts, sync interval, sizes and counts.
+fn check_limits(c: &Config, problems: &mut Vec<Invalid>) {
+    if !(1..=TIMEOUT_MS_MAX).contains(&c.timeout_ms) {
+        problems.push(Invalid::new(
+            "--timeout-ms",
+            c.timeout_ms,
+            format!("use 1 to {TIMEOUT_MS_MAX} (the longest a request may wait)"),
+        ));
     }
     if let SyncMode::Periodic { interval_ms: 0 } = c.sync {
-        problems.push("--sync-interval-ms must be at least 1".to_string());
+        problems.push(Invalid::new("--sync-interval-ms", 0, "use 1 or more"));
     }
-    for (name, v) in [
-        ("--key-bytes-max", c.limits.key_bytes_max),
-        ("--value-bytes-max", c.limits.value_bytes_max),
-        ("--bucket-bytes-max", c.limits.bucket_bytes_max),
-        ("--pending-max", c.pending_max),
+    let l = &c.limits;
+    let at_least_one = [
+        ("--key-bytes-max", l.key_bytes_max),
+        ("--bucket-bytes-max", l.bucket_bytes_max),
         ("--hints-max", c.hints_max),
         ("--runtime-threads", c.runtime_threads),
-    ] {
+    ];
+    for (setting, v) in at_least_one {
         if v == 0 {
-            problems.push(format!("{name} must be at least 1"));
+            problems.push(Invalid::new(setting, 0, "use 1 or more"));
         }
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(problems.join("\n"))
+    if l.key_bytes_max.saturating_add(l.bucket_bytes_max) > RECORD_KEY_BYTES_MAX {
+        problems.push(Invalid::new(
+            "--key-bytes-max",
+            l.key_bytes_max,
+            format!(
+                "with --bucket-bytes-max {} it may not exceed {RECORD_KEY_BYTES_MAX} bytes \
+                 together (the storage engine's longest record key)",
+                l.bucket_bytes_max
+            ),
+        ));
+    }
+    if !(1..=l.object_bytes_max).contains(&l.value_bytes_max) {
+        problems.push(Invalid::new(
+            "--value-bytes-max",
+            l.value_bytes_max,
+            format!(
+                "use 1 to {} (the largest stored object)",
+                l.object_bytes_max
+            ),
+        ));
+    }
+    if !(1..=EVENTS_MAX).contains(&c.pending_max) {
+        problems.push(Invalid::new(
+            "--pending-max",
+            c.pending_max,
+            format!("use 1 to {EVENTS_MAX} (the node's event queue holds no more)"),
+        ));
     }
 }
 
 /// Settings that are allowed but probably not what was meant.
-pub fn warnings(c: &Config) -> Vec<String> {
+pub(crate) fn warnings(c: &Config) -> Vec<String> {
     let mut out = Vec::new();
     let members = c.initial_cluster.len();
     if c.n > members {
@@ -479,8 +678,11 @@ mod tests {
     #[test]
     fn initial_cluster_parses() {
         assert_eq!(
-            parse_initial_cluster(" n1=127.0.0.1:7081 , n2=host.example:7082,n3=[::1]:7083")
-                .unwrap(),
+            parse_initial_cluster(
+                "--initial-cluster",
+                " n1=127.0.0.1:7081 , n2=host.example:7082,n3=[::1]:7083"
+            )
+            .unwrap(),
             vec![
                 ("n1".to_string(), "127.0.0.1:7081".to_string()),
                 ("n2".to_string(), "host.example:7082".to_string()),
@@ -492,7 +694,7 @@ mod tests {
     #[test]
     fn malformed_initial_cluster_is_rejected_with_reason() {
         let cases = [
-            ("", "empty"),
+            ("", "give id=host:port entries"),
             ("n1", "not id=host:port"),
             ("n1=127.0.0.1:7081,,n2=127.0.0.1:7082", "entry 2"),
             ("n1=127.0.0.1", "host:port"),
@@ -507,8 +709,9 @@ mod tests {
             ("n1=a:1,n2=a:1", "more than one node"),
         ];
         for (input, want) in cases {
-            let err = parse_initial_cluster(input).unwrap_err();
-            assert!(err.contains(want), "{input:?}: {err}");
+            let err = parse_initial_cluster("--initial-cluster", input).unwrap_err();
+            assert_eq!(err.setting, "--initial-cluster");
+            assert!(err.to_string().contains(want), "{input:?}: {err}");
         }
     }
 
@@ -537,8 +740,11 @@ mod tests {
             &FileConfig::default(),
         )
         .unwrap();
-        let err = validate(&c).unwrap_err();
-        assert!(err.contains("--join \"nowhere\""), "{err}");
+        let err = validate(&c).unwrap_err().to_string();
+        assert!(
+            err.contains("--join \"nowhere\": expected host:port"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -642,7 +848,14 @@ mod tests {
     #[test]
     fn missing_identity_is_listed() {
         let err = merge(&flags(&["--node-id", "n1"]), &FileConfig::default()).unwrap_err();
-        assert!(err.contains("--data-dir, --listen, --http"), "{err}");
+        assert_eq!(
+            err,
+            ConfigError::Missing(vec!["--data-dir", "--listen", "--http"])
+        );
+        assert!(
+            err.to_string()
+                .contains("missing --data-dir, --listen, --http")
+        );
     }
 
     #[test]
@@ -654,49 +867,130 @@ mod tests {
         assert!(parse_file("n = -1").is_err());
     }
 
+    /// The one problem `validate` finds, as a typed error.
+    fn problem(extra: &[&'static str]) -> Invalid {
+        let c = merge(&with_identity(extra), &FileConfig::default()).unwrap();
+        match validate(&c) {
+            Err(ConfigError::Invalid(mut v)) if v.len() == 1 => v.remove(0),
+            other => panic!("{extra:?}: expected one problem, got {other:?}"),
+        }
+    }
+
     #[test]
-    fn validation_names_each_problem() {
-        let check = |extra: &[&'static str], want: &str| {
-            let c = merge(&with_identity(extra), &FileConfig::default()).unwrap();
-            let err = validate(&c).unwrap_err();
-            assert!(err.contains(want), "{extra:?}: {err}");
-        };
-        check(
-            &["--initial-cluster", "n2=127.0.0.1:7082,n3=127.0.0.1:7083"],
-            "not in the initial cluster",
-        );
-        check(
-            &["--initial-cluster", THREE, "--ring-size", "48"],
-            "power of two",
-        );
-        check(
-            &["--initial-cluster", THREE, "--ring-size", "4"],
-            "power of two",
-        );
-        check(
-            &["--initial-cluster", THREE, "--ring-size", "8192"],
-            "power of two",
-        );
-        check(
-            &["--initial-cluster", THREE, "--r", "4"],
-            "--r 4 must be from 1 to n=3",
-        );
-        check(&["--initial-cluster", THREE, "--w", "0"], "--w 0");
-        check(&["--initial-cluster", THREE, "--n", "0"], "--n 0");
-        check(
-            &["--initial-cluster", THREE, "--timeout-ms", "0"],
-            "--timeout-ms",
-        );
-        check(
-            &["--initial-cluster", THREE, "--pending-max", "0"],
-            "--pending-max",
-        );
-        check(
-            &["--initial-cluster", THREE, "--sync-interval-ms", "0"],
-            "--sync-interval-ms",
-        );
-        // The default single-member cluster cannot meet r=2.
-        check(&[], "can never be met with 1 member");
+    fn validation_names_each_problem_and_what_is_allowed() {
+        let cases: &[(&[&'static str], &str, &str)] = &[
+            (
+                &["--initial-cluster", "n2=127.0.0.1:7082,n3=127.0.0.1:7083"],
+                "--initial-cluster",
+                "add n1=127.0.0.1:7081",
+            ),
+            (
+                &["--initial-cluster", THREE, "--ring-size", "48"],
+                "--ring-size",
+                "power of two from 8 to 4096",
+            ),
+            (
+                &["--initial-cluster", THREE, "--ring-size", "4"],
+                "--ring-size",
+                "power of two",
+            ),
+            (
+                &["--initial-cluster", THREE, "--ring-size", "8192"],
+                "--ring-size",
+                "power of two",
+            ),
+            (
+                &["--initial-cluster", THREE, "--r", "4"],
+                "--r",
+                "use 1 to n=3",
+            ),
+            (
+                &["--initial-cluster", THREE, "--w", "0"],
+                "--w",
+                "use 1 to n=3",
+            ),
+            (
+                &["--initial-cluster", THREE, "--n", "0"],
+                "--n",
+                "at least one replica",
+            ),
+            (
+                &["--initial-cluster", THREE, "--timeout-ms", "0"],
+                "--timeout-ms",
+                "use 1 to 600000",
+            ),
+            (
+                &["--initial-cluster", THREE, "--timeout-ms", "600001"],
+                "--timeout-ms",
+                "use 1 to 600000",
+            ),
+            (
+                &["--initial-cluster", THREE, "--pending-max", "0"],
+                "--pending-max",
+                "use 1 to 65536",
+            ),
+            (
+                &["--initial-cluster", THREE, "--pending-max", "65537"],
+                "--pending-max",
+                "use 1 to 65536",
+            ),
+            (
+                &["--initial-cluster", THREE, "--hints-max", "0"],
+                "--hints-max",
+                "1 or more",
+            ),
+            (
+                &["--initial-cluster", THREE, "--runtime-threads", "0"],
+                "--runtime-threads",
+                "1 or more",
+            ),
+            (
+                &["--initial-cluster", THREE, "--key-bytes-max", "0"],
+                "--key-bytes-max",
+                "1 or more",
+            ),
+            (
+                &["--initial-cluster", THREE, "--bucket-bytes-max", "0"],
+                "--bucket-bytes-max",
+                "1 or more",
+            ),
+            (
+                &["--initial-cluster", THREE, "--key-bytes-max", "65300"],
+                "--key-bytes-max",
+                "may not exceed 65533 bytes together",
+            ),
+            (
+                &["--initial-cluster", THREE, "--value-bytes-max", "0"],
+                "--value-bytes-max",
+                "use 1 to 16777216",
+            ),
+            (
+                &["--initial-cluster", THREE, "--value-bytes-max", "16777217"],
+                "--value-bytes-max",
+                "use 1 to 16777216",
+            ),
+            (
+                &["--initial-cluster", THREE, "--sync-interval-ms", "0"],
+                "--sync-interval-ms",
+                "1 or more",
+            ),
+            (
+                &["--join", "nowhere", "--n", "1", "--r", "1", "--w", "1"],
+                "--join",
+                "host:port",
+            ),
+            // The default single-member cluster cannot meet r=2 (nor w=2).
+            (
+                &["--n", "3", "--r", "2", "--w", "1"],
+                "--r",
+                "can never be met with 1 member",
+            ),
+        ];
+        for (extra, setting, allowed) in cases {
+            let p = problem(extra);
+            assert_eq!(p.setting, *setting, "{extra:?}: {p}");
+            assert!(p.allowed.contains(allowed), "{extra:?}: {p}");
+        }
         let c = merge(
             &flags(&[
                 "--node-id",
@@ -713,7 +1007,11 @@ mod tests {
             &FileConfig::default(),
         )
         .unwrap();
-        assert!(validate(&c).unwrap_err().contains("different ports"));
+        let err = validate(&c).unwrap_err().to_string();
+        assert!(
+            err.contains("--http 127.0.0.1:7081: is also --listen; give them different ports"),
+            "{err}"
+        );
         let c = merge(
             &flags(&[
                 "--node-id",
@@ -734,11 +1032,59 @@ mod tests {
             &FileConfig::default(),
         )
         .unwrap();
+        let err = validate(&c).unwrap_err().to_string();
         assert!(
-            validate(&c)
-                .unwrap_err()
-                .contains("node id \"n 1\" is not valid")
+            err.starts_with("invalid configuration:\n  - --node-id \"n 1\": use 1 to 64"),
+            "{err}"
         );
+    }
+
+    #[test]
+    fn every_problem_is_listed_not_only_the_first() {
+        let c = merge(
+            &with_identity(&[
+                "--initial-cluster",
+                THREE,
+                "--ring-size",
+                "3",
+                "--timeout-ms",
+                "0",
+            ]),
+            &FileConfig::default(),
+        )
+        .unwrap();
+        let Err(ConfigError::Invalid(problems)) = validate(&c) else {
+            panic!("accepted")
+        };
+        let settings: Vec<&str> = problems.iter().map(|p| p.setting).collect();
+        assert_eq!(settings, ["--ring-size", "--timeout-ms"]);
+    }
+
+    #[test]
+    fn a_sync_interval_with_sync_always_is_refused_not_ignored() {
+        let err = merge(
+            &with_identity(&["--sync", "always", "--sync-interval-ms", "50"]),
+            &FileConfig::default(),
+        )
+        .unwrap_err();
+        let ConfigError::Invalid(problems) = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(problems[0].setting, "--sync-interval-ms");
+        assert!(
+            problems[0].allowed.contains("--sync periodic only"),
+            "{err}"
+        );
+        // The same within the file, and a flag interval over a file's always.
+        let file = parse_file("sync = \"always\"\nsync_interval_ms = 50").unwrap();
+        assert!(merge(&with_identity(&[]), &file).is_err());
+        let file = parse_file("sync = \"always\"").unwrap();
+        assert!(merge(&with_identity(&["--sync-interval-ms", "50"]), &file).is_err());
+        // A flag mode over a file's interval: the flag wins, nothing is
+        // contradictory.
+        let file = parse_file("sync_interval_ms = 50").unwrap();
+        let c = merge(&with_identity(&["--sync", "always"]), &file).unwrap();
+        assert_eq!(c.sync, SyncMode::Always);
     }
 
     #[test]

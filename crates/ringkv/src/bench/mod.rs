@@ -27,9 +27,9 @@ use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{DEFAULT_ENDPOINT, parse_quorum};
-pub use http::HttpClient;
-pub use keys::{DistKind, Workload};
-pub use run::Target;
+pub(crate) use http::HttpClient;
+pub(crate) use keys::{DistKind, Workload};
+pub(crate) use run::Target;
 use run::{Plan, Stop};
 use stats::PhaseReport;
 
@@ -37,12 +37,12 @@ use stats::PhaseReport;
 const EXIT_ERROR: u8 = 2;
 
 /// Version of the JSON documents written with `--json`.
-pub const JSON_VERSION: u32 = 1;
+pub(crate) const JSON_VERSION: u32 = 1;
 
 /// `ringkv bench`: run a workload, or `ringkv bench suite`.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// `suite`: the standard set of runs, written to docs/benchmarks.md.
     #[command(subcommand)]
     pub command: Option<BenchCommand>,
@@ -53,7 +53,7 @@ pub struct BenchArgs {
 
 /// Subcommands of `ringkv bench`.
 #[derive(Debug, Subcommand)]
-pub enum BenchCommand {
+pub(crate) enum BenchCommand {
     /// Start a 3-node and a 1-node cluster and the HTTP ceiling server on
     /// loopback, run the standard workloads against each with the same
     /// generator, and write the figures to docs/benchmarks.md.
@@ -62,7 +62,7 @@ pub enum BenchCommand {
 
 /// The options of one `ringkv bench` run.
 #[derive(Clone, Debug, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// HTTP endpoint(s), comma-separated; client i uses endpoint i mod count.
     #[arg(long, env = "RINGKV_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
     pub endpoint: String,
@@ -146,7 +146,7 @@ pub struct RunArgs {
 
 /// The settings of a run, as recorded in its JSON.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// See [`RunArgs::target`].
     pub target: Target,
     /// Endpoints, normalized.
@@ -194,7 +194,7 @@ pub struct Settings {
 
 /// What `--json` writes for one run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Report {
+pub(crate) struct Report {
     /// [`JSON_VERSION`].
     pub version: u32,
     /// The command line of the run.
@@ -208,7 +208,7 @@ pub struct Report {
 }
 
 /// Parses `10s`, `500ms`, `2m`, `1h` or a number of seconds (`2.5`).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
         Some(i) => s.split_at(i),
@@ -244,7 +244,7 @@ fn make_value(len: usize) -> Bytes {
 }
 
 /// The command line of this process, quoted where needed.
-pub fn command_line() -> String {
+pub(crate) fn command_line() -> String {
     std::env::args()
         .map(|a| shell_quote(&a))
         .collect::<Vec<_>>()
@@ -252,7 +252,7 @@ pub fn command_line() -> String {
 }
 
 /// Quotes `s` for a POSIX shell when it needs it.
-pub fn shell_quote(s: &str) -> String {
+pub(crate) fn shell_quote(s: &str) -> String {
     if !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c))
@@ -436,14 +436,14 @@ async fn bench(args: RunArgs) -> anyhow::Result<()> {
 }
 
 /// Writes `value` as pretty JSON to `path`.
-pub fn write_json<T: Serialize>(path: &std::path::Path, value: &T) -> anyhow::Result<()> {
+pub(crate) fn write_json<T: Serialize>(path: &std::path::Path, value: &T) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(value).context("cannot encode the JSON report")?;
     std::fs::write(path, text + "\n")
         .with_context(|| format!("cannot write --json file {}", path.display()))
 }
 
 /// `ringkv bench ...`: builds the runtime the options ask for and runs.
-pub fn main(args: BenchArgs) -> ExitCode {
+pub(crate) fn main(args: BenchArgs) -> ExitCode {
     let result = match args.command {
         Some(BenchCommand::Suite(suite)) => tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -22,7 +22,7 @@ const POLL: Duration = Duration::from_millis(20);
 /// itself; it may also panic at once on something that must never happen
 /// while waiting (an assertion, a node that exited). The wait is bounded:
 /// never a pass or fail on speed, only a limit on a hang.
-pub async fn eventually<T, E: fmt::Display>(
+pub(crate) async fn eventually<T, E: fmt::Display>(
     within: Duration,
     mut check: impl AsyncFnMut() -> Result<T, E>,
 ) -> T {
@@ -45,7 +45,7 @@ pub async fn eventually<T, E: fmt::Display>(
 
 /// What a check saw on node `i`, shown with the end of that node's log (read
 /// only when shown, so a check can return it every time it fails).
-pub struct Saw {
+pub(crate) struct Saw {
     what: String,
     node: usize,
     log: PathBuf,
@@ -69,24 +69,34 @@ impl fmt::Display for Saw {
 }
 
 /// One server process of a test cluster.
-pub struct TestNode {
-    pub id: String,
-    pub rpc: String,
-    pub http: String,
-    pub dir: PathBuf,
-    pub child: Option<Child>,
+pub(crate) struct TestNode {
+    /// `n1`, `n2`, ...
+    pub(crate) id: String,
+    /// `127.0.0.1:port` for node-to-node traffic.
+    pub(crate) rpc: String,
+    /// `127.0.0.1:port` of the HTTP API.
+    pub(crate) http: String,
+    /// Its data directory (kept across restarts).
+    pub(crate) dir: PathBuf,
+    /// The process, while it runs.
+    pub(crate) child: Option<Child>,
     /// `--initial-cluster` and extra flags of this node when they differ
     /// from the cluster's (a node added with [`TestCluster::add_node`]).
-    pub own_args: Option<(String, Vec<String>)>,
+    pub(crate) own_args: Option<(String, Vec<String>)>,
 }
 
 /// A cluster of real server processes; dropped, it kills them all.
-pub struct TestCluster {
-    pub nodes: Vec<TestNode>,
-    pub initial_cluster: String,
-    pub extra_args: Vec<String>,
-    pub tmp: tempfile::TempDir,
-    pub http: reqwest::Client,
+pub(crate) struct TestCluster {
+    /// The nodes, `n1` first.
+    pub(crate) nodes: Vec<TestNode>,
+    /// `--initial-cluster` of the nodes started together.
+    pub(crate) initial_cluster: String,
+    /// Flags every node gets besides its identity.
+    pub(crate) extra_args: Vec<String>,
+    /// Holds the data directories and logs; removed on drop.
+    pub(crate) tmp: tempfile::TempDir,
+    /// A client for the tests' HTTP requests.
+    pub(crate) http: reqwest::Client,
 }
 
 /// A free loopback port below the kernel's ephemeral range (32768+), so the
@@ -111,7 +121,7 @@ fn free_port() -> u16 {
 impl TestCluster {
     /// Starts `size` nodes (N=3, R=2, W=2 unless `extra_args` say otherwise)
     /// and waits until every node answers and sees every peer.
-    pub async fn start(size: usize, extra_args: &[&str]) -> TestCluster {
+    pub(crate) async fn start(size: usize, extra_args: &[&str]) -> TestCluster {
         let tmp = tempfile::tempdir().unwrap();
         let nodes: Vec<TestNode> = (1..=size)
             .map(|i| TestNode {
@@ -186,7 +196,7 @@ impl TestCluster {
     /// Starts one more node, `n{len+1}`, whose layout holds only itself,
     /// with `extra_args` (e.g. `--join`); waits until it serves. Returns its
     /// index.
-    pub async fn add_node(&mut self, extra_args: &[&str]) -> usize {
+    pub(crate) async fn add_node(&mut self, extra_args: &[&str]) -> usize {
         let i = self.nodes.len();
         let id = format!("n{}", i + 1);
         let rpc = format!("127.0.0.1:{}", free_port());
@@ -207,17 +217,17 @@ impl TestCluster {
     }
 
     /// `GET /v1/cluster` of node `i`.
-    pub async fn cluster_status(&self, i: usize) -> serde_json::Value {
+    pub(crate) async fn cluster_status(&self, i: usize) -> serde_json::Value {
         self.get_json(&format!("{}/v1/cluster", self.url(i))).await
     }
 
     /// The log of node `i` (for failure messages).
-    pub fn log(&self, i: usize) -> String {
+    pub(crate) fn log(&self, i: usize) -> String {
         std::fs::read_to_string(self.tmp.path().join(format!("n{}.log", i + 1))).unwrap_or_default()
     }
 
     /// `what` a check saw on node `i`, to be shown with its log.
-    pub fn saw(&self, i: usize, what: impl Into<String>) -> Saw {
+    pub(crate) fn saw(&self, i: usize, what: impl Into<String>) -> Saw {
         Saw {
             what: what.into(),
             node: i,
@@ -251,7 +261,7 @@ impl TestCluster {
 
     /// Waits until every running node sees every running node alive: node
     /// by node, within one bound for all.
-    pub async fn wait_all_see_all(&self) {
+    pub(crate) async fn wait_all_see_all(&self) {
         let running: Vec<String> = self
             .nodes
             .iter()
@@ -285,7 +295,7 @@ impl TestCluster {
     }
 
     /// SIGKILLs node `i`.
-    pub fn kill(&mut self, i: usize) {
+    pub(crate) fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.nodes[i].child.take() {
             c.kill().unwrap();
             c.wait().unwrap();
@@ -293,14 +303,14 @@ impl TestCluster {
     }
 
     /// Restarts node `i` with its data directory and waits until it serves.
-    pub async fn restart(&mut self, i: usize) {
+    pub(crate) async fn restart(&mut self, i: usize) {
         assert!(self.nodes[i].child.is_none(), "node {} is running", i + 1);
         self.spawn(i);
         self.wait_healthy(i).await;
     }
 
     /// GETs `url` and parses the JSON answer (panics on failure: tests).
-    pub async fn get_json(&self, url: &str) -> serde_json::Value {
+    pub(crate) async fn get_json(&self, url: &str) -> serde_json::Value {
         self.http
             .get(url)
             .send()
@@ -312,12 +322,12 @@ impl TestCluster {
     }
 
     /// `http://host:port` of node `i`.
-    pub fn url(&self, i: usize) -> String {
+    pub(crate) fn url(&self, i: usize) -> String {
         format!("http://{}", self.nodes[i].http)
     }
 
     /// The key URL on node `i`, key given already percent-encoded.
-    pub fn kv(&self, i: usize, bucket: &str, key_encoded: &str) -> String {
+    pub(crate) fn kv(&self, i: usize, bucket: &str, key_encoded: &str) -> String {
         format!("{}/v1/kv/{}/{}", self.url(i), bucket, key_encoded)
     }
 }

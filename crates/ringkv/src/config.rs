@@ -867,130 +867,67 @@ mod tests {
         assert!(parse_file("n = -1").is_err());
     }
 
-    /// The one problem `validate` finds, as a typed error.
-    fn problem(extra: &[&'static str]) -> Invalid {
-        let c = merge(&with_identity(extra), &FileConfig::default()).unwrap();
+    /// The one problem `validate` finds with the identity flags and
+    /// `extra` (space-separated; `THREE` stands for a 3-node cluster).
+    fn problem(extra: &str) -> Invalid {
+        let extra: Vec<&'static str> = extra
+            .split_whitespace()
+            .map(|a| {
+                if a == "THREE" {
+                    THREE
+                } else {
+                    a.to_string().leak()
+                }
+            })
+            .collect();
+        let c = merge(&with_identity(&extra), &FileConfig::default()).unwrap();
         match validate(&c) {
             Err(ConfigError::Invalid(mut v)) if v.len() == 1 => v.remove(0),
             other => panic!("{extra:?}: expected one problem, got {other:?}"),
         }
     }
 
+    /// One invalid setting a line: the extra flags, the setting named, and
+    /// part of what it says is allowed, separated by `|`.
+    const INVALID: &str = "
+        --initial-cluster n2=127.0.0.1:7082,n3=127.0.0.1:7083 | --initial-cluster | add n1=127.0.0.1:7081
+        --initial-cluster THREE --ring-size 48       | --ring-size        | power of two from 8 to 4096
+        --initial-cluster THREE --ring-size 4        | --ring-size        | power of two
+        --initial-cluster THREE --ring-size 8192     | --ring-size        | power of two
+        --initial-cluster THREE --r 4                | --r                | use 1 to n=3
+        --initial-cluster THREE --w 0                | --w                | use 1 to n=3
+        --initial-cluster THREE --n 0                | --n                | at least one replica
+        --initial-cluster THREE --timeout-ms 0       | --timeout-ms       | use 1 to 600000
+        --initial-cluster THREE --timeout-ms 600001  | --timeout-ms       | use 1 to 600000
+        --initial-cluster THREE --pending-max 0      | --pending-max      | use 1 to 65536
+        --initial-cluster THREE --pending-max 65537  | --pending-max      | use 1 to 65536
+        --initial-cluster THREE --hints-max 0        | --hints-max        | 1 or more
+        --initial-cluster THREE --runtime-threads 0  | --runtime-threads  | 1 or more
+        --initial-cluster THREE --key-bytes-max 0    | --key-bytes-max    | 1 or more
+        --initial-cluster THREE --bucket-bytes-max 0 | --bucket-bytes-max | 1 or more
+        --initial-cluster THREE --key-bytes-max 65300 | --key-bytes-max   | may not exceed 65533 bytes together
+        --initial-cluster THREE --value-bytes-max 0  | --value-bytes-max  | use 1 to 16777216
+        --initial-cluster THREE --value-bytes-max 16777217 | --value-bytes-max | use 1 to 16777216
+        --initial-cluster THREE --sync-interval-ms 0 | --sync-interval-ms | 1 or more
+        --join nowhere --n 1 --r 1 --w 1             | --join             | host:port
+        --n 3 --r 2 --w 1                            | --r                | can never be met with 1 member
+    ";
+
     #[test]
     fn validation_names_each_problem_and_what_is_allowed() {
-        let cases: &[(&[&'static str], &str, &str)] = &[
-            (
-                &["--initial-cluster", "n2=127.0.0.1:7082,n3=127.0.0.1:7083"],
-                "--initial-cluster",
-                "add n1=127.0.0.1:7081",
-            ),
-            (
-                &["--initial-cluster", THREE, "--ring-size", "48"],
-                "--ring-size",
-                "power of two from 8 to 4096",
-            ),
-            (
-                &["--initial-cluster", THREE, "--ring-size", "4"],
-                "--ring-size",
-                "power of two",
-            ),
-            (
-                &["--initial-cluster", THREE, "--ring-size", "8192"],
-                "--ring-size",
-                "power of two",
-            ),
-            (
-                &["--initial-cluster", THREE, "--r", "4"],
-                "--r",
-                "use 1 to n=3",
-            ),
-            (
-                &["--initial-cluster", THREE, "--w", "0"],
-                "--w",
-                "use 1 to n=3",
-            ),
-            (
-                &["--initial-cluster", THREE, "--n", "0"],
-                "--n",
-                "at least one replica",
-            ),
-            (
-                &["--initial-cluster", THREE, "--timeout-ms", "0"],
-                "--timeout-ms",
-                "use 1 to 600000",
-            ),
-            (
-                &["--initial-cluster", THREE, "--timeout-ms", "600001"],
-                "--timeout-ms",
-                "use 1 to 600000",
-            ),
-            (
-                &["--initial-cluster", THREE, "--pending-max", "0"],
-                "--pending-max",
-                "use 1 to 65536",
-            ),
-            (
-                &["--initial-cluster", THREE, "--pending-max", "65537"],
-                "--pending-max",
-                "use 1 to 65536",
-            ),
-            (
-                &["--initial-cluster", THREE, "--hints-max", "0"],
-                "--hints-max",
-                "1 or more",
-            ),
-            (
-                &["--initial-cluster", THREE, "--runtime-threads", "0"],
-                "--runtime-threads",
-                "1 or more",
-            ),
-            (
-                &["--initial-cluster", THREE, "--key-bytes-max", "0"],
-                "--key-bytes-max",
-                "1 or more",
-            ),
-            (
-                &["--initial-cluster", THREE, "--bucket-bytes-max", "0"],
-                "--bucket-bytes-max",
-                "1 or more",
-            ),
-            (
-                &["--initial-cluster", THREE, "--key-bytes-max", "65300"],
-                "--key-bytes-max",
-                "may not exceed 65533 bytes together",
-            ),
-            (
-                &["--initial-cluster", THREE, "--value-bytes-max", "0"],
-                "--value-bytes-max",
-                "use 1 to 16777216",
-            ),
-            (
-                &["--initial-cluster", THREE, "--value-bytes-max", "16777217"],
-                "--value-bytes-max",
-                "use 1 to 16777216",
-            ),
-            (
-                &["--initial-cluster", THREE, "--sync-interval-ms", "0"],
-                "--sync-interval-ms",
-                "1 or more",
-            ),
-            (
-                &["--join", "nowhere", "--n", "1", "--r", "1", "--w", "1"],
-                "--join",
-                "host:port",
-            ),
-            // The default single-member cluster cannot meet r=2 (nor w=2).
-            (
-                &["--n", "3", "--r", "2", "--w", "1"],
-                "--r",
-                "can never be met with 1 member",
-            ),
-        ];
-        for (extra, setting, allowed) in cases {
+        for line in INVALID.lines().filter(|l| !l.trim().is_empty()) {
+            let [extra, setting, allowed] = line.split('|').map(str::trim).collect::<Vec<_>>()[..]
+            else {
+                panic!("not extra | setting | allowed: {line}")
+            };
             let p = problem(extra);
-            assert_eq!(p.setting, *setting, "{extra:?}: {p}");
-            assert!(p.allowed.contains(allowed), "{extra:?}: {p}");
+            assert_eq!(p.setting, setting, "{extra}: {p}");
+            assert!(p.allowed.contains(allowed), "{extra}: {p}");
         }
+    }
+
+    #[test]
+    fn identity_problems_say_what_is_allowed() {
         let c = merge(
             &flags(&[
                 "--node-id",

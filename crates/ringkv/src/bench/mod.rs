@@ -265,6 +265,58 @@ pub(crate) fn shell_quote(s: &str) -> String {
 
 /// Checks the options and turns them into a plan (resolving endpoints).
 async fn plan(args: &RunArgs) -> anyhow::Result<(Plan, Settings)> {
+    check_run_args(args)?;
+    let dist = keys::KeyDist::new(
+        args.dist,
+        args.keys,
+        args.zipf_theta,
+        args.hot_keys,
+        args.hot_ops,
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let mut endpoints = Vec::new();
+    for part in args.endpoint.split(',').filter(|p| !p.trim().is_empty()) {
+        endpoints.push(http::resolve(part).await?);
+    }
+    if endpoints.is_empty() {
+        bail!("--endpoint is empty; give e.g. http://127.0.0.1:8080");
+    }
+    let prefix = key_prefix(args)?;
+    let query = |name: &str, v: &Option<String>| match v {
+        Some(v) => format!("?{name}={v}"),
+        None => String::new(),
+    };
+    let stop = match (args.duration, args.ops) {
+        (_, Some(n)) => Stop::Ops(n),
+        (Some(d), None) => Stop::Duration(d),
+        (None, None) => Stop::Duration(Duration::from_secs(10)),
+    };
+    let urls = endpoints.iter().map(|e| e.url.clone()).collect();
+    let plan = Plan {
+        target: args.target,
+        endpoints,
+        workload: args.workload,
+        dist,
+        keys: args.keys,
+        value: make_value(args.value_bytes),
+        concurrency: args.concurrency,
+        stop,
+        rate: args.rate,
+        prefix,
+        read_query: query("r", &args.r),
+        write_query: query("w", &args.w),
+        load: args.load,
+        warmup: args.warmup,
+        blind: args.blind_updates,
+        timeout: args.timeout,
+        http_client: args.http_client,
+        seed: args.seed,
+    };
+    Ok((plan, settings(args, urls, stop)))
+}
+
+/// Refuses options out of range, before anything is sent.
+fn check_run_args(args: &RunArgs) -> anyhow::Result<()> {
     if args.concurrency == 0 || args.concurrency > 10_000 {
         bail!("--concurrency must be from 1 to 10000");
     }
@@ -282,22 +334,13 @@ async fn plan(args: &RunArgs) -> anyhow::Result<(Plan, Settings)> {
     if args.target == Target::Ceiling && (args.r.is_some() || args.w.is_some()) {
         bail!("--r and --w apply to ringkv only, not to --target ceiling");
     }
-    let dist = keys::KeyDist::new(
-        args.dist,
-        args.keys,
-        args.zipf_theta,
-        args.hot_keys,
-        args.hot_ops,
-    )
-    .map_err(|e| anyhow::anyhow!(e))?;
-    let mut endpoints = Vec::new();
-    for part in args.endpoint.split(',').filter(|p| !p.trim().is_empty()) {
-        endpoints.push(http::resolve(part).await?);
-    }
-    if endpoints.is_empty() {
-        bail!("--endpoint is empty; give e.g. http://127.0.0.1:8080");
-    }
-    let prefix = match args.target {
+    Ok(())
+}
+
+/// The path before the key in every request: `/v1/kv/{bucket}/` for
+/// ringkv, `/kv/` for the ceiling server.
+fn key_prefix(args: &RunArgs) -> anyhow::Result<String> {
+    Ok(match args.target {
         Target::Ringkv => {
             if matches!(args.bucket.as_str(), "" | "." | "..") {
                 bail!(
@@ -311,19 +354,14 @@ async fn plan(args: &RunArgs) -> anyhow::Result<(Plan, Settings)> {
             )
         }
         Target::Ceiling => "/kv/".to_string(),
-    };
-    let query = |name: &str, v: &Option<String>| match v {
-        Some(v) => format!("?{name}={v}"),
-        None => String::new(),
-    };
-    let stop = match (args.duration, args.ops) {
-        (_, Some(n)) => Stop::Ops(n),
-        (Some(d), None) => Stop::Duration(d),
-        (None, None) => Stop::Duration(Duration::from_secs(10)),
-    };
-    let settings = Settings {
+    })
+}
+
+/// The settings of a run as its JSON records them.
+fn settings(args: &RunArgs, endpoints: Vec<String>, stop: Stop) -> Settings {
+    Settings {
         target: args.target,
-        endpoints: endpoints.iter().map(|e| e.url.clone()).collect(),
+        endpoints,
         workload: args.workload,
         dist: args.dist,
         zipf_theta: (args.dist == DistKind::Zipfian).then_some(args.zipf_theta),
@@ -346,28 +384,7 @@ async fn plan(args: &RunArgs) -> anyhow::Result<(Plan, Settings)> {
         threads: args.threads,
         http_client: args.http_client,
         seed: args.seed,
-    };
-    let plan = Plan {
-        target: args.target,
-        endpoints,
-        workload: args.workload,
-        dist,
-        keys: args.keys,
-        value: make_value(args.value_bytes),
-        concurrency: args.concurrency,
-        stop,
-        rate: args.rate,
-        prefix,
-        read_query: query("r", &args.r),
-        write_query: query("w", &args.w),
-        load: args.load,
-        warmup: args.warmup,
-        blind: args.blind_updates,
-        timeout: args.timeout,
-        http_client: args.http_client,
-        seed: args.seed,
-    };
-    Ok((plan, settings))
+    }
 }
 
 /// One line describing a run.

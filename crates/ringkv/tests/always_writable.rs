@@ -1,5 +1,5 @@
 //! "Always writable" on real processes: sloppy quorum, hinted handoff and
-//! partitions (the seed projects' correctness scenarios).
+//! partitions (the classic correctness scenarios of a Dynamo-style store).
 
 mod common;
 

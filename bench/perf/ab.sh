@@ -7,7 +7,7 @@ DUR=${DUR:-8}; WL=${WL:-a}; DIST=${DIST:-uniform}
 cpu() { awk '{print $14+$15}' /proc/$1/stat; }
 for r in $(seq $R); do
   for BIN in "$@"; do
-    D=$(mktemp -d /tmp/ab.XXXX)
+    D=$(mktemp -d -t ab.XXXX)
     P=$((20000 + RANDOM % 10000))
     $BIN server --node-id n1 --data-dir $D/n1 --listen 127.0.0.1:$((P+1)) --http 127.0.0.1:$P --initial-cluster n1=127.0.0.1:$((P+1)) --n 1 --r 1 --w 1 $EXTRA > $D/server.log 2>&1 &
     SP=$!

@@ -3,7 +3,7 @@
 # usage: cg3.sh BIN [OPS] -> callgrind instruction totals of 3 nodes (N=3 R=2 W=2) serving OPS ops of workload A
 BIN=$1; OPS=${2:-15000}
 G=${GEN:-./target/release/ringkv}
-D=$(mktemp -d /tmp/cg3.XXXX)
+D=$(mktemp -d -t cg3.XXXX)
 P=$((21000 + RANDOM % 8000))
 WRAP="valgrind --tool=callgrind --callgrind-out-file=$D/cg.n%i" WAIT=300 start3 $BIN $D $P
 sleep 5

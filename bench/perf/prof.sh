@@ -2,7 +2,7 @@
 # usage: prof.sh BIN  (env DUR=10) -> perf record of a 1-node server under workload A
 BIN=${1:-./target/release/ringkv}
 DUR=${DUR:-10}
-D=$(mktemp -d /tmp/prof.XXXX)
+D=$(mktemp -d -t prof.XXXX)
 P=$((20000 + RANDOM % 10000))
 $BIN server --node-id n1 --data-dir $D/n1 --listen 127.0.0.1:$((P+1)) --http 127.0.0.1:$P --initial-cluster n1=127.0.0.1:$((P+1)) --n 1 --r 1 --w 1 > $D/server.log 2>&1 &
 SP=$!

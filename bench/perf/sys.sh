@@ -1,9 +1,10 @@
 #!/bin/bash
+CEILING=${CEILING:-bench/http-ceiling/target/release/http-ceiling}
 # syscalls per request: env CEIL=1 for the ceiling server
-D=$(mktemp -d /tmp/sys.XXXX)
+D=$(mktemp -d -t sys.XXXX)
 P=$((20000 + RANDOM % 10000))
 if [ -n "$CEIL" ]; then
-/tmp/ceiling-target/release/http-ceiling 127.0.0.1:$P > $D/server.log 2>&1 &
+$CEILING 127.0.0.1:$P > $D/server.log 2>&1 &
 SP=$!; T="--target ceiling"; sleep 0.5
 else
 ${BIN:-${GEN:-./target/release/ringkv}} server --node-id n1 --data-dir $D/n1 --listen 127.0.0.1:$((P+1)) --http 127.0.0.1:$P --initial-cluster n1=127.0.0.1:$((P+1)) --n 1 --r 1 --w 1 > $D/server.log 2>&1 &

@@ -3,7 +3,7 @@
 # syscalls per request on a 3-node cluster under workload A: sys3.sh BIN
 BIN=$1
 G=${GEN:-./target/release/ringkv}
-D=$(mktemp -d /tmp/sys3.XXXX)
+D=$(mktemp -d -t sys3.XXXX)
 P=$((21000 + RANDOM % 8000))
 start3 $BIN $D $P
 sleep 1

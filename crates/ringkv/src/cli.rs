@@ -8,7 +8,7 @@ use ringkv_core::QuorumParam;
 use serde::Deserialize;
 
 /// Default HTTP endpoint of the kv and admin commands.
-pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8080";
+pub(crate) const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8080";
 
 const EXIT_CODES: &str = "\
 Exit codes: 0 success; 1 `get` found no value; 2 bad usage or any other error.";
@@ -16,7 +16,7 @@ Exit codes: 0 success; 1 `get` found no value; 2 bad usage or any other error.";
 /// ringkv: a Dynamo-style distributed key-value store.
 #[derive(Debug, Parser)]
 #[command(name = "ringkv", version, about, after_help = EXIT_CODES)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -24,7 +24,7 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run one node of a cluster.
     ///
     /// Every option may also be given in a TOML file passed with --config,
@@ -61,7 +61,7 @@ pub enum Command {
 /// How acknowledged writes are made durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum SyncArg {
+pub(crate) enum SyncArg {
     /// Acknowledge after fsync (concurrent writes share one fsync).
     Always,
     /// Acknowledge once written to the OS; fsync every --sync-interval-ms.
@@ -72,7 +72,7 @@ pub enum SyncArg {
 /// (key = option name with `_` or `-`); options given here win over the file,
 /// and the file wins over the defaults.
 #[derive(Debug, Default, Args)]
-pub struct ServerArgs {
+pub(crate) struct ServerArgs {
     /// Stable id of this node, e.g. n1; must be listed in --initial-cluster.
     #[arg(long)]
     pub node_id: Option<String>,
@@ -104,22 +104,26 @@ pub struct ServerArgs {
     /// When acknowledged writes are fsynced. [default: periodic]
     #[arg(long, value_enum)]
     pub sync: Option<SyncArg>,
-    /// Longest time between fsyncs with --sync periodic, in ms. [default: 100]
+    /// Longest time between fsyncs with --sync periodic (not allowed with
+    /// --sync always), in ms. [default: 100]
     #[arg(long)]
     pub sync_interval_ms: Option<u64>,
-    /// Default time a coordinator waits for replicas, in ms. [default: 5000]
+    /// Default time a coordinator waits for replicas, in ms, from 1 to
+    /// 600000. [default: 5000]
     #[arg(long)]
     pub timeout_ms: Option<u64>,
     /// Longest key, in bytes. [default: 1024]
     #[arg(long)]
     pub key_bytes_max: Option<usize>,
-    /// Largest value, in bytes. [default: 4194304]
+    /// Largest value, in bytes, at most 16777216 (the largest stored
+    /// object). [default: 4194304]
     #[arg(long)]
     pub value_bytes_max: Option<usize>,
     /// Longest bucket name, in bytes. [default: 255]
     #[arg(long)]
     pub bucket_bytes_max: Option<usize>,
-    /// Most client requests in flight; more get 503 overloaded. [default: 10000]
+    /// Most client requests in flight, from 1 to 65536; more get 503
+    /// overloaded. [default: 10000]
     #[arg(long)]
     pub pending_max: Option<usize>,
     /// Most hints this node keeps for unreachable primaries; past it the node
@@ -155,7 +159,7 @@ pub struct ServerArgs {
 
 /// `ringkv dev`.
 #[derive(Debug, Args)]
-pub struct DevArgs {
+pub(crate) struct DevArgs {
     /// Number of nodes (n1, n2, ...).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub nodes: u16,
@@ -172,7 +176,7 @@ pub struct DevArgs {
 
 /// Where to reach the cluster.
 #[derive(Debug, Args)]
-pub struct Connection {
+pub(crate) struct Connection {
     /// HTTP endpoint(s) of the cluster; a comma-separated list fails over.
     #[arg(long, env = "RINGKV_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
     pub endpoint: String,
@@ -180,7 +184,7 @@ pub struct Connection {
 
 /// Options shared by `put`, `get` and `delete`.
 #[derive(Debug, Args)]
-pub struct KvCommon {
+pub(crate) struct KvCommon {
     /// Bucket of the key.
     #[arg(long, default_value = "default")]
     pub bucket: String,
@@ -193,7 +197,7 @@ pub struct KvCommon {
 
 /// `ringkv put`.
 #[derive(Debug, Args)]
-pub struct PutArgs {
+pub(crate) struct PutArgs {
     /// The key (UTF-8). Use `--` before a key that starts with `-`.
     pub key: String,
     /// The value; `-` reads it from stdin.
@@ -214,7 +218,7 @@ pub struct PutArgs {
 
 /// `ringkv get`.
 #[derive(Debug, Args)]
-pub struct GetArgs {
+pub(crate) struct GetArgs {
     /// The key (UTF-8). Use `--` before a key that starts with `-`.
     pub key: String,
     /// Replies to wait for: a number, one, quorum or all.
@@ -229,7 +233,7 @@ pub struct GetArgs {
 
 /// `ringkv delete`.
 #[derive(Debug, Args)]
-pub struct DeleteArgs {
+pub(crate) struct DeleteArgs {
     /// The key (UTF-8). Use `--` before a key that starts with `-`.
     pub key: String,
     /// Context of the read this deletion follows (printed by `get`).
@@ -247,7 +251,7 @@ pub struct DeleteArgs {
 
 /// `ringkv status` and `ringkv ring`.
 #[derive(Debug, Args)]
-pub struct AdminArgs {
+pub(crate) struct AdminArgs {
     /// Print the server's JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -257,7 +261,7 @@ pub struct AdminArgs {
 
 /// `ringkv ring`: the whole ring, or where one key lives (`--key`).
 #[derive(Debug, Args)]
-pub struct RingArgs {
+pub(crate) struct RingArgs {
     /// Show this key's partition, primaries and fallbacks (with liveness)
     /// instead of the whole ring.
     #[arg(long)]
@@ -271,7 +275,7 @@ pub struct RingArgs {
 
 /// `ringkv bucket ...`.
 #[derive(Debug, Subcommand)]
-pub enum BucketCommand {
+pub(crate) enum BucketCommand {
     /// Show the properties in force for a bucket (its own, or the defaults).
     Get(BucketGetArgs),
     /// Change some properties of a bucket and show the result, e.g.
@@ -287,7 +291,7 @@ pub enum BucketCommand {
 
 /// `ringkv bucket get`.
 #[derive(Debug, Args)]
-pub struct BucketGetArgs {
+pub(crate) struct BucketGetArgs {
     /// The bucket. [default: default]
     #[arg(value_name = "BUCKET")]
     pub name: Option<String>,
@@ -300,7 +304,7 @@ pub struct BucketGetArgs {
 
 impl BucketGetArgs {
     /// The bucket asked for, `default` when none.
-    pub fn bucket(&self) -> &str {
+    pub(crate) fn bucket(&self) -> &str {
         self.name
             .as_deref()
             .or(self.bucket.as_deref())
@@ -310,7 +314,7 @@ impl BucketGetArgs {
 
 /// `ringkv bucket set BUCKET NAME=VALUE...`.
 #[derive(Debug, Args)]
-pub struct BucketSetArgs {
+pub(crate) struct BucketSetArgs {
     /// The bucket.
     #[arg(value_name = "BUCKET")]
     pub bucket: String,
@@ -325,7 +329,7 @@ pub struct BucketSetArgs {
 /// value that is a whole number becomes a JSON number, anything else a
 /// string. The server judges names and values (and says what is allowed);
 /// here only the shape is checked.
-pub fn bucket_patch(pairs: &[String]) -> Result<serde_json::Value, String> {
+pub(crate) fn bucket_patch(pairs: &[String]) -> Result<serde_json::Value, String> {
     let mut m = serde_json::Map::new();
     for pair in pairs {
         let Some((name, value)) = pair.split_once('=') else {
@@ -352,7 +356,7 @@ pub fn bucket_patch(pairs: &[String]) -> Result<serde_json::Value, String> {
 
 /// Checks a quorum parameter (`one`, `quorum`, `all` or a positive number)
 /// before anything is sent; the server checks it against N.
-pub fn parse_quorum(s: &str) -> Result<String, String> {
+pub(crate) fn parse_quorum(s: &str) -> Result<String, String> {
     match QuorumParam::parse("quorum", s) {
         Ok(QuorumParam::Count(0)) | Err(_) => {
             Err("use a number from 1 to N, or one, quorum, all".to_string())

@@ -22,7 +22,7 @@ fn client(conn: &Connection) -> anyhow::Result<Client> {
 }
 
 /// `ringkv put KEY VALUE`: prints the new context to stderr.
-pub async fn put(args: PutArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn put(args: PutArgs) -> anyhow::Result<ExitCode> {
     let value: Vec<u8> = if args.value == "-" {
         let mut buf = Vec::new();
         std::io::stdin()
@@ -55,7 +55,7 @@ pub async fn put(args: PutArgs) -> anyhow::Result<ExitCode> {
 
 /// `ringkv get KEY`: the value (or each sibling, marked) to stdout, the
 /// context to stderr; exit code 1 when there is no value.
-pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
     let opts = RequestOptions {
         r: args.r,
         pr: args.pr,
@@ -123,7 +123,7 @@ fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
 
 /// `ringkv delete KEY`: prints the tombstone's context to stderr when the
 /// server returns one.
-pub async fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
     let opts = RequestOptions {
         w: args.w,
         pw: args.pw,
@@ -146,7 +146,7 @@ pub async fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `ringkv status`.
-pub async fn status(args: AdminArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn status(args: AdminArgs) -> anyhow::Result<ExitCode> {
     let status = client(&args.connection)?
         .cluster()
         .await
@@ -161,7 +161,7 @@ pub async fn status(args: AdminArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `ringkv ring`, or `ringkv ring --key K`.
-pub async fn ring(args: RingArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn ring(args: RingArgs) -> anyhow::Result<ExitCode> {
     let client = client(&args.admin.connection)?;
     let text = if let Some(key) = &args.key {
         let loc = client
@@ -186,7 +186,7 @@ pub async fn ring(args: RingArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `ringkv bucket get|set|list`.
-pub async fn bucket(cmd: BucketCommand) -> anyhow::Result<ExitCode> {
+pub(crate) async fn bucket(cmd: BucketCommand) -> anyhow::Result<ExitCode> {
     let text = match cmd {
         BucketCommand::Get(args) => {
             let bucket = args.bucket().to_string();
@@ -395,14 +395,14 @@ fn render_ring(r: &RingInfo) -> String {
 }
 
 /// Left-aligned columns separated by two spaces, one row per line.
-pub fn table(rows: &[Vec<String>]) -> String {
+pub(crate) fn table(rows: &[Vec<String>]) -> String {
     table_aligned(rows, false)
 }
 
 /// Columns separated by two spaces, one row per line; the first column is
 /// left-aligned, the others too unless `numbers_right` (figures line up on
 /// their last digit).
-pub fn table_aligned(rows: &[Vec<String>], numbers_right: bool) -> String {
+pub(crate) fn table_aligned(rows: &[Vec<String>], numbers_right: bool) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {

@@ -15,6 +15,7 @@ mod cli;
 mod config;
 mod dev;
 mod kv;
+mod process;
 mod signals;
 
 use std::io::IsTerminal;
@@ -145,11 +146,8 @@ fn server_config(args: &ServerArgs) -> anyhow::Result<ringkv_server::Config> {
         Some(path) => config::load_file(path)?,
         None => config::FileConfig::default(),
     };
-    let config = config::merge(args, &file).map_err(|e| anyhow!("{e}"))?;
-    config::validate(&config).map_err(|e| {
-        let lines: Vec<String> = e.lines().map(|l| format!("  - {l}")).collect();
-        anyhow!("invalid configuration:\n{}", lines.join("\n"))
-    })?;
+    let config = config::merge(args, &file)?;
+    config::validate(&config)?;
     for warning in config::warnings(&config) {
         tracing::warn!("{warning}");
     }

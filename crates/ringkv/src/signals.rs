@@ -2,7 +2,7 @@
 
 /// Listens for SIGINT and SIGTERM from the moment it is created (so neither
 /// kills the process with the default action once this exists).
-pub struct Signals {
+pub(crate) struct Signals {
     #[cfg(unix)]
     int: tokio::signal::unix::Signal,
     #[cfg(unix)]
@@ -11,7 +11,7 @@ pub struct Signals {
 
 impl Signals {
     /// Installs the handlers. Needs a tokio runtime.
-    pub fn new() -> std::io::Result<Self> {
+    pub(crate) fn new() -> std::io::Result<Self> {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
@@ -27,7 +27,7 @@ impl Signals {
     }
 
     /// Completes at the next SIGINT or SIGTERM; returns its name.
-    pub async fn recv(&mut self) -> &'static str {
+    pub(crate) async fn recv(&mut self) -> &'static str {
         #[cfg(unix)]
         {
             tokio::select! {

@@ -1,11 +1,11 @@
 //! "Always writable" on real processes: sloppy quorum, hinted handoff and
-//! partitions (the seed projects' correctness scenarios).
+//! partitions (the classic correctness scenarios of a Dynamo-style store).
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::TestCluster;
+use common::{TestCluster, eventually};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -88,7 +88,7 @@ async fn preference(c: &TestCluster, bucket: &str, key: &str) -> Vec<usize> {
 async fn wait_alive(c: &TestCluster, at: usize, who: usize, alive: bool) -> Duration {
     let start = Instant::now();
     let id = format!("n{}", who + 1);
-    loop {
+    eventually(SETTLE, async || {
         let v = cluster(c, at).await;
         let seen = v["members"]
             .as_array()
@@ -97,15 +97,13 @@ async fn wait_alive(c: &TestCluster, at: usize, who: usize, alive: bool) -> Dura
             .find(|m| m["id"] == id.as_str())
             .map(|m| m["alive"] == true);
         if seen == Some(alive) {
-            return start.elapsed();
+            Ok(())
+        } else {
+            Err(format!("n{} does not see {id} alive={alive}: {v}", at + 1))
         }
-        assert!(
-            start.elapsed() < SETTLE,
-            "n{} never saw {id} alive={alive}: {v}",
-            at + 1
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
+    start.elapsed()
 }
 
 /// Hints node `i` holds.
@@ -119,7 +117,7 @@ async fn hints_pending(c: &TestCluster, i: usize) -> u64 {
 /// Waits until no running node holds a hint; returns how long it took.
 async fn wait_no_hints(c: &TestCluster) -> Duration {
     let start = Instant::now();
-    loop {
+    eventually(SETTLE, async || {
         let mut total = 0;
         for i in 0..c.nodes.len() {
             if c.nodes[i].child.is_some() {
@@ -127,11 +125,13 @@ async fn wait_no_hints(c: &TestCluster) -> Duration {
             }
         }
         if total == 0 {
-            return start.elapsed();
+            Ok(())
+        } else {
+            Err(format!("{total} hints not delivered"))
         }
-        assert!(start.elapsed() < SETTLE, "{total} hints never delivered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
+    start.elapsed()
 }
 
 /// 5 nodes, N=3: two of a key's three primaries are killed; writes at W=2 and
@@ -287,19 +287,15 @@ async fn a_partition_keeps_both_sides_writable() {
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
     // Every node must know the bucket's mode before the partition.
     for i in 0..5 {
-        let start = Instant::now();
-        loop {
+        eventually(SETTLE, async || {
             let v = c.get_json(&format!("{}/v1/buckets/lww", c.url(i))).await;
             if v["props"]["conflict"] == "lww" {
-                break;
+                Ok(())
+            } else {
+                Err(format!("n{} has not learned the lww bucket: {v}", i + 1))
             }
-            assert!(
-                start.elapsed() < SETTLE,
-                "n{} never learned the lww bucket: {v}",
-                i + 1
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await;
     }
 
     let side_a = [0usize, 1];
@@ -382,14 +378,18 @@ async fn a_partition_keeps_both_sides_writable() {
     // reply, which lacks that node's writes. pr=3 refuses such a read (503)
     // rather than answer from fewer than all primaries; it is retried.
     let read_primaries = async |at: usize, bucket: &str, key: &str| {
-        let start = Instant::now();
-        loop {
+        eventually(SETTLE, async || {
             let (s, v) = get(&c, at, bucket, key, "?r=3&pr=3").await;
-            if s != StatusCode::SERVICE_UNAVAILABLE || start.elapsed() > SETTLE {
-                return (s, v);
+            if s == StatusCode::SERVICE_UNAVAILABLE {
+                Err(format!(
+                    "{bucket}/{key} via n{}: still 503 at pr=3: {v:?}",
+                    at + 1
+                ))
+            } else {
+                Ok((s, v))
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     };
     let (mut kept_siblings, mut kept_lww) = (0, 0);
     for (key, _, _) in &keys {
@@ -436,27 +436,33 @@ async fn measure_handoff_of_10k_hints() {
     // the keys).
     let target = 10_000;
     let mut written = 0usize;
-    loop {
+    let c_ref = &c;
+    // A bound on a hang, generous for a debug build writing ~17,000 keys.
+    eventually(Duration::from_secs(300), async || {
         let mut held = 0;
         for i in 0..4 {
-            held += hints_pending(&c, i).await;
+            held += hints_pending(c_ref, i).await;
         }
         if held >= target {
             eprintln!("{written} keys written, {held} hints held");
-            break;
+            return Ok(());
         }
+        // Not yet: write another batch before the next check.
         let batch: Vec<usize> = (written..written + 2_000).collect();
         written += batch.len();
-        let c = &c;
         futures::stream::iter(batch)
             .map(|k| async move {
-                let r = put(c, k % 4, "default", &format!("h-{k}"), "0123456789", "").await;
+                let r = put(c_ref, k % 4, "default", &format!("h-{k}"), "0123456789", "").await;
                 assert_eq!(r.status(), StatusCode::NO_CONTENT);
             })
             .buffer_unordered(32)
             .collect::<Vec<_>>()
             .await;
-    }
+        Err(format!(
+            "{held} of {target} hints held after {written} keys"
+        ))
+    })
+    .await;
     c.restart(down).await;
     let took = wait_no_hints(&c).await;
     eprintln!("handoff of all hints took {took:?} after the primary served again");

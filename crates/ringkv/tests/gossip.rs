@@ -11,7 +11,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::TestCluster;
+use common::{TestCluster, eventually};
 use serde_json::Value;
 
 /// Generous bound on anything gossip must do here.
@@ -33,8 +33,7 @@ async fn join_brings_members_the_layout_does_not_name() {
     let n3 = c
         .add_node(&["--n", "1", "--r", "1", "--w", "1", "--join", &seed])
         .await;
-    let deadline = Instant::now() + BOUND;
-    loop {
+    eventually(BOUND, async || {
         let s3 = c.cluster_status(n3).await;
         let s1 = c.cluster_status(0).await;
         let s2 = c.cluster_status(1).await;
@@ -43,25 +42,24 @@ async fn join_brings_members_the_layout_does_not_name() {
                 m["liveness"] == "alive" && m["gossip"] == "alive" && m["incarnation"].is_u64()
             })
         };
-        if sees(&s3, "n1") && sees(&s3, "n2") && sees(&s1, "n3") && sees(&s2, "n3") {
-            // What gossip spread: the addresses of a node n3 was never told of.
-            let n2 = member(&s3, "n2").unwrap();
-            assert_eq!(n2["rpc_addr"], c.nodes[1].rpc.as_str(), "{s3}");
-            assert_eq!(n2["http_addr"], c.nodes[1].http.as_str(), "{s3}");
-            assert_eq!(n2["partitions_owned"], 0, "not in n3's layout: {s3}");
-            assert_eq!(
-                member(&s1, "n3").unwrap()["rpc_addr"],
-                c.nodes[n3].rpc.as_str()
-            );
-            break;
+        if !(sees(&s3, "n1") && sees(&s3, "n2") && sees(&s1, "n3") && sees(&s2, "n3")) {
+            return Err(c.saw(
+                n3,
+                format!("--join has not brought the members:\nn3: {s3}\nn1: {s1}\nn2: {s2}"),
+            ));
         }
-        assert!(
-            Instant::now() < deadline,
-            "--join did not bring the members:\nn3: {s3}\nn1: {s1}\nn2: {s2}\n{}",
-            c.log(n3)
+        // What gossip spread: the addresses of a node n3 was never told of.
+        let n2 = member(&s3, "n2").unwrap();
+        assert_eq!(n2["rpc_addr"], c.nodes[1].rpc.as_str(), "{s3}");
+        assert_eq!(n2["http_addr"], c.nodes[1].http.as_str(), "{s3}");
+        assert_eq!(n2["partitions_owned"], 0, "not in n3's layout: {s3}");
+        assert_eq!(
+            member(&s1, "n3").unwrap()["rpc_addr"],
+            c.nodes[n3].rpc.as_str()
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        Ok(())
+    })
+    .await;
     // n3 still serves its own layout (itself alone).
     let r = c
         .http
@@ -82,15 +80,18 @@ async fn kill_and_time(c: &mut TestCluster) -> (Duration, Duration) {
     let t0 = Instant::now();
     c.kill(victim);
     let (mut any, mut gossip) = (None, None);
-    loop {
+    let c = &*c;
+    eventually(BOUND, async || {
         let mut all_any = true;
         let mut all_gossip = true;
+        let mut seen = Vec::new();
         for &i in &others {
             let s = c.cluster_status(i).await;
             let m = member(&s, &id).unwrap_or_else(|| panic!("{id} missing: {s}"));
             assert_eq!(m["alive"] == false, m["liveness"] != "alive", "{m}");
             all_any &= matches!(m["liveness"].as_str(), Some("suspect" | "down"));
             all_gossip &= matches!(m["gossip"].as_str(), Some("suspect" | "down"));
+            seen.push(format!("n{}: {m}", i + 1));
         }
         if all_any && any.is_none() {
             any = Some(t0.elapsed());
@@ -98,16 +99,15 @@ async fn kill_and_time(c: &mut TestCluster) -> (Duration, Duration) {
         if all_gossip && gossip.is_none() {
             gossip = Some(t0.elapsed());
         }
-        if let (Some(a), Some(g)) = (any, gossip) {
-            return (a, g);
+        match (any, gossip) {
+            (Some(a), Some(g)) => Ok((a, g)),
+            _ => Err(format!(
+                "{id} still alive for some node: {}",
+                seen.join("; ")
+            )),
         }
-        assert!(
-            t0.elapsed() < BOUND,
-            "{id} still alive for some node after {BOUND:?}: {:?}",
-            c.cluster_status(0).await
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

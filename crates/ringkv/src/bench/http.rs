@@ -22,12 +22,12 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 
 /// The context header of the ringkv API (lower case, as on the wire).
-pub static CONTEXT: HeaderName = HeaderName::from_static("x-ringkv-context");
+pub(super) static CONTEXT: HeaderName = HeaderName::from_static("x-ringkv-context");
 
 /// Which HTTP client library sends the requests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum HttpClient {
+pub(crate) enum HttpClient {
     /// hyper's HTTP/1.1 connection API, one connection per client, driven
     /// in the client's task.
     Hyper,
@@ -37,7 +37,7 @@ pub enum HttpClient {
 
 /// One endpoint, resolved.
 #[derive(Clone, Debug)]
-pub struct Endpoint {
+pub(super) struct Endpoint {
     /// `http://host:port` as given (normalized).
     pub url: String,
     /// Where to connect.
@@ -47,7 +47,7 @@ pub struct Endpoint {
 }
 
 /// Parses `http://host:port` (the scheme may be left out) and resolves it.
-pub async fn resolve(raw: &str) -> anyhow::Result<Endpoint> {
+pub(super) async fn resolve(raw: &str) -> anyhow::Result<Endpoint> {
     let trimmed = raw.trim();
     let rest = match trimmed.split_once("://") {
         Some(("http", rest)) => rest,
@@ -86,7 +86,7 @@ pub async fn resolve(raw: &str) -> anyhow::Result<Endpoint> {
 
 /// The parts of an answer the generator looks at.
 #[derive(Debug)]
-pub struct Answer {
+pub(super) struct Answer {
     /// HTTP status.
     pub status: u16,
     /// `X-Ringkv-Context`, when present.
@@ -96,7 +96,7 @@ pub struct Answer {
 /// Why a request got no answer. `kind` is a short, stable label for the
 /// report ("timeout", "connect refused", ...).
 #[derive(Debug)]
-pub struct Failure {
+pub(super) struct Failure {
     /// The label.
     pub kind: String,
     /// Whether the connection must be replaced before the next request.
@@ -115,7 +115,7 @@ impl Failure {
 type Driver = Pin<Box<Connection<TokioIo<TcpStream>, Full<Bytes>>>>;
 
 /// A hyper HTTP/1.1 connection and the future that does its I/O.
-pub struct HyperConn {
+pub(super) struct HyperConn {
     sender: SendRequest<Full<Bytes>>,
     driver: Driver,
     /// The driver finished (the connection is closed); the sender then only
@@ -143,7 +143,7 @@ impl HyperConn {
 
 /// One client's way to the server: a connection of its own (hyper), or a
 /// shared pooled client (reqwest).
-pub enum Transport {
+pub(super) enum Transport {
     /// See [`HttpClient::Hyper`].
     Hyper {
         /// Where to connect (again, after a failure).
@@ -204,7 +204,7 @@ fn hyper_kind(e: &hyper::Error) -> &'static str {
 impl Transport {
     /// A transport for one client. With hyper it connects now, so that an
     /// unreachable endpoint is reported before the measurement starts.
-    pub async fn open(
+    pub(super) async fn open(
         kind: HttpClient,
         endpoint: Endpoint,
         shared: Option<&reqwest::Client>,
@@ -232,7 +232,7 @@ impl Transport {
 
     /// Sends one request and reads the whole answer. `path` is the origin
     /// form (`/v1/kv/b/k?w=2`). At most `timeout` for the whole exchange.
-    pub async fn call(
+    pub(super) async fn call(
         &mut self,
         method: Method,
         path: &str,
@@ -342,7 +342,7 @@ async fn drain(
 }
 
 /// The reqwest client of `--http-client reqwest` (plain HTTP/1.1, no proxy).
-pub fn reqwest_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+pub(super) fn reqwest_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
     reqwest::Client::builder()
         .no_proxy()
         .http1_only()

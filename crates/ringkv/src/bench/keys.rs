@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 /// A small, fast, seeded generator (wyrand). Not for cryptography; the
 /// benchmark only needs it cheap and reproducible.
 #[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
     /// A generator for `seed` and stream `stream` (one stream per client).
-    pub fn new(seed: u64, stream: u64) -> Self {
+    pub(crate) fn new(seed: u64, stream: u64) -> Self {
         // SplitMix64 of the pair, so neighbouring streams start far apart.
         let mut z = seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -21,19 +21,19 @@ impl Rng {
     }
 
     /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0xA076_1D64_78BD_642F);
         let t = u128::from(self.0) * u128::from(self.0 ^ 0xE703_7ED1_A0B4_28DB);
         ((t >> 64) as u64) ^ (t as u64)
     }
 
     /// Uniform in `[0, 1)`.
-    pub fn next_f64(&mut self) -> f64 {
+    pub(crate) fn next_f64(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
     /// Uniform in `[0, n)`; `n` must be at least 1.
-    pub fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
     }
 }
@@ -41,7 +41,7 @@ impl Rng {
 /// How keys are picked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum DistKind {
+pub(crate) enum DistKind {
     /// Every key equally likely.
     Uniform,
     /// YCSB's zipfian (theta 0.99 by default): a few keys get most operations.
@@ -54,7 +54,7 @@ pub enum DistKind {
 
 impl DistKind {
     /// Lower-case name, as on the command line.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             DistKind::Uniform => "uniform",
             DistKind::Zipfian => "zipfian",
@@ -65,7 +65,7 @@ impl DistKind {
 
 /// A key chooser: `next` returns a key index in `[0, keys)`.
 #[derive(Clone, Debug)]
-pub enum KeyDist {
+pub(super) enum KeyDist {
     /// See [`DistKind::Uniform`].
     Uniform {
         /// Number of keys.
@@ -86,7 +86,7 @@ pub enum KeyDist {
 
 impl KeyDist {
     /// Builds a chooser; checks its parameters.
-    pub fn new(
+    pub(super) fn new(
         kind: DistKind,
         keys: u64,
         theta: f64,
@@ -117,7 +117,7 @@ impl KeyDist {
     }
 
     /// The next key index.
-    pub fn next(&self, rng: &mut Rng) -> u64 {
+    pub(super) fn next(&self, rng: &mut Rng) -> u64 {
         match self {
             KeyDist::Uniform { keys } => rng.below(*keys),
             KeyDist::Zipfian(z) => z.next(rng),
@@ -137,7 +137,7 @@ impl KeyDist {
 /// an `a` coprime to `n`: a permutation, so no key is lost to collisions, and
 /// the popular keys are not neighbours.
 #[derive(Clone, Debug)]
-pub struct Zipfian {
+pub(super) struct Zipfian {
     items: u64,
     zetan: f64,
     alpha: f64,
@@ -148,11 +148,11 @@ pub struct Zipfian {
 }
 
 /// Most keys `--dist zipfian` takes (its set-up costs one `powf` per key).
-pub const MAX_ZIPFIAN_KEYS: u64 = 200_000_000;
+pub(super) const MAX_ZIPFIAN_KEYS: u64 = 200_000_000;
 
 impl Zipfian {
     /// A generator over `items` keys with skew `theta` in (0, 1).
-    pub fn new(items: u64, theta: f64) -> Result<Self, String> {
+    pub(super) fn new(items: u64, theta: f64) -> Result<Self, String> {
         if !(theta > 0.0 && theta < 1.0) {
             return Err(format!(
                 "--zipf-theta {theta} must be in (0, 1) (YCSB uses 0.99)"
@@ -194,7 +194,7 @@ impl Zipfian {
     }
 
     /// Rank of the next draw (0 is the most popular), before scattering.
-    pub fn next_rank(&self, rng: &mut Rng) -> u64 {
+    pub(super) fn next_rank(&self, rng: &mut Rng) -> u64 {
         let u = rng.next_f64();
         let uz = u * self.zetan;
         if uz < 1.0 {
@@ -208,12 +208,12 @@ impl Zipfian {
     }
 
     /// The key index of the next draw.
-    pub fn next(&self, rng: &mut Rng) -> u64 {
+    pub(super) fn next(&self, rng: &mut Rng) -> u64 {
         self.scatter(self.next_rank(rng))
     }
 
     /// Key index of a rank: a fixed permutation of `[0, items)`.
-    pub fn scatter(&self, rank: u64) -> u64 {
+    pub(super) fn scatter(&self, rank: u64) -> u64 {
         ((u128::from(self.mul) * u128::from(rank) + u128::from(self.add)) % u128::from(self.items))
             as u64
     }
@@ -229,7 +229,7 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
 /// The workloads, after YCSB.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Workload {
+pub(crate) enum Workload {
     /// 50 % reads, 50 % updates (YCSB A, "update heavy").
     A,
     /// 95 % reads, 5 % updates (YCSB B, "read mostly").
@@ -244,7 +244,7 @@ pub enum Workload {
 
 impl Workload {
     /// Lower-case name, as on the command line.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Workload::A => "a",
             Workload::B => "b",
@@ -256,7 +256,7 @@ impl Workload {
 
     /// Fraction of operations that are plain reads (the rest are updates,
     /// or read-modify-writes for [`Workload::Rmw`]).
-    pub fn read_fraction(self) -> f64 {
+    pub(crate) fn read_fraction(self) -> f64 {
         match self {
             Workload::A => 0.5,
             Workload::B => 0.95,
@@ -266,12 +266,12 @@ impl Workload {
     }
 
     /// Whether the workload writes (so contexts are worth remembering).
-    pub fn writes(self) -> bool {
+    pub(crate) fn writes(self) -> bool {
         self != Workload::C
     }
 
     /// Picks the next operation.
-    pub fn next_op(self, rng: &mut Rng) -> Op {
+    pub(crate) fn next_op(self, rng: &mut Rng) -> Op {
         match self {
             Workload::C => Op::Read,
             Workload::W => Op::Update,
@@ -289,7 +289,7 @@ impl Workload {
 
 /// One kind of operation, a row of the report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Op {
+pub(crate) enum Op {
     /// A GET.
     Read,
     /// A PUT of an existing key (with the latest context the generator saw).
@@ -302,15 +302,15 @@ pub enum Op {
 
 impl Op {
     /// Every operation, in report order.
-    pub const ALL: [Op; 4] = [Op::Read, Op::Update, Op::Insert, Op::Rmw];
+    pub(crate) const ALL: [Op; 4] = [Op::Read, Op::Update, Op::Insert, Op::Rmw];
 
     /// Index into per-operation arrays.
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 
     /// Name in reports.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Op::Read => "read",
             Op::Update => "update",

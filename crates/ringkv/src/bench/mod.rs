@@ -12,6 +12,7 @@
 
 mod http;
 mod keys;
+mod plan;
 mod run;
 mod stats;
 mod suite;
@@ -21,28 +22,27 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
-use bytes::Bytes;
+use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{DEFAULT_ENDPOINT, parse_quorum};
-pub use http::HttpClient;
-pub use keys::{DistKind, Workload};
-pub use run::Target;
-use run::{Plan, Stop};
+pub(crate) use http::HttpClient;
+pub(crate) use keys::{DistKind, Workload};
+use plan::{describe, plan};
+pub(crate) use run::Target;
 use stats::PhaseReport;
 
 /// Exit code of a failed benchmark (as every other failure of the binary).
 const EXIT_ERROR: u8 = 2;
 
 /// Version of the JSON documents written with `--json`.
-pub const JSON_VERSION: u32 = 1;
+pub(crate) const JSON_VERSION: u32 = 1;
 
 /// `ringkv bench`: run a workload, or `ringkv bench suite`.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// `suite`: the standard set of runs, written to docs/benchmarks.md.
     #[command(subcommand)]
     pub command: Option<BenchCommand>,
@@ -53,7 +53,7 @@ pub struct BenchArgs {
 
 /// Subcommands of `ringkv bench`.
 #[derive(Debug, Subcommand)]
-pub enum BenchCommand {
+pub(crate) enum BenchCommand {
     /// Start a 3-node and a 1-node cluster and the HTTP ceiling server on
     /// loopback, run the standard workloads against each with the same
     /// generator, and write the figures to docs/benchmarks.md.
@@ -62,7 +62,7 @@ pub enum BenchCommand {
 
 /// The options of one `ringkv bench` run.
 #[derive(Clone, Debug, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// HTTP endpoint(s), comma-separated; client i uses endpoint i mod count.
     #[arg(long, env = "RINGKV_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
     pub endpoint: String,
@@ -146,7 +146,7 @@ pub struct RunArgs {
 
 /// The settings of a run, as recorded in its JSON.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// See [`RunArgs::target`].
     pub target: Target,
     /// Endpoints, normalized.
@@ -194,7 +194,7 @@ pub struct Settings {
 
 /// What `--json` writes for one run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Report {
+pub(crate) struct Report {
     /// [`JSON_VERSION`].
     pub version: u32,
     /// The command line of the run.
@@ -208,7 +208,7 @@ pub struct Report {
 }
 
 /// Parses `10s`, `500ms`, `2m`, `1h` or a number of seconds (`2.5`).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
         Some(i) => s.split_at(i),
@@ -234,17 +234,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// A value of `len` printable bytes (deterministic).
-fn make_value(len: usize) -> Bytes {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    (0..len)
-        .map(|i| ALPHABET[(i * 7 + i / 36) % ALPHABET.len()])
-        .collect::<Vec<u8>>()
-        .into()
-}
-
 /// The command line of this process, quoted where needed.
-pub fn command_line() -> String {
+pub(crate) fn command_line() -> String {
     std::env::args()
         .map(|a| shell_quote(&a))
         .collect::<Vec<_>>()
@@ -252,7 +243,7 @@ pub fn command_line() -> String {
 }
 
 /// Quotes `s` for a POSIX shell when it needs it.
-pub fn shell_quote(s: &str) -> String {
+pub(crate) fn shell_quote(s: &str) -> String {
     if !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c))
@@ -261,154 +252,6 @@ pub fn shell_quote(s: &str) -> String {
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
     }
-}
-
-/// Checks the options and turns them into a plan (resolving endpoints).
-async fn plan(args: &RunArgs) -> anyhow::Result<(Plan, Settings)> {
-    if args.concurrency == 0 || args.concurrency > 10_000 {
-        bail!("--concurrency must be from 1 to 10000");
-    }
-    if args.ops == Some(0) {
-        bail!("--ops must be at least 1");
-    }
-    if let Some(rate) = args.rate
-        && !(rate.is_finite() && rate > 0.0)
-    {
-        bail!("--rate must be a positive number of operations per second");
-    }
-    if args.value_bytes > 64 * 1024 * 1024 {
-        bail!("--value-bytes must be at most 64 MiB");
-    }
-    if args.target == Target::Ceiling && (args.r.is_some() || args.w.is_some()) {
-        bail!("--r and --w apply to ringkv only, not to --target ceiling");
-    }
-    let dist = keys::KeyDist::new(
-        args.dist,
-        args.keys,
-        args.zipf_theta,
-        args.hot_keys,
-        args.hot_ops,
-    )
-    .map_err(|e| anyhow::anyhow!(e))?;
-    let mut endpoints = Vec::new();
-    for part in args.endpoint.split(',').filter(|p| !p.trim().is_empty()) {
-        endpoints.push(http::resolve(part).await?);
-    }
-    if endpoints.is_empty() {
-        bail!("--endpoint is empty; give e.g. http://127.0.0.1:8080");
-    }
-    let prefix = match args.target {
-        Target::Ringkv => {
-            if matches!(args.bucket.as_str(), "" | "." | "..") {
-                bail!(
-                    "--bucket {:?} cannot be a URL path segment; use a name such as bench",
-                    args.bucket
-                );
-            }
-            format!(
-                "/v1/kv/{}/",
-                ringkv_client::encode_segment(args.bucket.as_bytes())
-            )
-        }
-        Target::Ceiling => "/kv/".to_string(),
-    };
-    let query = |name: &str, v: &Option<String>| match v {
-        Some(v) => format!("?{name}={v}"),
-        None => String::new(),
-    };
-    let stop = match (args.duration, args.ops) {
-        (_, Some(n)) => Stop::Ops(n),
-        (Some(d), None) => Stop::Duration(d),
-        (None, None) => Stop::Duration(Duration::from_secs(10)),
-    };
-    let settings = Settings {
-        target: args.target,
-        endpoints: endpoints.iter().map(|e| e.url.clone()).collect(),
-        workload: args.workload,
-        dist: args.dist,
-        zipf_theta: (args.dist == DistKind::Zipfian).then_some(args.zipf_theta),
-        hotspot: (args.dist == DistKind::Hotspot).then_some((args.hot_keys, args.hot_ops)),
-        keys: args.keys,
-        value_bytes: args.value_bytes,
-        concurrency: args.concurrency,
-        duration_s: match stop {
-            Stop::Duration(d) => Some(d.as_secs_f64()),
-            Stop::Ops(_) => None,
-        },
-        ops: args.ops,
-        rate: args.rate,
-        r: args.r.clone(),
-        w: args.w.clone(),
-        bucket: (args.target == Target::Ringkv).then(|| args.bucket.clone()),
-        load: args.load,
-        warmup_s: args.warmup.map(|d| d.as_secs_f64()),
-        blind_updates: args.blind_updates,
-        threads: args.threads,
-        http_client: args.http_client,
-        seed: args.seed,
-    };
-    let plan = Plan {
-        target: args.target,
-        endpoints,
-        workload: args.workload,
-        dist,
-        keys: args.keys,
-        value: make_value(args.value_bytes),
-        concurrency: args.concurrency,
-        stop,
-        rate: args.rate,
-        prefix,
-        read_query: query("r", &args.r),
-        write_query: query("w", &args.w),
-        load: args.load,
-        warmup: args.warmup,
-        blind: args.blind_updates,
-        timeout: args.timeout,
-        http_client: args.http_client,
-        seed: args.seed,
-    };
-    Ok((plan, settings))
-}
-
-/// One line describing a run.
-fn describe(s: &Settings) -> String {
-    let mix = match s.workload {
-        Workload::A => "50% read / 50% update",
-        Workload::B => "95% read / 5% update",
-        Workload::C => "read only",
-        Workload::W => "update only",
-        Workload::Rmw => "read-modify-write",
-    };
-    let dist = match (s.zipf_theta, s.hotspot) {
-        (Some(t), _) => format!("zipfian (theta {t})"),
-        (_, Some((k, o))) => format!(
-            "hotspot ({:.0}% of ops on {:.0}% of keys)",
-            o * 100.0,
-            k * 100.0
-        ),
-        _ => s.dist.name().to_string(),
-    };
-    let length = match (s.duration_s, s.ops) {
-        (_, Some(n)) => format!("{n} ops"),
-        (Some(d), None) => format!("{d} s"),
-        _ => String::new(),
-    };
-    let mode = match s.rate {
-        Some(r) => format!("open loop at {r} ops/s"),
-        None => "closed loop".to_string(),
-    };
-    let target = match s.target {
-        Target::Ringkv => format!("ringkv bucket {:?}", s.bucket.as_deref().unwrap_or("")),
-        Target::Ceiling => "ceiling server".to_string(),
-    };
-    format!(
-        "workload {} ({mix}), {dist} over {} keys, {}-byte values, {} clients, {mode}, {length}; {target} at {}",
-        s.workload.name().to_uppercase(),
-        s.keys,
-        s.value_bytes,
-        s.concurrency,
-        s.endpoints.join(",")
-    )
 }
 
 /// Runs one benchmark; prints the table; writes the JSON if asked.
@@ -436,14 +279,14 @@ async fn bench(args: RunArgs) -> anyhow::Result<()> {
 }
 
 /// Writes `value` as pretty JSON to `path`.
-pub fn write_json<T: Serialize>(path: &std::path::Path, value: &T) -> anyhow::Result<()> {
+pub(crate) fn write_json<T: Serialize>(path: &std::path::Path, value: &T) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(value).context("cannot encode the JSON report")?;
     std::fs::write(path, text + "\n")
         .with_context(|| format!("cannot write --json file {}", path.display()))
 }
 
 /// `ringkv bench ...`: builds the runtime the options ask for and runs.
-pub fn main(args: BenchArgs) -> ExitCode {
+pub(crate) fn main(args: BenchArgs) -> ExitCode {
     let result = match args.command {
         Some(BenchCommand::Suite(suite)) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -497,12 +340,6 @@ mod tests {
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert_eq!(shell_quote(""), "''");
-    }
-
-    #[test]
-    fn values_have_the_asked_size() {
-        assert_eq!(make_value(100).len(), 100);
-        assert!(make_value(0).is_empty());
     }
 }
 

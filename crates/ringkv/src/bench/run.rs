@@ -22,7 +22,7 @@ use super::stats::{PhaseReport, Stats};
 /// Which API the generator speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Target {
+pub(crate) enum Target {
     /// ringkv's API: `/v1/kv/{bucket}/{key}` with contexts.
     Ringkv,
     /// The HTTP ceiling server: `PUT/GET /kv/{key}`, no contexts.
@@ -31,7 +31,7 @@ pub enum Target {
 
 /// When the measured phase ends.
 #[derive(Clone, Copy, Debug)]
-pub enum Stop {
+pub(super) enum Stop {
     /// After this long (operations in flight are completed and counted).
     Duration(Duration),
     /// After this many operations in all.
@@ -40,7 +40,7 @@ pub enum Stop {
 
 /// Everything a run needs, checked.
 #[derive(Debug)]
-pub struct Plan {
+pub(super) struct Plan {
     /// The API.
     pub target: Target,
     /// Client `i` talks to `endpoints[i % len]`.
@@ -341,7 +341,7 @@ impl Client {
 
 /// The report of a whole run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Outcome {
+pub(super) struct Outcome {
     /// The load phase, when there was one.
     pub load: Option<PhaseReport>,
     /// The measured phase.
@@ -369,7 +369,7 @@ async fn open_clients(
 }
 
 /// Runs the plan: the load phase if asked, then the measured phase.
-pub async fn execute(plan: Plan) -> anyhow::Result<Outcome> {
+pub(super) async fn execute(plan: Plan) -> anyhow::Result<Outcome> {
     let contexts =
         (plan.target == Target::Ringkv && plan.workload.writes()).then(ContextCache::new);
     let shared_reqwest = match plan.http_client {

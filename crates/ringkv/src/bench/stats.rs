@@ -26,7 +26,7 @@ fn histogram() -> Histogram<u64> {
 
 /// What one client saw of one kind of operation.
 #[derive(Debug, Default)]
-pub struct OpStats {
+pub(super) struct OpStats {
     /// Latency of the successful operations (µs); made at the first one.
     hist: Option<Histogram<u64>>,
     /// Successful operations.
@@ -41,7 +41,7 @@ pub struct OpStats {
 
 impl OpStats {
     /// Records a success that took `latency`.
-    pub fn ok(&mut self, latency: Duration) {
+    pub(super) fn ok(&mut self, latency: Duration) {
         let us = u64::try_from(latency.as_micros())
             .unwrap_or(u64::MAX)
             .max(1);
@@ -54,7 +54,7 @@ impl OpStats {
     }
 
     /// Records a failure of kind `kind`.
-    pub fn error(&mut self, kind: &str) {
+    pub(super) fn error(&mut self, kind: &str) {
         match self.errors.get_mut(kind) {
             Some(n) => *n += 1,
             None => {
@@ -64,12 +64,12 @@ impl OpStats {
     }
 
     /// Failed operations.
-    pub fn error_count(&self) -> u64 {
+    pub(super) fn error_count(&self) -> u64 {
         self.errors.values().sum()
     }
 
     /// Adds `other` into `self`.
-    pub fn merge(&mut self, other: &OpStats) {
+    pub(super) fn merge(&mut self, other: &OpStats) {
         self.ok += other.ok;
         self.not_found += other.not_found;
         self.siblings += other.siblings;
@@ -83,7 +83,7 @@ impl OpStats {
     }
 
     /// The report row, for a phase of `elapsed`.
-    pub fn report(&self, elapsed: Duration) -> OpReport {
+    pub(super) fn report(&self, elapsed: Duration) -> OpReport {
         let errors = self.error_count();
         let secs = elapsed.as_secs_f64();
         OpReport {
@@ -115,7 +115,7 @@ impl OpStats {
 
 /// Per-operation stats of one client (or of all, merged).
 #[derive(Debug, Default)]
-pub struct Stats {
+pub(super) struct Stats {
     /// Indexed by [`Op::index`].
     pub ops: [OpStats; 4],
     /// Open loop: operations scheduled before the end but never sent,
@@ -125,12 +125,12 @@ pub struct Stats {
 
 impl Stats {
     /// The stats of `op`.
-    pub fn op(&mut self, op: Op) -> &mut OpStats {
+    pub(super) fn op(&mut self, op: Op) -> &mut OpStats {
         &mut self.ops[op.index()]
     }
 
     /// Adds `other` into `self`.
-    pub fn merge(&mut self, other: &Stats) {
+    pub(super) fn merge(&mut self, other: &Stats) {
         for (a, b) in self.ops.iter_mut().zip(&other.ops) {
             a.merge(b);
         }
@@ -138,7 +138,7 @@ impl Stats {
     }
 
     /// The report of a phase that took `elapsed`.
-    pub fn report(&self, elapsed: Duration) -> PhaseReport {
+    pub(super) fn report(&self, elapsed: Duration) -> PhaseReport {
         let mut total = OpStats::default();
         let mut ops = BTreeMap::new();
         for op in Op::ALL {
@@ -160,7 +160,7 @@ impl Stats {
 
 /// Latency percentiles of the successful operations, in milliseconds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Latency {
+pub(crate) struct Latency {
     /// Median.
     pub p50: f64,
     /// 90th percentile.
@@ -177,7 +177,7 @@ pub struct Latency {
 
 /// One row of the report: one kind of operation (or all of them).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct OpReport {
+pub(crate) struct OpReport {
     /// Operations completed: successes plus errors.
     pub count: u64,
     /// Successful operations (including reads that found nothing or siblings).
@@ -198,7 +198,7 @@ pub struct OpReport {
 
 /// The figures of one phase (load or run).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PhaseReport {
+pub(crate) struct PhaseReport {
     /// From the start of the phase to the last answer, in seconds.
     pub elapsed_s: f64,
     /// All operations together.
@@ -216,7 +216,7 @@ pub struct PhaseReport {
 }
 
 /// Formats milliseconds for a table: three significant decimals.
-pub fn ms(v: f64) -> String {
+pub(super) fn ms(v: f64) -> String {
     if v >= 100.0 {
         format!("{v:.0}")
     } else if v >= 10.0 {
@@ -227,17 +227,17 @@ pub fn ms(v: f64) -> String {
 }
 
 /// Formats a throughput.
-pub fn rate(v: f64) -> String {
+pub(super) fn rate(v: f64) -> String {
     format!("{v:.0}")
 }
 
 /// A table with the first column left-aligned and the others right-aligned.
-pub fn table(rows: &[Vec<String>]) -> String {
+pub(super) fn table(rows: &[Vec<String>]) -> String {
     crate::kv::table_aligned(rows, true)
 }
 
 /// The human-readable table of a phase.
-pub fn phase_table(phase: &PhaseReport) -> String {
+pub(super) fn phase_table(phase: &PhaseReport) -> String {
     let mut rows = vec![
         [
             "op", "count", "errors", "ok/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms",

@@ -2,6 +2,7 @@
 //! restarts them, and cleans up every process and directory it made.
 #![allow(dead_code)]
 
+use std::fmt;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -10,25 +11,92 @@ use std::time::{Duration, Instant};
 /// How long a node may take to answer `/health` after starting.
 const START_WAIT: Duration = Duration::from_secs(30);
 
+/// How often [`eventually`] checks again.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Waits until `check` returns `Ok`, checking at once and then every
+/// [`POLL`], and returns its value. When `within` has passed and the check
+/// still fails, panics with what the last check returned (its `Err`).
+///
+/// The check says in its `Err` what it saw, so a failed wait explains
+/// itself; it may also panic at once on something that must never happen
+/// while waiting (an assertion, a node that exited). The wait is bounded:
+/// never a pass or fail on speed, only a limit on a hang.
+pub(crate) async fn eventually<T, E: fmt::Display>(
+    within: Duration,
+    mut check: impl AsyncFnMut() -> Result<T, E>,
+) -> T {
+    let start = Instant::now();
+    let mut checks = 0u32;
+    loop {
+        checks += 1;
+        let last = match check().await {
+            Ok(value) => return value,
+            Err(e) => e,
+        };
+        let elapsed = start.elapsed();
+        assert!(
+            elapsed < within,
+            "not so within {within:?} ({checks} checks); the last check saw: {last}"
+        );
+        tokio::time::sleep(POLL.min(within - elapsed)).await;
+    }
+}
+
+/// What a check saw on node `i`, shown with the end of that node's log (read
+/// only when shown, so a check can return it every time it fails).
+pub(crate) struct Saw {
+    what: String,
+    node: usize,
+    log: PathBuf,
+}
+
+impl fmt::Display for Saw {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let start = log.len().saturating_sub(8 * 1024);
+        let start = (start..log.len())
+            .find(|&i| log.is_char_boundary(i))
+            .unwrap_or(log.len());
+        write!(
+            f,
+            "{}\nthe end of n{}'s log:\n{}",
+            self.what,
+            self.node + 1,
+            &log[start..]
+        )
+    }
+}
+
 /// One server process of a test cluster.
-pub struct TestNode {
-    pub id: String,
-    pub rpc: String,
-    pub http: String,
-    pub dir: PathBuf,
-    pub child: Option<Child>,
+pub(crate) struct TestNode {
+    /// `n1`, `n2`, ...
+    pub(crate) id: String,
+    /// `127.0.0.1:port` for node-to-node traffic.
+    pub(crate) rpc: String,
+    /// `127.0.0.1:port` of the HTTP API.
+    pub(crate) http: String,
+    /// Its data directory (kept across restarts).
+    pub(crate) dir: PathBuf,
+    /// The process, while it runs.
+    pub(crate) child: Option<Child>,
     /// `--initial-cluster` and extra flags of this node when they differ
     /// from the cluster's (a node added with [`TestCluster::add_node`]).
-    pub own_args: Option<(String, Vec<String>)>,
+    pub(crate) own_args: Option<(String, Vec<String>)>,
 }
 
 /// A cluster of real server processes; dropped, it kills them all.
-pub struct TestCluster {
-    pub nodes: Vec<TestNode>,
-    pub initial_cluster: String,
-    pub extra_args: Vec<String>,
-    pub tmp: tempfile::TempDir,
-    pub http: reqwest::Client,
+pub(crate) struct TestCluster {
+    /// The nodes, `n1` first.
+    pub(crate) nodes: Vec<TestNode>,
+    /// `--initial-cluster` of the nodes started together.
+    pub(crate) initial_cluster: String,
+    /// Flags every node gets besides its identity.
+    pub(crate) extra_args: Vec<String>,
+    /// Holds the data directories and logs; removed on drop.
+    pub(crate) tmp: tempfile::TempDir,
+    /// A client for the tests' HTTP requests.
+    pub(crate) http: reqwest::Client,
 }
 
 /// A free loopback port below the kernel's ephemeral range (32768+), so the
@@ -53,7 +121,7 @@ fn free_port() -> u16 {
 impl TestCluster {
     /// Starts `size` nodes (N=3, R=2, W=2 unless `extra_args` say otherwise)
     /// and waits until every node answers and sees every peer.
-    pub async fn start(size: usize, extra_args: &[&str]) -> TestCluster {
+    pub(crate) async fn start(size: usize, extra_args: &[&str]) -> TestCluster {
         let tmp = tempfile::tempdir().unwrap();
         let nodes: Vec<TestNode> = (1..=size)
             .map(|i| TestNode {
@@ -128,7 +196,7 @@ impl TestCluster {
     /// Starts one more node, `n{len+1}`, whose layout holds only itself,
     /// with `extra_args` (e.g. `--join`); waits until it serves. Returns its
     /// index.
-    pub async fn add_node(&mut self, extra_args: &[&str]) -> usize {
+    pub(crate) async fn add_node(&mut self, extra_args: &[&str]) -> usize {
         let i = self.nodes.len();
         let id = format!("n{}", i + 1);
         let rpc = format!("127.0.0.1:{}", free_port());
@@ -149,24 +217,32 @@ impl TestCluster {
     }
 
     /// `GET /v1/cluster` of node `i`.
-    pub async fn cluster_status(&self, i: usize) -> serde_json::Value {
+    pub(crate) async fn cluster_status(&self, i: usize) -> serde_json::Value {
         self.get_json(&format!("{}/v1/cluster", self.url(i))).await
     }
 
     /// The log of node `i` (for failure messages).
-    pub fn log(&self, i: usize) -> String {
+    pub(crate) fn log(&self, i: usize) -> String {
         std::fs::read_to_string(self.tmp.path().join(format!("n{}.log", i + 1))).unwrap_or_default()
     }
 
+    /// `what` a check saw on node `i`, to be shown with its log.
+    pub(crate) fn saw(&self, i: usize, what: impl Into<String>) -> Saw {
+        Saw {
+            what: what.into(),
+            node: i,
+            log: self.tmp.path().join(format!("n{}.log", i + 1)),
+        }
+    }
+
     async fn wait_healthy(&mut self, i: usize) {
-        let deadline = Instant::now() + START_WAIT;
         let url = format!("http://{}/health", self.nodes[i].http);
-        loop {
-            if let Ok(r) = self.http.get(&url).send().await
-                && r.status() == 200
-            {
-                return;
-            }
+        eventually(START_WAIT, async || {
+            let answer = match self.http.get(&url).send().await {
+                Ok(r) if r.status() == 200 => return Ok(()),
+                Ok(r) => format!("answers {}", r.status()),
+                Err(e) => format!("does not answer ({e})"),
+            };
             if let Some(status) = self.nodes[i]
                 .child
                 .as_mut()
@@ -178,61 +254,48 @@ impl TestCluster {
                     self.log(i)
                 );
             }
-            assert!(
-                Instant::now() < deadline,
-                "node {} not healthy in time:\n{}",
-                i + 1,
-                self.log(i)
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            Err(self.saw(i, format!("node {} is not healthy: {url} {answer}", i + 1)))
+        })
+        .await;
     }
 
-    /// Waits until every running node sees every running node alive.
-    pub async fn wait_all_see_all(&self) {
-        let deadline = Instant::now() + START_WAIT;
+    /// Waits until every running node sees every running node alive: node
+    /// by node, within one bound for all.
+    pub(crate) async fn wait_all_see_all(&self) {
         let running: Vec<String> = self
             .nodes
             .iter()
             .filter(|n| n.child.is_some())
             .map(|n| n.id.clone())
             .collect();
-        for (i, n) in self.nodes.iter().enumerate() {
-            if n.child.is_none() {
-                continue;
-            }
-            loop {
-                let v: serde_json::Value = self
-                    .http
-                    .get(format!("http://{}/v1/cluster", n.http))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                let all = v["members"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .filter(|m| running.contains(&m["id"].as_str().unwrap().to_string()))
-                    .all(|m| m["alive"] == true);
-                if all {
-                    break;
+        // Nodes before `next` have been seen to see every peer.
+        let mut next = 0;
+        eventually(START_WAIT, async || {
+            while next < self.nodes.len() {
+                if self.nodes[next].child.is_some() {
+                    let v = self.cluster_status(next).await;
+                    let all = v["members"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .filter(|m| running.contains(&m["id"].as_str().unwrap().to_string()))
+                        .all(|m| m["alive"] == true);
+                    if !all {
+                        return Err(self.saw(
+                            next,
+                            format!("node {} does not see all peers alive: {v}", next + 1),
+                        ));
+                    }
                 }
-                assert!(
-                    Instant::now() < deadline,
-                    "node {} never saw all peers: {v}\n{}",
-                    i + 1,
-                    self.log(i)
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                next += 1;
             }
-        }
+            Ok(())
+        })
+        .await;
     }
 
     /// SIGKILLs node `i`.
-    pub fn kill(&mut self, i: usize) {
+    pub(crate) fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.nodes[i].child.take() {
             c.kill().unwrap();
             c.wait().unwrap();
@@ -240,14 +303,14 @@ impl TestCluster {
     }
 
     /// Restarts node `i` with its data directory and waits until it serves.
-    pub async fn restart(&mut self, i: usize) {
+    pub(crate) async fn restart(&mut self, i: usize) {
         assert!(self.nodes[i].child.is_none(), "node {} is running", i + 1);
         self.spawn(i);
         self.wait_healthy(i).await;
     }
 
     /// GETs `url` and parses the JSON answer (panics on failure: tests).
-    pub async fn get_json(&self, url: &str) -> serde_json::Value {
+    pub(crate) async fn get_json(&self, url: &str) -> serde_json::Value {
         self.http
             .get(url)
             .send()
@@ -259,12 +322,12 @@ impl TestCluster {
     }
 
     /// `http://host:port` of node `i`.
-    pub fn url(&self, i: usize) -> String {
+    pub(crate) fn url(&self, i: usize) -> String {
         format!("http://{}", self.nodes[i].http)
     }
 
     /// The key URL on node `i`, key given already percent-encoded.
-    pub fn kv(&self, i: usize, bucket: &str, key_encoded: &str) -> String {
+    pub(crate) fn kv(&self, i: usize, bucket: &str, key_encoded: &str) -> String {
         format!("{}/v1/kv/{}/{}", self.url(i), bucket, key_encoded)
     }
 }

@@ -12,9 +12,9 @@
 //!                 └──> Vec<Output>: Send, Reply, SetTimer, SendAddr, PeerAddr ──┘
 //! ```
 //!
-//! Each sub-machine owns its state and is handed, per input, a [`Ctx`] (the
+//! Each sub-machine owns its state and is handed, per input, a `Ctx` (the
 //! node's facts, the store, clock, request ids, counters and the output
-//! list) and a read-only [`View`] of the others (liveness, bucket
+//! list) and a read-only `View` of the others (liveness, bucket
 //! properties). What one machine has to tell another comes back to the
 //! router as a value, which hands it on. New machines (anti-entropy,
 //! consensus groups, layout changes) plug in the same way: a field here, a

@@ -7,7 +7,7 @@
 //! Emits: gossip packets ([`Output::Send`] of [`PeerMsg::Gossip`], and
 //! [`Output::SendAddr`] for `--join` addresses), gossip timers, peer
 //! addresses ([`Output::PeerAddr`], before any message to a new member), and
-//! [`PeerEvent`]s for the router: cluster metadata that arrived by gossip,
+//! `PeerEvent`s for the router: cluster metadata that arrived by gossip,
 //! and peers that came back (they get our bucket properties).
 //!
 //! - Liveness ([`Peers::liveness`]) is the worse of two views: the

@@ -2,7 +2,7 @@
 //! keeps as a fallback.
 //!
 //! Owns: the hints (mirrored from the store, loaded on first use) and their
-//! bound. Reads and writes objects through the store in [`Ctx`].
+//! bound. Reads and writes objects through the store in `Ctx`.
 //! Emits: [`PeerMsg::ReplicaPutAck`] and [`PeerMsg::ReplicaGetReply`] to
 //! the coordinators that asked.
 //!

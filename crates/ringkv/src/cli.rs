@@ -140,7 +140,7 @@ pub(crate) struct ServerArgs {
     #[arg(long)]
     pub fault_injection: bool,
     /// RPC addresses of running nodes to announce this node to at start,
-    /// host:port[,host:port]. Gossip then brings every member's id,
+    /// comma-separated host:port pairs. Gossip then brings every member's id,
     /// addresses and liveness (see `GET /v1/cluster`). Membership only: which
     /// node stores which keys still comes from --initial-cluster (layout
     /// changes are not implemented yet).

@@ -1,5 +1,7 @@
 //! "Always writable" on real processes: sloppy quorum, hinted handoff and
 //! partitions (the classic correctness scenarios of a Dynamo-style store).
+// A scenario on real processes reads best as one story, top to bottom.
+#![allow(clippy::too_many_lines)]
 
 mod common;
 

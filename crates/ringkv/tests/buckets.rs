@@ -1,6 +1,8 @@
 //! Bucket properties end to end on three real `ringkv server` processes:
 //! set on one node, read on every node, invalid changes refused with what
 //! is allowed, and the `ringkv bucket` commands.
+// A scenario on real processes reads best as one story, top to bottom.
+#![allow(clippy::too_many_lines)]
 
 mod common;
 

@@ -1,4 +1,6 @@
 //! End-to-end tests on three real `ringkv server` processes over loopback.
+// A scenario on real processes reads best as one story, top to bottom.
+#![allow(clippy::too_many_lines)]
 
 mod common;
 

@@ -1,4 +1,6 @@
 //! Where a key lives, and test-only fault injection on real processes.
+// A scenario on real processes reads best as one story, top to bottom.
+#![allow(clippy::too_many_lines)]
 
 mod common;
 

@@ -1,4 +1,6 @@
-//! A node's configuration: one documented struct, checked by [`Config::validate`].
+//! A node's configuration: one documented struct. The binary checks every value
+//! before it starts a node, and the node checks its own part again
+//! ([`ringkv_node::NodeConfig::validate`]).
 
 use std::path::PathBuf;
 

@@ -5,26 +5,26 @@
 //! Emits: replies to clients ([`Output::Reply`], or [`PeerMsg::ForwardReply`]
 //! to the peer that forwarded), [`PeerMsg::ReplicaPut`] /
 //! [`PeerMsg::ReplicaGet`] to the targets, [`PeerMsg::Forward`], request
-//! deadlines ([`Timer::Request`]), and, when a deadline passes, the targets
+//! deadlines ([`crate::Timer::Request`]), and, when a deadline passes, the targets
 //! that never answered (for the router to hand to [`crate::peers::Peers`]).
 //!
-//! - [`admit`]: checks (sizes, timeouts, quorum parameters, load), resolves
+//! - `admit`: checks (sizes, timeouts, quorum parameters, load), resolves
 //!   the quorum once and picks the targets; then reads, writes, forwards, or
 //!   reads first for a DELETE without context.
 //! - Targets: each live primary of the key, and for each unreachable primary
 //!   the next live fallback of the extended preference list, which keeps a
 //!   hint for it (sloppy quorum, [`ringkv_core::sloppy`]). W and R count
 //!   every target; PW and PR count primaries only.
-//! - [`forward`]: a node that is not a target of a PUT/DELETE forwards it to
+//! - `forward`: a node that is not a target of a PUT/DELETE forwards it to
 //!   the first target (the first live primary, or the first fallback when
 //!   every primary is down).
-//! - [`put`]: the coordinator makes a new dot, applies the write to its own
+//! - `put`: the coordinator makes a new dot, applies the write to its own
 //!   state, stores it, sends the new state to the other targets and answers
 //!   after W acks (its own included), PW of them from primaries.
 //! - DELETE without a context first reads the key at R, then writes a
 //!   tombstone with the read's context, so it deletes every value the quorum
 //!   knows instead of adding a tombstone sibling next to them.
-//! - [`get`]: any node coordinates. It asks the targets, answers after R
+//! - `get`: any node coordinates. It asks the targets, answers after R
 //!   replies (PR of them from primaries) with their merge, keeps listening
 //!   until all replied or the deadline, then writes the merge back to the
 //!   primaries that were stale (read repair).

@@ -17,40 +17,40 @@ use ringkv_storage::memory::MemStore;
 
 /// A message in flight.
 #[derive(Clone, Debug)]
-pub struct InFlight {
-    pub from: NodeId,
-    pub to: NodeId,
-    pub msg: PeerMsg,
+pub(crate) struct InFlight {
+    pub(crate) from: NodeId,
+    pub(crate) to: NodeId,
+    pub(crate) msg: PeerMsg,
 }
 
-pub struct Cluster {
-    pub nodes: BTreeMap<NodeId, Node<MemStore>>,
-    pub queue: Vec<InFlight>,
+pub(crate) struct Cluster {
+    pub(crate) nodes: BTreeMap<NodeId, Node<MemStore>>,
+    pub(crate) queue: Vec<InFlight>,
     /// Gossip packets in flight, apart from `queue` so that tests that do
     /// not pump gossip ([`Cluster::run_gossip`]) never see it: nodes that
     /// never hear each other's gossip hold everyone Alive.
-    pub gossip: Vec<InFlight>,
+    pub(crate) gossip: Vec<InFlight>,
     /// Nodes whose messages (gossip included) are all lost, in and out:
     /// a silent crash or an isolating partition, without `PeerStatus`.
-    pub silenced: std::collections::BTreeSet<NodeId>,
-    pub timers: Vec<(u64, NodeId, Timer)>,
-    pub replies: BTreeMap<ClientId, ClientReply>,
-    pub now: u64,
+    pub(crate) silenced: std::collections::BTreeSet<NodeId>,
+    pub(crate) timers: Vec<(u64, NodeId, Timer)>,
+    pub(crate) replies: BTreeMap<ClientId, ClientReply>,
+    pub(crate) now: u64,
     next_client: ClientId,
 }
 
-pub fn id(s: &str) -> NodeId {
+pub(crate) fn id(s: &str) -> NodeId {
     NodeId::from(s)
 }
 
-pub fn key(k: &str) -> BucketKey {
+pub(crate) fn key(k: &str) -> BucketKey {
     BucketKey::new(
         Bytes::from_static(b"default"),
         Bytes::copy_from_slice(k.as_bytes()),
     )
 }
 
-pub fn put(k: &str, v: &str, context: Option<VersionVector>) -> ClientRequest {
+pub(crate) fn put(k: &str, v: &str, context: Option<VersionVector>) -> ClientRequest {
     ClientRequest {
         key: key(k),
         op: ClientOp::Put {
@@ -63,7 +63,7 @@ pub fn put(k: &str, v: &str, context: Option<VersionVector>) -> ClientRequest {
     }
 }
 
-pub fn put_w(k: &str, v: &str, w: QuorumParam) -> ClientRequest {
+pub(crate) fn put_w(k: &str, v: &str, w: QuorumParam) -> ClientRequest {
     let mut r = put(k, v, None);
     if let ClientOp::Put { w: ref mut ww, .. } = r.op {
         *ww = Some(w);
@@ -71,7 +71,7 @@ pub fn put_w(k: &str, v: &str, w: QuorumParam) -> ClientRequest {
     r
 }
 
-pub fn delete(k: &str, context: Option<VersionVector>) -> ClientRequest {
+pub(crate) fn delete(k: &str, context: Option<VersionVector>) -> ClientRequest {
     ClientRequest {
         key: key(k),
         op: ClientOp::Put {
@@ -84,7 +84,7 @@ pub fn delete(k: &str, context: Option<VersionVector>) -> ClientRequest {
     }
 }
 
-pub fn get(k: &str) -> ClientRequest {
+pub(crate) fn get(k: &str) -> ClientRequest {
     ClientRequest {
         key: key(k),
         op: ClientOp::Get { r: None, pr: None },
@@ -92,7 +92,7 @@ pub fn get(k: &str) -> ClientRequest {
     }
 }
 
-pub fn get_r(k: &str, r: QuorumParam) -> ClientRequest {
+pub(crate) fn get_r(k: &str, r: QuorumParam) -> ClientRequest {
     ClientRequest {
         key: key(k),
         op: ClientOp::Get {
@@ -104,7 +104,7 @@ pub fn get_r(k: &str, r: QuorumParam) -> ClientRequest {
 }
 
 /// The data values of an object, sorted.
-pub fn values(o: &Object) -> Vec<String> {
+pub(crate) fn values(o: &Object) -> Vec<String> {
     let mut v: Vec<String> = o
         .siblings
         .iter()
@@ -119,16 +119,16 @@ pub fn values(o: &Object) -> Vec<String> {
 
 impl Cluster {
     /// `size` nodes `n1..`, with the given n/r/w, timeout 1000 ms.
-    pub fn new(size: usize, n: usize, r: usize, w: usize) -> Self {
+    pub(crate) fn new(size: usize, n: usize, r: usize, w: usize) -> Self {
         Self::with(size, n, r, w, 10_000)
     }
 
-    pub fn with(size: usize, n: usize, r: usize, w: usize, pending_max: usize) -> Self {
+    pub(crate) fn with(size: usize, n: usize, r: usize, w: usize, pending_max: usize) -> Self {
         Self::with_hints(size, n, r, w, pending_max, 1_000)
     }
 
     /// Like [`Cluster::with`], with a bound on each node's hints.
-    pub fn with_hints(
+    pub(crate) fn with_hints(
         size: usize,
         n: usize,
         r: usize,
@@ -190,7 +190,7 @@ impl Cluster {
         }
     }
 
-    pub fn route(&mut self, at: &NodeId, outs: Vec<Output>) {
+    pub(crate) fn route(&mut self, at: &NodeId, outs: Vec<Output>) {
         for o in outs {
             match o {
                 Output::Send { to, msg } => {
@@ -221,7 +221,7 @@ impl Cluster {
         }
     }
 
-    pub fn input(&mut self, at: &NodeId, input: Input) {
+    pub(crate) fn input(&mut self, at: &NodeId, input: Input) {
         let mut outs = vec![];
         let now = self.now;
         self.nodes
@@ -232,7 +232,7 @@ impl Cluster {
     }
 
     /// Sends a client request to node `at`; returns its id.
-    pub fn client(&mut self, at: &str, request: ClientRequest) -> ClientId {
+    pub(crate) fn client(&mut self, at: &str, request: ClientRequest) -> ClientId {
         let client_id = self.next_client;
         self.next_client += 1;
         self.input(&id(at), Input::Client { client_id, request });
@@ -240,7 +240,7 @@ impl Cluster {
     }
 
     /// Delivers the message at `idx` in the queue.
-    pub fn deliver(&mut self, idx: usize) {
+    pub(crate) fn deliver(&mut self, idx: usize) {
         let m = self.queue.remove(idx);
         self.input(
             &m.to.clone(),
@@ -252,7 +252,7 @@ impl Cluster {
     }
 
     /// Delivers messages first-in first-out until none are left.
-    pub fn deliver_all(&mut self) {
+    pub(crate) fn deliver_all(&mut self) {
         let mut steps = 0;
         while !self.queue.is_empty() {
             self.deliver(0);
@@ -264,7 +264,7 @@ impl Cluster {
     /// Runs gossip (and everything else) for `ms` of simulated time, in
     /// 10 ms steps: each step fires the due timers and delivers every
     /// message. Messages of [`Cluster::silenced`] nodes are lost.
-    pub fn run_gossip(&mut self, ms: u64) {
+    pub(crate) fn run_gossip(&mut self, ms: u64) {
         let ids: Vec<NodeId> = self.nodes.keys().cloned().collect();
         for n in ids {
             let mut outs = vec![];
@@ -301,13 +301,13 @@ impl Cluster {
     }
 
     /// Drops every queued message to or from `node`.
-    pub fn drop_node_msgs(&mut self, node: &str) {
+    pub(crate) fn drop_node_msgs(&mut self, node: &str) {
         let n = id(node);
         self.queue.retain(|m| m.to != n && m.from != n);
     }
 
     /// Advances the clock to `t` and fires the timers due by then.
-    pub fn advance_to(&mut self, t: u64) {
+    pub(crate) fn advance_to(&mut self, t: u64) {
         self.now = t;
         let mut due: Vec<_> = self
             .timers
@@ -322,20 +322,20 @@ impl Cluster {
         }
     }
 
-    pub fn reply(&self, c: ClientId) -> &ClientReply {
+    pub(crate) fn reply(&self, c: ClientId) -> &ClientReply {
         self.replies
             .get(&c)
             .unwrap_or_else(|| panic!("no reply for request {c}"))
     }
 
-    pub fn read_object(&self, c: ClientId) -> Object {
+    pub(crate) fn read_object(&self, c: ClientId) -> Object {
         match self.reply(c) {
             ClientReply::Read { object, .. } => object.clone(),
             other => panic!("expected a read, got {other:?}"),
         }
     }
 
-    pub fn written_context(&self, c: ClientId) -> VersionVector {
+    pub(crate) fn written_context(&self, c: ClientId) -> VersionVector {
         match self.reply(c) {
             ClientReply::Written { context, .. } => context.clone(),
             other => panic!("expected a write ack, got {other:?}"),
@@ -343,7 +343,7 @@ impl Cluster {
     }
 
     /// What node `n` has stored for key `k`.
-    pub fn stored(&self, n: &str, k: &str) -> Option<Object> {
+    pub(crate) fn stored(&self, n: &str, k: &str) -> Option<Object> {
         let node = &self.nodes[&id(n)];
         let bk = key(k);
         node.store()
@@ -352,7 +352,7 @@ impl Cluster {
     }
 
     /// Every node's whole store, for "nothing changed" checks.
-    pub fn snapshot(&self) -> Vec<Vec<(BucketKey, Object)>> {
+    pub(crate) fn snapshot(&self) -> Vec<Vec<(BucketKey, Object)>> {
         self.nodes
             .values()
             .map(|n| {
@@ -367,7 +367,7 @@ impl Cluster {
 impl Cluster {
     /// Tells every node but `peer` itself that `peer` is up or down, and
     /// (when down) drops what is queued to and from it: a crashed node.
-    pub fn set_up(&mut self, peer: &str, up: bool) {
+    pub(crate) fn set_up(&mut self, peer: &str, up: bool) {
         let ids: Vec<NodeId> = self.nodes.keys().cloned().collect();
         for at in ids.iter().filter(|x| x.as_str() != peer) {
             self.input(at, Input::PeerStatus { peer: id(peer), up });
@@ -378,7 +378,7 @@ impl Cluster {
     }
 
     /// The extended preference list of key `k` (primaries first), as ids.
-    pub fn preference(&self, k: &str) -> Vec<String> {
+    pub(crate) fn preference(&self, k: &str) -> Vec<String> {
         let node = self.nodes.values().next().expect("a node");
         let layout = node.layout();
         let p = key(k).partition(layout.ring_size);
@@ -389,13 +389,13 @@ impl Cluster {
             .collect()
     }
 
-    pub fn node(&self, n: &str) -> &Node<MemStore> {
+    pub(crate) fn node(&self, n: &str) -> &Node<MemStore> {
         &self.nodes[&id(n)]
     }
 }
 
 /// A write of `v` to `k` asking for `w` acks, `pw` of them from primaries.
-pub fn put_pw(k: &str, v: &str, w: u32, pw: u32) -> ClientRequest {
+pub(crate) fn put_pw(k: &str, v: &str, w: u32, pw: u32) -> ClientRequest {
     let mut r = put(k, v, None);
     if let ClientOp::Put {
         w: ref mut ww,
@@ -410,7 +410,7 @@ pub fn put_pw(k: &str, v: &str, w: u32, pw: u32) -> ClientRequest {
 }
 
 /// A read of `k` asking for `r` replies, `pr` of them from primaries.
-pub fn get_pr(k: &str, r: u32, pr: u32) -> ClientRequest {
+pub(crate) fn get_pr(k: &str, r: u32, pr: u32) -> ClientRequest {
     ClientRequest {
         key: key(k),
         op: ClientOp::Get {

@@ -13,7 +13,7 @@
 //! - [`measure`]: the generator runs, round by round.
 //! - [`machine`]: facts about the machine, for the report.
 //! - [`report`]: the figures as a Markdown section and a terminal summary
-//!   ([`format`]: the number and date formats of its tables).
+//!   ([`mod@format`]: the number and date formats of its tables).
 //! - [`splice`]: replacing the section of one `--label` in the Markdown file.
 
 mod cases;

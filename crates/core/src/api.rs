@@ -1,6 +1,6 @@
 //! The JSON bodies of the HTTP API v1, as one set of types that the server
 //! serializes and the client deserializes, so the compiler checks that both
-//! sides speak the same contract (DESIGN.md, "HTTP API").
+//! sides speak the same contract (README.md, "HTTP API v1").
 //!
 //! Fields are declared in alphabetical order. That is the order the server
 //! has always sent them in (it used to build bodies as `serde_json` maps,

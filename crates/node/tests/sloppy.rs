@@ -7,7 +7,7 @@ mod harness;
 use harness::*;
 use ringkv_core::msg::{ClientError, ClientReply};
 
-/// The seed projects' scenario, at the node level: 5 nodes, N=3, two of a
+/// The classic sloppy-quorum scenario, at the node level: 5 nodes, N=3, two of a
 /// key's three primaries down.
 #[test]
 fn fallbacks_take_writes_for_down_primaries_and_hand_them_back() {

@@ -1,9 +1,8 @@
 //! Experiments: sweeps of simulated runs whose figures go into a report
 //! (markdown tables and SVG charts) under `docs/experiments/`.
 //!
-//! The seed projects of this store measured how latency, throughput and stale
-//! reads change with R and W, message delay, failures, loss and key skew.
-//! These experiments ask the same questions of the real node code. Every
+//! They measure how latency, throughput and stale reads change with R and W,
+//! message delay, failures, loss and key skew, on the real node code. Every
 //! point is the mean over several seeds; the report gives the spread across
 //! seeds so a reader can judge how stable each figure is.
 

@@ -4,7 +4,7 @@
 //! # Layout
 //! - [`scenario`]: what to simulate (TOML); `validate.rs` checks its ranges.
 //! - [`history`]: what clients saw.
-//! - [`check`]: checkers of DESIGN.md's invariants over a history.
+//! - [`check`]: checkers of the store's invariants over a history.
 //! - [`observe`]: latency, throughput and staleness of a history.
 //! - [`experiment`]: sweeps for the report under `docs/experiments/`; [`plot`]
 //!   draws its charts.

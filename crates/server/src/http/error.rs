@@ -1,5 +1,5 @@
 //! The API's errors: every refusal is JSON `{"error": code, "message":
-//! text}` with a fitting status (DESIGN.md, "HTTP API"), and a refused
+//! text}` with a fitting status (README.md, "HTTP API v1"), and a refused
 //! request changes nothing.
 
 use axum::http::{Method, StatusCode, Uri, header};

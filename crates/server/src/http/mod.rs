@@ -1,4 +1,4 @@
-//! The HTTP API v1 (see DESIGN.md "HTTP API"): key-value requests, bucket
+//! The HTTP API v1 (see README.md, "HTTP API v1"): key-value requests, bucket
 //! properties, cluster and ring pages, health and metrics. Every error is JSON
 //! `{"error": code, "message": text}` with a fitting status; a refused
 //! request changes nothing. The JSON bodies are the types of

@@ -1,4 +1,4 @@
-//! History checkers: one module per invariant of DESIGN.md, each a pure
+//! History checkers: one module per invariant (README.md, "What it guarantees"), each a pure
 //! function over a [`History`] that returns the violations it found.
 //!
 //! # Layout

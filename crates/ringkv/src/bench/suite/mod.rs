@@ -133,6 +133,14 @@ pub(crate) async fn run(args: SuiteArgs) -> anyhow::Result<()> {
     procs.stop(&mut signals).await;
     result?;
     machine.load_average.1 = machine::load_average();
+    // The record names the temporary directory by a placeholder: its path
+    // differs per run and is gone afterwards.
+    let run_dir = tmp.path().display().to_string();
+    let hide = |c: &str| c.replace(&run_dir, "$RUN_DIR");
+    measured.server_commands = measured.server_commands.iter().map(|c| hide(c)).collect();
+    for r in &mut measured.runs {
+        r.command = hide(&r.command);
+    }
 
     let report = SuiteReport {
         version: super::JSON_VERSION,

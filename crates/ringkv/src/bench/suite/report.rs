@@ -366,7 +366,7 @@ fn command_lines(s: &mut String, rep: &SuiteReport) {
     let _ = writeln!(s, "{}", rep.command);
     let _ = writeln!(
         s,
-        "# processes it started (ports and temporary directories differ per run):"
+        "# processes it started ($RUN_DIR: the suite's temporary directory; ports differ per run):"
     );
     for c in &rep.server_commands {
         let _ = writeln!(s, "{c}");

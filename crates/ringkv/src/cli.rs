@@ -52,6 +52,10 @@ pub(crate) enum Command {
     /// Measure throughput and latency with YCSB-style workloads
     /// (`ringkv bench suite`: the standard set, written to docs/benchmarks.md).
     Bench(Box<crate::bench::BenchArgs>),
+    /// Make the cluster's CA and secret, and node certificates, for
+    /// `ringkv server --certs DIR` (mutual TLS between nodes).
+    #[command(subcommand)]
+    Cert(CertCommand),
     /// Deterministic simulation: the real node code on a simulated network,
     /// clock and disk (`run`, `sweep`, `experiment`).
     #[command(subcommand)]
@@ -152,9 +156,74 @@ pub(crate) struct ServerArgs {
     /// production.
     #[arg(long, hide = true)]
     pub gossip_fast: bool,
+    /// Directory of the cluster CA and this node's certificate: DIR/ca.crt,
+    /// DIR/NODE-ID.crt, DIR/NODE-ID.key (make them with `ringkv cert init`
+    /// and `ringkv cert issue`). Peers then talk mutual TLS, and a peer is
+    /// believed only as the node its certificate names. Required unless
+    /// --insecure.
+    #[arg(long, value_name = "DIR")]
+    pub certs: Option<PathBuf>,
+    /// Run the peer port in plaintext: anyone who reaches it can claim to
+    /// be any node and write replicas. For tests and trusted networks only;
+    /// a warning is logged at start.
+    #[arg(long, conflicts_with = "certs")]
+    pub insecure: bool,
+    /// Most inbound peer connections open at once, from 1; more are closed
+    /// at once (counted in ringkv_peer_connections_refused_total).
+    /// [default: 256]
+    #[arg(long)]
+    pub peer_connections_max: Option<usize>,
+    /// Advanced, for tests: an inbound peer connection with no frame for
+    /// this long is closed, in ms, at least 100. [default: 60000]
+    #[arg(long, hide = true)]
+    pub peer_idle_timeout_ms: Option<u64>,
     /// TOML file giving any of the options above.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+}
+
+/// `ringkv cert ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum CertCommand {
+    /// Make a cluster CA and secret in DIR: DIR/ca.crt (PEM), DIR/ca.key
+    /// (PEM, mode 0600) and DIR/cluster.secret (mode 0600).
+    ///
+    /// cluster.secret holds 32 random bytes written as 64 lowercase hex
+    /// digits and a newline: the key of the MAC over client contexts. Give
+    /// every node of a cluster the same directory contents (each node needs
+    /// ca.crt, cluster.secret and its own NODE.crt and NODE.key; ca.key only
+    /// where certificates are issued). Existing files are kept unless
+    /// --force: a new CA invalidates every certificate of the old one.
+    Init(CertInitArgs),
+    /// Make DIR/NODE.crt and DIR/NODE.key (mode 0600): a certificate for
+    /// node NODE signed by the CA in DIR, naming NODE (its DNS subject
+    /// alternative name), valid for serving and dialing peers.
+    Issue(CertIssueArgs),
+}
+
+/// `ringkv cert init`.
+#[derive(Debug, Args)]
+pub(crate) struct CertInitArgs {
+    /// Directory for the files (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Replace existing files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `ringkv cert issue`.
+#[derive(Debug, Args)]
+pub(crate) struct CertIssueArgs {
+    /// Directory of the CA (made by `ringkv cert init`); the files go there.
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// The node id, e.g. n1 (as given to `ringkv server --node-id`).
+    #[arg(value_name = "NODE")]
+    pub node: String,
+    /// Replace an existing certificate and key of that node.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `ringkv dev`.
@@ -459,6 +528,24 @@ mod tests {
                 .unwrap_err()
                 .contains("twice")
         );
+    }
+
+    #[test]
+    fn cert_commands_and_server_security_flags_parse() {
+        let Command::Cert(CertCommand::Issue(i)) =
+            parse(&["cert", "issue", "--dir", "c", "n2", "--force"])
+                .unwrap()
+                .command
+        else {
+            panic!("not cert issue")
+        };
+        assert_eq!((i.dir, i.node.as_str(), i.force), ("c".into(), "n2", true));
+        assert!(parse(&["cert", "init"]).is_err(), "--dir is required");
+        assert!(
+            parse(&["cert", "issue", "--dir", "c"]).is_err(),
+            "NODE is required"
+        );
+        assert!(parse(&["server", "--certs", "c", "--insecure"]).is_err());
     }
 
     #[test]

@@ -72,6 +72,9 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         std::env::current_exe().context("cannot find the ringkv executable to start nodes")?;
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("cannot create --dir {}", args.dir.display()))?;
+    // Mutual TLS between the nodes, as in production: a CA and node
+    // certificates in DIR/certs, made on the first run and reused.
+    crate::process::ensure_certs(&nodes)?;
     let mut signals = Signals::new().context("cannot install signal handlers")?;
 
     let nrw = quorums(nodes.len());

@@ -6,11 +6,13 @@
 //! - `ringkv status|ring` show the cluster and its partitions.
 //! - `ringkv bucket get|set|list` show and change bucket properties.
 //! - `ringkv bench` measures a cluster (`bench suite`: the standard set).
+//! - `ringkv cert init|issue` makes the cluster CA and node certificates.
 //!
 //! Exit codes: 0 success; 1 `get` found no value; 2 usage or any other error.
 #![forbid(unsafe_code)]
 
 mod bench;
+mod cert;
 mod cli;
 mod config;
 mod dev;
@@ -53,6 +55,16 @@ fn main() -> ExitCode {
                 Ok(code) => code,
                 Err(e) => {
                     eprintln!("error: {e}");
+                    ExitCode::from(EXIT_ERROR)
+                }
+            };
+        }
+        // Files only: no runtime.
+        Command::Cert(cmd) => {
+            return match cert::run(cmd) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
                     ExitCode::from(EXIT_ERROR)
                 }
             };
@@ -137,6 +149,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // `main` runs it on a runtime of its own; never reached.
         Command::Bench(_) => Err(anyhow!("ringkv bench must run outside the shared runtime")),
         Command::Sim(_) => Err(anyhow!("ringkv sim must run outside the shared runtime")),
+        Command::Cert(_) => Err(anyhow!("ringkv cert must run outside the shared runtime")),
     }
 }
 

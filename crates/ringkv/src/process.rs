@@ -43,11 +43,14 @@ pub(crate) struct NodeSpec {
     pub(crate) data_dir: PathBuf,
     /// Where its stdout and stderr go (appended).
     pub(crate) log: PathBuf,
+    /// Its `--certs` directory (`dir/certs`, made by
+    /// [`crate::cert::ensure`]); `None` runs it `--insecure`.
+    pub(crate) certs: Option<PathBuf>,
 }
 
 impl NodeSpec {
-    /// The node `n{i}` with its data directory `dir/n{i}` and log
-    /// `dir/n{i}.log`.
+    /// The node `n{i}` with its data directory `dir/n{i}`, log
+    /// `dir/n{i}.log` and certificates in `dir/certs`.
     pub(crate) fn new(i: u32, http: String, rpc: String, dir: &Path) -> Self {
         let id = format!("n{i}");
         NodeSpec {
@@ -55,6 +58,7 @@ impl NodeSpec {
             rpc,
             data_dir: dir.join(&id),
             log: dir.join(format!("{id}.log")),
+            certs: Some(dir.join("certs")),
             id,
         }
     }
@@ -80,7 +84,11 @@ pub(crate) fn server_args(
     cluster: &str,
     (n, r, w): (usize, usize, usize),
 ) -> Vec<String> {
-    vec![
+    let security = match &spec.certs {
+        Some(dir) => vec!["--certs".to_string(), dir.display().to_string()],
+        None => vec!["--insecure".to_string()],
+    };
+    let mut args: Vec<String> = vec![
         "server".into(),
         "--node-id".into(),
         spec.id.clone(),
@@ -98,7 +106,21 @@ pub(crate) fn server_args(
         r.to_string(),
         "--w".into(),
         w.to_string(),
-    ]
+    ];
+    args.extend(security);
+    args
+}
+
+/// Makes the certificates of `specs` that run with `--certs` (once; reused
+/// across runs).
+pub(crate) fn ensure_certs(specs: &[NodeSpec]) -> anyhow::Result<()> {
+    for spec in specs {
+        if let Some(dir) = &spec.certs {
+            crate::cert::ensure(dir, &[&spec.id])
+                .with_context(|| format!("cannot make certificates in {}", dir.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// A node process started by [`Nodes::start`].
@@ -520,8 +542,11 @@ mod tests {
         assert_eq!(
             server_args(&a, &cluster, (2, 1, 2)).join(" "),
             "server --node-id n1 --data-dir d/n1 --listen 127.0.0.1:7081 --http 127.0.0.1:8081 \
-             --initial-cluster n1=127.0.0.1:7081,n2=127.0.0.1:7082 --n 2 --r 1 --w 2"
+             --initial-cluster n1=127.0.0.1:7081,n2=127.0.0.1:7082 --n 2 --r 1 --w 2 \
+             --certs d/certs"
         );
+        let plain = NodeSpec { certs: None, ..a };
+        assert!(server_args(&plain, &cluster, (2, 1, 2)).ends_with(&["--insecure".into()]));
     }
 
     #[test]

@@ -139,7 +139,9 @@ async fn reads_writes_siblings_and_deletes_through_any_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_with_slashes_spaces_and_non_utf8_bytes_round_trip() {
-    let c = TestCluster::start(3, &[]).await;
+    // The one cluster of these tests whose peers talk plaintext: --insecure
+    // still works (every other test cluster uses --certs).
+    let c = TestCluster::start(3, &["--insecure"]).await;
     let keys = [
         "a%2Fb%2Fc",
         "with%20space",

@@ -54,6 +54,18 @@ pub struct Config {
     /// Suspect) instead of the LAN one: for tests that want quick failure
     /// detection. Costs more packets; not meant for production.
     pub gossip_fast: bool,
+    /// Directory of the cluster CA and this node's certificate
+    /// (`ca.crt`, `NODE.crt`, `NODE.key`; see [`crate::tls`]): peers talk
+    /// mutual TLS. `None` needs [`Config::insecure`].
+    pub certs: Option<PathBuf>,
+    /// Plaintext between peers, and any hello believed. Only allowed
+    /// without [`Config::certs`]; a node with neither refuses to start.
+    pub insecure: bool,
+    /// Most inbound peer connections at once; more are closed at accept.
+    pub peer_connections_max: usize,
+    /// An inbound peer connection with no frame for this long is closed,
+    /// in ms; links send keepalives at a third of it (at most every 10 s).
+    pub peer_idle_timeout_ms: u64,
 }
 
 impl Config {
@@ -78,6 +90,10 @@ impl Config {
             fault_injection: false,
             join: Vec::new(),
             gossip_fast: false,
+            certs: None,
+            insecure: false,
+            peer_connections_max: crate::transport::PEER_CONNECTIONS_MAX_DEFAULT,
+            peer_idle_timeout_ms: crate::transport::PEER_IDLE_TIMEOUT_MS_DEFAULT,
         }
     }
 }

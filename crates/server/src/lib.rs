@@ -5,6 +5,7 @@
 //! - [`config`]: the node's configuration.
 //! - [`runtime`]: the node loop, batching and group commit.
 //! - [`transport`]: node-to-node TCP.
+//! - [`tls`]: certificates and mutual TLS between peers.
 //! - [`faults`]: test-only fault injection on the transport.
 //! - [`http`]: the HTTP API v1.
 //! - [`metrics`]: Prometheus metrics.
@@ -16,6 +17,7 @@ pub mod fsync;
 pub mod http;
 pub mod metrics;
 pub mod runtime;
+pub mod tls;
 pub mod transport;
 
 use std::sync::Arc;
@@ -51,11 +53,21 @@ async fn run_node(
     me: NodeId,
 ) -> anyhow::Result<()> {
     let layout = initial_layout(&config, &me)?;
+    let security = peer_security(&config, &me)?;
     let (dir, node) = open_node(&config, &me, &layout)?;
 
     // Bind both listeners before anything else so a port clash fails fast.
     let (rpc_listener, http_listener) = bind(&config).await?;
-    let net = start_node(&config, &me, &layout, node, rpc_listener);
+    let metrics = Arc::new(metrics::Metrics::new());
+    let net = start_node(
+        &config,
+        &me,
+        &layout,
+        node,
+        rpc_listener,
+        security,
+        &metrics,
+    );
     let state = http::AppState {
         node: net.handle.clone(),
         me: me.clone(),
@@ -63,7 +75,7 @@ async fn run_node(
         value_bytes_max: config.limits.value_bytes_max,
         timeout_ms: config.timeout_ms,
         peers: net.info,
-        metrics: Arc::new(metrics::Metrics::new()),
+        metrics,
         faults: config.fault_injection.then_some(net.faults),
     };
     info!(node = %me, http = %config.http, rpc = %config.listen, incarnation = dir.incarnation, "serving");
@@ -119,6 +131,38 @@ fn open_node(
     Ok((dir, node))
 }
 
+/// How peers talk: mutual TLS from `--certs` (loaded and checked now, so a
+/// missing or wrong file stops the start), or plaintext with `--insecure`
+/// and a loud warning. Neither is an error that says to pass one.
+fn peer_security(config: &Config, me: &NodeId) -> anyhow::Result<transport::PeerSecurity> {
+    match (&config.certs, config.insecure) {
+        (Some(_), true) => {
+            anyhow::bail!("--certs and --insecure were both given; give one")
+        }
+        (Some(dir), false) => {
+            let tls = tls::PeerTls::load(dir, me.as_str())
+                .with_context(|| format!("--certs {}", dir.display()))?;
+            info!(certs = %dir.display(), "peer links use mutual TLS");
+            Ok(transport::PeerSecurity::Tls(tls))
+        }
+        (None, true) => {
+            tracing::warn!(
+                listen = %config.listen,
+                "--insecure: the peer port is PLAINTEXT and UNAUTHENTICATED. Anyone who can \
+                 reach it can claim to be any node, write any replica and join the cluster. \
+                 Use it only on a trusted network or for tests; for anything else make \
+                 certificates with `ringkv cert init` / `ringkv cert issue` and pass --certs"
+            );
+            Ok(transport::PeerSecurity::Insecure)
+        }
+        (None, false) => anyhow::bail!(
+            "peer security not chosen: pass --certs DIR (mutual TLS between nodes; make DIR \
+             with `ringkv cert init --dir DIR` and `ringkv cert issue --dir DIR {me}`), or \
+             --insecure (plaintext, anyone who reaches the peer port is believed)"
+        ),
+    }
+}
+
 /// A running node's loop and peer transport.
 struct Running {
     /// Requests into the node loop.
@@ -141,6 +185,8 @@ fn start_node(
     layout: &Layout,
     node: Node<runtime::Tracked>,
     rpc_listener: TcpListener,
+    security: transport::PeerSecurity,
+    metrics: &metrics::Metrics,
 ) -> Running {
     // A frame holds at most a whole object (bounded by object_bytes_max at
     // the coordinator), plus room for the envelope and the dots.
@@ -153,11 +199,17 @@ fn start_node(
         .collect();
     let liveness = transport::Liveness::default();
     let faults = faults::Faults::default();
+    let options = transport::PeerOptions {
+        security,
+        frame_bytes_max,
+        connections_max: config.peer_connections_max,
+        idle_timeout: std::time::Duration::from_millis(config.peer_idle_timeout_ms),
+    };
     let peers = transport::start_peers(
         me.clone(),
         config.http.clone(),
         peer_list,
-        frame_bytes_max,
+        options.clone(),
         liveness.clone(),
         faults.clone(),
     );
@@ -166,7 +218,8 @@ fn start_node(
     let peer_server = tokio::spawn(
         transport::serve_peers(
             rpc_listener,
-            frame_bytes_max,
+            options,
+            metrics.peer_refusals(),
             info.clone(),
             peers,
             handle.clone(),

@@ -37,6 +37,13 @@ pub struct EventLabel {
     pub event: String,
 }
 
+/// Labels of a counter of refusals.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Why: `full`, `tls`, `hello_timeout`, `hello`, `id_mismatch`.
+    pub reason: &'static str,
+}
+
 /// Labels of the member gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabel {
@@ -117,6 +124,7 @@ pub struct Metrics {
     hints_pending: Family<TargetLabel, Gauge>,
     hints_max: Gauge,
     hints_full: Gauge,
+    peer_refusals: Family<ReasonLabel, Counter>,
     /// Handles of the key API's series, found once: looking a series up in
     /// its family hashes its labels under a lock, on every request.
     http_handles: HttpHandles,
@@ -197,6 +205,15 @@ impl Metrics {
             "1 while the hints are at --hints-max and writes as a fallback are refused",
             hints_full.clone(),
         );
+        let peer_refusals = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "peer_connections_refused",
+            "Inbound peer connections closed before or at the hello, by reason: full \
+             (--peer-connections-max), tls (handshake failed: no certificate, or not from the \
+             cluster CA), hello_timeout, hello (malformed), id_mismatch (the hello's node id is \
+             not the certificate's)",
+            peer_refusals.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             http_requests,
@@ -207,8 +224,14 @@ impl Metrics {
             hints_pending,
             hints_max,
             hints_full,
+            peer_refusals,
             http_handles: HttpHandles::default(),
         }
+    }
+
+    /// The counter of refused inbound peer connections, for the transport.
+    pub fn peer_refusals(&self) -> Family<ReasonLabel, Counter> {
+        self.peer_refusals.clone()
     }
 
     /// Records one key-value request.

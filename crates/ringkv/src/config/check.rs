@@ -194,6 +194,7 @@ pub(crate) fn validate(c: &Config) -> Result<(), ConfigError> {
     check_membership(c, &mut problems);
     check_replication(c, &mut problems);
     check_limits(c, &mut problems);
+    check_peer_port(c, &mut problems);
     if problems.is_empty() {
         Ok(())
     } else {
@@ -351,6 +352,32 @@ fn check_limits(c: &Config, problems: &mut Vec<Invalid>) {
     }
 }
 
+/// Least `--peer-idle-timeout-ms`: keepalives go at a third of it.
+const PEER_IDLE_TIMEOUT_MS_MIN: u64 = 100;
+
+/// `--certs` or `--insecure`, and the peer listener's limits.
+fn check_peer_port(c: &Config, problems: &mut Vec<Invalid>) {
+    if c.certs.is_none() && !c.insecure {
+        problems.push(Invalid::new(
+            "--certs",
+            "(not given)",
+            "give --certs DIR for mutual TLS between nodes (make DIR with `ringkv cert init --dir \
+             DIR` and `ringkv cert issue --dir DIR NODE-ID`), or --insecure for a plaintext peer \
+             port where anyone who reaches it is believed",
+        ));
+    }
+    if c.peer_connections_max == 0 {
+        problems.push(Invalid::new("--peer-connections-max", 0, "use 1 or more"));
+    }
+    if c.peer_idle_timeout_ms < PEER_IDLE_TIMEOUT_MS_MIN {
+        problems.push(Invalid::new(
+            "--peer-idle-timeout-ms",
+            c.peer_idle_timeout_ms,
+            format!("use {PEER_IDLE_TIMEOUT_MS_MIN} or more"),
+        ));
+    }
+}
+
 /// Settings that are allowed but probably not what was meant.
 pub(crate) fn warnings(c: &Config) -> Vec<String> {
     let mut out = Vec::new();
@@ -424,6 +451,8 @@ mod tests {
         --initial-cluster THREE --sync-interval-ms 0 | --sync-interval-ms | 1 or more
         --join nowhere --n 1 --r 1 --w 1             | --join             | host:port
         --n 3 --r 2 --w 1                            | --r                | can never be met with 1 member
+        --n 1 --r 1 --w 1 --peer-connections-max 0   | --peer-connections-max | 1 or more
+        --n 1 --r 1 --w 1 --peer-idle-timeout-ms 99  | --peer-idle-timeout-ms | 100 or more
     ";
 
     #[test]
@@ -493,6 +522,7 @@ mod tests {
                 "127.0.0.1:7081",
                 "--initial-cluster",
                 THREE,
+                "--insecure",
             ]),
             &FileConfig::default(),
         )
@@ -518,6 +548,7 @@ mod tests {
                 "1",
                 "--w",
                 "1",
+                "--insecure",
             ]),
             &FileConfig::default(),
         )

@@ -26,6 +26,9 @@
 //! hints_max = 1000000
 //! runtime_threads = 1                   # default: cores - 1, at least 1
 //! join = "127.0.0.1:7081"                # or a list: ["10.0.0.1:7081", "10.0.0.2:7081"]
+//! certs = "/etc/ringkv/certs"            # mutual TLS between peers (`ringkv cert`)
+//! # or: insecure = true                  # plaintext peer port; one of the two is required
+//! peer_connections_max = 256
 //! ```
 //!
 //! Unknown keys are an error, so a typo does not silently fall back to a default.
@@ -99,6 +102,14 @@ pub(crate) struct FileConfig {
     join: Option<JoinSpec>,
     #[serde(default, alias = "gossip-fast")]
     gossip_fast: Option<bool>,
+    #[serde(default)]
+    certs: Option<PathBuf>,
+    #[serde(default)]
+    insecure: Option<bool>,
+    #[serde(default, alias = "peer-connections-max")]
+    peer_connections_max: Option<usize>,
+    #[serde(default, alias = "peer-idle-timeout-ms")]
+    peer_idle_timeout_ms: Option<u64>,
 }
 
 /// The forms `join` may take in the file.
@@ -215,7 +226,38 @@ pub(crate) fn merge(flags: &ServerArgs, file: &FileConfig) -> Result<Config, Con
         };
     }
     c.gossip_fast = flags.gossip_fast || file.gossip_fast.unwrap_or(false);
+    merge_peer_port(flags, file, &mut c)?;
     Ok(c)
+}
+
+/// `--certs` or `--insecure` (a flag wins over the file; both in the file
+/// is refused), and the peer listener's limits. Neither is left for
+/// [`validate`] to report.
+fn merge_peer_port(flags: &ServerArgs, file: &FileConfig, c: &mut Config) -> Result<(), Invalid> {
+    let file_insecure = file.insecure.unwrap_or(false);
+    (c.certs, c.insecure) = match (&flags.certs, flags.insecure) {
+        (Some(dir), _) => (Some(dir.clone()), false),
+        (None, true) => (None, true),
+        (None, false) => match (&file.certs, file_insecure) {
+            (Some(dir), true) => {
+                return Err(Invalid::new(
+                    "--certs",
+                    dir.display(),
+                    "and insecure = true are both in the config file; give one",
+                ));
+            }
+            (dir, insecure) => (dir.clone(), insecure),
+        },
+    };
+    set(
+        &mut c.peer_connections_max,
+        flags.peer_connections_max.or(file.peer_connections_max),
+    );
+    set(
+        &mut c.peer_idle_timeout_ms,
+        flags.peer_idle_timeout_ms.or(file.peer_idle_timeout_ms),
+    );
+    Ok(())
 }
 
 /// Replaces `slot` with `value` when one was given.
@@ -306,7 +348,8 @@ pub(super) mod testing {
         }
     }
 
-    /// The flags without a default.
+    /// The flags without a default (and `--insecure`, as a node needs
+    /// `--certs` or `--insecure`).
     pub(crate) const IDENTITY: &[&str] = &[
         "--node-id",
         "n1",
@@ -316,6 +359,7 @@ pub(super) mod testing {
         "127.0.0.1:7081",
         "--http",
         "127.0.0.1:8081",
+        "--insecure",
     ];
 
     /// A 3-node initial cluster that includes n1 at its --listen.
@@ -364,6 +408,56 @@ mod tests {
             err.contains("--join \"nowhere\": expected host:port"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn certs_or_insecure_is_required_and_a_flag_wins_over_the_file() {
+        let bare = flags(&[
+            "--node-id",
+            "n1",
+            "--data-dir",
+            "d",
+            "--listen",
+            "127.0.0.1:7081",
+            "--http",
+            "127.0.0.1:8081",
+        ]);
+        let c = merge(&bare, &FileConfig::default()).unwrap();
+        let err = validate(&c).unwrap_err().to_string();
+        assert!(
+            err.contains("--certs") && err.contains("--insecure") && err.contains("ringkv cert"),
+            "{err}"
+        );
+        let file = parse_file("certs = \"/etc/c\"\npeer_connections_max = 9\nn = 1\nr = 1\nw = 1")
+            .unwrap();
+        let c = merge(&bare, &file).unwrap();
+        assert_eq!(c.certs, Some(PathBuf::from("/etc/c")));
+        assert!(!c.insecure);
+        assert_eq!(c.peer_connections_max, 9);
+        assert_eq!(validate(&c), Ok(()));
+        let c = merge(&with_identity(&[]), &file).unwrap();
+        assert!(c.insecure && c.certs.is_none(), "the flag wins");
+        let c = merge(
+            &flags(&["--certs", "x"]),
+            &parse_file("insecure = true").unwrap(),
+        );
+        assert!(c.is_err(), "identity missing");
+        let mut args = bare;
+        args.certs = Some("f".into());
+        let c = merge(&args, &parse_file("insecure = true").unwrap()).unwrap();
+        assert_eq!((c.certs, c.insecure), (Some("f".into()), false));
+        let both = parse_file("certs = \"c\"\ninsecure = true").unwrap();
+        let err = merge(&ServerArgs::default(), &both);
+        assert!(err.is_err());
+        let args = ServerArgs {
+            node_id: Some("n1".into()),
+            data_dir: Some("d".into()),
+            listen: Some("127.0.0.1:7081".into()),
+            http: Some("127.0.0.1:8081".into()),
+            ..ServerArgs::default()
+        };
+        let err = merge(&args, &both).unwrap_err().to_string();
+        assert!(err.contains("both in the config file"), "{err}");
     }
 
     #[test]
@@ -427,6 +521,7 @@ mod tests {
             r#"
             node-id = "n2"
             data_dir = "d"
+            insecure = true
             listen = "127.0.0.1:7082"
             http = "127.0.0.1:8082"
             [initial_cluster]

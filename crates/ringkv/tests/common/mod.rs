@@ -1,5 +1,7 @@
 //! Starts real `ringkv server` processes on free loopback ports, kills and
-//! restarts them, and cleans up every process and directory it made.
+//! restarts them, and cleans up every process and directory it made. The
+//! nodes talk mutual TLS with certificates the test makes with `ringkv cert`
+//! (in the cluster's temporary directory), unless started `--insecure`.
 #![allow(dead_code)]
 
 use std::fmt;
@@ -118,6 +120,29 @@ fn free_port() -> u16 {
     }
 }
 
+/// Runs `ringkv cert ARGS` and panics with its output when it fails.
+pub(crate) fn ringkv_cert(args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ringkv"))
+        .arg("cert")
+        .args(args)
+        .output()
+        .expect("running ringkv cert");
+    assert!(
+        out.status.success(),
+        "ringkv cert {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Makes a CA in `dir` and a certificate for each of `nodes`.
+pub(crate) fn make_certs(dir: &std::path::Path, nodes: &[&str]) {
+    let dir = dir.to_str().unwrap();
+    ringkv_cert(&["init", "--dir", dir]);
+    for n in nodes {
+        ringkv_cert(&["issue", "--dir", dir, n]);
+    }
+}
+
 impl TestCluster {
     /// Starts `size` nodes (N=3, R=2, W=2 unless `extra_args` say otherwise)
     /// and waits until every node answers and sees every peer.
@@ -149,6 +174,10 @@ impl TestCluster {
             tmp,
             http,
         };
+        if !extra_args.contains(&"--insecure") {
+            let ids: Vec<&str> = c.nodes.iter().map(|n| n.id.as_str()).collect();
+            make_certs(&c.certs_dir(), &ids);
+        }
         for i in 0..size {
             c.spawn(i);
         }
@@ -157,6 +186,11 @@ impl TestCluster {
         }
         c.wait_all_see_all().await;
         c
+    }
+
+    /// Where the cluster's CA and node certificates are.
+    pub(crate) fn certs_dir(&self) -> PathBuf {
+        self.tmp.path().join("certs")
     }
 
     fn spawn(&mut self, i: usize) {
@@ -169,6 +203,11 @@ impl TestCluster {
         let (initial_cluster, extra_args) = match &n.own_args {
             Some((ic, extra)) => (ic, extra),
             None => (&self.initial_cluster, &self.extra_args),
+        };
+        let security: Vec<String> = if extra_args.iter().any(|a| a == "--insecure") {
+            Vec::new()
+        } else {
+            vec!["--certs".into(), self.certs_dir().display().to_string()]
         };
         let child = Command::new(env!("CARGO_BIN_EXE_ringkv"))
             .args([
@@ -184,6 +223,7 @@ impl TestCluster {
             .arg(&n.dir)
             .args(["--initial-cluster", initial_cluster])
             .args(extra_args)
+            .args(security)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -199,6 +239,10 @@ impl TestCluster {
     pub(crate) async fn add_node(&mut self, extra_args: &[&str]) -> usize {
         let i = self.nodes.len();
         let id = format!("n{}", i + 1);
+        if !extra_args.contains(&"--insecure") {
+            let dir = self.certs_dir();
+            ringkv_cert(&["issue", "--dir", dir.to_str().unwrap(), &id]);
+        }
         let rpc = format!("127.0.0.1:{}", free_port());
         self.nodes.push(TestNode {
             id: id.clone(),

@@ -130,6 +130,7 @@ pub(super) async fn start_cluster(
         let i = u32::try_from(i).context("too many nodes")?;
         specs.push(NodeSpec::new(i, http, rpc, dir));
     }
+    process::ensure_certs(&specs)?;
     let members = process::initial_cluster(&specs);
     for spec in &specs {
         let line = std::iter::once(exe.display().to_string())

@@ -193,9 +193,9 @@ pub struct Hello {
     pub http_addr: String,
 }
 
-/// 2: empty frames are keepalives; with TLS the hello is bound to the
-/// certificate.
-const WIRE_VERSION: u32 = 2;
+/// The wire format's version, in every hello. 2: empty frames are
+/// keepalives; with TLS the hello is bound to the certificate.
+pub const WIRE_VERSION: u32 = 2;
 
 /// What this node knows about its peers' connections.
 #[derive(Clone, Default)]

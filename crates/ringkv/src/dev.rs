@@ -157,9 +157,11 @@ fn print_banner(args: &DevArgs, nodes: &Nodes, (n, r, w): (usize, usize, usize))
         .filter(|a| a.contains('/'))
         .unwrap_or_else(|| "ringkv".to_string());
     let mut out = format!(
-        "\nringkv dev cluster: {} node(s), n={n} r={r} w={w}, data in {}\n\n{}\nTry:\n",
+        "\nringkv dev cluster: {} node(s), n={n} r={r} w={w}, data in {}, peers on mutual TLS \
+         (certificates in {})\n\n{}\nTry:\n",
         running.len(),
         args.dir.display(),
+        args.dir.join("certs").display(),
         table(&rows)
     );
     if first != crate::cli::DEFAULT_ENDPOINT {

@@ -1,6 +1,7 @@
 //! Node-to-node TCP: one outgoing connection per peer, length-delimited
 //! frames of postcard-encoded [`Envelope`]s, many requests in flight on it
-//! (they carry request ids), reconnect with backoff, bounded queues.
+//! (they carry request ids), reconnect with backoff, queues bounded in
+//! messages ([`PEER_QUEUE_MAX`]) and bytes ([`PEER_QUEUE_BYTES_MAX`]).
 //!
 //! A connection starts with a [`Hello`] frame naming the sender, so the
 //! receiver knows who speaks without trusting each envelope. Frames that do
@@ -37,7 +38,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -65,6 +66,9 @@ use crate::tls::{PeerTls, cert_node_ids, check_claim};
 /// Messages waiting for one peer; past it new ones are dropped (the
 /// coordinators' timeouts cover lost messages).
 pub const PEER_QUEUE_MAX: usize = 8_192;
+/// Bytes of encoded messages waiting for one peer; past it new ones are
+/// dropped too, so a slow peer holds at most this much of our memory.
+pub const PEER_QUEUE_BYTES_MAX: usize = 64 << 20;
 /// First reconnect delay; doubles up to [`BACKOFF_MAX_MS`].
 const BACKOFF_MIN_MS: u64 = 50;
 /// Longest reconnect delay.
@@ -241,7 +245,10 @@ impl Liveness {
 struct PeerLink {
     /// Where its task connects.
     addr: String,
-    queue: mpsc::Sender<PeerMsg>,
+    /// Encoded frames for the link's task.
+    queue: mpsc::Sender<Bytes>,
+    /// Bytes in `queue`.
+    queued: Arc<AtomicUsize>,
     /// Wakes its task to reconnect at once (the peer just called us).
     wake: Arc<Notify>,
 }
@@ -263,14 +270,27 @@ pub struct Peers {
 
 impl PeerSender for Peers {
     fn send(&self, to: &NodeId, msg: PeerMsg) {
-        let links = self.links.lock().expect("peers lock");
-        match links.get(to) {
-            Some(l) => {
-                if l.queue.try_send(msg).is_err() {
-                    debug!(peer = %to, "peer queue full or closed; message dropped");
-                }
+        // Encoded here, so the queue knows its bytes.
+        let frame = Bytes::from(
+            Envelope {
+                from: self.me.clone(),
+                msg,
             }
-            None => debug!(peer = %to, me = %self.me, "message for an unknown peer dropped"),
+            .to_bytes(),
+        );
+        let len = frame.len();
+        if len > self.options.frame_bytes_max {
+            return warn!(peer = %to, bytes = len, "message larger than a frame; dropped");
+        }
+        let links = self.links.lock().expect("peers lock");
+        let Some(l) = links.get(to) else {
+            return debug!(peer = %to, me = %self.me, "message for an unknown peer dropped");
+        };
+        if l.queued.fetch_add(len, Ordering::Relaxed) + len > PEER_QUEUE_BYTES_MAX
+            || l.queue.try_send(frame).is_err()
+        {
+            l.queued.fetch_sub(len, Ordering::Relaxed);
+            debug!(peer = %to, "peer queue full or closed; message dropped");
         }
     }
 
@@ -323,9 +343,10 @@ impl Peers {
 
     fn spawn_link(&self, peer: NodeId, addr: String) -> PeerLink {
         let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
+        let queued = Arc::new(AtomicUsize::new(0));
         let notify = Arc::new(Notify::new());
         let link = Link {
-            me: self.me.clone(),
+            queued: queued.clone(),
             peer,
             addr: addr.clone(),
             hello: self.hello.clone(),
@@ -339,6 +360,7 @@ impl Peers {
         PeerLink {
             addr,
             queue: tx,
+            queued,
             wake: notify,
         }
     }
@@ -422,13 +444,14 @@ impl Default for Backoff {
 
 /// One peer's outgoing connection.
 struct Link {
-    me: NodeId,
     peer: NodeId,
     addr: String,
     hello: Hello,
     options: PeerOptions,
     /// Longest silence before a keepalive frame.
     keepalive: Duration,
+    /// Bytes in the queue this link drains.
+    queued: Arc<AtomicUsize>,
     liveness: Liveness,
     wake: Arc<Notify>,
     /// Injected faults (test-only; empty unless asked for).
@@ -438,7 +461,7 @@ struct Link {
 impl Link {
     /// Keeps a connection to the peer open and sends it what arrives on
     /// `rx`, reconnecting with backoff, until `rx` closes.
-    async fn run(self, mut rx: mpsc::Receiver<PeerMsg>) {
+    async fn run(self, mut rx: mpsc::Receiver<Bytes>) {
         let mut backoff = Backoff::default();
         loop {
             let Some((read_half, sink)) = self.connect(&mut backoff, &mut rx).await else {
@@ -458,7 +481,7 @@ impl Link {
     async fn connect(
         &self,
         backoff: &mut Backoff,
-        rx: &mut mpsc::Receiver<PeerMsg>,
+        rx: &mut mpsc::Receiver<Bytes>,
     ) -> Option<(ReadHalf<Io>, PeerSink)> {
         let stream = match dial(&self.options.security, &self.addr, Expect::Node(&self.peer)).await
         {
@@ -469,7 +492,9 @@ impl Link {
                     backoff.logged_down = true;
                 }
                 self.liveness.set(&self.peer, false);
-                while rx.try_recv().is_ok() {}
+                while let Ok(frame) = rx.try_recv() {
+                    self.took(&frame);
+                }
                 self.pause(backoff.ms).await;
                 backoff.ms = (backoff.ms * 2).min(BACKOFF_MAX_MS);
                 return None;
@@ -505,16 +530,17 @@ impl Link {
         &self,
         mut read_half: ReadHalf<Io>,
         mut sink: PeerSink,
-        rx: &mut mpsc::Receiver<PeerMsg>,
+        rx: &mut mpsc::Receiver<Bytes>,
     ) -> bool {
         let mut probe = [0u8; 1];
         let quiet = tokio::time::sleep(self.keepalive);
         tokio::pin!(quiet);
         loop {
             tokio::select! {
-                msg = rx.recv() => {
-                    let Some(msg) = msg else { return false };
-                    if !self.send_batch(&mut sink, rx, msg).await {
+                frame = rx.recv() => {
+                    let Some(frame) = frame else { return false };
+                    self.took(&frame);
+                    if !self.send_batch(&mut sink, rx, frame).await {
                         return true;
                     }
                     quiet.as_mut().reset(Instant::now() + self.keepalive);
@@ -534,14 +560,14 @@ impl Link {
         }
     }
 
-    /// Writes `msg` and every message queued behind it in one flush, after
+    /// Writes `frame` and every frame queued behind it in one flush, after
     /// the injected faults (test clusters only) delayed or dropped them.
     /// Returns false when the connection failed.
     async fn send_batch(
         &self,
         sink: &mut PeerSink,
-        rx: &mut mpsc::Receiver<PeerMsg>,
-        msg: PeerMsg,
+        rx: &mut mpsc::Receiver<Bytes>,
+        frame: Bytes,
     ) -> bool {
         let fault = self.faults.get(&self.peer);
         if let Some(f) = &fault
@@ -557,12 +583,12 @@ impl Link {
         if dropped() {
             return true;
         }
-        let mut ok = self.feed(sink, msg).await;
+        let mut ok = sink.feed(frame).await.is_ok();
         while ok {
-            match rx.try_recv() {
-                Ok(m) if dropped() => drop(m),
-                Ok(m) => ok = self.feed(sink, m).await,
-                Err(_) => break,
+            let Ok(frame) = rx.try_recv() else { break };
+            self.took(&frame);
+            if !dropped() {
+                ok = sink.feed(frame).await.is_ok();
             }
         }
         ok && SinkExt::<Bytes>::flush(sink).await.is_ok()
@@ -576,22 +602,9 @@ impl Link {
         }
     }
 
-    /// Queues one frame; a message too large for a frame is dropped (and
-    /// logged) without breaking the connection. Returns false when the
-    /// connection failed.
-    async fn feed(&self, sink: &mut PeerSink, msg: PeerMsg) -> bool {
-        let frame = Bytes::from(
-            Envelope {
-                from: self.me.clone(),
-                msg,
-            }
-            .to_bytes(),
-        );
-        if frame.len() > self.options.frame_bytes_max {
-            warn!(peer = %self.peer, bytes = frame.len(), "message larger than a frame; dropped");
-            return true;
-        }
-        sink.feed(frame).await.is_ok()
+    /// Counts `frame` out of the queue's bytes.
+    fn took(&self, frame: &Bytes) {
+        self.queued.fetch_sub(frame.len(), Ordering::Relaxed);
     }
 }
 
@@ -852,6 +865,60 @@ mod tests {
         for b in bad {
             assert!(decode_hello(&b).is_err(), "{b:?}");
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_peer_that_reads_nothing_holds_at_most_the_queue_bytes() {
+        // It accepts (the kernel does, into the backlog) but never reads.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let options = PeerOptions {
+            security: PeerSecurity::Insecure,
+            frame_bytes_max: 4 << 20,
+            connections_max: 1,
+            idle_timeout: Duration::from_secs(60),
+        };
+        let peer = NodeId::from("n2");
+        let peers = start_peers(
+            NodeId::from("n1"),
+            "127.0.0.1:1".into(),
+            vec![(peer.clone(), addr)],
+            options,
+            Liveness::default(),
+            Faults::default(),
+        );
+        let big = || {
+            let object = ringkv_core::Object::empty().update(
+                &ringkv_core::VersionVector::new(),
+                ringkv_core::Dot {
+                    actor: ringkv_core::Actor {
+                        node: NodeId::from("n1"),
+                        incarnation: 1,
+                    },
+                    counter: 1,
+                },
+                ringkv_core::Value::Data(Bytes::from(vec![7u8; 1 << 20])),
+                0,
+            );
+            PeerMsg::ReplicaPut {
+                req_id: 1,
+                key: ringkv_core::hash::BucketKey::new("b", "k"),
+                object,
+                stands_in_for: None,
+            }
+        };
+        let queued = || {
+            let links = peers.links.lock().unwrap();
+            links[&peer].queued.load(Ordering::Relaxed)
+        };
+        for _ in 0..100 {
+            peers.send(&peer, big());
+            assert!(queued() <= PEER_QUEUE_BYTES_MAX, "{}", queued());
+        }
+        // The socket's buffers take a few MiB; the queue holds the rest up
+        // to its bound, and the other messages were dropped.
+        assert!(queued() > PEER_QUEUE_BYTES_MAX / 2, "{}", queued());
+        drop(listener);
     }
 
     #[test]

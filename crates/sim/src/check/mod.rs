@@ -84,7 +84,7 @@ pub fn check_all(h: &History) -> Vec<Violation> {
 // Shared by the checkers (and observations): how to read ops.
 
 /// Shows a dot as `node#incarnation:counter`.
-pub(crate) struct DotFmt<'a>(pub &'a Dot);
+pub(crate) struct DotFmt<'a>(pub(crate) &'a Dot);
 
 impl fmt::Display for DotFmt<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -94,7 +94,7 @@ impl fmt::Display for DotFmt<'_> {
 }
 
 /// Shows a version vector as `{node#incarnation:counter, ...}`.
-pub(crate) struct VvFmt<'a>(pub &'a VersionVector);
+pub(crate) struct VvFmt<'a>(pub(crate) &'a VersionVector);
 
 impl fmt::Display for VvFmt<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -201,9 +201,9 @@ pub(crate) fn at(ms: u64, op: &Op) -> (u64, u64) {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Cover {
     /// Highest counter covered.
-    pub counter: u64,
+    pub(crate) counter: u64,
     /// Index (into `h.ops`) of the write whose context covered it.
-    pub op: usize,
+    pub(crate) op: usize,
 }
 
 /// The acknowledged writes of one key, indexed by dot, answering two
@@ -357,7 +357,7 @@ pub(crate) mod testkit {
     use crate::history::{History, Op, OpKind, Outcome};
 
     /// Actor of node `n{i}`.
-    pub fn actor(i: u32) -> Actor {
+    pub(crate) fn actor(i: u32) -> Actor {
         Actor {
             node: NodeId::from(format!("n{i}")),
             incarnation: 1,
@@ -365,7 +365,7 @@ pub(crate) mod testkit {
     }
 
     /// The dot `(n{i}, counter)`.
-    pub fn dot(i: u32, counter: u64) -> Dot {
+    pub(crate) fn dot(i: u32, counter: u64) -> Dot {
         Dot {
             actor: actor(i),
             counter,
@@ -374,7 +374,7 @@ pub(crate) mod testkit {
 
     /// `obj` after a write of `value` under `dot` with `ctx`, as a coordinator
     /// makes it.
-    pub fn write(obj: &Object, ctx: &VersionVector, dot: &Dot, value: &str) -> Object {
+    pub(crate) fn write(obj: &Object, ctx: &VersionVector, dot: &Dot, value: &str) -> Object {
         obj.update(
             ctx,
             dot.clone(),
@@ -384,14 +384,14 @@ pub(crate) mod testkit {
     }
 
     /// Builds a history op by op; ids are positions.
-    pub struct Builder {
+    pub(crate) struct Builder {
         /// The history so far.
-        pub h: History,
+        pub(crate) h: History,
     }
 
     impl Builder {
         /// An empty history with `n` replicas per key.
-        pub fn new(n: usize) -> Self {
+        pub(crate) fn new(n: usize) -> Self {
             Builder {
                 h: History { n, ops: vec![] },
             }
@@ -423,7 +423,7 @@ pub(crate) mod testkit {
 
         /// An acknowledged put of `value` with `ctx` (`None`: blind), that
         /// produced `after` under `dot`, over `t = (invoke, ack)`.
-        pub fn put(
+        pub(crate) fn put(
             &mut self,
             key: &str,
             ctx: Option<&VersionVector>,
@@ -444,7 +444,7 @@ pub(crate) mod testkit {
         }
 
         /// A put whose ack never came (`Unavailable`).
-        pub fn put_unacked(
+        pub(crate) fn put_unacked(
             &mut self,
             key: &str,
             ctx: Option<&VersionVector>,
@@ -463,7 +463,7 @@ pub(crate) mod testkit {
         }
 
         /// A successful read at `r` that returned `obj`.
-        pub fn get(&mut self, key: &str, r: usize, t: (u64, u64), obj: &Object) -> u64 {
+        pub(crate) fn get(&mut self, key: &str, r: usize, t: (u64, u64), obj: &Object) -> u64 {
             let outcome = Outcome::Read {
                 object: obj.clone(),
             };
@@ -471,7 +471,7 @@ pub(crate) mod testkit {
         }
 
         /// An operation with any outcome.
-        pub fn raw(
+        pub(crate) fn raw(
             &mut self,
             key: &str,
             kind: OpKind,
@@ -504,7 +504,7 @@ pub(crate) mod model {
 
     /// A coordinator bug to inject.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub enum Bug {
+    pub(crate) enum Bug {
         /// None: a correct cluster.
         None,
         /// Writes are applied without the client's context.
@@ -514,7 +514,7 @@ pub(crate) mod model {
     }
 
     /// A history of `ops` operations over `keys` keys on 3 replicas.
-    pub fn history(seed: u64, ops: usize, keys: usize, bug: Bug) -> History {
+    pub(crate) fn history(seed: u64, ops: usize, keys: usize, bug: Bug) -> History {
         let n = 3usize;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut reps: Vec<BTreeMap<String, Object>> = vec![BTreeMap::new(); n];

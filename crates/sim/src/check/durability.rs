@@ -34,7 +34,7 @@
 
 use std::collections::BTreeMap;
 
-use ringkv_core::{Actor, VersionVector};
+use ringkv_core::{Actor, Sibling, VersionVector};
 
 use super::{
     Bound, Checker, Ctx, DotFmt, Violation, VvFmt, WriteClass, WriteIndex, at, classify,
@@ -244,22 +244,7 @@ fn describe_missed(h: &History, lo: Missed, hi: Missed) -> String {
 /// gone although no write the read saw superseded it.
 fn vanished_dots(h: &History, key: &str, ops: &[usize], out: &mut Vec<Violation>) {
     let index = WriteIndex::build(h, ops, Bound::Upper);
-    // Writes that may have been applied under unknown dots, by invocation.
-    let mut unknown: Vec<((u64, u64), usize)> = Vec::new();
-    let mut reads: Vec<((u64, u64), usize)> = Vec::new();
-    for &i in ops {
-        let op = &h.ops[i];
-        match classify(op) {
-            WriteClass::Unknown => unknown.push((at(op.invoke_ms, op), i)),
-            WriteClass::NotWrite if matches!(op.outcome, Outcome::Read { .. }) => {
-                reads.push((at(op.complete_ms.unwrap_or(u64::MAX), op), i))
-            }
-            _ => {}
-        }
-    }
-    unknown.sort_unstable();
-    reads.sort_unstable();
-
+    let (unknown, reads) = unknown_writes_and_reads(h, ops);
     // The join of the contexts of unknown writes invoked so far.
     let mut unknown_join = VersionVector::new();
     let mut unknown_all = false;
@@ -289,14 +274,7 @@ fn vanished_dots(h: &History, key: &str, ops: &[usize], out: &mut Vec<Violation>
             let Some(ai) = index.actor(actor) else {
                 continue;
             };
-            // Counters of this actor's siblings (siblings are sorted by dot).
-            let sibs = &object.siblings;
-            let from = sibs.partition_point(|s| s.dot.actor < *actor);
-            let to = sibs.partition_point(|s| s.dot.actor <= *actor);
-            let returned: Vec<u64> = sibs[from.min(to)..to]
-                .iter()
-                .map(|s| s.dot.counter)
-                .collect();
+            let returned = sibling_counters(&object.siblings, actor);
             // The newest acknowledged write of this actor the read covers but
             // did not return; if it was superseded, so were all older ones.
             let Some((counter, wi)) = index
@@ -331,6 +309,38 @@ fn vanished_dots(h: &History, key: &str, ops: &[usize], out: &mut Vec<Violation>
             });
         }
     }
+}
+
+/// The writes among `ops` that may have been applied under unknown dots (by
+/// time of invocation) and the successful reads (by time of completion, a
+/// pending one last), each sorted by (time, id): what check 2 walks.
+fn unknown_writes_and_reads(h: &History, ops: &[usize]) -> (Vec<Timed>, Vec<Timed>) {
+    let mut unknown: Vec<Timed> = Vec::new();
+    let mut reads: Vec<Timed> = Vec::new();
+    for &i in ops {
+        let op = &h.ops[i];
+        match classify(op) {
+            WriteClass::Unknown => unknown.push((at(op.invoke_ms, op), i)),
+            WriteClass::NotWrite if matches!(op.outcome, Outcome::Read { .. }) => {
+                reads.push((at(op.complete_ms.unwrap_or(u64::MAX), op), i))
+            }
+            _ => {}
+        }
+    }
+    unknown.sort_unstable();
+    reads.sort_unstable();
+    (unknown, reads)
+}
+
+/// The counters of `actor`'s dots among `siblings` (sorted by dot, as an
+/// object keeps them), ascending: the values of that actor a read returned.
+fn sibling_counters(siblings: &[Sibling], actor: &Actor) -> Vec<u64> {
+    let from = siblings.partition_point(|s| s.dot.actor < *actor);
+    let to = siblings.partition_point(|s| s.dot.actor <= *actor);
+    siblings[from.min(to)..to]
+        .iter()
+        .map(|s| s.dot.counter)
+        .collect()
 }
 
 #[cfg(test)]

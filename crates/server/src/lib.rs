@@ -217,6 +217,7 @@ fn node_config(config: &Config, me: &NodeId, layout: &Layout, incarnation: u32) 
         // requests can then never match this start's.
         request_id_base: rand::random::<u64>() % ringkv_node::REQUEST_ID_BASE_MAX,
         hints_max: config.hints_max,
+        buckets_max: config.buckets_max,
         handoff_interval_ms: ringkv_node::HANDOFF_INTERVAL_MS_DEFAULT,
         handoff_window: ringkv_node::HANDOFF_WINDOW_DEFAULT,
         gossip: if config.gossip_fast {

@@ -258,6 +258,8 @@ impl Metrics {
             ("handoff_drops", s.handoff_drops),
             ("siblings_warned", s.siblings_warned),
             ("gossip_errors", s.gossip_errors),
+            ("peer_refused", s.peer_refused),
+            ("buckets_refused", s.buckets_refused),
         ];
         let registry = self.registry.lock().expect("metrics lock");
         for (name, value) in events {
@@ -323,6 +325,7 @@ mod tests {
             "ringkv_hints_pending{target=\"n3\"} 0",
             "ringkv_hints_max 10",
             "ringkv_hints_full 0",
+            "ringkv_node_events_total{event=\"peer_refused\"} 0",
             "ringkv_node_events_total{event=\"hints_delivered\"} 4",
             "ringkv_node_events_total{event=\"siblings_warned\"} 1",
             "ringkv_node_events_total{event=\"hints_refused\"} 0",

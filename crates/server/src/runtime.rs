@@ -165,6 +165,9 @@ impl NodeHandle {
 pub struct Tracked {
     inner: ringkv_storage_fjall::fjall_store::FjallStore,
     dirty: bool,
+    /// Tests: how many times the loop synced the store itself.
+    #[cfg(test)]
+    syncs: u64,
 }
 
 impl Tracked {
@@ -173,6 +176,8 @@ impl Tracked {
         Tracked {
             inner,
             dirty: false,
+            #[cfg(test)]
+            syncs: 0,
         }
     }
 
@@ -216,6 +221,10 @@ impl Store for Tracked {
         self.inner.flush()
     }
     fn sync(&mut self) -> Result<(), StoreError> {
+        #[cfg(test)]
+        {
+            self.syncs += 1;
+        }
         self.inner.sync()
     }
     fn scan_partition(&self, p: PartitionId) -> Result<Vec<(BucketKey, Object)>, StoreError> {
@@ -365,7 +374,9 @@ impl<P: PeerSender> Loop<P> {
                 }
             }
             self.fire_timers();
-            let persisted = self.persist(false).map_err(|e| e.to_string());
+            // A handoff's ack waits for the disk in every sync mode.
+            let sync_now = self.outputs.iter().any(|o| matches!(o, Output::Sync));
+            let persisted = self.persist(sync_now).map_err(|e| e.to_string());
             if let Err(e) = &persisted {
                 // Outputs of this batch may depend on writes that are not
                 // durable: no peer hears of them (their coordinators time
@@ -497,6 +508,8 @@ impl<P: PeerSender> Loop<P> {
                 }
                 Output::SendAddr { addr, msg } => self.peers.send_addr(&addr, msg),
                 Output::PeerAddr { peer, rpc_addr } => self.peers.learn(&peer, &rpc_addr),
+                // Done by `persist` before the outputs were performed.
+                Output::Sync => {}
             }
         }
     }
@@ -505,6 +518,113 @@ impl<P: PeerSender> Loop<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use bytes::Bytes;
+    use ringkv_core::{Actor, Dot, Value, VersionVector};
+    use ringkv_storage_fjall::fjall_store::FjallStore;
+    use std::sync::{Arc, Mutex};
+
+    /// A [`PeerSender`] that records what it is asked to send.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<(NodeId, PeerMsg)>>>);
+
+    impl PeerSender for Recorder {
+        fn send(&self, to: &NodeId, msg: PeerMsg) {
+            self.0.lock().unwrap().push((to.clone(), msg));
+        }
+        fn send_addr(&self, _: &str, _: PeerMsg) {}
+        fn learn(&self, _: &NodeId, _: &str) {}
+    }
+
+    impl Recorder {
+        /// Waits up to 10 s for the ack of `req_id`; returns whether it came.
+        async fn acked(&self, req_id: u64) -> bool {
+            for _ in 0..1_000 {
+                let ack = PeerMsg::ReplicaPutAck { req_id, ok: true };
+                let sent = self.0.lock().unwrap().iter().any(|(_, m)| *m == ack);
+                if sent {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            false
+        }
+    }
+
+    /// Node n1 of a two-node layout (n2 never answers) with r = w = 1, its
+    /// store in `dir`.
+    fn node_in(dir: &std::path::Path) -> Node<Tracked> {
+        let mut config = crate::Config::new("n1", dir.to_path_buf(), "127.0.0.1:1", "127.0.0.1:2");
+        config
+            .initial_cluster
+            .push(("n2".into(), "127.0.0.1:3".into()));
+        (config.r, config.w) = (1, 1);
+        let me = NodeId::from("n1");
+        let layout = crate::initial_layout(&config, &me).unwrap();
+        let store = FjallStore::open(&dir.join("store"), config.ring_size).unwrap();
+        let cfg = crate::node_config(&config, &me, &layout, 1);
+        Node::new(cfg, layout, Tracked::new(store)).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_handoff_is_acked_only_after_an_fsync_even_in_periodic_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let peers = Recorder::default();
+        // No periodic fsync falls due during the test.
+        let sync = SyncMode::Periodic {
+            interval_ms: 600_000,
+        };
+        let (handle, task) = spawn(
+            node_in(dir.path()),
+            sync,
+            peers.clone(),
+            Liveness::default(),
+        );
+        let key = BucketKey::new(b"b".to_vec(), b"k".to_vec());
+        let object = |counter| {
+            let dot = Dot {
+                actor: Actor {
+                    node: NodeId::from("n2"),
+                    incarnation: 1,
+                },
+                counter,
+            };
+            let v = Value::Data(Bytes::from_static(b"v"));
+            Object::empty().update(&VersionVector::new(), dot, v, 1)
+        };
+        let from = NodeId::from("n2");
+        let syncs = || handle.inspect(|n| n.store().syncs);
+        let before = syncs().await.unwrap();
+
+        let write = PeerMsg::ReplicaPut {
+            req_id: 1,
+            key: key.clone(),
+            object: object(1),
+            stands_in_for: None,
+        };
+        let input = Input::Peer {
+            from: from.clone(),
+            msg: write,
+        };
+        assert!(handle.try_send(Event::Input(input)).is_ok());
+        assert!(peers.acked(1).await, "a replica write is acked");
+        assert_eq!(syncs().await.unwrap(), before, "after a flush, no fsync");
+
+        let handoff = PeerMsg::HandoffPut {
+            req_id: 2,
+            key,
+            object: object(2),
+        };
+        assert!(
+            handle
+                .try_send(Event::Input(Input::Peer { from, msg: handoff }))
+                .is_ok()
+        );
+        assert!(peers.acked(2).await, "a handoff is acked");
+        assert_eq!(syncs().await.unwrap(), before + 1, "after an fsync");
+        drop(handle);
+        task.await.unwrap();
+    }
 
     #[test]
     fn a_failed_flush_fails_the_clients_and_keeps_only_timers() {

@@ -86,6 +86,7 @@ impl Cluster {
             bugs: bugs.clone(),
             request_id_base: 0,
             hints_max: ringkv_node::HINTS_MAX_DEFAULT,
+            buckets_max: ringkv_node::BUCKETS_MAX_DEFAULT,
             handoff_interval_ms: ringkv_node::HANDOFF_INTERVAL_MS_DEFAULT,
             handoff_window: ringkv_node::HANDOFF_WINDOW_DEFAULT,
             gossip: gossip_config(s),
@@ -204,7 +205,8 @@ impl Cluster {
     }
 
     /// Feeds `input` to node `i` at `now_ms` and makes its writes durable
-    /// (flush, or sync with `sync = always`) before the outputs are released
+    /// (flush, or sync with `sync = always` or when the outputs ask for it
+    /// with [`Output::Sync`]) before the outputs are released
     /// into `out`. Does nothing when the node is down. If the store fails,
     /// only the timers are kept, as the real runtime does.
     pub fn handle(&mut self, i: usize, now_ms: u64, input: Input, out: &mut Vec<Output>) {
@@ -216,8 +218,11 @@ impl Cluster {
         let _node = slot.span.enter();
         node.handle(now_ms, input, out);
         let store = node.store_mut();
+        // A handoff's ack waits for the disk in every sync mode.
+        let sync_now = out[start..].contains(&Output::Sync);
         let persisted = match self.sync {
             SimSync::Always => store.sync(),
+            SimSync::Periodic { .. } if sync_now => store.sync(),
             SimSync::Periodic { .. } => store.flush(),
         };
         if persisted.is_err() {

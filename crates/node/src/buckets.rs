@@ -132,7 +132,7 @@ impl Buckets {
     }
 
     /// An entry from a peer: adopted when it supersedes ours. Refused
-    /// (counted, logged, nothing changes, the clock does not move) when it
+    /// (counted, logged at debug, nothing changes, the clock does not move) when it
     /// is stamped further ahead of our clock than [`MAX_DRIFT_MS`] (it would
     /// pin the bucket's properties until our clock caught up), names no
     /// bucket or one over the length limit, holds invalid properties, or
@@ -140,7 +140,9 @@ impl Buckets {
     pub(crate) fn on_entry<S: Store>(&mut self, ctx: &mut Ctx<'_, S>, entry: BucketEntry) {
         if let Err(why) = self.check_entry(ctx, &entry) {
             ctx.stats.buckets_refused += 1;
-            warn!(bucket = ?String::from_utf8_lossy(&entry.bucket), origin = %entry.origin, %why, "bucket properties from a peer refused");
+            // At debug: gossip delivers an entry again and again, and the
+            // counter is what operators watch.
+            debug!(bucket = ?String::from_utf8_lossy(&entry.bucket), origin = %entry.origin, %why, "bucket properties from a peer refused");
             return;
         }
         ctx.clock.observe(entry.stamp, ctx.now_ms);

@@ -164,6 +164,33 @@ pub enum BucketError {
         /// What was given, as JSON.
         value: String,
     },
+    /// The change is stamped below the properties in force, which were set
+    /// with a stamp ahead of this node's clock: it would lose to them
+    /// everywhere, so it is refused rather than reported as applied.
+    #[error(
+        "the change was not applied: the bucket's properties in force were set by {origin} \
+         with a stamp ({have}) ahead of this node's clock ({mine}); set them on {origin}, or \
+         once this node's clock has caught up"
+    )]
+    Superseded {
+        /// The node that set the properties in force.
+        origin: String,
+        /// Their stamp.
+        have: Hlc,
+        /// The stamp this change would have had.
+        mine: Hlc,
+    },
+    /// The bucket has no properties of its own yet and the node keeps as
+    /// many buckets' properties as it may.
+    #[error(
+        "the change was not applied: this node keeps properties for at most {max} buckets \
+         (--buckets-max) and has that many; use a bucket that has properties already, or \
+         raise --buckets-max on every node"
+    )]
+    TooManyBuckets {
+        /// The bound (`--buckets-max`).
+        max: usize,
+    },
     /// The body is not a JSON object.
     #[error(
         "bucket properties must be a JSON object such as {{\"n\": 3, \"conflict\": \"lww\"}}: {0}"

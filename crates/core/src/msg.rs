@@ -169,6 +169,21 @@ pub enum PeerMsg {
         /// The encoded gossip packet.
         data: Vec<u8>,
     },
+    /// A fallback hands a hinted write back to its primary: "merge this
+    /// state of the key into yours", acked with [`PeerMsg::ReplicaPutAck`]
+    /// like [`PeerMsg::ReplicaPut`], but only once the write is on the
+    /// primary's disk (fsync) whatever its sync mode: on that ack the
+    /// fallback drops its hint and its copy, so until then the fallback's
+    /// copy is the durable one. (Last in the enum: the encoding of the
+    /// messages before it is unchanged.)
+    HandoffPut {
+        /// Id chosen by the sender, echoed in the ack.
+        req_id: u64,
+        /// The key.
+        key: BucketKey,
+        /// The fallback's state of the key.
+        object: Object,
+    },
 }
 
 // (Bucket properties travel as `PeerMsg::Bucket`, below the replica messages.)

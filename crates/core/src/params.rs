@@ -109,6 +109,25 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// The limits an object a peer sends (a replica write, a handoff, a read
+    /// repair, a read reply) is checked with, in a cluster of `members`
+    /// nodes. Sizes are the clients' own. Siblings and actors get room for
+    /// what honest merges make: a coordinator refuses a write past
+    /// `siblings_max` on its own copy only, so copies that took concurrent
+    /// writes apart (say across a partition) merge to at most
+    /// `siblings_max` per coordinating node; and each write may add its
+    /// coordinator's actor past `actors_max`.
+    pub fn for_peers(&self, members: usize) -> Limits {
+        let members = members.max(1);
+        Limits {
+            siblings_max: self.siblings_max.saturating_mul(members),
+            actors_max: self.actors_max.saturating_add(members),
+            ..self.clone()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +144,19 @@ mod tests {
             QuorumParam::parse("r", "-1"),
             Err(ParamError::Unparsable { .. })
         ));
+    }
+
+    #[test]
+    fn peer_limits_make_room_for_merges_per_member() {
+        let l = Limits::default();
+        let p = l.for_peers(3);
+        assert_eq!(p.siblings_max, 3 * l.siblings_max);
+        assert_eq!(p.actors_max, l.actors_max + 3);
+        assert_eq!(
+            (p.key_bytes_max, p.value_bytes_max, p.object_bytes_max),
+            (l.key_bytes_max, l.value_bytes_max, l.object_bytes_max)
+        );
+        assert_eq!(l.for_peers(0).siblings_max, l.siblings_max);
     }
 
     #[test]

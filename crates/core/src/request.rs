@@ -166,6 +166,63 @@ pub fn check_new_object(
     Ok(())
 }
 
+/// Checks an object a peer sent before it is merged (a replica write, a
+/// handoff, a read repair, a read reply): peers are checked like clients.
+/// Refuses an object with more siblings or actors than `limits` allow, a
+/// value over `value_bytes_max`, values over `object_bytes_max` in all,
+/// siblings not strictly sorted by dot (each dot once), or a sibling whose
+/// dot its own version vector does not cover. No object this crate makes
+/// fails these; the checks are linear in the object's size.
+///
+/// Call it with [`Limits::for_peers`]: honest merges may hold more siblings
+/// than one client write may leave.
+pub fn check_object(obj: &Object, limits: &Limits) -> Result<(), ClientError> {
+    if obj.siblings.len() > limits.siblings_max {
+        return Err(ClientError::TooLarge(format!(
+            "the object has {} siblings, over the limit of {}",
+            obj.siblings.len(),
+            limits.siblings_max
+        )));
+    }
+    if obj.vv.actors() > limits.actors_max {
+        return Err(ClientError::BadRequest(format!(
+            "the object's version vector has {} entries, over the limit of {}",
+            obj.vv.actors(),
+            limits.actors_max
+        )));
+    }
+    let mut bytes = 0usize;
+    for s in &obj.siblings {
+        if let Value::Data(v) = &s.value {
+            if v.len() > limits.value_bytes_max {
+                return Err(ClientError::TooLarge(format!(
+                    "a value of the object is {} bytes, more than the limit of {}",
+                    v.len(),
+                    limits.value_bytes_max
+                )));
+            }
+            bytes = bytes.saturating_add(v.len());
+        }
+        if !obj.vv.covers(&s.dot) {
+            return Err(ClientError::BadRequest(
+                "a sibling's dot is not covered by the object's version vector".into(),
+            ));
+        }
+    }
+    if bytes > limits.object_bytes_max {
+        return Err(ClientError::TooLarge(format!(
+            "the object's values are {bytes} bytes in all, more than the limit of {}",
+            limits.object_bytes_max
+        )));
+    }
+    if !obj.siblings_sorted() {
+        return Err(ClientError::BadRequest(
+            "the object's siblings are not strictly sorted by dot".into(),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
@@ -365,6 +422,94 @@ mod tests {
         assert!(matches!(
             check_new_object(&obj, &three, &p, &l),
             Err(ClientError::TooLarge(m)) if m.contains("3 siblings")
+        ));
+    }
+
+    /// An object of `n` one-byte values by distinct actors.
+    fn siblings(n: usize) -> Object {
+        (0..n).fold(Object::default(), |o, i| {
+            o.update(
+                &VersionVector::new(),
+                Dot {
+                    actor: actor(&format!("a{i}")),
+                    counter: 1,
+                },
+                Value::Data(Bytes::from_static(b"v")),
+                i as u64,
+            )
+        })
+    }
+
+    #[test]
+    fn a_peers_object_is_bounded_in_siblings_actors_and_bytes() {
+        let l = Limits {
+            siblings_max: 3,
+            actors_max: 3,
+            value_bytes_max: 4,
+            object_bytes_max: 6,
+            ..Limits::default()
+        };
+        assert_eq!(check_object(&Object::default(), &l), Ok(()));
+        assert_eq!(check_object(&siblings(3), &l), Ok(()));
+        assert!(matches!(
+            check_object(&siblings(4), &l),
+            Err(ClientError::TooLarge(m)) if m.contains("4 siblings")
+        ));
+        // Actors: a vector naming more writers than allowed.
+        let mut wide = siblings(1);
+        for i in 0..3 {
+            wide.vv.add(&Dot {
+                actor: actor(&format!("x{i}")),
+                counter: 1,
+            });
+        }
+        assert!(matches!(
+            check_object(&wide, &l),
+            Err(ClientError::BadRequest(m)) if m.contains("4 entries")
+        ));
+        // A value over value_bytes_max, and values over object_bytes_max.
+        let big = |v: &'static [u8], n: usize| {
+            let mut o = siblings(n);
+            for s in &mut o.siblings {
+                s.value = Value::Data(Bytes::from_static(v));
+            }
+            o
+        };
+        assert!(
+            matches!(check_object(&big(b"12345", 1), &l), Err(ClientError::TooLarge(m)) if m.contains("5 bytes"))
+        );
+        assert_eq!(check_object(&big(b"123", 2), &l), Ok(()));
+        assert!(
+            matches!(check_object(&big(b"123", 3), &l), Err(ClientError::TooLarge(m)) if m.contains("9 bytes"))
+        );
+        // Tombstones count no bytes.
+        let mut dead = siblings(3);
+        dead.siblings
+            .iter_mut()
+            .for_each(|s| s.value = Value::Tombstone);
+        assert_eq!(check_object(&dead, &l), Ok(()));
+    }
+
+    #[test]
+    fn a_peers_object_must_be_well_formed() {
+        let l = Limits::default();
+        let mut unsorted = siblings(3);
+        unsorted.siblings.swap(0, 2);
+        assert!(matches!(
+            check_object(&unsorted, &l),
+            Err(ClientError::BadRequest(m)) if m.contains("sorted")
+        ));
+        let mut twice = siblings(2);
+        twice.siblings[1] = twice.siblings[0].clone();
+        assert!(matches!(
+            check_object(&twice, &l),
+            Err(ClientError::BadRequest(m)) if m.contains("sorted")
+        ));
+        let mut uncovered = siblings(2);
+        uncovered.vv = VersionVector::new();
+        assert!(matches!(
+            check_object(&uncovered, &l),
+            Err(ClientError::BadRequest(m)) if m.contains("not covered")
         ));
     }
 }

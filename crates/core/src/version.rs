@@ -270,25 +270,64 @@ impl Object {
     ///
     /// Commutative, associative and idempotent for states that come from one
     /// history (dots are unique, so equal dots carry equal values).
+    ///
+    /// Linear in the siblings of both sides: the siblings are kept sorted by
+    /// dot, so one two-pointer pass over both lists decides every sibling
+    /// (a sibling on both sides is kept once, ours; one on one side only is
+    /// kept unless the other side has seen its dot and dropped it). A side
+    /// whose siblings are out of order (not something this crate makes) is
+    /// sorted first, which costs `n log n`, never `n²`.
     pub fn merge(&self, other: &Object) -> Object {
-        let mut siblings: Vec<Sibling> = Vec::new();
-        let keep = |s: &Sibling, other: &Object| {
-            !other.vv.covers(&s.dot) || other.siblings.iter().any(|o| o.dot == s.dot)
-        };
-        for s in &self.siblings {
-            if keep(s, other) {
-                siblings.push(s.clone());
+        use std::cmp::Ordering;
+        let (a, b) = (self.sorted_siblings(), other.sorted_siblings());
+        let mut siblings: Vec<Sibling> = Vec::with_capacity(a.len().max(b.len()));
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() && j < b.len() {
+            match a[i].dot.cmp(&b[j].dot) {
+                Ordering::Less => {
+                    if !other.vv.covers(&a[i].dot) {
+                        siblings.push(a[i].clone());
+                    }
+                    i += 1;
+                }
+                Ordering::Greater => {
+                    if !self.vv.covers(&b[j].dot) {
+                        siblings.push(b[j].clone());
+                    }
+                    j += 1;
+                }
+                Ordering::Equal => {
+                    siblings.push(a[i].clone());
+                    i += 1;
+                    j += 1;
+                }
             }
         }
-        for s in &other.siblings {
-            if keep(s, self) && !siblings.iter().any(|x| x.dot == s.dot) {
-                siblings.push(s.clone());
-            }
-        }
-        siblings.sort_by(|a, b| a.dot.cmp(&b.dot));
+        siblings.extend(a[i..].iter().filter(|s| !other.vv.covers(&s.dot)).cloned());
+        siblings.extend(b[j..].iter().filter(|s| !self.vv.covers(&s.dot)).cloned());
         let mut vv = self.vv.clone();
         vv.join(&other.vv);
         Object { vv, siblings }
+    }
+
+    /// Whether the siblings are strictly sorted by dot (so each dot is
+    /// there once): what this crate makes, and what [`Object::merge`] and
+    /// [`Object::update`] run in linear time on.
+    pub fn siblings_sorted(&self) -> bool {
+        self.siblings.windows(2).all(|w| w[0].dot < w[1].dot)
+    }
+
+    /// The siblings strictly sorted by dot: borrowed when they are already
+    /// (always, for objects this crate made); else sorted, and of several
+    /// siblings with one dot the first kept.
+    fn sorted_siblings(&self) -> std::borrow::Cow<'_, [Sibling]> {
+        if self.siblings_sorted() {
+            return std::borrow::Cow::Borrowed(&self.siblings);
+        }
+        let mut s = self.siblings.clone();
+        s.sort_by(|a, b| a.dot.cmp(&b.dot));
+        s.dedup_by(|later, kept| later.dot == kept.dot);
+        std::borrow::Cow::Owned(s)
     }
 
     /// The next dot `actor` makes on this key, given the client's context.
@@ -319,12 +358,20 @@ impl Object {
         let mut vv = self.vv.clone();
         vv.join(context);
         vv.add(&dot);
-        siblings.push(Sibling {
+        let new = Sibling {
             dot,
             value,
             timestamp_ms,
-        });
-        siblings.sort_by(|a, b| a.dot.cmp(&b.dot));
+        };
+        if self.siblings_sorted() {
+            // Where a stable sort of the pushed sibling would put it, found
+            // by binary search: no sort of the whole list.
+            let at = siblings.partition_point(|s| s.dot <= new.dot);
+            siblings.insert(at, new);
+        } else {
+            siblings.push(new);
+            siblings.sort_by(|a, b| a.dot.cmp(&b.dot));
+        }
         Object { vv, siblings }
     }
 
@@ -557,6 +604,158 @@ mod tests {
             for o in reps {
                 prop_assert_eq!(Object::from_bytes(&o.to_bytes()).unwrap(), o);
             }
+        }
+    }
+
+    /// The merge as it was before it became a linear pass (quadratic in
+    /// the siblings): the oracle the new one must agree with.
+    fn merge_quadratic(a: &Object, b: &Object) -> Object {
+        let mut siblings: Vec<Sibling> = Vec::new();
+        let keep = |s: &Sibling, other: &Object| {
+            !other.vv.covers(&s.dot) || other.siblings.iter().any(|o| o.dot == s.dot)
+        };
+        for s in &a.siblings {
+            if keep(s, b) {
+                siblings.push(s.clone());
+            }
+        }
+        for s in &b.siblings {
+            if keep(s, a) && !siblings.iter().any(|x| x.dot == s.dot) {
+                siblings.push(s.clone());
+            }
+        }
+        siblings.sort_by(|x, y| x.dot.cmp(&y.dot));
+        let mut vv = a.vv.clone();
+        vv.join(&b.vv);
+        Object { vv, siblings }
+    }
+
+    /// Any object over a small space of dots, siblings sorted and unique by
+    /// dot as this crate keeps them; the vector need not cover them, and
+    /// values need not be the same for a dot on both sides.
+    fn any_object() -> impl Strategy<Value = Object> {
+        let dot = (0usize..4, 1u64..6);
+        let sib = (dot, any::<bool>(), 0u8..3, 0u64..4);
+        (
+            prop::collection::vec((0usize..4, 0u64..6), 0..5),
+            prop::collection::vec(sib, 0..8),
+        )
+            .prop_map(|(vv, sibs)| {
+                let vv: VersionVector = vv.into_iter().map(|(a, c)| (actor(a), c)).collect();
+                let mut siblings: Vec<Sibling> = sibs
+                    .into_iter()
+                    .map(|((a, c), del, v, ts)| Sibling {
+                        dot: Dot {
+                            actor: actor(a),
+                            counter: c,
+                        },
+                        value: if del {
+                            Value::Tombstone
+                        } else {
+                            Value::Data(Bytes::from(vec![v]))
+                        },
+                        timestamp_ms: ts,
+                    })
+                    .collect();
+                siblings.sort_by(|x, y| x.dot.cmp(&y.dot));
+                siblings.dedup_by(|later, kept| later.dot == kept.dot);
+                Object { vv, siblings }
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn linear_merge_equals_the_quadratic_one_on_any_objects(a in any_object(), b in any_object()) {
+            prop_assert_eq!(a.merge(&b), merge_quadratic(&a, &b));
+            prop_assert_eq!(b.merge(&a), merge_quadratic(&b, &a));
+            prop_assert!(a.merge(&b).siblings_sorted());
+        }
+
+        #[test]
+        fn linear_merge_equals_the_quadratic_one_on_histories(steps in proptest::collection::vec(step(), 0..40), i in 0usize..1000, j in 0usize..1000) {
+            let (_, seen) = run(&steps);
+            prop_assume!(!seen.is_empty());
+            let (a, b) = (&seen[i % seen.len()], &seen[j % seen.len()]);
+            prop_assert_eq!(a.merge(b), merge_quadratic(a, b));
+        }
+
+        /// Siblings out of order (a peer's object this crate did not make)
+        /// merge as their sorted form does.
+        #[test]
+        fn unsorted_siblings_merge_as_sorted_ones(a in any_object(), b in any_object(), seed in any::<u64>()) {
+            let mut shuffled = a.clone();
+            let n = shuffled.siblings.len();
+            if n > 1 {
+                shuffled.siblings.rotate_left((seed as usize) % n);
+            }
+            prop_assert_eq!(shuffled.merge(&b), a.merge(&b));
+            prop_assert_eq!(b.merge(&shuffled), b.merge(&a));
+        }
+    }
+
+    /// `n` tombstone siblings of one actor, counters `first..first + n`,
+    /// with a vector covering exactly them: the shape of the frame that
+    /// froze a node.
+    fn tombstones(node: &str, first: u64, n: u64) -> Object {
+        let a = Actor {
+            node: NodeId::from(node),
+            incarnation: 7,
+        };
+        let siblings: Vec<Sibling> = (first..first + n)
+            .map(|counter| Sibling {
+                dot: Dot {
+                    actor: a.clone(),
+                    counter,
+                },
+                value: Value::Tombstone,
+                timestamp_ms: counter,
+            })
+            .collect();
+        let vv = [(a, first + n - 1)].into_iter().collect();
+        Object { vv, siblings }
+    }
+
+    /// The worst case measured for the report (run with `cargo test
+    /// --release -p ringkv-core -- --ignored worst_case --nocapture`):
+    /// 150,000 tombstone siblings from a peer merged into a key holding as
+    /// many others, and into a key holding the same ones.
+    #[test]
+    #[ignore = "a measurement, not a test: prints timings"]
+    fn worst_case_merge_timing() {
+        let n = 150_000;
+        let local = tombstones("n1", 1, n);
+        let theirs = tombstones("n2", 1, n);
+        let t = std::time::Instant::now();
+        let m = local.merge(&theirs);
+        println!(
+            "linear merge, {n} + {n} concurrent tombstones: {:?}",
+            t.elapsed()
+        );
+        assert_eq!(m.siblings.len(), 2 * n as usize);
+        let t = std::time::Instant::now();
+        let again = m.merge(&m);
+        println!(
+            "linear merge, {} into the same: {:?}",
+            m.siblings.len(),
+            t.elapsed()
+        );
+        assert_eq!(again, m);
+        let t = std::time::Instant::now();
+        let empty = Object::empty().merge(&theirs);
+        println!("linear merge, {n} into an empty key: {:?}", t.elapsed());
+        assert_eq!(empty, theirs);
+        if std::env::var_os("RINGKV_MEASURE_OLD").is_some() {
+            let t = std::time::Instant::now();
+            let old = merge_quadratic(&Object::empty(), &theirs);
+            println!("quadratic merge, {n} into an empty key: {:?}", t.elapsed());
+            assert_eq!(old, theirs);
+            let t = std::time::Instant::now();
+            let old = merge_quadratic(&local, &theirs);
+            println!(
+                "quadratic merge, {n} + {n} concurrent tombstones: {:?}",
+                t.elapsed()
+            );
+            assert_eq!(old, m);
         }
     }
 

@@ -26,7 +26,7 @@ use ringkv_storage::Store;
 use tracing::{debug, warn};
 
 use crate::Output;
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, MAX_DRIFT_MS};
 
 /// Metadata key prefix of a bucket's entry (the bucket name follows).
 pub(crate) const META_BUCKET: &[u8] = b"bucket/";
@@ -77,14 +77,17 @@ impl Buckets {
     }
 
     /// Applies `patch` to `bucket`'s properties and adopts the result.
-    /// Returns the new entry for the router to spread. Invalid properties
-    /// are refused and change nothing.
+    /// Returns the new entry for the router to spread. Invalid properties,
+    /// a change the properties in force would supersede (they were stamped
+    /// ahead of this node's clock), and a new bucket past `buckets_max` are
+    /// refused and change nothing.
     pub(crate) fn set<S: Store>(
         &mut self,
         ctx: &mut Ctx<'_, S>,
         bucket: Bytes,
         patch: &BucketPatch,
     ) -> Result<BucketEntry, BucketError> {
+        self.check_room(ctx, &bucket)?;
         let props = self.props(&bucket).apply(patch, ctx.layout.members.len())?;
         let entry = BucketEntry {
             bucket: bucket.to_vec(),
@@ -92,8 +95,26 @@ impl Buckets {
             stamp: ctx.clock.now(ctx.now_ms),
             origin: ctx.cfg.id.clone(),
         };
+        if let Some(have) = self.entries.get(&bucket)
+            && !entry.supersedes(have)
+        {
+            return Err(BucketError::Superseded {
+                origin: have.origin.to_string(),
+                have: have.stamp,
+                mine: entry.stamp,
+            });
+        }
         self.adopt(ctx, entry.clone());
         Ok(entry)
+    }
+
+    /// Refuses to give one more bucket properties past `buckets_max`.
+    fn check_room<S>(&self, ctx: &Ctx<'_, S>, bucket: &[u8]) -> Result<(), BucketError> {
+        let max = ctx.cfg.buckets_max;
+        if !self.entries.contains_key(bucket) && self.entries.len() >= max {
+            return Err(BucketError::TooManyBuckets { max });
+        }
+        Ok(())
     }
 
     /// Sends a changed `entry` straight to every other member: faster than
@@ -110,14 +131,42 @@ impl Buckets {
         }
     }
 
-    /// An entry from a peer: adopted when it supersedes ours.
+    /// An entry from a peer: adopted when it supersedes ours. Refused
+    /// (counted, logged at debug, nothing changes, the clock does not move) when it
+    /// is stamped further ahead of our clock than [`MAX_DRIFT_MS`] (it would
+    /// pin the bucket's properties until our clock caught up), names no
+    /// bucket or one over the length limit, holds invalid properties, or
+    /// would be one bucket too many.
     pub(crate) fn on_entry<S: Store>(&mut self, ctx: &mut Ctx<'_, S>, entry: BucketEntry) {
-        ctx.clock.observe(entry.stamp, ctx.now_ms);
-        if entry.props.validate(ctx.layout.members.len()).is_err() {
-            warn!(bucket = ?String::from_utf8_lossy(&entry.bucket), "peer sent invalid bucket properties; ignored");
+        if let Err(why) = self.check_entry(ctx, &entry) {
+            ctx.stats.buckets_refused += 1;
+            // At debug: gossip delivers an entry again and again, and the
+            // counter is what operators watch.
+            debug!(bucket = ?String::from_utf8_lossy(&entry.bucket), origin = %entry.origin, %why, "bucket properties from a peer refused");
             return;
         }
+        ctx.clock.observe(entry.stamp, ctx.now_ms);
         self.adopt(ctx, entry);
+    }
+
+    /// Why a peer's entry is refused, if it is.
+    fn check_entry<S>(&self, ctx: &Ctx<'_, S>, entry: &BucketEntry) -> Result<(), String> {
+        if ctx.clock.beyond_drift(entry.stamp, ctx.now_ms) {
+            return Err(format!(
+                "stamped {}, more than {MAX_DRIFT_MS} ms ahead of this node's clock",
+                entry.stamp
+            ));
+        }
+        let len = entry.bucket.len();
+        if len == 0 || len > ctx.cfg.limits.bucket_bytes_max {
+            return Err(format!("a bucket name of {len} bytes"));
+        }
+        entry
+            .props
+            .validate(ctx.layout.members.len())
+            .map_err(|e| e.to_string())?;
+        self.check_room(ctx, &entry.bucket)
+            .map_err(|e| e.to_string())
     }
 
     /// Cluster metadata that arrived by gossip, if it is a bucket entry.
@@ -396,5 +445,86 @@ mod tests {
 
         fx.run_buckets(|ctx, b| b.on_metadata(ctx, &key, &data));
         assert_eq!(entries(&fx.buckets), vec![e]);
+    }
+
+    #[test]
+    fn an_entry_stamped_beyond_the_drift_bound_is_refused() {
+        let mut fx = Fixture::new("n1");
+        fx.now_ms = 1_000;
+        let limit = 1_000 + crate::MAX_DRIFT_MS;
+        let (ahead, within) = (entry("a", limit + 1, "n2", 1), entry("b", limit, "n2", 1));
+
+        fx.run_buckets(|ctx, b| {
+            b.on_entry(ctx, ahead.clone());
+            b.on_entry(ctx, within.clone());
+        });
+
+        assert_eq!(entries(&fx.buckets), vec![within]);
+        assert_eq!(fx.stats.buckets_refused, 1);
+        // The refused stamp did not move the clock: a set now stamps below it.
+        let e = set(&mut fx, "c", BucketPatch::default()).unwrap();
+        assert!(e.stamp < ahead.stamp, "{} vs {}", e.stamp, ahead.stamp);
+    }
+
+    #[test]
+    fn a_peer_entry_with_a_bad_bucket_name_is_refused() {
+        let mut fx = Fixture::new("n1");
+        let long = "b".repeat(256);
+        fx.run_buckets(|ctx, b| {
+            b.on_entry(ctx, entry("", 100, "n2", 1));
+            b.on_entry(ctx, entry(&long, 100, "n2", 1));
+        });
+        assert_eq!(entries(&fx.buckets), vec![]);
+        assert_eq!(fx.stats.buckets_refused, 2);
+    }
+
+    #[test]
+    fn a_set_the_stamp_rule_refuses_is_an_error_and_changes_nothing() {
+        let mut fx = Fixture::new("n1");
+        // Stored before a restart by a node whose clock was far ahead.
+        let ahead = entry("b", 10_000_000, "n2", 1);
+        let (key, value) = encode_entry(&ahead);
+        fx.store.put_meta(&key, &value).unwrap();
+        fx.buckets = Buckets::load(defaults(), &fx.store);
+        let patch = BucketPatch {
+            r: Some(QuorumParam::Count(3)),
+            ..Default::default()
+        };
+
+        let err = set(&mut fx, "b", patch).unwrap_err();
+
+        assert!(
+            matches!(&err, BucketError::Superseded { origin, have, .. } if origin == "n2" && *have == ahead.stamp),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("not applied"), "{err}");
+        assert_eq!(entries(&fx.buckets), vec![ahead.clone()]);
+        assert_eq!(fx.store.metas().unwrap(), vec![encode_entry(&ahead)]);
+        assert_eq!(fx.take_out(), vec![]);
+    }
+
+    #[test]
+    fn buckets_past_buckets_max_are_refused_from_clients_and_peers() {
+        let mut fx = Fixture::with("n1", |c| c.buckets_max = 1);
+        let r1 = || BucketPatch {
+            r: Some(QuorumParam::Count(1)),
+            ..Default::default()
+        };
+        set(&mut fx, "a", r1()).unwrap();
+
+        let err = set(&mut fx, "b", r1()).unwrap_err();
+        assert_eq!(err, BucketError::TooManyBuckets { max: 1 });
+        fx.run_buckets(|ctx, b| b.on_entry(ctx, entry("c", 100, "n2", 1)));
+
+        assert_eq!(fx.buckets.entries().count(), 1);
+        assert_eq!(fx.buckets.props(b"b"), defaults());
+        assert_eq!(fx.store.metas().unwrap().len(), 1);
+        assert_eq!(fx.stats.buckets_refused, 1);
+        // A bucket that has properties already may still change.
+        let patch = BucketPatch {
+            w: Some(QuorumParam::Count(1)),
+            ..Default::default()
+        };
+        assert_eq!(set(&mut fx, "a", patch).unwrap().props.w, 1);
     }
 }

@@ -36,6 +36,12 @@ pub struct NodeConfig {
     /// writes as a fallback (its disk is not a dumping ground for a long
     /// outage) and says so in its status.
     pub hints_max: usize,
+    /// Most buckets with properties of their own this node keeps. Past it a
+    /// change that would give one more bucket properties is refused, from
+    /// a client or a peer (their entries travel in every gossip exchange
+    /// and live in memory); changes of buckets that have some still apply.
+    /// At least 1.
+    pub buckets_max: usize,
     /// How often the handoff job looks for primaries that are back, in ms;
     /// at least 1.
     pub handoff_interval_ms: u64,
@@ -61,6 +67,8 @@ pub struct NodeConfig {
 
 /// Default for [`NodeConfig::hints_max`].
 pub const HINTS_MAX_DEFAULT: usize = 1_000_000;
+/// Default for [`NodeConfig::buckets_max`].
+pub const BUCKETS_MAX_DEFAULT: usize = 10_000;
 /// Default for [`NodeConfig::handoff_interval_ms`].
 pub const HANDOFF_INTERVAL_MS_DEFAULT: u64 = 1_000;
 /// Default for [`NodeConfig::handoff_window`].
@@ -108,7 +116,7 @@ impl NodeConfig {
     /// it and what is allowed.
     pub fn validate(&self, layout: &Layout) -> Result<(), ConfigError> {
         let n = self.n as u64;
-        let ranges: [(&'static str, u64, u64); 7] = [
+        let ranges: [(&'static str, u64, u64); 8] = [
             ("n", n, u64::from(u32::MAX)),
             ("r", self.r as u64, n),
             ("w", self.w as u64, n),
@@ -116,6 +124,7 @@ impl NodeConfig {
             ("pending_max", self.pending_max as u64, u64::MAX),
             ("handoff_interval_ms", self.handoff_interval_ms, u64::MAX),
             ("handoff_window", self.handoff_window as u64, u64::MAX),
+            ("buckets_max", self.buckets_max as u64, u64::MAX),
         ];
         for (name, value, max) in ranges {
             if value == 0 || value > max {

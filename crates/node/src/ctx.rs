@@ -99,6 +99,13 @@ impl Clock {
         self.hlc.now(self.wall_ms.unwrap_or(now_ms))
     }
 
+    /// Whether `stamp` is further ahead of our wall clock (without one,
+    /// `now_ms`) than [`MAX_DRIFT_MS`]: metadata so stamped is refused.
+    pub(crate) fn beyond_drift(&self, stamp: Hlc, now_ms: u64) -> bool {
+        let wall = self.wall_ms.unwrap_or(now_ms);
+        stamp.wall_ms() > wall.saturating_add(MAX_DRIFT_MS)
+    }
+
     /// Moves the clock past a peer's metadata stamp.
     pub(crate) fn observe(&mut self, stamp: Hlc, now_ms: u64) {
         let wall = self.wall_ms.unwrap_or(now_ms);

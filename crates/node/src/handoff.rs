@@ -3,12 +3,12 @@
 //!
 //! Owns: the handoff writes in flight, and whether its timer is armed.
 //! Reads and drops hints through the [`Replica`] that keeps them.
-//! Emits: [`PeerMsg::ReplicaPut`] to primaries that are back, and its
+//! Emits: [`PeerMsg::HandoffPut`] to primaries that are back, and its
 //! periodic [`Timer::Handoff`].
 //!
 //! - Every `handoff_interval_ms` the job looks for primaries that are live
 //!   and have hints, and sends each hinted key's current state as a
-//!   `ReplicaPut`, up to `handoff_window` at a time per primary; every ack
+//!   `HandoffPut` (the primary acks it once it is on its disk), up to `handoff_window` at a time per primary; every ack
 //!   sends the next one, so a long list drains at network speed, not one
 //!   tick at a time.
 //! - A hint is deleted only after the primary acked it, and only if the key
@@ -130,11 +130,10 @@ impl Handoff {
             let req_id = ctx.ids.next();
             ctx.out.push(Output::Send {
                 to: primary.clone(),
-                msg: PeerMsg::ReplicaPut {
+                msg: PeerMsg::HandoffPut {
                     req_id,
                     key: hint.key.clone(),
                     object: object.clone(),
-                    stands_in_for: None,
                 },
             });
             let sent_ms = ctx.now_ms;
@@ -281,11 +280,10 @@ mod tests {
     fn put(to: &NodeId, req_id: u64, k: &BucketKey, object: &Object) -> Output {
         Output::Send {
             to: to.clone(),
-            msg: PeerMsg::ReplicaPut {
+            msg: PeerMsg::HandoffPut {
                 req_id,
                 key: k.clone(),
                 object: object.clone(),
-                stands_in_for: None,
             },
         }
     }

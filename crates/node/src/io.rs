@@ -72,6 +72,11 @@ pub enum Output {
         /// When, on the clock `handle` is given.
         at_ms: u64,
     },
+    /// Make every write of this batch durable on disk (fsync), not only
+    /// flushed to the operating system, before performing any of the
+    /// batch's other outputs, whatever the sync mode. Emitted with the ack
+    /// of a [`PeerMsg::HandoffPut`]: the fallback drops its copy on it.
+    Sync,
     /// Send a message to an RPC address whose node id is not known yet
     /// (gossip join announces for `--join`). Best effort, like
     /// [`Output::Send`]; the receiver learns the sender's id from the

@@ -45,8 +45,8 @@ pub mod stats;
 mod testing;
 
 pub use config::{
-    ConfigError, HANDOFF_INTERVAL_MS_DEFAULT, HANDOFF_WINDOW_DEFAULT, HINTS_MAX_DEFAULT,
-    InjectedBugs, NodeConfig, REQUEST_ID_BASE_MAX,
+    BUCKETS_MAX_DEFAULT, ConfigError, HANDOFF_INTERVAL_MS_DEFAULT, HANDOFF_WINDOW_DEFAULT,
+    HINTS_MAX_DEFAULT, InjectedBugs, NodeConfig, REQUEST_ID_BASE_MAX,
 };
 pub use ctx::MAX_DRIFT_MS;
 pub use io::{ClientId, Input, Output, Timer};

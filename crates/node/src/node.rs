@@ -232,6 +232,21 @@ impl<S: Store> Parts<'_, S> {
                     key,
                     object,
                     stands_in_for,
+                    handoff: false,
+                };
+                replica.on_put(ctx, view, from, write)
+            }
+            PeerMsg::HandoffPut {
+                req_id,
+                key,
+                object,
+            } => {
+                let write = ReplicaWrite {
+                    req_id,
+                    key,
+                    object,
+                    stands_in_for: None,
+                    handoff: true,
                 };
                 replica.on_put(ctx, view, from, write)
             }

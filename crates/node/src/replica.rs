@@ -17,11 +17,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ringkv_core::bucket::ConflictMode;
 use ringkv_core::hash::BucketKey;
-use ringkv_core::msg::PeerMsg;
+use ringkv_core::msg::{ClientError, PeerMsg};
+use ringkv_core::request::{check_key, check_object};
 use ringkv_core::sloppy::Hint;
 use ringkv_core::{NodeId, Object, PartitionId};
 use ringkv_storage::Store;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::Output;
 use crate::coordinator::resolve_for;
@@ -37,6 +38,9 @@ pub(crate) struct ReplicaWrite {
     pub(crate) object: Object,
     /// The primary this node stands in for, as a fallback.
     pub(crate) stands_in_for: Option<NodeId>,
+    /// A fallback handing the key back ([`PeerMsg::HandoffPut`]): acked
+    /// only after the batch is synced to disk.
+    pub(crate) handoff: bool,
 }
 
 /// This node's stored keys and hints.
@@ -51,7 +55,10 @@ impl Replica {
         Replica { hints: None }
     }
 
-    /// A coordinator's write: merge and ack (when `req_id` is not 0).
+    /// A peer's write (a coordinator's, a fallback's handoff, a read
+    /// repair): checked like a client's write, then merged and acked (when
+    /// `req_id` is not 0). A write that fails the checks is refused: acked
+    /// `ok: false`, counted, logged at debug, and nothing changes.
     pub(crate) fn on_put<S: Store>(
         &mut self,
         ctx: &mut Ctx<'_, S>,
@@ -64,16 +71,54 @@ impl Replica {
             key,
             object,
             stands_in_for,
+            handoff,
         } = write;
         ctx.stats.replica_puts += 1;
+        let checked = check_peer_object(ctx, &key, &object).and_then(|()| match &stands_in_for {
+            Some(p) if ctx.layout.member(p).is_none() => Err(ClientError::BadRequest(format!(
+                "the write names {p} as the primary this node stands in for, which is not a \
+                 member of the layout"
+            ))),
+            _ => Ok(()),
+        });
+        let ok = match checked {
+            Err(why) => {
+                ctx.stats.peer_refused += 1;
+                debug!(peer = %from, ?why, "peer write refused");
+                false
+            }
+            Ok(()) => self.apply(ctx, view, &key, &object, stands_in_for),
+        };
+        if req_id != 0 {
+            if handoff && ok {
+                // The fallback drops its copy on this ack: it must be on disk.
+                ctx.out.push(Output::Sync);
+            }
+            ctx.out.push(Output::Send {
+                to: from,
+                msg: PeerMsg::ReplicaPutAck { req_id, ok },
+            });
+        }
+    }
+
+    /// Stores a checked peer write: merged, and with a hint when this node
+    /// stands in for `stands_in_for`. Returns whether it was stored.
+    fn apply<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        view: View<'_>,
+        key: &BucketKey,
+        object: &Object,
+        stands_in_for: Option<NodeId>,
+    ) -> bool {
         let conflict = view.props(&key.bucket).conflict;
-        let ok = match stands_in_for {
-            None => self.merge(ctx, conflict, &key, &object),
+        match stands_in_for {
+            None => self.merge(ctx, conflict, key, object),
             // A fallback: refuse before storing anything when the hints are
             // full, so the coordinator counts no ack from us.
-            Some(primary) if self.can_hint(ctx, &primary, &key) => {
+            Some(primary) if self.can_hint(ctx, &primary, key) => {
                 let partition = key.partition(ctx.layout.ring_size);
-                self.merge(ctx, conflict, &key, &object)
+                self.merge(ctx, conflict, key, object)
                     && self.add_hint(
                         ctx,
                         Hint {
@@ -87,12 +132,6 @@ impl Replica {
                 ctx.stats.hints_refused += 1;
                 false
             }
-        };
-        if req_id != 0 {
-            ctx.out.push(Output::Send {
-                to: from,
-                msg: PeerMsg::ReplicaPutAck { req_id, ok },
-            });
         }
     }
 
@@ -288,6 +327,21 @@ impl Replica {
     }
 }
 
+/// Checks a key and an object a peer sent, before anything is merged, with
+/// the limits a client gets (sizes) and the room honest merges need
+/// (siblings and actors, see [`Limits::for_peers`]).
+///
+/// [`Limits::for_peers`]: ringkv_core::Limits::for_peers
+pub(crate) fn check_peer_object<S>(
+    ctx: &Ctx<'_, S>,
+    key: &BucketKey,
+    object: &Object,
+) -> Result<(), ClientError> {
+    let limits = &ctx.cfg.limits;
+    check_key(key, limits)?;
+    check_object(object, &limits.for_peers(ctx.layout.members.len()))
+}
+
 #[cfg(test)]
 mod tests {
     use ringkv_core::msg::PeerMsg;
@@ -305,6 +359,7 @@ mod tests {
             key: key(k),
             object,
             stands_in_for,
+            handoff: false,
         }
     }
 
@@ -528,5 +583,81 @@ mod tests {
                 msg: reply
             }]
         );
+    }
+
+    /// `n` siblings by distinct writers, each holding `value`.
+    fn wide(n: usize, value: &str) -> Object {
+        (0..n).fold(Object::empty(), |o, i| {
+            o.merge(&object(&format!("w{i}"), 1, value))
+        })
+    }
+
+    #[test]
+    fn a_peer_write_over_the_limits_or_malformed_is_refused_and_changes_nothing() {
+        let mut fx = Fixture::new("n1");
+        let mut replica = Replica::new();
+        let mut unsorted = wide(3, "v");
+        unsorted.siblings.reverse();
+        let too_long = format!("{:017}", 1);
+        // (key, object, primary stood in for): value_bytes_max is 64,
+        // key_bytes_max 16, siblings_max 3 (for peers: 3 per member, 9).
+        let refused = [
+            ("k", object("n2", 1, &"x".repeat(65)), None),
+            ("k", wide(10, "v"), None),
+            (too_long.as_str(), object("n2", 1, "v"), None),
+            ("k", unsorted, None),
+            ("k", object("n2", 1, "v"), Some(id("n9"))),
+        ];
+        for (i, (k, o, primary)) in refused.into_iter().enumerate() {
+            let req_id = i as u64 + 1;
+            fx.run(|ctx, view| replica.on_put(ctx, view, id("n2"), write(req_id, k, o, primary)));
+            assert_eq!(fx.take_out(), vec![ack("n2", req_id, false)], "case {i}");
+            assert_eq!(fx.stored(&key(k)), None, "case {i}");
+        }
+        assert_eq!(fx.stats.peer_refused, 5);
+        assert_eq!(replica.hints_len(), 0);
+        assert_eq!(fx.store.hints().unwrap(), vec![]);
+        assert_eq!(fx.store.unflushed_len(), 0, "nothing written");
+
+        // Within the peer bounds: more siblings than one client write may
+        // leave (3), as honest merges make, is taken.
+        let merged = wide(9, "v");
+        fx.run(|ctx, view| {
+            replica.on_put(ctx, view, id("n2"), write(9, "k", merged.clone(), None))
+        });
+        assert_eq!(fx.take_out(), vec![ack("n2", 9, true)]);
+        assert_eq!(fx.stored(&key("k")), Some(merged));
+    }
+
+    #[test]
+    fn a_refused_read_repair_sends_nothing() {
+        let mut fx = Fixture::new("n1");
+        let mut replica = Replica::new();
+
+        fx.run(|ctx, view| replica.on_put(ctx, view, id("n2"), write(0, "k", wide(10, "v"), None)));
+
+        assert_eq!(fx.take_out(), vec![]);
+        assert_eq!(fx.stored(&key("k")), None);
+        assert_eq!(fx.stats.peer_refused, 1);
+    }
+
+    #[test]
+    fn a_handoff_write_is_acked_only_after_a_sync() {
+        let mut fx = Fixture::new("n1");
+        let mut replica = Replica::new();
+        let o = object("n2", 1, "b");
+        let handoff = |req_id, o: Object| ReplicaWrite {
+            handoff: true,
+            ..write(req_id, "k", o, None)
+        };
+
+        fx.run(|ctx, view| replica.on_put(ctx, view, id("n2"), handoff(5, o.clone())));
+
+        assert_eq!(fx.take_out(), vec![Output::Sync, ack("n2", 5, true)]);
+        assert_eq!(fx.stored(&key("k")), Some(o));
+
+        // A refused one needs no sync.
+        fx.run(|ctx, view| replica.on_put(ctx, view, id("n2"), handoff(6, wide(10, "v"))));
+        assert_eq!(fx.take_out(), vec![ack("n2", 6, false)]);
     }
 }

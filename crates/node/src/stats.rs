@@ -32,6 +32,13 @@ pub struct NodeStats {
     /// Writes that left a key with more siblings than its bucket's
     /// `siblings_warn`.
     pub siblings_warned: u64,
+    /// Writes and read replies from peers refused before anything was
+    /// merged: over the size, sibling or actor limits, malformed, or naming
+    /// a primary outside the layout.
+    pub peer_refused: u64,
+    /// Bucket properties from peers refused: stamped too far ahead of this
+    /// node's clock, invalid, or a new bucket past `buckets_max`.
+    pub buckets_refused: u64,
     /// Gossip packets refused and dropped: malformed, too large, or from a
     /// stale identity of a peer.
     pub gossip_errors: u64,

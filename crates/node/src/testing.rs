@@ -117,6 +117,7 @@ impl Fixture {
             bugs: Default::default(),
             request_id_base: 0,
             hints_max: 100,
+            buckets_max: 100,
             handoff_interval_ms: 500,
             handoff_window: 4,
             gossip: GossipConfig::fast(),

@@ -134,6 +134,11 @@ pub(crate) struct ServerArgs {
     /// refuses writes as a fallback (see `ringkv status`). [default: 1000000]
     #[arg(long)]
     pub hints_max: Option<usize>,
+    /// Most buckets with properties of their own; past it a change that
+    /// would give one more bucket properties is refused (409), from a
+    /// client or a peer. [default: 10000]
+    #[arg(long)]
+    pub buckets_max: Option<usize>,
     /// Threads of the async runtime, which runs the HTTP server, the peer
     /// links and the node's loop. [default: cores - 1, at least 1]
     #[arg(long)]

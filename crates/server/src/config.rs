@@ -40,6 +40,9 @@ pub struct Config {
     /// Most hints this node keeps as a fallback; past it, it refuses writes
     /// as a fallback and says so in its status and metrics.
     pub hints_max: usize,
+    /// Most buckets with properties of their own (`--buckets-max`); past it
+    /// a change giving one more bucket properties is refused.
+    pub buckets_max: usize,
     /// Worker threads of the async runtime (HTTP, peer links); the node's
     /// state machine has a thread of its own besides.
     pub runtime_threads: usize,
@@ -86,6 +89,7 @@ impl Config {
             limits: Limits::default(),
             pending_max: 10_000,
             hints_max: ringkv_node::HINTS_MAX_DEFAULT,
+            buckets_max: ringkv_node::BUCKETS_MAX_DEFAULT,
             runtime_threads: default_runtime_threads(),
             fault_injection: false,
             join: Vec::new(),

@@ -26,7 +26,6 @@ use anyhow::Context as _;
 use ringkv_core::{Layout, Member, NodeId};
 use ringkv_node::membership::GossipConfig;
 use ringkv_node::{Node, NodeConfig};
-use ringkv_storage::SyncMode;
 use ringkv_storage_fjall::datadir::DataDir;
 use ringkv_storage_fjall::fjall_store::FjallStore;
 use tokio::net::TcpListener;
@@ -113,8 +112,7 @@ fn open_node(
     me: &NodeId,
     layout: &Layout,
 ) -> anyhow::Result<(DataDir, Node<runtime::Tracked>)> {
-    let periodic = matches!(config.sync, SyncMode::Periodic { .. });
-    let dir = DataDir::open(&config.data_dir, periodic)
+    let dir = DataDir::open(&config.data_dir)
         .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
     if !dir.was_clean {
         info!(
@@ -272,6 +270,7 @@ fn node_config(config: &Config, me: &NodeId, layout: &Layout, incarnation: u32) 
         // requests can then never match this start's.
         request_id_base: rand::random::<u64>() % ringkv_node::REQUEST_ID_BASE_MAX,
         hints_max: config.hints_max,
+        buckets_max: config.buckets_max,
         handoff_interval_ms: ringkv_node::HANDOFF_INTERVAL_MS_DEFAULT,
         handoff_window: ringkv_node::HANDOFF_WINDOW_DEFAULT,
         gossip: if config.gossip_fast {

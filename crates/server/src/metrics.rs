@@ -78,6 +78,9 @@ pub struct Snapshot {
     pub hints_max: usize,
     /// Whether the hints reached the bound (fallback writes are refused).
     pub hints_full: bool,
+    /// Whether the node's store failed (it is out of service until
+    /// restarted). Not the node's to know: the runtime sets it.
+    pub store_failed: bool,
 }
 
 impl Snapshot {
@@ -109,6 +112,7 @@ impl Snapshot {
             hints_by_target: by_target.into_iter().collect(),
             hints_max: node.config().hints_max,
             hints_full: node.hints_full(),
+            store_failed: false,
         }
     }
 }
@@ -125,9 +129,24 @@ pub struct Metrics {
     hints_max: Gauge,
     hints_full: Gauge,
     peer_refusals: Family<ReasonLabel, Counter>,
+    store_failed: Gauge,
     /// Handles of the key API's series, found once: looking a series up in
     /// its family hashes its labels under a lock, on every request.
     http_handles: HttpHandles,
+}
+
+/// Registers the counter of refused inbound peer connections.
+fn register_peer_refusals(registry: &mut Registry) -> Family<ReasonLabel, Counter> {
+    let family = Family::<ReasonLabel, Counter>::default();
+    registry.register(
+        "peer_connections_refused",
+        "Inbound peer connections closed before or at the hello, by reason: full \
+         (--peer-connections-max), tls (handshake failed: no certificate, or not from the \
+         cluster CA), hello_timeout, hello (malformed), id_mismatch (the hello's node id is \
+         not the certificate's)",
+        family.clone(),
+    );
+    family
 }
 
 /// Methods the key API is measured by, in the order of [`HttpHandles`].
@@ -205,16 +224,16 @@ impl Metrics {
             "1 while the hints are at --hints-max and writes as a fallback are refused",
             hints_full.clone(),
         );
-        let peer_refusals = Family::<ReasonLabel, Counter>::default();
+        let peer_refusals = register_peer_refusals(&mut registry);
+        let store_failed = Gauge::default();
         registry.register(
-            "peer_connections_refused",
-            "Inbound peer connections closed before or at the hello, by reason: full \
-             (--peer-connections-max), tls (handshake failed: no certificate, or not from the \
-             cluster CA), hello_timeout, hello (malformed), id_mismatch (the hello's node id is \
-             not the certificate's)",
-            peer_refusals.clone(),
+            "store_failed",
+            "1 once the node's store failed (a flush or fsync of its journal failed, e.g. a full disk): \
+             the node is out of service until restarted",
+            store_failed.clone(),
         );
         Metrics {
+            store_failed,
             registry: Mutex::new(registry),
             http_requests,
             http_latency,
@@ -281,6 +300,8 @@ impl Metrics {
             ("handoff_drops", s.handoff_drops),
             ("siblings_warned", s.siblings_warned),
             ("gossip_errors", s.gossip_errors),
+            ("peer_refused", s.peer_refused),
+            ("buckets_refused", s.buckets_refused),
         ];
         let registry = self.registry.lock().expect("metrics lock");
         for (name, value) in events {
@@ -313,6 +334,7 @@ impl Metrics {
         }
         self.hints_max.set(snap.hints_max as i64);
         self.hints_full.set(i64::from(snap.hints_full));
+        self.store_failed.set(i64::from(snap.store_failed));
         let mut out = String::new();
         encode(&mut out, &registry).expect("writing to a String cannot fail");
         out
@@ -346,6 +368,8 @@ mod tests {
             "ringkv_hints_pending{target=\"n3\"} 0",
             "ringkv_hints_max 10",
             "ringkv_hints_full 0",
+            "ringkv_store_failed 0",
+            "ringkv_node_events_total{event=\"peer_refused\"} 0",
             "ringkv_node_events_total{event=\"hints_delivered\"} 4",
             "ringkv_node_events_total{event=\"siblings_warned\"} 1",
             "ringkv_node_events_total{event=\"hints_refused\"} 0",
@@ -356,7 +380,9 @@ mod tests {
         snap.stats.hints_delivered = 6;
         snap.hints_by_target[0].1 = 0;
         snap.hints_full = true;
+        snap.store_failed = true;
         let text = m.render(&snap);
+        assert!(text.contains("ringkv_store_failed 1"), "{text}");
         assert!(text.contains("event=\"hints_delivered\"} 6"), "{text}");
         assert!(
             text.contains("ringkv_hints_pending{target=\"n2\"} 0"),

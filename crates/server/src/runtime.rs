@@ -13,6 +13,7 @@
 //! instead of stalling the HTTP server.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use ringkv_core::hash::BucketKey;
@@ -83,6 +84,9 @@ pub trait PeerSender: Send + 'static {
 #[derive(Clone)]
 pub struct NodeHandle {
     tx: mpsc::Sender<Event>,
+    /// Why the store failed, once it has (set once by the loop, never
+    /// cleared: see [`NodeHandle::store_failure`]).
+    failure: Arc<OnceLock<String>>,
 }
 
 /// Why an event could not be queued.
@@ -108,7 +112,21 @@ impl NodeHandle {
     /// A handle whose events go to `tx`, for tests that answer them by hand.
     #[cfg(test)]
     pub(crate) fn from_sender(tx: mpsc::Sender<Event>) -> Self {
-        NodeHandle { tx }
+        NodeHandle {
+            tx,
+            failure: Arc::default(),
+        }
+    }
+
+    /// Why this node's store failed (a flush or fsync of its journal
+    /// failed: a full or broken disk), once it has; `None` while it works.
+    /// From then on the node is out of service until it is restarted: it
+    /// answers every client request with an error, ignores its peers (so
+    /// gossip soon holds it down and they send it no more work) and runs
+    /// no background work. Status pages keep answering, to say why. Read
+    /// without the node loop, so it answers even if the loop is stuck.
+    pub fn store_failure(&self) -> Option<&str> {
+        self.failure.get().map(String::as_str)
     }
 
     /// Queues an event without blocking.
@@ -165,6 +183,12 @@ impl NodeHandle {
 pub struct Tracked {
     inner: ringkv_storage_fjall::fjall_store::FjallStore,
     dirty: bool,
+    /// Tests: how many times the loop synced the store itself.
+    #[cfg(test)]
+    syncs: u64,
+    /// Tests: make every flush and sync fail, as a full disk does.
+    #[cfg(test)]
+    fail: bool,
 }
 
 impl Tracked {
@@ -173,6 +197,10 @@ impl Tracked {
         Tracked {
             inner,
             dirty: false,
+            #[cfg(test)]
+            syncs: 0,
+            #[cfg(test)]
+            fail: false,
         }
     }
 
@@ -213,9 +241,25 @@ impl Store for Tracked {
         self.inner.metas()
     }
     fn flush(&mut self) -> Result<(), StoreError> {
+        #[cfg(test)]
+        if self.fail {
+            return Err(StoreError::Engine(
+                "No space left on device (injected)".into(),
+            ));
+        }
         self.inner.flush()
     }
     fn sync(&mut self) -> Result<(), StoreError> {
+        #[cfg(test)]
+        {
+            self.syncs += 1;
+        }
+        #[cfg(test)]
+        if self.fail {
+            return Err(StoreError::Engine(
+                "No space left on device (injected)".into(),
+            ));
+        }
         self.inner.sync()
     }
     fn scan_partition(&self, p: PartitionId) -> Result<Vec<(BucketKey, Object)>, StoreError> {
@@ -246,12 +290,11 @@ pub fn spawn(
         }
         SyncMode::Always => None,
     };
-    let task = tokio::spawn(
-        Loop::new(node, sync, background, peers, liveness)
-            .run(rx)
-            .in_current_span(),
-    );
-    (NodeHandle { tx }, task)
+    let failure: Arc<OnceLock<String>> = Arc::default();
+    let mut event_loop = Loop::new(node, sync, background, peers, liveness);
+    event_loop.failure = Arc::clone(&failure);
+    let task = tokio::spawn(event_loop.run(rx).in_current_span());
+    (NodeHandle { tx, failure }, task)
 }
 
 struct Loop<P: PeerSender> {
@@ -274,6 +317,9 @@ struct Loop<P: PeerSender> {
     releases: Vec<Release>,
     liveness: Liveness,
     liveness_seen: u64,
+    /// Why the store failed, once it has: the node is then out of service
+    /// (see [`NodeHandle::store_failure`]).
+    failure: Arc<OnceLock<String>>,
 }
 
 /// Turns a batch's outputs into what may go out when its writes could not be
@@ -317,6 +363,7 @@ impl<P: PeerSender> Loop<P> {
             releases: Vec::new(),
             liveness,
             liveness_seen: u64::MAX,
+            failure: Arc::default(),
         }
     }
 
@@ -365,13 +412,15 @@ impl<P: PeerSender> Loop<P> {
                 }
             }
             self.fire_timers();
-            let persisted = self.persist(false).map_err(|e| e.to_string());
+            // A handoff's ack waits for the disk in every sync mode.
+            let sync_now = self.outputs.iter().any(|o| matches!(o, Output::Sync));
+            let persisted = self.persist(sync_now).map_err(|e| e.to_string());
             if let Err(e) = &persisted {
                 // Outputs of this batch may depend on writes that are not
                 // durable: no peer hears of them (their coordinators time
                 // out), and each client is told its request failed.
-                error!(error = %e, "store flush failed; failing this batch's replies");
                 fail_batch(&mut self.outputs, e);
+                self.fail_store(e);
             }
             self.perform();
             for release in self.releases.drain(..) {
@@ -385,8 +434,32 @@ impl<P: PeerSender> Loop<P> {
         }
     }
 
+    /// Takes the node out of service after its store failed (see
+    /// [`NodeHandle::store_failure`]). A retry is not safe: after a failed
+    /// fsync the kernel may have dropped the writes it held, so a later
+    /// success proves nothing; a restart rereads the disk and starts a new
+    /// incarnation.
+    fn fail_store(&mut self, why: &str) {
+        if self.failure.set(why.to_string()).is_ok() {
+            error!(
+                error = %why,
+                "the store failed: this node is out of service until restarted. It answers \
+                 requests with an error and /health with 503, and no longer answers its peers, \
+                 which soon hold it down and send it no work. Check its disk, then restart it"
+            );
+        }
+    }
+
+    /// Whether the store failed (the node is out of service).
+    fn failed(&self) -> bool {
+        self.failure.get().is_some()
+    }
+
     /// Feeds the node the transport's liveness table if it changed.
     fn refresh_liveness(&mut self) {
+        if self.failed() {
+            return;
+        }
         let v = self.liveness.version();
         if v != self.liveness_seen {
             self.liveness_seen = v;
@@ -413,6 +486,9 @@ impl<P: PeerSender> Loop<P> {
     }
 
     fn on_event(&mut self, ev: Event) -> Option<oneshot::Sender<Result<(), String>>> {
+        if self.failed() {
+            return self.on_event_failed(ev);
+        }
         let now = self.now_ms();
         match ev {
             Event::Client { request, reply } => {
@@ -433,7 +509,29 @@ impl<P: PeerSender> Loop<P> {
         None
     }
 
+    /// An event while the store is failed: clients get an error at once,
+    /// peers' messages and changes are dropped (a change's caller hears the
+    /// node stopped), status pages are served.
+    fn on_event_failed(&mut self, ev: Event) -> Option<oneshot::Sender<Result<(), String>>> {
+        match ev {
+            Event::Client { reply, .. } => {
+                let why = self.failure.get().map_or("", String::as_str);
+                let _ = reply.send(ClientReply::Error(ClientError::Internal(format!(
+                    "this node's store failed ({why}) and it is out of service until restarted; \
+                     nothing was done: send the request to another node"
+                ))));
+            }
+            Event::Input(_) | Event::Mutate(_) => {}
+            Event::Inspect(f) => f(&self.node),
+            Event::Shutdown(done) => return Some(done),
+        }
+        None
+    }
+
     fn fire_timers(&mut self) {
+        if self.failed() {
+            return;
+        }
         let now = self.now_ms();
         while let Some(((at, id), _)) = self.timers.first_key_value() {
             if *at > now {
@@ -447,6 +545,9 @@ impl<P: PeerSender> Loop<P> {
 
     /// Group commit: one flush (or fsync) covers every write of the batch.
     fn persist(&mut self, force_sync: bool) -> Result<(), StoreError> {
+        if let Some(why) = self.failure.get() {
+            return Err(StoreError::Engine(why.clone()));
+        }
         let store = self.node.store_mut();
         let wrote = std::mem::take(&mut store.dirty);
         if wrote {
@@ -497,6 +598,8 @@ impl<P: PeerSender> Loop<P> {
                 }
                 Output::SendAddr { addr, msg } => self.peers.send_addr(&addr, msg),
                 Output::PeerAddr { peer, rpc_addr } => self.peers.learn(&peer, &rpc_addr),
+                // Done by `persist` before the outputs were performed.
+                Output::Sync => {}
             }
         }
     }
@@ -505,6 +608,114 @@ impl<P: PeerSender> Loop<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use bytes::Bytes;
+    use ringkv_core::msg::ClientOp;
+    use ringkv_core::{Actor, Dot, Value, VersionVector};
+    use ringkv_storage_fjall::fjall_store::FjallStore;
+    use std::sync::{Arc, Mutex};
+
+    /// A [`PeerSender`] that records what it is asked to send.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<(NodeId, PeerMsg)>>>);
+
+    impl PeerSender for Recorder {
+        fn send(&self, to: &NodeId, msg: PeerMsg) {
+            self.0.lock().unwrap().push((to.clone(), msg));
+        }
+        fn send_addr(&self, _: &str, _: PeerMsg) {}
+        fn learn(&self, _: &NodeId, _: &str) {}
+    }
+
+    impl Recorder {
+        /// Waits up to 10 s for the ack of `req_id`; returns whether it came.
+        async fn acked(&self, req_id: u64) -> bool {
+            for _ in 0..1_000 {
+                let ack = PeerMsg::ReplicaPutAck { req_id, ok: true };
+                let sent = self.0.lock().unwrap().iter().any(|(_, m)| *m == ack);
+                if sent {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            false
+        }
+    }
+
+    /// Node n1 of a two-node layout (n2 never answers) with r = w = 1, its
+    /// store in `dir`.
+    fn node_in(dir: &std::path::Path) -> Node<Tracked> {
+        let mut config = crate::Config::new("n1", dir.to_path_buf(), "127.0.0.1:1", "127.0.0.1:2");
+        config
+            .initial_cluster
+            .push(("n2".into(), "127.0.0.1:3".into()));
+        (config.r, config.w) = (1, 1);
+        let me = NodeId::from("n1");
+        let layout = crate::initial_layout(&config, &me).unwrap();
+        let store = FjallStore::open(&dir.join("store"), config.ring_size).unwrap();
+        let cfg = crate::node_config(&config, &me, &layout, 1);
+        Node::new(cfg, layout, Tracked::new(store)).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_handoff_is_acked_only_after_an_fsync_even_in_periodic_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let peers = Recorder::default();
+        // No periodic fsync falls due during the test.
+        let sync = SyncMode::Periodic {
+            interval_ms: 600_000,
+        };
+        let (handle, task) = spawn(
+            node_in(dir.path()),
+            sync,
+            peers.clone(),
+            Liveness::default(),
+        );
+        let key = BucketKey::new(b"b".to_vec(), b"k".to_vec());
+        let object = |counter| {
+            let dot = Dot {
+                actor: Actor {
+                    node: NodeId::from("n2"),
+                    incarnation: 1,
+                },
+                counter,
+            };
+            let v = Value::Data(Bytes::from_static(b"v"));
+            Object::empty().update(&VersionVector::new(), dot, v, 1)
+        };
+        let from = NodeId::from("n2");
+        let syncs = || handle.inspect(|n| n.store().syncs);
+        let before = syncs().await.unwrap();
+
+        let write = PeerMsg::ReplicaPut {
+            req_id: 1,
+            key: key.clone(),
+            object: object(1),
+            stands_in_for: None,
+        };
+        let input = Input::Peer {
+            from: from.clone(),
+            msg: write,
+        };
+        assert!(handle.try_send(Event::Input(input)).is_ok());
+        assert!(peers.acked(1).await, "a replica write is acked");
+        assert_eq!(syncs().await.unwrap(), before, "after a flush, no fsync");
+
+        let handoff = PeerMsg::HandoffPut {
+            req_id: 2,
+            key,
+            object: object(2),
+        };
+        assert!(
+            handle
+                .try_send(Event::Input(Input::Peer { from, msg: handoff }))
+                .is_ok()
+        );
+        assert!(peers.acked(2).await, "a handoff is acked");
+        assert_eq!(syncs().await.unwrap(), before + 1, "after an fsync");
+        drop(handle);
+        task.await.unwrap();
+    }
 
     #[test]
     fn a_failed_flush_fails_the_clients_and_keeps_only_timers() {
@@ -542,5 +753,83 @@ mod tests {
                 at_ms: 10,
             }
         ));
+    }
+
+    async fn ask(handle: &NodeHandle, request: ClientRequest) -> ClientReply {
+        let (tx, rx) = oneshot::channel();
+        let ev = Event::Client { request, reply: tx };
+        assert!(handle.try_send(ev).is_ok());
+        rx.await.unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_store_takes_the_node_out_of_service_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let peers = Recorder::default();
+        let sync = SyncMode::Periodic { interval_ms: 100 };
+        let (handle, task) = spawn(
+            node_in(dir.path()),
+            sync,
+            peers.clone(),
+            Liveness::default(),
+        );
+        let key = BucketKey::new(b"b".to_vec(), b"k".to_vec());
+        let put = |v: &'static [u8]| ClientRequest {
+            key: key.clone(),
+            op: ClientOp::Put {
+                value: Value::Data(Bytes::from_static(v)),
+                context: None,
+                w: None,
+                pw: None,
+            },
+            timeout_ms: None,
+        };
+        let reply = ask(&handle, put(b"1")).await;
+        assert!(matches!(reply, ClientReply::Written { .. }), "{reply:?}");
+        assert_eq!(handle.store_failure(), None);
+
+        // The disk fills up: the write's batch fails, and the node says why.
+        handle
+            .mutate(|n, _, _| n.store_mut().fail = true)
+            .await
+            .unwrap();
+        let reply = ask(&handle, put(b"2")).await;
+        assert!(
+            matches!(&reply, ClientReply::Error(ClientError::Internal(m)) if m.contains("No space left")),
+            "{reply:?}"
+        );
+        let why = handle.store_failure().expect("the failure is kept");
+        assert!(why.contains("No space left"), "{why}");
+
+        // Out of service: a client hears so at once, a peer hears nothing,
+        // status pages still answer.
+        let get = ClientRequest {
+            key: key.clone(),
+            op: ClientOp::Get { r: None, pr: None },
+            timeout_ms: None,
+        };
+        let reply = ask(&handle, get).await;
+        assert!(
+            matches!(&reply, ClientReply::Error(ClientError::Internal(m)) if m.contains("out of service")),
+            "{reply:?}"
+        );
+        let sent = peers.0.lock().unwrap().len();
+        let read = PeerMsg::ReplicaGet { req_id: 9, key };
+        let from = NodeId::from("n2");
+        assert!(
+            handle
+                .try_send(Event::Input(Input::Peer { from, msg: read }))
+                .is_ok()
+        );
+        assert_eq!(
+            handle.inspect(|n| n.id().to_string()).await,
+            Ok("n1".into())
+        );
+        assert_eq!(peers.0.lock().unwrap().len(), sent, "no answer to a peer");
+        // A change is not made: its caller hears the node stopped.
+        let changed = handle.mutate(|_, _, _| ()).await;
+        assert_eq!(changed, Err(MutateError::Queue(QueueError::Stopped)));
+        drop(handle);
+        task.await.unwrap();
     }
 }

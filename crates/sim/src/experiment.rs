@@ -224,28 +224,12 @@ fn delay(opts: &Options) -> Result<Experiment, String> {
         let (mut rs, mut ws, mut ts) = (vec![], vec![], vec![]);
         for d in delays {
             let obs = runs(&n5(d, r, w, opts.quick), opts, &mut ops)?;
-            let (rmean, s1) = agg(&obs, |o| mean(o, "get"));
-            let (wmean, s2) = agg(&obs, |o| mean(o, "put"));
-            let (rp50, _) = agg(&obs, |o| p50(o, "get"));
-            let (wp50, _) = agg(&obs, |o| p50(o, "put"));
-            let (rp99, _) = agg(&obs, |o| p99(o, "get"));
-            let (wp99, _) = agg(&obs, |o| p99(o, "put"));
-            let (t, s3) = agg(&obs, |o| o.throughput_ops_per_s);
-            spread = spread.max(s1).max(s2).max(s3);
-            rs.push((d, rmean));
-            ws.push((d, wmean));
-            ts.push((d, t));
-            rows.push(vec![
-                rw_label(r, w),
-                format!("{d}"),
-                format!("{rmean:.1}"),
-                format!("{rp50:.1}"),
-                format!("{rp99:.1}"),
-                format!("{wmean:.1}"),
-                format!("{wp50:.1}"),
-                format!("{wp99:.1}"),
-                format!("{t:.0}"),
-            ]);
+            let p = DelayPoint::of(&obs);
+            spread = p.spreads.iter().fold(spread, |acc, &s| acc.max(s));
+            rs.push((d, p.read_mean));
+            ws.push((d, p.write_mean));
+            ts.push((d, p.throughput));
+            rows.push(p.row(r, w, d));
         }
         read.push(Series {
             label: rw_label(r, w),
@@ -266,29 +250,7 @@ fn delay(opts: &Options) -> Result<Experiment, String> {
         setup: "10 nodes, N=5, 50 closed-loop clients, 100 keys, half reads and half \
                 read-modify-writes; every message delayed by an exponential with the given mean."
             .into(),
-        figures: vec![
-            fig(
-                "delay-read-latency",
-                "Read latency (mean) vs message delay",
-                "mean message delay (ms)",
-                "mean read latency (ms)",
-                read,
-            ),
-            fig(
-                "delay-write-latency",
-                "Write latency (mean) vs message delay",
-                "mean message delay (ms)",
-                "mean write latency (ms)",
-                write,
-            ),
-            fig(
-                "delay-throughput",
-                "Throughput vs message delay",
-                "mean message delay (ms)",
-                "operations/s",
-                tput,
-            ),
-        ],
+        figures: delay_figures(read, write, tput),
         tables: vec![Table {
             title: "Latency (ms) and throughput per (R, W) and delay".into(),
             headers: [
@@ -309,6 +271,87 @@ fn delay(opts: &Options) -> Result<Experiment, String> {
         spread,
         ops,
     })
+}
+
+/// The figures of one point of the delay experiment (one (R, W), one
+/// delay): means over the seeds.
+struct DelayPoint {
+    read_mean: f64,
+    read_p50: f64,
+    read_p99: f64,
+    write_mean: f64,
+    write_p50: f64,
+    write_p99: f64,
+    throughput: f64,
+    /// Spread across seeds of the headline figures: read mean, write mean
+    /// and throughput.
+    spreads: [f64; 3],
+}
+
+impl DelayPoint {
+    /// Reduces the observations of the point's seed runs.
+    fn of(obs: &[Observations]) -> Self {
+        let (read_mean, s1) = agg(obs, |o| mean(o, "get"));
+        let (write_mean, s2) = agg(obs, |o| mean(o, "put"));
+        let (read_p50, _) = agg(obs, |o| p50(o, "get"));
+        let (write_p50, _) = agg(obs, |o| p50(o, "put"));
+        let (read_p99, _) = agg(obs, |o| p99(o, "get"));
+        let (write_p99, _) = agg(obs, |o| p99(o, "put"));
+        let (throughput, s3) = agg(obs, |o| o.throughput_ops_per_s);
+        DelayPoint {
+            read_mean,
+            read_p50,
+            read_p99,
+            write_mean,
+            write_p50,
+            write_p99,
+            throughput,
+            spreads: [s1, s2, s3],
+        }
+    }
+
+    /// The point's row of the delay table, at (`r`, `w`) and delay `d` ms.
+    fn row(&self, r: usize, w: usize, d: f64) -> Vec<String> {
+        vec![
+            rw_label(r, w),
+            format!("{d}"),
+            format!("{:.1}", self.read_mean),
+            format!("{:.1}", self.read_p50),
+            format!("{:.1}", self.read_p99),
+            format!("{:.1}", self.write_mean),
+            format!("{:.1}", self.write_p50),
+            format!("{:.1}", self.write_p99),
+            format!("{:.0}", self.throughput),
+        ]
+    }
+}
+
+/// The delay experiment's charts: read latency, write latency and
+/// throughput, one series per (R, W).
+fn delay_figures(read: Vec<Series>, write: Vec<Series>, tput: Vec<Series>) -> Vec<Figure> {
+    vec![
+        fig(
+            "delay-read-latency",
+            "Read latency (mean) vs message delay",
+            "mean message delay (ms)",
+            "mean read latency (ms)",
+            read,
+        ),
+        fig(
+            "delay-write-latency",
+            "Write latency (mean) vs message delay",
+            "mean message delay (ms)",
+            "mean write latency (ms)",
+            write,
+        ),
+        fig(
+            "delay-throughput",
+            "Throughput vs message delay",
+            "mean message delay (ms)",
+            "operations/s",
+            tput,
+        ),
+    ]
 }
 
 /// Read latency with 0, 1 and 2 crashed nodes.

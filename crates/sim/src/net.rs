@@ -40,7 +40,7 @@ impl Leg {
     /// The leg of `msg`.
     pub fn of(msg: &PeerMsg) -> Leg {
         match msg {
-            PeerMsg::ReplicaPut { .. } => Leg::WriteRequest,
+            PeerMsg::ReplicaPut { .. } | PeerMsg::HandoffPut { .. } => Leg::WriteRequest,
             PeerMsg::ReplicaPutAck { .. } => Leg::WriteAck,
             PeerMsg::ReplicaGet { .. } => Leg::ReadRequest,
             PeerMsg::ReplicaGetReply { .. } => Leg::ReadResponse,

@@ -160,76 +160,13 @@ fn kind_name(kind: &OpKind) -> &'static str {
 
 /// Observes `h`, a run whose workload lasted `duration_ms` of simulated time.
 pub fn observe(h: &History, duration_ms: u64) -> Observations {
-    let mut latencies: BTreeMap<&'static str, (u64, Vec<u64>)> = ["get", "put", "delete"]
-        .into_iter()
-        .map(|k| (k, (0, Vec::new())))
-        .collect();
-    let (mut unavailable, mut errors, mut pending) = (0, 0, 0);
-    for op in &h.ops {
-        let entry = latencies.entry(kind_name(&op.kind)).or_default();
-        entry.0 += 1;
-        let ok = match (&op.kind, &op.outcome) {
-            (OpKind::Get, Outcome::Read { .. }) => true,
-            (OpKind::Put { .. } | OpKind::Delete { .. }, Outcome::Written { .. }) => true,
-            (_, Outcome::Unavailable { .. }) => {
-                unavailable += 1;
-                false
-            }
-            (_, Outcome::Pending) => {
-                pending += 1;
-                false
-            }
-            // A read with a write's outcome (or the reverse) is malformed:
-            // count it as an error.
-            _ => {
-                errors += 1;
-                false
-            }
-        };
-        if ok {
-            let done = op.complete_ms.unwrap_or(op.invoke_ms);
-            entry.1.push(done.saturating_sub(op.invoke_ms));
-        }
-    }
-    let mut ok_total = 0u64;
-    let per_op = latencies
-        .into_iter()
-        .map(|(k, (count, samples))| {
-            let ok = samples.len() as u64;
-            ok_total += ok;
-            let stats = OpStats {
-                count,
-                ok,
-                latency_ms: Percentiles::of(samples),
-            };
-            (k.to_string(), stats)
-        })
-        .collect();
-    let throughput_ops_per_s = if duration_ms == 0 {
-        0.0
-    } else {
-        ok_total as f64 * 1000.0 / duration_ms as f64
-    };
-
+    let (per_op, failures) = per_op_stats(h);
+    let throughput_ops_per_s = throughput(&per_op, duration_ms);
     let mut st = Staleness::default();
     for ops in ops_by_key(h).values() {
         st.key(h, ops);
     }
-    let t_visibility: Vec<TVisPoint> = st
-        .buckets
-        .iter()
-        .map(|(&t, &(reads, fresh))| TVisPoint {
-            t_ms: t as f64,
-            reads,
-            consistent_share: fresh as f64 / reads as f64,
-        })
-        .collect();
-    let t_visibility_999_ms = t_visibility
-        .iter()
-        .rev()
-        .take_while(|p| p.consistent_share >= VISIBILITY_TARGET)
-        .last()
-        .map(|p| p.t_ms);
+    let (t_visibility, t_visibility_999_ms) = t_visibility(&st);
     Observations {
         per_op,
         throughput_ops_per_s,
@@ -243,10 +180,107 @@ pub fn observe(h: &History, duration_ms: u64) -> Observations {
         k_staleness: st.k,
         t_visibility,
         t_visibility_999_ms,
-        unavailable,
-        errors,
-        pending,
+        unavailable: failures.unavailable,
+        errors: failures.errors,
+        pending: failures.pending,
     }
+}
+
+/// Operations that did not succeed, by why (see the same-named fields of
+/// [`Observations`]).
+#[derive(Default)]
+struct Failures {
+    unavailable: u64,
+    errors: u64,
+    pending: u64,
+}
+
+impl Failures {
+    /// Whether an op of `kind` that ended in `outcome` succeeded; if not,
+    /// counts it under its reason.
+    fn tally(&mut self, kind: &OpKind, outcome: &Outcome) -> bool {
+        match (kind, outcome) {
+            (OpKind::Get, Outcome::Read { .. }) => true,
+            (OpKind::Put { .. } | OpKind::Delete { .. }, Outcome::Written { .. }) => true,
+            (_, Outcome::Unavailable { .. }) => {
+                self.unavailable += 1;
+                false
+            }
+            (_, Outcome::Pending) => {
+                self.pending += 1;
+                false
+            }
+            // A read with a write's outcome (or the reverse) is malformed:
+            // count it as an error.
+            _ => {
+                self.errors += 1;
+                false
+            }
+        }
+    }
+}
+
+/// Counts and latency per operation kind (always all three kinds), and the
+/// operations that failed: the latency half of [`Observations`].
+fn per_op_stats(h: &History) -> (BTreeMap<String, OpStats>, Failures) {
+    let mut latencies: BTreeMap<&'static str, (u64, Vec<u64>)> = ["get", "put", "delete"]
+        .into_iter()
+        .map(|k| (k, (0, Vec::new())))
+        .collect();
+    let mut failures = Failures::default();
+    for op in &h.ops {
+        let entry = latencies.entry(kind_name(&op.kind)).or_default();
+        entry.0 += 1;
+        if failures.tally(&op.kind, &op.outcome) {
+            let done = op.complete_ms.unwrap_or(op.invoke_ms);
+            entry.1.push(done.saturating_sub(op.invoke_ms));
+        }
+    }
+    let per_op = latencies
+        .into_iter()
+        .map(|(k, (count, samples))| {
+            let stats = OpStats {
+                count,
+                ok: samples.len() as u64,
+                latency_ms: Percentiles::of(samples),
+            };
+            (k.to_string(), stats)
+        })
+        .collect();
+    (per_op, failures)
+}
+
+/// Successful operations (of every kind in `per_op`) per simulated second
+/// of a workload that lasted `duration_ms` (0 for an empty workload).
+fn throughput(per_op: &BTreeMap<String, OpStats>, duration_ms: u64) -> f64 {
+    let ok_total: u64 = per_op.values().map(|s| s.ok).sum();
+    if duration_ms == 0 {
+        0.0
+    } else {
+        ok_total as f64 * 1000.0 / duration_ms as f64
+    }
+}
+
+/// The t-visibility curve of the tallies `st` (non-empty buckets,
+/// ascending) and the lower edge of the first bucket from which every
+/// bucket reaches [`VISIBILITY_TARGET`].
+fn t_visibility(st: &Staleness) -> (Vec<TVisPoint>, Option<f64>) {
+    let curve: Vec<TVisPoint> = st
+        .buckets
+        .iter()
+        .map(|(&t, &(reads, fresh))| TVisPoint {
+            t_ms: t as f64,
+            reads,
+            consistent_share: fresh as f64 / reads as f64,
+        })
+        .collect();
+    let from_ms = curve
+        .iter()
+        .rev()
+        .take_while(|p| p.consistent_share >= VISIBILITY_TARGET)
+        .last()
+        .map(|p| p.t_ms);
+    (curve, from_ms)
 }
 
 /// Staleness tallies over all keys.

@@ -322,6 +322,8 @@ impl<'a> World<'a> {
                 },
                 // Every simulated node is known by id from the start.
                 Output::PeerAddr { .. } => {}
+                // Done by `Cluster::handle` before the outputs got here.
+                Output::Sync => {}
                 Output::Reply { client_id, reply } => self.on_reply(client_id, reply),
                 Output::SetTimer { id, at_ms } => {
                     let at = at_ms.saturating_mul(1_000).max(self.now_us);

@@ -12,12 +12,15 @@
 //!   lives.
 //! - `store/`: the storage engine's files ([`DataDir::store_path`]).
 //!
-//! A node must never reuse a dot. With `--sync always` every write a node
-//! acknowledged was synced, so after any crash its version vectors on disk
-//! still cover every dot it made, and it keeps its incarnation. With
-//! `--sync periodic` a power cut may lose the last unsynced writes (and with
-//! them the counters of dots other nodes already hold), so after an unclean
-//! shutdown the node takes a new incarnation: its next dots have a new actor.
+//! A node must never reuse a dot. After an unclean shutdown its disk may
+//! hold less than it handed out: with `--sync periodic` a power cut loses
+//! the last unsynced writes (and with them the counters of dots other nodes
+//! already hold); in any sync mode a failed or interrupted fsync leaves
+//! unknown what reached the disk, and a write was visible to reads (and
+//! replicated) before its batch's fsync finished. So after every unclean
+//! shutdown, whatever the sync mode, the node takes a new incarnation: its
+//! next dots have a new actor. It costs one version-vector entry per key
+//! the new incarnation writes.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
@@ -145,10 +148,10 @@ impl DataDir {
     /// - Notes whether the previous run shut down cleanly, then removes the
     ///   marker (durably), so that if this run dies the next open knows.
     /// - On first open, creates a random incarnation. After an unclean
-    ///   shutdown with `sync_periodic` (a power cut may have lost unsynced
-    ///   writes, and with them dots other nodes have seen), replaces it with
-    ///   a new one, so the node never reuses a dot.
-    pub fn open(path: &Path, sync_periodic: bool) -> Result<DataDir, StoreError> {
+    ///   shutdown (in any sync mode: a crash may have lost writes, and with
+    ///   them dots other nodes have seen), replaces it with a new one, so
+    ///   the node never reuses a dot.
+    pub fn open(path: &Path) -> Result<DataDir, StoreError> {
         fs::create_dir_all(path).map_err(|e| io_err("creating data directory", path, e))?;
         let lock = lock(path)?;
 
@@ -160,8 +163,8 @@ impl DataDir {
         let previous = read_incarnation(path)?;
         let (incarnation, was_clean, is_new) = match previous {
             None => (new_incarnation(None), true, true),
-            Some(n) if !marker_present && sync_periodic => (new_incarnation(Some(n)), false, false),
-            Some(n) => (n, marker_present, false),
+            Some(n) if !marker_present => (new_incarnation(Some(n)), false, false),
+            Some(n) => (n, true, false),
         };
         if Some(incarnation) != previous {
             write_atomic(
@@ -215,7 +218,7 @@ mod tests {
     fn fresh_directory_gets_an_incarnation() {
         let root = tempfile::tempdir().unwrap();
         let path = root.path().join("a/b/data");
-        let d = DataDir::open(&path, true).unwrap();
+        let d = DataDir::open(&path).unwrap();
         assert!(path.is_dir());
         assert_ne!(d.incarnation, 0);
         assert!(d.is_new);
@@ -230,14 +233,14 @@ mod tests {
     #[test]
     fn clean_reopen_keeps_incarnation() {
         let root = tempfile::tempdir().unwrap();
-        for periodic in [true, false] {
-            let path = root.path().join(format!("d{periodic}"));
-            let first = DataDir::open(&path, periodic).unwrap();
+        for run in 0..2 {
+            let path = root.path().join(format!("d{run}"));
+            let first = DataDir::open(&path).unwrap();
             first.mark_clean_shutdown().unwrap();
             assert!(path.join(CLEAN_SHUTDOWN_FILE).exists());
             let inc = first.incarnation;
             drop(first);
-            let second = DataDir::open(&path, periodic).unwrap();
+            let second = DataDir::open(&path).unwrap();
             assert_eq!(second.incarnation, inc);
             assert!(second.was_clean);
             assert!(!second.is_new);
@@ -247,13 +250,13 @@ mod tests {
     }
 
     #[test]
-    fn unclean_with_periodic_sync_changes_incarnation() {
+    fn unclean_start_changes_incarnation_whatever_the_sync_mode() {
         let root = tempfile::tempdir().unwrap();
         let path = root.path().join("d");
-        let first = DataDir::open(&path, true).unwrap();
+        let first = DataDir::open(&path).unwrap();
         let inc = first.incarnation;
         drop(first); // no mark_clean_shutdown: the process "died"
-        let second = DataDir::open(&path, true).unwrap();
+        let second = DataDir::open(&path).unwrap();
         assert!(!second.was_clean);
         assert!(!second.is_new);
         assert_ne!(second.incarnation, inc);
@@ -261,48 +264,40 @@ mod tests {
         let inc2 = second.incarnation;
         drop(second);
         // The new incarnation was persisted: a clean cycle keeps it.
-        let third = DataDir::open(&path, true).unwrap();
+        let third = DataDir::open(&path).unwrap();
         assert_ne!(third.incarnation, inc2, "unclean again, so new again");
         third.mark_clean_shutdown().unwrap();
         let inc3 = third.incarnation;
         drop(third);
-        assert_eq!(DataDir::open(&path, true).unwrap().incarnation, inc3);
-    }
-
-    #[test]
-    fn unclean_with_always_sync_keeps_incarnation() {
-        let root = tempfile::tempdir().unwrap();
-        let path = root.path().join("d");
-        let inc = DataDir::open(&path, false).unwrap().incarnation;
-        let second = DataDir::open(&path, false).unwrap();
-        assert!(!second.was_clean);
-        assert_eq!(second.incarnation, inc);
+        assert_eq!(DataDir::open(&path).unwrap().incarnation, inc3);
     }
 
     #[test]
     fn second_open_while_first_is_alive_fails() {
         let root = tempfile::tempdir().unwrap();
         let path = root.path().join("d");
-        let first = DataDir::open(&path, true).unwrap();
-        let err = DataDir::open(&path, true).unwrap_err().to_string();
+        let first = DataDir::open(&path).unwrap();
+        let err = DataDir::open(&path).unwrap_err().to_string();
         assert!(err.contains(&path.display().to_string()), "{err}");
         assert!(err.contains("in use"), "{err}");
         assert!(err.contains("--data-dir"), "{err}");
         // The failed open changed nothing.
         let inc = first.incarnation;
+        first.mark_clean_shutdown().unwrap();
         drop(first);
-        let again = DataDir::open(&path, false).unwrap();
+        let again = DataDir::open(&path).unwrap();
         assert_eq!(again.incarnation, inc);
+        assert!(again.was_clean);
     }
 
     #[test]
     fn corrupt_incarnation_is_an_error() {
         let root = tempfile::tempdir().unwrap();
         let path = root.path().join("d");
-        drop(DataDir::open(&path, true).unwrap());
+        drop(DataDir::open(&path).unwrap());
         for bad in [&b"banana"[..], b"0\n", b"", &[0xff, 0xfe], b"99999999999"] {
             fs::write(path.join(INCARNATION_FILE), bad).unwrap();
-            let err = DataDir::open(&path, true).unwrap_err();
+            let err = DataDir::open(&path).unwrap_err();
             assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
         }
     }
@@ -312,6 +307,6 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let path = root.path().join("f");
         fs::write(&path, b"x").unwrap();
-        assert!(DataDir::open(&path, true).is_err());
+        assert!(DataDir::open(&path).is_err());
     }
 }

@@ -11,11 +11,11 @@ use ringkv_core::msg::{ClientReply, PeerMsg};
 use ringkv_core::quorum::{QuorumStatus, ReadQuorum};
 use ringkv_core::request::Need;
 use ringkv_storage::Store;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::{Admitted, Coordinator, Pending, answer, resolve_for, shortfall};
 use crate::ctx::{Ctx, View};
-use crate::replica::Replica;
+use crate::replica::{Replica, check_peer_object};
 use crate::{Output, Timer};
 
 /// What a GET coordinator does with its result.
@@ -117,6 +117,16 @@ impl Coordinator {
         let Some(Pending::Get(g)) = self.pending.get_mut(&req_id) else {
             return; // late reply for a finished read
         };
+        // A reply is checked like a replica write: one that fails counts
+        // as a failed reply, and nothing of it is merged or repaired.
+        let object = object.filter(|o| match check_peer_object(ctx, &g.key, o) {
+            Ok(()) => true,
+            Err(why) => {
+                ctx.stats.peer_refused += 1;
+                debug!(peer = %from, ?why, "read reply refused");
+                false
+            }
+        });
         match object {
             Some(o) => g.quorum.reply(&from, o),
             None => g.quorum.fail(&from),

@@ -539,6 +539,30 @@ fn a_get_repairs_this_nodes_own_stale_copy_in_place() {
 }
 
 #[test]
+fn a_read_reply_over_the_limits_counts_as_failed_and_is_neither_merged_nor_repaired() {
+    let mut s = Setup::new(Fixture::new("n1"));
+    let k = key("k");
+    let a = object("n2", 1, "a");
+    s.fx.store_object(&k, &a);
+    let peers = others(&s.fx, &k, 3);
+    s.client(1, get(&k));
+    // A value over value_bytes_max (64) in a peer's reply.
+    let forged = object("n3", 1, &"x".repeat(65));
+
+    assert_eq!(s.get_reply(&peers[0], 1, Some(forged)), vec![]);
+    assert_eq!(s.fx.stats.peer_refused, 1);
+
+    let read = ClientReply::Read {
+        object: a.clone(),
+        fallback_replies: 0,
+    };
+    let out = s.get_reply(&peers[1], 1, Some(a.clone()));
+    assert_eq!(out, vec![reply(1, read)], "answered with no repair");
+    assert_eq!(s.coord.pending(), 0);
+    assert_eq!(s.fx.stored(&k), Some(a));
+}
+
+#[test]
 fn a_get_deadline_returns_the_silent_targets() {
     let mut s = Setup::new(Fixture::new("n1"));
     let k = key("k");

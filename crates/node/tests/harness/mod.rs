@@ -163,6 +163,7 @@ impl Cluster {
                     bugs: Default::default(),
                     request_id_base: 0,
                     hints_max,
+                    buckets_max: ringkv_node::BUCKETS_MAX_DEFAULT,
                     handoff_interval_ms: 500,
                     handoff_window: 4,
                     gossip: GossipConfig::fast(),
@@ -209,7 +210,7 @@ impl Cluster {
                     }
                 }
                 // Every node is known by id here.
-                Output::SendAddr { .. } | Output::PeerAddr { .. } => {}
+                Output::SendAddr { .. } | Output::PeerAddr { .. } | Output::Sync => {}
                 Output::Reply { client_id, reply } => {
                     assert!(
                         self.replies.insert(client_id, reply).is_none(),

@@ -315,6 +315,7 @@ fn check_limits(c: &Config, problems: &mut Vec<Invalid>) {
         ("--key-bytes-max", l.key_bytes_max),
         ("--bucket-bytes-max", l.bucket_bytes_max),
         ("--hints-max", c.hints_max),
+        ("--buckets-max", c.buckets_max),
         ("--runtime-threads", c.runtime_threads),
     ];
     for (setting, v) in at_least_one {
@@ -442,6 +443,7 @@ mod tests {
         --initial-cluster THREE --pending-max 0      | --pending-max      | use 1 to 65536
         --initial-cluster THREE --pending-max 65537  | --pending-max      | use 1 to 65536
         --initial-cluster THREE --hints-max 0        | --hints-max        | 1 or more
+        --initial-cluster THREE --buckets-max 0      | --buckets-max      | 1 or more
         --initial-cluster THREE --runtime-threads 0  | --runtime-threads  | 1 or more
         --initial-cluster THREE --key-bytes-max 0    | --key-bytes-max    | 1 or more
         --initial-cluster THREE --bucket-bytes-max 0 | --bucket-bytes-max | 1 or more

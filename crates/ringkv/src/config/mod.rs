@@ -24,6 +24,7 @@
 //! bucket_bytes_max = 255
 //! pending_max = 10000
 //! hints_max = 1000000
+//! buckets_max = 10000
 //! runtime_threads = 1                   # default: cores - 1, at least 1
 //! join = "127.0.0.1:7081"                # or a list: ["10.0.0.1:7081", "10.0.0.2:7081"]
 //! certs = "/etc/ringkv/certs"            # mutual TLS between peers (`ringkv cert`)
@@ -94,6 +95,8 @@ pub(crate) struct FileConfig {
     pending_max: Option<usize>,
     #[serde(default, alias = "hints-max")]
     hints_max: Option<usize>,
+    #[serde(default, alias = "buckets-max")]
+    buckets_max: Option<usize>,
     #[serde(default, alias = "runtime-threads")]
     runtime_threads: Option<usize>,
     #[serde(default, alias = "fault-injection")]
@@ -212,6 +215,7 @@ pub(crate) fn merge(flags: &ServerArgs, file: &FileConfig) -> Result<Config, Con
     );
     set(&mut c.pending_max, flags.pending_max.or(file.pending_max));
     set(&mut c.hints_max, flags.hints_max.or(file.hints_max));
+    set(&mut c.buckets_max, flags.buckets_max.or(file.buckets_max));
     set(
         &mut c.runtime_threads,
         flags.runtime_threads.or(file.runtime_threads),
@@ -535,6 +539,19 @@ mod tests {
         assert_eq!(c.node_id, "n2");
         assert_eq!(c.initial_cluster[2], ("n3".into(), "127.0.0.1:7083".into()));
         assert!(validate(&c).is_ok());
+    }
+
+    #[test]
+    fn buckets_max_comes_from_the_flag_then_the_file() {
+        let none = FileConfig::default();
+        assert_eq!(
+            merge(&with_identity(&[]), &none).unwrap().buckets_max,
+            10_000
+        );
+        let file = parse_file("buckets_max = 5").unwrap();
+        assert_eq!(merge(&with_identity(&[]), &file).unwrap().buckets_max, 5);
+        let flag = with_identity(&["--buckets-max", "7"]);
+        assert_eq!(merge(&flag, &file).unwrap().buckets_max, 7);
     }
 
     #[test]

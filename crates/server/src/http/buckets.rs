@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use percent_encoding::percent_decode_str;
 use ringkv_core::api::{BucketInfo, BucketList};
-use ringkv_core::bucket::BucketPatch;
+use ringkv_core::bucket::{BucketError, BucketPatch};
 
 use super::error::{ApiError, node_stopped, queue_full};
 use super::{AppState, inspect_json, read_limited};
@@ -109,7 +109,7 @@ async fn bucket_set_inner(
             }
             let props = n
                 .set_bucket(now, Bytes::from(bucket.clone()), &patch, out)
-                .map_err(|e| ApiError::bad(e.to_string()))?;
+                .map_err(bucket_refused)?;
             Ok(BucketInfo::new(&bucket, &props, true))
         })
         .await;
@@ -126,6 +126,21 @@ async fn bucket_set_inner(
                  they are not confirmed: check the node's disk and log, then set them again"
             ),
         )),
+    }
+}
+
+/// A bucket change the node refused: `409` when it conflicts with what is
+/// in force (properties stamped ahead of this node's clock, or the bound on
+/// buckets with properties reached), `400` when the properties are invalid.
+fn bucket_refused(e: BucketError) -> ApiError {
+    match e {
+        BucketError::Superseded { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
+        }
+        BucketError::TooManyBuckets { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "too_many_buckets", e.to_string())
+        }
+        e => ApiError::bad(e.to_string()),
     }
 }
 
@@ -156,6 +171,25 @@ mod tests {
                           "siblings_warn": 25, "siblings_max": 100},
                 "set": false,
             })
+        );
+    }
+
+    #[test]
+    fn refused_bucket_changes_are_errors_with_fitting_statuses() {
+        let status = |e: BucketError| bucket_refused(e).into_response().status();
+        let superseded = BucketError::Superseded {
+            origin: "n2".into(),
+            have: ringkv_core::Hlc::from_parts(2, 0),
+            mine: ringkv_core::Hlc::from_parts(1, 0),
+        };
+        assert_eq!(status(superseded), StatusCode::CONFLICT);
+        assert_eq!(
+            status(BucketError::TooManyBuckets { max: 1 }),
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            status(BucketError::SiblingsMaxZero),
+            StatusCode::BAD_REQUEST
         );
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{Uri, header};
+use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use ringkv_core::NodeId;
 use ringkv_core::api::{
@@ -16,12 +16,16 @@ use ringkv_core::api::{
 use ringkv_core::hash::BucketKey;
 use ringkv_node::membership::{Liveness, MemberInfo};
 
-use super::error::node_stopped;
+use super::error::{ApiError, node_stopped};
 use super::{AppState, ServedNode, inspect_json, parse_bucket_key};
 use crate::metrics::Snapshot;
 
-/// `GET /health`: 200 while the node loop answers; 503 once it stopped.
+/// `GET /health`: 200 while the node loop answers; 503 once it stopped,
+/// or once its store failed (with why).
 pub(crate) async fn health(State(st): State<Arc<AppState>>) -> Response {
+    if let Some(why) = st.node.store_failure() {
+        return store_failed(why).into_response();
+    }
     let probe = st.node.inspect(|_| ());
     match tokio::time::timeout(Duration::from_secs(2), probe).await {
         Ok(Ok(())) => "ok\n".into_response(),
@@ -29,11 +33,24 @@ pub(crate) async fn health(State(st): State<Arc<AppState>>) -> Response {
     }
 }
 
+/// The answer of `/health` once the node's store failed: `503`, the reason.
+fn store_failed(why: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_failed",
+        format!(
+            "this node's store failed ({why}): it is out of service and its peers route around \
+             it; check its disk (full, or failing), then restart it"
+        ),
+    )
+}
+
 /// `GET /metrics`: the Prometheus text format.
 pub(crate) async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     let snapshot = st.node.inspect(Snapshot::of).await;
     match snapshot {
-        Ok(snapshot) => {
+        Ok(mut snapshot) => {
+            snapshot.store_failed = st.node.store_failure().is_some();
             let text = st.metrics.render(&snapshot);
             (
                 [(
@@ -230,4 +247,23 @@ pub(crate) async fn locate(State(st): State<Arc<AppState>>, uri: Uri) -> Respons
         }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_store_is_a_503_with_the_reason() {
+        let resp = store_failed("No space left on device").into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["error"], "store_failed");
+        let message = json["message"].as_str().unwrap();
+        assert!(message.contains("No space left on device"), "{message}");
+        assert!(message.contains("restart"), "{message}");
+    }
 }

@@ -34,7 +34,7 @@
 
 use std::collections::BTreeMap;
 
-use ringkv_core::{Actor, VersionVector};
+use ringkv_core::{Actor, Sibling, VersionVector};
 
 use super::{
     Bound, Checker, Ctx, DotFmt, Violation, VvFmt, WriteClass, WriteIndex, at, classify,
@@ -77,9 +77,45 @@ struct Missed {
 
 /// Check 1: acknowledged writes that later quorum reads do not cover.
 fn lost_writes(h: &History, key: &str, ops: &[usize], out: &mut Vec<Violation>) {
-    // (t_ack, id, op index) of acknowledged writes, in ack order.
-    let mut writes: Vec<((u64, u64), usize)> = Vec::new();
-    let mut reads: Vec<((u64, u64), usize)> = Vec::new();
+    let (writes, reads) = strict_writes_and_reads(h, ops);
+    let mut acked = Acked::new();
+    let mut next = 0;
+    for &((invoke_ms, _), ri) in &reads {
+        while let Some(&((t_ack, _), wi)) = writes.get(next)
+            && t_ack < invoke_ms
+        {
+            acked.add(h, wi);
+            next += 1;
+        }
+        let read = &h.ops[ri];
+        let Outcome::Read { object } = &read.outcome else {
+            continue;
+        };
+        for (_, (lo, hi)) in acked.missed_by(h, read.quorum, &object.vv) {
+            let what = describe_missed(h, lo, hi);
+            out.push(Violation {
+                checker: NAME,
+                op: read.id,
+                message: format!(
+                    "key {key:?}: read op {} (invoked at {invoke_ms} ms, r={}, n={}) returned \
+                     context {} that does not cover {what}; with r + w > n it must return \
+                     the write or a value that supersedes it: the write is lost",
+                    read.id,
+                    read.quorum,
+                    h.n,
+                    VvFmt(&object.vv),
+                ),
+            });
+        }
+    }
+}
+
+/// The acknowledged writes (by time of ack) and successful reads (by time
+/// of invocation) among `ops` that check 1 judges, each sorted by
+/// (time, id): only those no fallback took part in.
+fn strict_writes_and_reads(h: &History, ops: &[usize]) -> (Vec<Timed>, Vec<Timed>) {
+    let mut writes: Vec<Timed> = Vec::new();
+    let mut reads: Vec<Timed> = Vec::new();
     for &i in ops {
         let op = &h.ops[i];
         // A sloppy quorum (acks or replies from fallbacks) does not promise
@@ -99,56 +135,47 @@ fn lost_writes(h: &History, key: &str, ops: &[usize], out: &mut Vec<Violation>) 
     }
     writes.sort_unstable();
     reads.sort_unstable();
+    (writes, reads)
+}
 
-    // Writes acknowledged so far: by write quorum, by actor, counter -> op.
-    let mut acked: BTreeMap<usize, BTreeMap<&Actor, BTreeMap<u64, usize>>> = BTreeMap::new();
-    let mut next = 0;
-    for &((invoke_ms, _), ri) in &reads {
-        while let Some(&((t_ack, _), wi)) = writes.get(next)
-            && t_ack < invoke_ms
-        {
-            if let WriteClass::Known { dot, .. } = classify(&h.ops[wi]) {
-                acked
-                    .entry(h.ops[wi].quorum)
-                    .or_default()
-                    .entry(&dot.actor)
-                    .or_default()
-                    .insert(dot.counter, wi);
-            }
-            next += 1;
+/// An op on a time line: ((time, id), index into `h.ops`).
+type Timed = ((u64, u64), usize);
+
+/// The acknowledged writes so far of one key: by write quorum, by actor,
+/// counter -> index into `h.ops`.
+struct Acked<'h>(BTreeMap<usize, BTreeMap<&'h Actor, BTreeMap<u64, usize>>>);
+
+impl<'h> Acked<'h> {
+    /// No write acknowledged yet.
+    fn new() -> Self {
+        Acked(BTreeMap::new())
+    }
+
+    /// Adds write `wi` (index into `h.ops`), if its dot is known.
+    fn add(&mut self, h: &'h History, wi: usize) {
+        if let WriteClass::Known { dot, .. } = classify(&h.ops[wi]) {
+            self.0
+                .entry(h.ops[wi].quorum)
+                .or_default()
+                .entry(&dot.actor)
+                .or_default()
+                .insert(dot.counter, wi);
         }
-        let read = &h.ops[ri];
-        let Outcome::Read { object } = &read.outcome else {
-            continue;
-        };
-        let r = read.quorum;
-        // Per actor: the oldest and newest acknowledged write it misses.
-        let mut missed: BTreeMap<&Actor, (Missed, Missed)> = BTreeMap::new();
-        for (&w, by_actor) in &acked {
+    }
+
+    /// Per actor: the oldest and newest acknowledged write whose quorum
+    /// overlaps a read at quorum `r` (`r + w > n`) and that context `vv`
+    /// does not cover.
+    fn missed_by(&self, h: &History, r: usize, vv: &VersionVector) -> MissedByActor<'h> {
+        let mut missed = MissedByActor::new();
+        for (&w, by_actor) in &self.0 {
             if r.saturating_add(w) <= h.n {
                 continue;
             }
             for (&actor, line) in by_actor {
-                let have = object.vv.get(actor);
-                let Some((&newest, &newest_op)) = line.last_key_value() else {
+                let Some((lo, hi)) = missed_of_line(line, vv.get(actor)) else {
                     continue;
                 };
-                if newest <= have {
-                    continue;
-                }
-                let Some((&oldest, &oldest_op)) = line.range(have + 1..).next() else {
-                    continue;
-                };
-                let (lo, hi) = (
-                    Missed {
-                        counter: oldest,
-                        op: oldest_op,
-                    },
-                    Missed {
-                        counter: newest,
-                        op: newest_op,
-                    },
-                );
                 let e = missed.entry(actor).or_insert((lo, hi));
                 if lo.counter < e.0.counter {
                     e.0 = lo;
@@ -158,42 +185,58 @@ fn lost_writes(h: &History, key: &str, ops: &[usize], out: &mut Vec<Violation>) 
                 }
             }
         }
-        for (_, (lo, hi)) in missed {
-            let describe = |m: Missed| {
-                let w = &h.ops[m.op];
-                let dot = match classify(w) {
-                    WriteClass::Known { dot, .. } => DotFmt(dot).to_string(),
-                    _ => "?".into(),
-                };
-                format!(
-                    "op {} (dot {dot}, acked at {} ms, w={})",
-                    w.id,
-                    w.complete_ms.unwrap_or_default(),
-                    w.quorum
-                )
-            };
-            let what = if lo.op == hi.op {
-                format!("acknowledged write {}", describe(lo))
-            } else {
-                format!(
-                    "acknowledged writes from {} to {}",
-                    describe(lo),
-                    describe(hi)
-                )
-            };
-            out.push(Violation {
-                checker: NAME,
-                op: read.id,
-                message: format!(
-                    "key {key:?}: read op {} (invoked at {invoke_ms} ms, r={r}, n={}) returned \
-                     context {} that does not cover {what}; with r + w > n it must return \
-                     the write or a value that supersedes it: the write is lost",
-                    read.id,
-                    h.n,
-                    VvFmt(&object.vv),
-                ),
-            });
-        }
+        missed
+    }
+}
+
+/// Per actor: the oldest and newest acknowledged write a read misses.
+type MissedByActor<'h> = BTreeMap<&'h Actor, (Missed, Missed)>;
+
+/// The oldest and newest of one actor's acknowledged writes (`line`: counter
+/// -> op) above counter `have`, the one a read's context covers; `None` if
+/// it covers them all.
+fn missed_of_line(line: &BTreeMap<u64, usize>, have: u64) -> Option<(Missed, Missed)> {
+    let (&newest, &newest_op) = line.last_key_value()?;
+    if newest <= have {
+        return None;
+    }
+    let (&oldest, &oldest_op) = line.range(have + 1..).next()?;
+    Some((
+        Missed {
+            counter: oldest,
+            op: oldest_op,
+        },
+        Missed {
+            counter: newest,
+            op: newest_op,
+        },
+    ))
+}
+
+/// Names the missed writes from `lo` to `hi` (one write if they are the
+/// same) for a violation's message.
+fn describe_missed(h: &History, lo: Missed, hi: Missed) -> String {
+    let describe = |m: Missed| {
+        let w = &h.ops[m.op];
+        let dot = match classify(w) {
+            WriteClass::Known { dot, .. } => DotFmt(dot).to_string(),
+            _ => "?".into(),
+        };
+        format!(
+            "op {} (dot {dot}, acked at {} ms, w={})",
+            w.id,
+            w.complete_ms.unwrap_or_default(),
+            w.quorum
+        )
+    };
+    if lo.op == hi.op {
+        format!("acknowledged write {}", describe(lo))
+    } else {
+        format!(
+            "acknowledged writes from {} to {}",
+            describe(lo),
+            describe(hi)
+        )
     }
 }
 
@@ -201,22 +244,7 @@ fn lost_writes(h: &History, key: &str, ops: &[usize], out: &mut Vec<Violation>) 
 /// gone although no write the read saw superseded it.
 fn vanished_dots(h: &History, key: &str, ops: &[usize], out: &mut Vec<Violation>) {
     let index = WriteIndex::build(h, ops, Bound::Upper);
-    // Writes that may have been applied under unknown dots, by invocation.
-    let mut unknown: Vec<((u64, u64), usize)> = Vec::new();
-    let mut reads: Vec<((u64, u64), usize)> = Vec::new();
-    for &i in ops {
-        let op = &h.ops[i];
-        match classify(op) {
-            WriteClass::Unknown => unknown.push((at(op.invoke_ms, op), i)),
-            WriteClass::NotWrite if matches!(op.outcome, Outcome::Read { .. }) => {
-                reads.push((at(op.complete_ms.unwrap_or(u64::MAX), op), i))
-            }
-            _ => {}
-        }
-    }
-    unknown.sort_unstable();
-    reads.sort_unstable();
-
+    let (unknown, reads) = unknown_writes_and_reads(h, ops);
     // The join of the contexts of unknown writes invoked so far.
     let mut unknown_join = VersionVector::new();
     let mut unknown_all = false;
@@ -246,14 +274,7 @@ fn vanished_dots(h: &History, key: &str, ops: &[usize], out: &mut Vec<Violation>
             let Some(ai) = index.actor(actor) else {
                 continue;
             };
-            // Counters of this actor's siblings (siblings are sorted by dot).
-            let sibs = &object.siblings;
-            let from = sibs.partition_point(|s| s.dot.actor < *actor);
-            let to = sibs.partition_point(|s| s.dot.actor <= *actor);
-            let returned: Vec<u64> = sibs[from.min(to)..to]
-                .iter()
-                .map(|s| s.dot.counter)
-                .collect();
+            let returned = sibling_counters(&object.siblings, actor);
             // The newest acknowledged write of this actor the read covers but
             // did not return; if it was superseded, so were all older ones.
             let Some((counter, wi)) = index
@@ -288,6 +309,38 @@ fn vanished_dots(h: &History, key: &str, ops: &[usize], out: &mut Vec<Violation>
             });
         }
     }
+}
+
+/// The writes among `ops` that may have been applied under unknown dots (by
+/// time of invocation) and the successful reads (by time of completion, a
+/// pending one last), each sorted by (time, id): what check 2 walks.
+fn unknown_writes_and_reads(h: &History, ops: &[usize]) -> (Vec<Timed>, Vec<Timed>) {
+    let mut unknown: Vec<Timed> = Vec::new();
+    let mut reads: Vec<Timed> = Vec::new();
+    for &i in ops {
+        let op = &h.ops[i];
+        match classify(op) {
+            WriteClass::Unknown => unknown.push((at(op.invoke_ms, op), i)),
+            WriteClass::NotWrite if matches!(op.outcome, Outcome::Read { .. }) => {
+                reads.push((at(op.complete_ms.unwrap_or(u64::MAX), op), i))
+            }
+            _ => {}
+        }
+    }
+    unknown.sort_unstable();
+    reads.sort_unstable();
+    (unknown, reads)
+}
+
+/// The counters of `actor`'s dots among `siblings` (sorted by dot, as an
+/// object keeps them), ascending: the values of that actor a read returned.
+fn sibling_counters(siblings: &[Sibling], actor: &Actor) -> Vec<u64> {
+    let from = siblings.partition_point(|s| s.dot.actor < *actor);
+    let to = siblings.partition_point(|s| s.dot.actor <= *actor);
+    siblings[from.min(to)..to]
+        .iter()
+        .map(|s| s.dot.counter)
+        .collect()
 }
 
 #[cfg(test)]

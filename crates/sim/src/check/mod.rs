@@ -84,7 +84,7 @@ pub fn check_all(h: &History) -> Vec<Violation> {
 // Shared by the checkers (and observations): how to read ops.
 
 /// Shows a dot as `node#incarnation:counter`.
-pub(crate) struct DotFmt<'a>(pub &'a Dot);
+pub(crate) struct DotFmt<'a>(pub(crate) &'a Dot);
 
 impl fmt::Display for DotFmt<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -94,7 +94,7 @@ impl fmt::Display for DotFmt<'_> {
 }
 
 /// Shows a version vector as `{node#incarnation:counter, ...}`.
-pub(crate) struct VvFmt<'a>(pub &'a VersionVector);
+pub(crate) struct VvFmt<'a>(pub(crate) &'a VersionVector);
 
 impl fmt::Display for VvFmt<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -201,9 +201,9 @@ pub(crate) fn at(ms: u64, op: &Op) -> (u64, u64) {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Cover {
     /// Highest counter covered.
-    pub counter: u64,
+    pub(crate) counter: u64,
     /// Index (into `h.ops`) of the write whose context covered it.
-    pub op: usize,
+    pub(crate) op: usize,
 }
 
 /// The acknowledged writes of one key, indexed by dot, answering two
@@ -357,7 +357,7 @@ pub(crate) mod testkit {
     use crate::history::{History, Op, OpKind, Outcome};
 
     /// Actor of node `n{i}`.
-    pub fn actor(i: u32) -> Actor {
+    pub(crate) fn actor(i: u32) -> Actor {
         Actor {
             node: NodeId::from(format!("n{i}")),
             incarnation: 1,
@@ -365,7 +365,7 @@ pub(crate) mod testkit {
     }
 
     /// The dot `(n{i}, counter)`.
-    pub fn dot(i: u32, counter: u64) -> Dot {
+    pub(crate) fn dot(i: u32, counter: u64) -> Dot {
         Dot {
             actor: actor(i),
             counter,
@@ -374,7 +374,7 @@ pub(crate) mod testkit {
 
     /// `obj` after a write of `value` under `dot` with `ctx`, as a coordinator
     /// makes it.
-    pub fn write(obj: &Object, ctx: &VersionVector, dot: &Dot, value: &str) -> Object {
+    pub(crate) fn write(obj: &Object, ctx: &VersionVector, dot: &Dot, value: &str) -> Object {
         obj.update(
             ctx,
             dot.clone(),
@@ -384,14 +384,14 @@ pub(crate) mod testkit {
     }
 
     /// Builds a history op by op; ids are positions.
-    pub struct Builder {
+    pub(crate) struct Builder {
         /// The history so far.
-        pub h: History,
+        pub(crate) h: History,
     }
 
     impl Builder {
         /// An empty history with `n` replicas per key.
-        pub fn new(n: usize) -> Self {
+        pub(crate) fn new(n: usize) -> Self {
             Builder {
                 h: History { n, ops: vec![] },
             }
@@ -423,7 +423,7 @@ pub(crate) mod testkit {
 
         /// An acknowledged put of `value` with `ctx` (`None`: blind), that
         /// produced `after` under `dot`, over `t = (invoke, ack)`.
-        pub fn put(
+        pub(crate) fn put(
             &mut self,
             key: &str,
             ctx: Option<&VersionVector>,
@@ -444,7 +444,7 @@ pub(crate) mod testkit {
         }
 
         /// A put whose ack never came (`Unavailable`).
-        pub fn put_unacked(
+        pub(crate) fn put_unacked(
             &mut self,
             key: &str,
             ctx: Option<&VersionVector>,
@@ -463,7 +463,7 @@ pub(crate) mod testkit {
         }
 
         /// A successful read at `r` that returned `obj`.
-        pub fn get(&mut self, key: &str, r: usize, t: (u64, u64), obj: &Object) -> u64 {
+        pub(crate) fn get(&mut self, key: &str, r: usize, t: (u64, u64), obj: &Object) -> u64 {
             let outcome = Outcome::Read {
                 object: obj.clone(),
             };
@@ -471,7 +471,7 @@ pub(crate) mod testkit {
         }
 
         /// An operation with any outcome.
-        pub fn raw(
+        pub(crate) fn raw(
             &mut self,
             key: &str,
             kind: OpKind,
@@ -504,7 +504,7 @@ pub(crate) mod model {
 
     /// A coordinator bug to inject.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub enum Bug {
+    pub(crate) enum Bug {
         /// None: a correct cluster.
         None,
         /// Writes are applied without the client's context.
@@ -514,114 +514,178 @@ pub(crate) mod model {
     }
 
     /// A history of `ops` operations over `keys` keys on 3 replicas.
-    pub fn history(seed: u64, ops: usize, keys: usize, bug: Bug) -> History {
-        let n = 3usize;
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut reps: Vec<BTreeMap<String, Object>> = vec![BTreeMap::new(); n];
-        let mut last_read: BTreeMap<(u32, String), VersionVector> = BTreeMap::new();
-        let mut b = Builder::new(n);
+    pub(crate) fn history(seed: u64, ops: usize, keys: usize, bug: Bug) -> History {
+        let mut m = Model::new(seed, bug);
         let mut t = 0u64;
-        let read = |reps: &[BTreeMap<String, Object>], key: &str, who: &[usize]| {
-            who.iter().fold(Object::empty(), |acc, &i| {
-                acc.merge(reps[i].get(key).unwrap_or(&Object::empty()))
-            })
-        };
         for _ in 0..ops {
             t += 2;
-            let key = format!("k{}", rng.random_range(0..keys));
-            let client = rng.random_range(0..4u32);
-            let mut order: Vec<usize> = (0..n).collect();
-            order.shuffle(&mut rng);
-            match rng.random_range(0..10) {
-                0..=3 => {
-                    let r = rng.random_range(1..=n);
-                    let merged = read(&reps, &key, &order[..r]);
-                    last_read.insert((client, key.clone()), merged.vv.clone());
-                    b.get(&key, r, (t, t + 1), &merged);
+            let key = format!("k{}", m.rng.random_range(0..keys));
+            let client = m.rng.random_range(0..4u32);
+            let mut order: Vec<usize> = (0..m.n).collect();
+            order.shuffle(&mut m.rng);
+            match m.rng.random_range(0..10) {
+                0..=3 => m.get(&key, client, &order, t),
+                4..=8 => m.write(&key, client, &order, t),
+                _ => m.anti_entropy(key, &order),
+            }
+        }
+        m.b.h
+    }
+
+    /// The toy cluster's state while it makes a history.
+    struct Model {
+        /// Replicas per key (and in the cluster).
+        n: usize,
+        /// Decides everything.
+        rng: ChaCha8Rng,
+        /// Each replica's objects, by key.
+        reps: Vec<BTreeMap<String, Object>>,
+        /// The context each client's last read of each key returned.
+        last_read: BTreeMap<(u32, String), VersionVector>,
+        /// The history so far.
+        b: Builder,
+        /// The injected bug.
+        bug: Bug,
+    }
+
+    impl Model {
+        /// Empty replicas and history, a generator seeded with `seed`.
+        fn new(seed: u64, bug: Bug) -> Self {
+            let n = 3usize;
+            Model {
+                n,
+                rng: ChaCha8Rng::seed_from_u64(seed),
+                reps: vec![BTreeMap::new(); n],
+                last_read: BTreeMap::new(),
+                b: Builder::new(n),
+                bug,
+            }
+        }
+
+        /// The merge of `key` on replicas `who`.
+        fn read(&self, key: &str, who: &[usize]) -> Object {
+            who.iter().fold(Object::empty(), |acc, &i| {
+                acc.merge(self.reps[i].get(key).unwrap_or(&Object::empty()))
+            })
+        }
+
+        /// A read by `client` at a random quorum, from the first replicas of
+        /// `order`, at time `t`.
+        fn get(&mut self, key: &str, client: u32, order: &[usize], t: u64) {
+            let r = self.rng.random_range(1..=self.n);
+            let merged = self.read(key, &order[..r]);
+            self.last_read
+                .insert((client, key.to_string()), merged.vv.clone());
+            self.b.get(key, r, (t, t + 1), &merged);
+        }
+
+        /// A put or delete by `client`, blind or with its last read's
+        /// context, coordinated by `order[0]`, at time `t`.
+        fn write(&mut self, key: &str, client: u32, order: &[usize], t: u64) {
+            let delete = self.rng.random_bool(0.2);
+            let ctx = if self.rng.random_bool(0.7) {
+                self.last_read.get(&(client, key.to_string())).cloned()
+            } else {
+                None
+            };
+            let w = self.rng.random_range(1..=self.n);
+            let kind = if delete {
+                OpKind::Delete {
+                    context: ctx.clone(),
                 }
-                4..=8 => {
-                    let delete = rng.random_bool(0.2);
-                    let ctx = if rng.random_bool(0.7) {
-                        last_read.get(&(client, key.clone())).cloned()
-                    } else {
-                        None
-                    };
-                    let w = rng.random_range(1..=n);
-                    let kind = if delete {
-                        OpKind::Delete {
-                            context: ctx.clone(),
-                        }
-                    } else {
-                        OpKind::Put {
-                            value: format!("v{t}"),
-                            context: ctx.clone(),
-                        }
-                    };
-                    let c = order[0];
-                    let mut applied = match (&ctx, delete) {
-                        (Some(vv), _) => vv.clone(),
-                        (None, false) => VersionVector::new(),
-                        (None, true) => {
-                            // A DELETE without context reads at r = 2 first.
-                            let merged = read(&reps, &key, &order[..2]);
-                            if merged.is_deleted() {
-                                let outcome = Outcome::Written {
-                                    context: merged.vv,
-                                    dot: None,
-                                };
-                                b.raw(&key, kind, w, (t, t + 1), outcome);
-                                continue;
-                            }
-                            merged.vv
-                        }
-                    };
-                    if bug == Bug::IgnoreContext {
-                        applied = VersionVector::new();
-                    }
-                    let local = reps[c].get(&key).cloned().unwrap_or_default();
-                    let dot = local.next_dot(&actor(c as u32 + 1), &applied);
-                    let value = if delete {
-                        Value::Tombstone
-                    } else {
-                        Value::Data(format!("v{t}").into())
-                    };
-                    let new = local.update(&applied, dot.clone(), value, t);
-                    reps[c].insert(key.clone(), new.clone());
-                    let acked = rng.random_bool(0.9);
-                    // Replicas that get the write besides the coordinator.
-                    let copies = match (acked, bug) {
-                        (true, Bug::AckBeforeQuorum) => 0,
-                        (true, _) => rng.random_range(w - 1..n),
-                        (false, _) => rng.random_range(0..w),
-                    };
-                    for &i in &order[1..1 + copies.min(n - 1)] {
-                        let merged = reps[i].get(&key).cloned().unwrap_or_default().merge(&new);
-                        reps[i].insert(key.clone(), merged);
-                    }
-                    let outcome = if acked {
-                        Outcome::Written {
-                            context: new.vv.clone(),
-                            dot: Some(dot),
-                        }
-                    } else {
-                        Outcome::Unavailable {
-                            required: w,
-                            acks: copies + 1,
-                        }
-                    };
-                    let done = if acked { t + 1 } else { t + 1000 };
-                    b.raw(&key, kind, w, (t, done), outcome);
+            } else {
+                OpKind::Put {
+                    value: format!("v{t}"),
+                    context: ctx.clone(),
                 }
-                _ => {
-                    // Anti-entropy between two replicas, both ways.
-                    let (x, y) = (order[0], order[1]);
-                    let merged = read(&reps, &key, &[x, y]);
-                    reps[x].insert(key.clone(), merged.clone());
-                    reps[y].insert(key, merged);
+            };
+            let mut applied = match (&ctx, delete) {
+                (Some(vv), _) => vv.clone(),
+                (None, false) => VersionVector::new(),
+                (None, true) => {
+                    // A DELETE without context reads at r = 2 first.
+                    let merged = self.read(key, &order[..2]);
+                    if merged.is_deleted() {
+                        let outcome = Outcome::Written {
+                            context: merged.vv,
+                            dot: None,
+                        };
+                        self.b.raw(key, kind, w, (t, t + 1), outcome);
+                        return;
+                    }
+                    merged.vv
+                }
+            };
+            if self.bug == Bug::IgnoreContext {
+                applied = VersionVector::new();
+            }
+            let value = if delete {
+                Value::Tombstone
+            } else {
+                Value::Data(format!("v{t}").into())
+            };
+            let outcome = self.apply(key, order, &applied, value, w, t);
+            let done = if matches!(outcome, Outcome::Written { .. }) {
+                t + 1
+            } else {
+                t + 1000
+            };
+            self.b.raw(key, kind, w, (t, done), outcome);
+        }
+
+        /// Applies a write of `value` over `applied` at coordinator
+        /// `order[0]`, copies it to some of the other replicas (as many as
+        /// the ack, the loss of it, or the bug allows) and returns what the
+        /// client saw.
+        fn apply(
+            &mut self,
+            key: &str,
+            order: &[usize],
+            applied: &VersionVector,
+            value: Value,
+            w: usize,
+            t: u64,
+        ) -> Outcome {
+            let (n, c) = (self.n, order[0]);
+            let local = self.reps[c].get(key).cloned().unwrap_or_default();
+            let dot = local.next_dot(&actor(c as u32 + 1), applied);
+            let new = local.update(applied, dot.clone(), value, t);
+            self.reps[c].insert(key.to_string(), new.clone());
+            let acked = self.rng.random_bool(0.9);
+            // Replicas that get the write besides the coordinator.
+            let copies = match (acked, self.bug) {
+                (true, Bug::AckBeforeQuorum) => 0,
+                (true, _) => self.rng.random_range(w - 1..n),
+                (false, _) => self.rng.random_range(0..w),
+            };
+            for &i in &order[1..1 + copies.min(n - 1)] {
+                let merged = self.reps[i]
+                    .get(key)
+                    .cloned()
+                    .unwrap_or_default()
+                    .merge(&new);
+                self.reps[i].insert(key.to_string(), merged);
+            }
+            if acked {
+                Outcome::Written {
+                    context: new.vv.clone(),
+                    dot: Some(dot),
+                }
+            } else {
+                Outcome::Unavailable {
+                    required: w,
+                    acks: copies + 1,
                 }
             }
         }
-        b.h
+
+        /// Anti-entropy between replicas `order[0]` and `order[1]`, both ways.
+        fn anti_entropy(&mut self, key: String, order: &[usize]) {
+            let (x, y) = (order[0], order[1]);
+            let merged = self.read(&key, &[x, y]);
+            self.reps[x].insert(key.clone(), merged.clone());
+            self.reps[y].insert(key, merged);
+        }
     }
 }
 

@@ -152,6 +152,18 @@ pub(crate) struct ServerArgs {
     /// production.
     #[arg(long, hide = true)]
     pub gossip_fast: bool,
+    /// File with the cluster secret that signs context tokens: 64 hex
+    /// digits on a line (as `ringkv cert init` writes DIR/cluster.secret).
+    /// Every line is a key: the first signs, all verify; FILE.previous, if
+    /// present, adds keys that verify only (rotation, see README.md). Without
+    /// it contexts are signed with a well-known key and can be forged.
+    #[arg(long, value_name = "FILE")]
+    pub context_secret_file: Option<PathBuf>,
+    /// TOML file of client bearer tokens with their permissions (see
+    /// README.md, "Trust model"). With it every HTTP request but /health
+    /// needs `Authorization: Bearer <token>`; without it the API is open.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
     /// TOML file giving any of the options above.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -180,6 +192,10 @@ pub(crate) struct Connection {
     /// HTTP endpoint(s) of the cluster; a comma-separated list fails over.
     #[arg(long, env = "RINGKV_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
     pub endpoint: String,
+    /// Bearer token sent with every request (servers started with
+    /// --token-file require one).
+    #[arg(long, env = "RINGKV_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// Options shared by `put`, `get` and `delete`.

@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`config`]: the node's configuration.
+//! - [`auth`]: bearer tokens and their permissions.
 //! - [`runtime`]: the node loop, batching and group commit.
 //! - [`transport`]: node-to-node TCP.
 //! - [`faults`]: test-only fault injection on the transport.
@@ -10,6 +11,7 @@
 //! - [`metrics`]: Prometheus metrics.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod config;
 pub mod faults;
 pub mod fsync;
@@ -56,24 +58,15 @@ async fn run_node(
     // Bind both listeners before anything else so a port clash fails fast.
     let (rpc_listener, http_listener) = bind(&config).await?;
     let net = start_node(&config, &me, &layout, node, rpc_listener);
-    let state = http::AppState {
-        node: net.handle.clone(),
-        me: me.clone(),
-        http_addr: config.http.clone(),
-        value_bytes_max: config.limits.value_bytes_max,
-        timeout_ms: config.timeout_ms,
-        peers: net.info,
-        metrics: Arc::new(metrics::Metrics::new()),
-        faults: config.fault_injection.then_some(net.faults),
-    };
+    let state = app_state(&config, &me, &net);
     info!(node = %me, http = %config.http, rpc = %config.listen, incarnation = dir.incarnation, "serving");
-    axum::serve(
+    http::serve(
         http_listener,
-        axum::ServiceExt::<axum::extract::Request>::into_make_service(http::Api::new(state)),
+        http::Api::new(state),
+        &http::ServeOptions::default(),
+        shutdown,
     )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("HTTP server")?;
+    .await;
 
     info!("shutting down: syncing the store");
     net.peer_server.abort();
@@ -82,6 +75,39 @@ async fn run_node(
         .context("marking a clean shutdown")?;
     info!("stopped cleanly");
     Ok(())
+}
+
+/// What the HTTP handlers share. Says so in the log when the API is open
+/// to anyone (no token file).
+fn app_state(config: &Config, me: &NodeId, net: &Running) -> http::AppState {
+    if config.tokens.is_none() {
+        info!("no token file: the HTTP API is open to anyone who can reach it");
+    }
+    http::AppState {
+        node: net.handle.clone(),
+        me: me.clone(),
+        http_addr: config.http.clone(),
+        value_bytes_max: config.limits.value_bytes_max,
+        timeout_ms: config.timeout_ms,
+        peers: net.info.clone(),
+        metrics: Arc::new(metrics::Metrics::new()),
+        faults: config.fault_injection.then(|| net.faults.clone()),
+        context_keys: context_keys(config),
+        tokens: config.tokens.clone(),
+    }
+}
+
+/// The context keys of `config`, sized for its limits; the well-known
+/// key, with a warning, when it has none.
+fn context_keys(config: &Config) -> ringkv_core::ContextKeys {
+    let keys = config.context_keys.clone().unwrap_or_else(|| {
+        tracing::warn!(
+            "no cluster secret: context tokens are signed with a fixed, well-known key, so \
+             clients can forge them; give the node a cluster secret (--context-secret-file)"
+        );
+        ringkv_core::ContextKeys::insecure()
+    });
+    keys.with_actors_max(config.limits.actors_max)
 }
 
 /// The peer listener (`--listen`) and the HTTP listener (`--http`).

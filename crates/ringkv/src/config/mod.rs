@@ -26,6 +26,8 @@
 //! hints_max = 1000000
 //! runtime_threads = 1                   # default: cores - 1, at least 1
 //! join = "127.0.0.1:7081"                # or a list: ["10.0.0.1:7081", "10.0.0.2:7081"]
+//! context_secret_file = "/etc/ringkv/cluster.secret"
+//! token_file = "/etc/ringkv/tokens.toml"
 //! ```
 //!
 //! Unknown keys are an error, so a typo does not silently fall back to a default.
@@ -37,6 +39,7 @@
 //! the warnings are in [`check`]; this file merges flags, file and defaults.
 
 mod check;
+mod trust;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -49,6 +52,7 @@ use serde::Deserialize;
 use crate::cli::{ServerArgs, SyncArg};
 use check::check_members;
 pub(crate) use check::{ConfigError, Invalid, parse_initial_cluster, validate, warnings};
+pub(crate) use trust::load_trust;
 
 /// Default fsync interval with `--sync periodic`, in ms.
 const SYNC_INTERVAL_MS_DEFAULT: u64 = 100;
@@ -99,6 +103,10 @@ pub(crate) struct FileConfig {
     join: Option<JoinSpec>,
     #[serde(default, alias = "gossip-fast")]
     gossip_fast: Option<bool>,
+    #[serde(default, alias = "context-secret-file")]
+    context_secret_file: Option<PathBuf>,
+    #[serde(default, alias = "token-file")]
+    token_file: Option<PathBuf>,
 }
 
 /// The forms `join` may take in the file.

@@ -164,6 +164,14 @@ pub(crate) struct ServerArgs {
     /// needs `Authorization: Bearer <token>`; without it the API is open.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// Serve the HTTP API over TLS with this PEM certificate chain (the
+    /// node's certificate first, e.g. DIR/n1.crt from `ringkv cert issue`);
+    /// needs --http-key. Clients trust its CA (curl --cacert).
+    #[arg(long, value_name = "FILE", requires = "http_key")]
+    pub http_cert: Option<PathBuf>,
+    /// The PEM private key of --http-cert.
+    #[arg(long, value_name = "FILE", requires = "http_cert")]
+    pub http_key: Option<PathBuf>,
     /// TOML file giving any of the options above.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,

@@ -65,6 +65,9 @@ pub struct Config {
     /// Bearer tokens clients must present (`--token-file`, see
     /// [`crate::auth`]); `None`: the HTTP API is open to anyone who reaches it.
     pub tokens: Option<std::sync::Arc<crate::auth::Tokens>>,
+    /// Serve the HTTP API over TLS with this PEM certificate chain and PEM
+    /// private key (`--http-cert`, `--http-key`); `None`: plain HTTP.
+    pub http_tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Config {
@@ -91,6 +94,7 @@ impl Config {
             gossip_fast: false,
             context_keys: None,
             tokens: None,
+            http_tls: None,
         }
     }
 }

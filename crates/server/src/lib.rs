@@ -57,16 +57,11 @@ async fn run_node(
 
     // Bind both listeners before anything else so a port clash fails fast.
     let (rpc_listener, http_listener) = bind(&config).await?;
+    let opts = serve_options(&config)?;
     let net = start_node(&config, &me, &layout, node, rpc_listener);
     let state = app_state(&config, &me, &net);
     info!(node = %me, http = %config.http, rpc = %config.listen, incarnation = dir.incarnation, "serving");
-    http::serve(
-        http_listener,
-        http::Api::new(state),
-        &http::ServeOptions::default(),
-        shutdown,
-    )
-    .await;
+    http::serve(http_listener, http::Api::new(state), &opts, shutdown).await;
 
     info!("shutting down: syncing the store");
     net.peer_server.abort();
@@ -75,6 +70,19 @@ async fn run_node(
         .context("marking a clean shutdown")?;
     info!("stopped cleanly");
     Ok(())
+}
+
+/// The HTTP server's options: the defaults, with TLS when `config` names
+/// a certificate and key (read now, so a bad one stops the start).
+fn serve_options(config: &Config) -> anyhow::Result<http::ServeOptions> {
+    let tls = match &config.http_tls {
+        Some((cert, key)) => Some(http::tls::server_config(cert, key)?),
+        None => None,
+    };
+    Ok(http::ServeOptions {
+        tls,
+        ..http::ServeOptions::default()
+    })
 }
 
 /// What the HTTP handlers share. Says so in the log when the API is open

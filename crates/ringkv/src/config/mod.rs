@@ -28,6 +28,8 @@
 //! join = "127.0.0.1:7081"                # or a list: ["10.0.0.1:7081", "10.0.0.2:7081"]
 //! context_secret_file = "/etc/ringkv/cluster.secret"
 //! token_file = "/etc/ringkv/tokens.toml"
+//! http_cert = "/etc/ringkv/n1.crt"       # with http_key: HTTPS on --http
+//! http_key = "/etc/ringkv/n1.key"
 //! ```
 //!
 //! Unknown keys are an error, so a typo does not silently fall back to a default.
@@ -107,6 +109,10 @@ pub(crate) struct FileConfig {
     context_secret_file: Option<PathBuf>,
     #[serde(default, alias = "token-file")]
     token_file: Option<PathBuf>,
+    #[serde(default, alias = "http-cert")]
+    http_cert: Option<PathBuf>,
+    #[serde(default, alias = "http-key")]
+    http_key: Option<PathBuf>,
 }
 
 /// The forms `join` may take in the file.

@@ -1,6 +1,7 @@
 //! The trust settings of `ringkv server`: the cluster secret that signs
-//! context tokens (`--context-secret-file`) and the client bearer tokens
-//! (`--token-file`). Each flag wins over the file's key; the files are read
+//! context tokens (`--context-secret-file`), the client bearer tokens
+//! (`--token-file`) and the HTTP API's TLS identity (`--http-cert`,
+//! `--http-key`, checked when the node starts). Each flag wins over the file's key; the files are read
 //! once, at start, and a file that is missing or invalid stops the node.
 
 use std::sync::Arc;
@@ -29,6 +30,15 @@ pub(crate) fn load_trust(
     if let Some(path) = tokens {
         config.tokens = Some(Arc::new(Tokens::load(path)?));
     }
+    let (cert, key) = match (&flags.http_cert, &flags.http_key) {
+        (Some(c), Some(k)) => (Some(c), Some(k)),
+        _ => (file.http_cert.as_ref(), file.http_key.as_ref()),
+    };
+    config.http_tls = match (cert, key) {
+        (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+        (None, None) => None,
+        _ => anyhow::bail!("http_cert and http_key go together: give both, or neither"),
+    };
     Ok(())
 }
 

@@ -15,6 +15,7 @@
 //!   when the node was started with `--fault-injection`).
 //! - `error`: the error type and its status and JSON body.
 //! - [`serve`]: the server loop with its timeouts and limits.
+//! - [`tls`]: the optional TLS configuration of the API.
 //!
 //! # Limits
 //! Every route but the key routes takes a body of at most
@@ -57,6 +58,7 @@ mod error;
 mod faults;
 mod kv;
 pub mod serve;
+pub mod tls;
 
 pub use kv::CONTEXT_HEADER;
 pub use serve::{ServeOptions, serve};

@@ -14,6 +14,7 @@
 //!   second, with the count of those not logged, and the loop backs off
 //!   briefly instead of spinning.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -28,8 +29,9 @@ use tracing::{Instrument as _, warn};
 
 use super::Api;
 
-/// Limits of the HTTP server, apart from the per-route ones in [`super::Api`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Limits of the HTTP server, apart from the per-route ones in [`super::Api`],
+/// and its TLS configuration.
+#[derive(Clone, Debug)]
 pub struct ServeOptions {
     /// How long a connection may take to deliver a request head (also the
     /// longest a kept-alive connection stays idle).
@@ -38,6 +40,10 @@ pub struct ServeOptions {
     pub concurrency_max: usize,
     /// How long a graceful shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
+    /// Serve HTTPS with this configuration ([`super::tls::server_config`]);
+    /// `None`: plain HTTP. A TLS handshake must end within
+    /// `header_read_timeout`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for ServeOptions {
@@ -46,6 +52,7 @@ impl Default for ServeOptions {
             header_read_timeout: Duration::from_secs(5),
             concurrency_max: 4096,
             shutdown_grace: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -103,6 +110,8 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(opts.header_read_timeout);
     builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
+    let tls = opts.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
     let mut log = RateLimitedLog::new(Duration::from_secs(1));
     tokio::pin!(shutdown);
@@ -124,14 +133,28 @@ pub async fn serve(
             TowerToHyperService::new(tower::service_fn(move |req: hyper::Request<Incoming>| {
                 svc.clone().oneshot(req.map(Body::new))
             }));
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), hyper_svc)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
+        let handshake_timeout = opts.header_read_timeout;
         tokio::spawn(
             async move {
-                // A client that goes away or times out is not this node's problem.
-                let _ = conn.await;
+                // A client that goes away or times out is not this node's
+                // problem: connection errors end the connection only.
+                match tls {
+                    None => {
+                        let conn = builder.serve_connection(TokioIo::new(stream), hyper_svc);
+                        let _ = watcher.watch(conn.into_owned()).await;
+                    }
+                    Some(acceptor) => {
+                        let handshake = acceptor.accept(stream);
+                        let Ok(Ok(stream)) =
+                            tokio::time::timeout(handshake_timeout, handshake).await
+                        else {
+                            return;
+                        };
+                        let conn = builder.serve_connection(TokioIo::new(stream), hyper_svc);
+                        let _ = watcher.watch(conn.into_owned()).await;
+                    }
+                }
             }
             .in_current_span(),
         );

@@ -282,3 +282,68 @@ fn kv_path_and_query_parsers_take_arbitrary_text() {
         let _ = kv::parse_query(Some(&query));
     });
 }
+
+/// With a certificate the API speaks HTTPS: a client that trusts the
+/// certificate's issuer is served; plain HTTP on that port is not.
+#[tokio::test]
+async fn the_api_serves_https_with_a_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (dir.path().join("n1.crt"), dir.path().join("n1.key"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    assert!(
+        tls::server_config(&key, &cert).is_err(),
+        "swapped files are refused"
+    );
+    let opts = ServeOptions {
+        tls: Some(tls::server_config(&cert, &key).unwrap()),
+        ..ServeOptions::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let api = Api::new(state(stand_in_node()));
+    let server = tokio::spawn(async move {
+        serve(listener, api, &opts, async {
+            let _ = stopped.await;
+        })
+        .await;
+    });
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(made.cert.der().clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls_stream = connector.connect(name, tcp).await.unwrap();
+    tls_stream
+        .write_all(b"GET /v1/kv/b/k HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls_stream.read_to_end(&mut answer))
+        .await
+        .expect("answered in time");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
+    plain
+        .write_all(b"GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), plain.read_to_end(&mut got)).await;
+    assert!(!got.starts_with(b"HTTP/1.1 200"));
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(15), server)
+        .await
+        .expect("the server stops")
+        .unwrap();
+}

@@ -486,6 +486,24 @@ mod tests {
     }
 
     #[test]
+    fn tokens_and_tls_files_parse() {
+        let Command::Get(g) = parse(&["get", "k", "--token", "t0k3n"]).unwrap().command else {
+            panic!("not get")
+        };
+        assert_eq!(g.common.connection.token.as_deref(), Some("t0k3n"));
+        let Command::Status(s) = parse(&["status", "--token", "t"]).unwrap().command else {
+            panic!("not status")
+        };
+        assert_eq!(s.connection.token.as_deref(), Some("t"));
+        // The certificate and its key go together.
+        let id = ["server", "--node-id", "n1"];
+        let with = |extra: &[&'static str]| parse(&[&id[..], extra].concat());
+        assert!(with(&["--http-cert", "c.pem"]).is_err());
+        assert!(with(&["--http-key", "k.pem"]).is_err());
+        assert!(with(&["--http-cert", "c.pem", "--http-key", "k.pem"]).is_ok());
+    }
+
+    #[test]
     fn dev_defaults() {
         let Command::Dev(d) = parse(&["dev"]).unwrap().command else {
             panic!("not dev")

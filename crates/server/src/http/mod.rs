@@ -14,7 +14,7 @@
 //! - `faults`: `/v1/admin/faults`, test-only fault injection (routed only
 //!   when the node was started with `--fault-injection`).
 //! - `error`: the error type and its status and JSON body.
-//! - [`serve`]: the server loop with its timeouts and limits.
+//! - [`mod@serve`]: the server loop with its timeouts and limits.
 //! - [`tls`]: the optional TLS configuration of the API.
 //!
 //! # Limits

@@ -82,6 +82,8 @@ impl Default for ClientConfig {
 #[derive(Debug)]
 pub struct Client {
     http: reqwest::Client,
+    /// `Bearer <token>` sent on every request, when a token was given.
+    authorization: Option<HeaderValue>,
     endpoints: Vec<String>,
     /// Index of the endpoint that answered last; requests start there.
     preferred: AtomicUsize,
@@ -130,6 +132,10 @@ impl Client {
         }
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
+            // A server closes a connection that stays idle for its
+            // header-read timeout (5 s); dropping idle connections sooner
+            // keeps a request from racing that close.
+            .pool_idle_timeout(Duration::from_secs(3))
             // Cluster nodes are reached directly, never through a proxy.
             .no_proxy()
             .build()
@@ -139,10 +145,33 @@ impl Client {
             })?;
         Ok(Client {
             http,
+            authorization: None,
             endpoints: normalized,
             preferred: AtomicUsize::new(0),
             config,
         })
+    }
+
+    /// Sends `Authorization: Bearer <token>` with every request (what a
+    /// server started with `--token-file` requires; `ringkv --token` or
+    /// `RINGKV_TOKEN`). `None` or a blank token sends none.
+    pub fn with_token(mut self, token: Option<&str>) -> Result<Self, ClientError> {
+        self.authorization = match token.map(str::trim).filter(|t| !t.is_empty()) {
+            None => None,
+            Some(t) => {
+                let mut v = HeaderValue::try_from(format!("Bearer {t}")).map_err(|_| {
+                    ClientError::InvalidEndpoint {
+                        endpoint: self.endpoints.join(","),
+                        reason: "the token has characters a header cannot carry; use the \
+                                 token as written in the server's token file"
+                            .to_string(),
+                    }
+                })?;
+                v.set_sensitive(true);
+                Some(v)
+            }
+        };
+        Ok(self)
     }
 
     /// The endpoints, normalized (scheme added, trailing `/` removed), in failover order.
@@ -370,6 +399,9 @@ impl Client {
                 .timeout(timeout);
             if let Some(ctx) = req.context {
                 builder = builder.header(CONTEXT_HEADER, ctx);
+            }
+            if let Some(auth) = &self.authorization {
+                builder = builder.header(reqwest::header::AUTHORIZATION, auth.clone());
             }
             if let Some(body) = &req.body {
                 builder = builder.body(body.clone());

@@ -34,7 +34,7 @@ pub mod sloppy;
 pub mod version;
 
 pub use bucket::{BucketEntry, BucketError, BucketPatch, BucketProps, ConflictMode};
-pub use context::{Context, ContextError};
+pub use context::{Context, ContextError, ContextKeys};
 pub use hash::{KeyHash, PartitionId, key_hash, partition_of};
 pub use hlc::{Hlc, HlcClock};
 pub use layout::{Layout, LayoutError, Member, NodeId};

@@ -11,7 +11,7 @@ use crate::bucket::BucketProps;
 use crate::hash::BucketKey;
 use crate::msg::{ClientError, ClientOp, ClientRequest};
 use crate::params::{Limits, QuorumParam};
-use crate::version::{Actor, Object, Value, VersionVector};
+use crate::version::{Actor, Dot, Object, Value, VersionVector};
 
 /// Longest timeout a client may ask for, in ms.
 pub const TIMEOUT_MS_MAX: u64 = 600_000;
@@ -133,6 +133,23 @@ pub fn check_context(
     Ok(())
 }
 
+/// The dot of a write by `actor` on `local` with `context`, or a refusal
+/// when `actor`'s counter on the key is exhausted (at `u64::MAX`): the dot
+/// would otherwise wrap to one the key covers, and the write would vanish.
+pub fn next_dot(
+    local: &Object,
+    actor: &Actor,
+    context: &VersionVector,
+) -> Result<Dot, ClientError> {
+    local.checked_next_dot(actor, context).ok_or_else(|| {
+        ClientError::BadRequest(format!(
+            "node {}'s version counter on this key is exhausted (2^64-1 writes); the write \
+             was refused and nothing changed",
+            actor.node
+        ))
+    })
+}
+
 /// Checks the object a write would leave (`new`, built on `local`) against
 /// the limits: the actors its context brought in, the siblings and the bytes.
 /// A write may always add its own actor to what is stored; the context may
@@ -229,7 +246,6 @@ mod tests {
 
     use super::*;
     use crate::layout::NodeId;
-    use crate::version::Dot;
 
     fn key(bucket: &str, k: &str) -> BucketKey {
         BucketKey::new(
@@ -380,6 +396,27 @@ mod tests {
             check_context(&forged, &local, &me),
             Err(ClientError::BadRequest(_))
         ));
+    }
+
+    /// A context that brings another node's counter to 2^64-1 (which only a
+    /// forged one could) leaves that node unable to make a next dot: its
+    /// writes are refused with a 400, never given a wrapped dot.
+    #[test]
+    fn a_write_whose_dot_would_overflow_is_refused() {
+        let (me, other) = (actor("n1"), actor("n2"));
+        let mut ctx = VersionVector::new();
+        ctx.add(&Dot {
+            actor: other.clone(),
+            counter: u64::MAX,
+        });
+        let dot = next_dot(&Object::default(), &me, &ctx).unwrap();
+        let local = Object::default().update(&ctx, dot, Value::Tombstone, 1);
+        let err = next_dot(&local, &other, &VersionVector::new()).unwrap_err();
+        assert!(
+            matches!(&err, ClientError::BadRequest(m) if m.contains("exhausted")),
+            "{err:?}"
+        );
+        assert_eq!(next_dot(&local, &me, &ctx).unwrap().counter, 2);
     }
 
     #[test]

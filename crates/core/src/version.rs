@@ -330,12 +330,25 @@ impl Object {
         std::borrow::Cow::Owned(s)
     }
 
-    /// The next dot `actor` makes on this key, given the client's context.
-    pub fn next_dot(&self, actor: &Actor, context: &VersionVector) -> Dot {
-        Dot {
+    /// The next dot `actor` makes on this key, given the client's context;
+    /// `None` when `actor`'s counter is at `u64::MAX` (a dot must never wrap
+    /// to one the key already covers: its write would vanish).
+    pub fn checked_next_dot(&self, actor: &Actor, context: &VersionVector) -> Option<Dot> {
+        let counter = self.vv.get(actor).max(context.get(actor)).checked_add(1)?;
+        Some(Dot {
             actor: actor.clone(),
-            counter: self.vv.get(actor).max(context.get(actor)) + 1,
-        }
+            counter,
+        })
+    }
+
+    /// [`Object::checked_next_dot`] for tests and the simulator, whose
+    /// counters stay small.
+    ///
+    /// # Panics
+    /// When the counter would overflow; the node uses the checked form.
+    pub fn next_dot(&self, actor: &Actor, context: &VersionVector) -> Dot {
+        self.checked_next_dot(actor, context)
+            .expect("a dot counter overflowed")
     }
 
     /// Applies a write made with `context` (what the client had read): drops
@@ -757,6 +770,23 @@ mod tests {
             );
             assert_eq!(old, m);
         }
+    }
+
+    #[test]
+    fn the_next_dot_never_wraps() {
+        let mut vv = VersionVector::new();
+        vv.add(&Dot {
+            actor: actor(1),
+            counter: u64::MAX,
+        });
+        let o = Object {
+            vv: vv.clone(),
+            siblings: Vec::new(),
+        };
+        assert_eq!(o.checked_next_dot(&actor(1), &VersionVector::new()), None);
+        assert_eq!(Object::empty().checked_next_dot(&actor(1), &vv), None);
+        let below = Object::empty().checked_next_dot(&actor(2), &vv).unwrap();
+        assert_eq!(below.counter, 1);
     }
 
     #[test]

@@ -182,6 +182,26 @@ pub(crate) struct ServerArgs {
     /// this long is closed, in ms, at least 100. [default: 60000]
     #[arg(long, hide = true)]
     pub peer_idle_timeout_ms: Option<u64>,
+    /// File with the cluster secret that signs context tokens: 64 hex
+    /// digits on a line (as `ringkv cert init` writes DIR/cluster.secret).
+    /// Every line is a key: the first signs, all verify; FILE.previous, if
+    /// present, adds keys that verify only (rotation, see README.md). Without
+    /// it contexts are signed with a well-known key and can be forged.
+    #[arg(long, value_name = "FILE")]
+    pub context_secret_file: Option<PathBuf>,
+    /// TOML file of client bearer tokens with their permissions (see
+    /// README.md, "Trust model"). With it every HTTP request but /health
+    /// needs `Authorization: Bearer <token>`; without it the API is open.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Serve the HTTP API over TLS with this PEM certificate chain (the
+    /// node's certificate first, e.g. DIR/n1.crt from `ringkv cert issue`);
+    /// needs --http-key. Clients trust its CA (curl --cacert).
+    #[arg(long, value_name = "FILE", requires = "http_key")]
+    pub http_cert: Option<PathBuf>,
+    /// The PEM private key of --http-cert.
+    #[arg(long, value_name = "FILE", requires = "http_cert")]
+    pub http_key: Option<PathBuf>,
     /// TOML file giving any of the options above.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -254,6 +274,10 @@ pub(crate) struct Connection {
     /// HTTP endpoint(s) of the cluster; a comma-separated list fails over.
     #[arg(long, env = "RINGKV_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
     pub endpoint: String,
+    /// Bearer token sent with every request (servers started with
+    /// --token-file require one).
+    #[arg(long, env = "RINGKV_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// Options shared by `put`, `get` and `delete`.
@@ -551,6 +575,24 @@ mod tests {
             "NODE is required"
         );
         assert!(parse(&["server", "--certs", "c", "--insecure"]).is_err());
+    }
+
+    #[test]
+    fn tokens_and_tls_files_parse() {
+        let Command::Get(g) = parse(&["get", "k", "--token", "t0k3n"]).unwrap().command else {
+            panic!("not get")
+        };
+        assert_eq!(g.common.connection.token.as_deref(), Some("t0k3n"));
+        let Command::Status(s) = parse(&["status", "--token", "t"]).unwrap().command else {
+            panic!("not status")
+        };
+        assert_eq!(s.connection.token.as_deref(), Some("t"));
+        // The certificate and its key go together.
+        let id = ["server", "--node-id", "n1"];
+        let with = |extra: &[&'static str]| parse(&[&id[..], extra].concat());
+        assert!(with(&["--http-cert", "c.pem"]).is_err());
+        assert!(with(&["--http-key", "k.pem"]).is_err());
+        assert!(with(&["--http-cert", "c.pem", "--http-key", "k.pem"]).is_ok());
     }
 
     #[test]

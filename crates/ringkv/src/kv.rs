@@ -18,7 +18,10 @@ use crate::cli::{
 const EXIT_NOT_FOUND: u8 = 1;
 
 fn client(conn: &Connection) -> anyhow::Result<Client> {
-    Client::new(vec![conn.endpoint.clone()]).context("bad --endpoint (or RINGKV_ENDPOINT)")
+    Client::new(vec![conn.endpoint.clone()])
+        .context("bad --endpoint (or RINGKV_ENDPOINT)")?
+        .with_token(conn.token.as_deref())
+        .context("bad --token (or RINGKV_TOKEN)")
 }
 
 /// `ringkv put KEY VALUE`: prints the new context to stderr.

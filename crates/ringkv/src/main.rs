@@ -159,8 +159,9 @@ fn server_config(args: &ServerArgs) -> anyhow::Result<ringkv_server::Config> {
         Some(path) => config::load_file(path)?,
         None => config::FileConfig::default(),
     };
-    let config = config::merge(args, &file)?;
+    let mut config = config::merge(args, &file)?;
     config::validate(&config)?;
+    config::load_trust(args, &file, &mut config)?;
     for warning in config::warnings(&config) {
         tracing::warn!("{warning}");
     }

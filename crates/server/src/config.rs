@@ -4,7 +4,10 @@
 
 use std::path::PathBuf;
 
-use ringkv_core::Limits;
+use std::path::Path;
+
+use anyhow::Context as _;
+use ringkv_core::{ContextKeys, Limits};
 use ringkv_storage::SyncMode;
 
 /// Everything a node needs to start. Built by the binary from flags and an
@@ -69,6 +72,17 @@ pub struct Config {
     /// An inbound peer connection with no frame for this long is closed,
     /// in ms; links send keepalives at a third of it (at most every 10 s).
     pub peer_idle_timeout_ms: u64,
+    /// Keys of the MAC on context tokens: the first signs, all verify (keep
+    /// the previous cluster secret here while a rotation rolls through the
+    /// cluster). `None`: the fixed, well-known key, so anyone can forge a
+    /// context; the node warns at start. See [`load_context_keys`].
+    pub context_keys: Option<ContextKeys>,
+    /// Bearer tokens clients must present (`--token-file`, see
+    /// [`crate::auth`]); `None`: the HTTP API is open to anyone who reaches it.
+    pub tokens: Option<std::sync::Arc<crate::auth::Tokens>>,
+    /// Serve the HTTP API over TLS with this PEM certificate chain and PEM
+    /// private key (`--http-cert`, `--http-key`); `None`: plain HTTP.
+    pub http_tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Config {
@@ -98,6 +112,9 @@ impl Config {
             insecure: false,
             peer_connections_max: crate::transport::PEER_CONNECTIONS_MAX_DEFAULT,
             peer_idle_timeout_ms: crate::transport::PEER_IDLE_TIMEOUT_MS_DEFAULT,
+            context_keys: None,
+            tokens: None,
+            http_tls: None,
         }
     }
 }
@@ -112,4 +129,75 @@ pub fn default_runtime_threads() -> usize {
         .map(|n| n.get().saturating_sub(1))
         .unwrap_or(1)
         .max(1)
+}
+
+/// Reads the cluster secret from `path` (as `ringkv cert init` writes
+/// `DIR/cluster.secret`: 64 hex digits on a line) and, when it exists,
+/// `path` + `.previous`. Every line of either file is a key; the first
+/// line of `path` signs context tokens and all the keys verify them, so a
+/// secret can be rotated without refusing tokens handed out before (README.md,
+/// "Trust model").
+pub fn load_context_keys(path: &Path) -> anyhow::Result<ContextKeys> {
+    let current = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the cluster secret {}", path.display()))?;
+    let mut previous_path = path.as_os_str().to_owned();
+    previous_path.push(".previous");
+    let previous_path = std::path::PathBuf::from(previous_path);
+    let previous = match std::fs::read_to_string(&previous_path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "cannot read the previous cluster secret {}",
+                    previous_path.display()
+                )
+            });
+        }
+    };
+    let mut keys = ContextKeys::from_hex(&[&current])
+        .with_context(|| format!("the cluster secret {} is not valid", path.display()))?;
+    if !previous.trim().is_empty() {
+        let both = ContextKeys::from_hex(&[&current, &previous]).with_context(|| {
+            format!(
+                "the previous cluster secret {} is not valid",
+                previous_path.display()
+            )
+        })?;
+        keys = both;
+    }
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringkv_core::context;
+
+    #[test]
+    fn the_secret_and_the_previous_one_are_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cluster.secret");
+        assert!(
+            load_context_keys(&path).is_err(),
+            "a missing secret is an error"
+        );
+        std::fs::write(&path, "nothex\n").unwrap();
+        let err = format!("{:#}", load_context_keys(&path).unwrap_err());
+        assert!(
+            err.contains("line 1") && err.contains("cluster.secret"),
+            "{err}"
+        );
+        std::fs::write(&path, format!("{}\n", "11".repeat(32))).unwrap();
+        let old = load_context_keys(&path).unwrap();
+        assert_eq!(old.len(), 1);
+        let token = context::encode(&Default::default(), 1, &old);
+        // Rotation: the old secret moves to .previous, a new one is written.
+        std::fs::write(dir.path().join("cluster.secret.previous"), "11".repeat(32)).unwrap();
+        std::fs::write(&path, "22".repeat(32)).unwrap();
+        let rotated = load_context_keys(&path).unwrap();
+        assert_eq!(rotated.len(), 2);
+        assert!(context::decode(&token, 1, &rotated).is_ok());
+        assert_ne!(context::encode(&Default::default(), 1, &rotated), token);
+    }
 }

@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`config`]: the node's configuration.
+//! - [`auth`]: bearer tokens and their permissions.
 //! - [`runtime`]: the node loop, batching and group commit.
 //! - [`transport`]: node-to-node TCP.
 //! - [`tls`]: certificates and mutual TLS between peers.
@@ -11,6 +12,7 @@
 //! - [`metrics`]: Prometheus metrics.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod config;
 pub mod faults;
 pub mod fsync;
@@ -57,6 +59,7 @@ async fn run_node(
 
     // Bind both listeners before anything else so a port clash fails fast.
     let (rpc_listener, http_listener) = bind(&config).await?;
+    let opts = serve_options(&config)?;
     let metrics = Arc::new(metrics::Metrics::new());
     let net = start_node(
         &config,
@@ -67,24 +70,9 @@ async fn run_node(
         security,
         &metrics,
     );
-    let state = http::AppState {
-        node: net.handle.clone(),
-        me: me.clone(),
-        http_addr: config.http.clone(),
-        value_bytes_max: config.limits.value_bytes_max,
-        timeout_ms: config.timeout_ms,
-        peers: net.info,
-        metrics,
-        faults: config.fault_injection.then_some(net.faults),
-    };
+    let state = app_state(&config, &me, &net, metrics)?;
     info!(node = %me, http = %config.http, rpc = %config.listen, incarnation = dir.incarnation, "serving");
-    axum::serve(
-        http_listener,
-        axum::ServiceExt::<axum::extract::Request>::into_make_service(http::Api::new(state)),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("HTTP server")?;
+    http::serve(http_listener, http::Api::new(state), &opts, shutdown).await;
 
     info!("shutting down: syncing the store");
     net.peer_server.abort();
@@ -93,6 +81,64 @@ async fn run_node(
         .context("marking a clean shutdown")?;
     info!("stopped cleanly");
     Ok(())
+}
+
+/// The HTTP server's options: the defaults, with TLS when `config` names
+/// a certificate and key (read now, so a bad one stops the start).
+fn serve_options(config: &Config) -> anyhow::Result<http::ServeOptions> {
+    let tls = match &config.http_tls {
+        Some((cert, key)) => Some(http::tls::server_config(cert, key)?),
+        None => None,
+    };
+    Ok(http::ServeOptions {
+        tls,
+        ..http::ServeOptions::default()
+    })
+}
+
+/// What the HTTP handlers share. Says so in the log when the API is open
+/// to anyone (no token file).
+fn app_state(
+    config: &Config,
+    me: &NodeId,
+    net: &Running,
+    metrics: Arc<metrics::Metrics>,
+) -> anyhow::Result<http::AppState> {
+    if config.tokens.is_none() {
+        info!("no token file: the HTTP API is open to anyone who can reach it");
+    }
+    Ok(http::AppState {
+        node: net.handle.clone(),
+        me: me.clone(),
+        http_addr: config.http.clone(),
+        value_bytes_max: config.limits.value_bytes_max,
+        timeout_ms: config.timeout_ms,
+        peers: net.info.clone(),
+        metrics,
+        faults: config.fault_injection.then(|| net.faults.clone()),
+        context_keys: context_keys(config)?,
+        tokens: config.tokens.clone(),
+    })
+}
+
+/// The context keys of `config`, sized for its limits: its own, else the
+/// cluster secret in its certificates directory, else the well-known key
+/// (with a warning).
+fn context_keys(config: &Config) -> anyhow::Result<ringkv_core::ContextKeys> {
+    let keys = match (&config.context_keys, &config.certs) {
+        (Some(keys), _) => keys.clone(),
+        // `ringkv cert init` writes the cluster secret beside the CA.
+        (None, Some(dir)) => config::load_context_keys(&dir.join("cluster.secret"))?,
+        (None, None) => {
+            tracing::warn!(
+                "no cluster secret: context tokens are signed with a fixed, well-known key, so \
+                 clients can forge them; give the node --certs DIR (its cluster.secret) or \
+                 --context-secret-file"
+            );
+            ringkv_core::ContextKeys::insecure()
+        }
+    };
+    Ok(keys.with_actors_max(config.limits.actors_max))
 }
 
 /// The peer listener (`--listen`) and the HTTP listener (`--http`).

@@ -199,7 +199,7 @@ fn build_write<S: Store>(
         context
     };
     request::check_context(&context, &local, ctx.actor).map_err(|e| (e, true))?;
-    let dot = local.next_dot(ctx.actor, &context);
+    let dot = request::next_dot(&local, ctx.actor, &context).map_err(|e| (e, true))?;
     debug_assert!(
         dot.counter > local.vv.get(ctx.actor),
         "a dot is never reused: {dot:?} over {:?}",

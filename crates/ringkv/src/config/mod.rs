@@ -30,6 +30,10 @@
 //! certs = "/etc/ringkv/certs"            # mutual TLS between peers (`ringkv cert`)
 //! # or: insecure = true                  # plaintext peer port; one of the two is required
 //! peer_connections_max = 256
+//! context_secret_file = "/etc/ringkv/cluster.secret"
+//! token_file = "/etc/ringkv/tokens.toml"
+//! http_cert = "/etc/ringkv/n1.crt"       # with http_key: HTTPS on --http
+//! http_key = "/etc/ringkv/n1.key"
 //! ```
 //!
 //! Unknown keys are an error, so a typo does not silently fall back to a default.
@@ -41,6 +45,7 @@
 //! the warnings are in [`check`]; this file merges flags, file and defaults.
 
 mod check;
+mod trust;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -53,6 +58,7 @@ use serde::Deserialize;
 use crate::cli::{ServerArgs, SyncArg};
 use check::check_members;
 pub(crate) use check::{ConfigError, Invalid, parse_initial_cluster, validate, warnings};
+pub(crate) use trust::load_trust;
 
 /// Default fsync interval with `--sync periodic`, in ms.
 const SYNC_INTERVAL_MS_DEFAULT: u64 = 100;
@@ -113,6 +119,14 @@ pub(crate) struct FileConfig {
     peer_connections_max: Option<usize>,
     #[serde(default, alias = "peer-idle-timeout-ms")]
     peer_idle_timeout_ms: Option<u64>,
+    #[serde(default, alias = "context-secret-file")]
+    context_secret_file: Option<PathBuf>,
+    #[serde(default, alias = "token-file")]
+    token_file: Option<PathBuf>,
+    #[serde(default, alias = "http-cert")]
+    http_cert: Option<PathBuf>,
+    #[serde(default, alias = "http-key")]
+    http_key: Option<PathBuf>,
 }
 
 /// The forms `join` may take in the file.

@@ -92,8 +92,60 @@ impl From<ClientError> for ApiError {
     }
 }
 
-/// The answer to a path no route takes.
+/// Gives the refusals of the tower layers (`408` request timeout, `413`
+/// body over the limit), which have a plain or empty body, the API's JSON
+/// error body; any other response passes unchanged.
+pub(crate) fn json_layer_errors(resp: Response) -> Response {
+    let status = resp.status();
+    if !matches!(
+        status,
+        StatusCode::REQUEST_TIMEOUT | StatusCode::PAYLOAD_TOO_LARGE
+    ) || resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"))
+    {
+        return resp;
+    }
+    if status == StatusCode::REQUEST_TIMEOUT {
+        request_timeout().into_response()
+    } else {
+        ApiError::new(
+            status,
+            "too_large",
+            format!(
+                "the request body is over the limit of {} bytes for this route",
+                super::SMALL_BODY_MAX
+            ),
+        )
+        .into_response()
+    }
+}
+
+/// `408`: the request took longer than [`super::REQUEST_TIMEOUT`].
+pub(crate) fn request_timeout() -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        format!(
+            "the request was not received or answered within {} s; nothing was changed unless \
+             it was a write already handed to the node; retry",
+            super::REQUEST_TIMEOUT.as_secs()
+        ),
+    )
+}
+
+/// The answer to a path no route takes. The fault-injection routes exist
+/// only on a node started with `--fault-injection`: asked for elsewhere,
+/// the answer says so.
 pub(crate) async fn not_found(uri: Uri) -> ApiError {
+    if uri.path().starts_with("/v1/admin/faults") {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "fault injection is off; start the server with --fault-injection (test clusters only)",
+        );
+    }
     ApiError::new(
         StatusCode::NOT_FOUND,
         "not_found",

@@ -16,7 +16,7 @@ use ringkv_core::context;
 use ringkv_core::hash::BucketKey;
 use ringkv_core::msg::{ClientOp, ClientReply, ClientRequest};
 use ringkv_core::params::QuorumParam;
-use ringkv_core::{Object, Value};
+use ringkv_core::{ContextKeys, Object, Value};
 use tokio::sync::oneshot;
 
 use super::error::{ApiError, node_stopped, queue_full};
@@ -37,7 +37,7 @@ fn parse_kv_path(path: &str) -> Result<(Vec<u8>, Vec<u8>), ApiError> {
 
 /// Quorum and timeout parameters from the query string.
 #[derive(Default, Debug, PartialEq)]
-struct KvQuery {
+pub(super) struct KvQuery {
     r: Option<QuorumParam>,
     pr: Option<QuorumParam>,
     w: Option<QuorumParam>,
@@ -46,7 +46,7 @@ struct KvQuery {
 }
 
 /// Parses `r`, `pr`, `w`, `pw`, `timeout_ms`; anything else is an error.
-fn parse_query(q: Option<&str>) -> Result<KvQuery, ApiError> {
+pub(super) fn parse_query(q: Option<&str>) -> Result<KvQuery, ApiError> {
     let mut out = KvQuery::default();
     for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -80,6 +80,7 @@ fn parse_query(q: Option<&str>) -> Result<KvQuery, ApiError> {
 fn context_from(
     headers: &HeaderMap,
     key_hash: u64,
+    keys: &ContextKeys,
 ) -> Result<Option<ringkv_core::VersionVector>, ApiError> {
     match headers.get(&CONTEXT_NAME) {
         None => Ok(None),
@@ -90,7 +91,7 @@ fn context_from(
             if s.trim().is_empty() {
                 return Ok(None);
             }
-            context::decode(s, key_hash)
+            context::decode(s, key_hash, keys)
                 .map(Some)
                 .map_err(|e| ApiError::bad(e.to_string()))
         }
@@ -145,12 +146,12 @@ async fn kv_inner(
         ClientReply::Error(e) => Err(e.into()),
         ClientReply::Written { context, .. } => {
             let mut resp = StatusCode::NO_CONTENT.into_response();
-            set_context(&mut resp, &context, key_hash);
+            set_context(&mut resp, &context, key_hash, &st.context_keys);
             Ok(resp)
         }
         ClientReply::Read { object, .. } => {
             debug_assert!(is_get);
-            Ok(read_response(&object, key_hash))
+            Ok(read_response(&object, key_hash, &st.context_keys))
         }
     }
 }
@@ -178,7 +179,7 @@ async fn key_op(
         }
     };
     // The context is checked before the body is read, as it always was.
-    let context = context_from(headers, key_hash)?;
+    let context = context_from(headers, key_hash, &st.context_keys)?;
     let value = match value {
         Some(tombstone) => tombstone,
         None => Value::Data(read_body(st.value_bytes_max, headers, body).await?),
@@ -220,8 +221,13 @@ async fn ask_node(st: &AppState, request: ClientRequest) -> Result<ClientReply, 
 }
 
 /// Sets the context header of `resp` to `vv`, bound to the key.
-fn set_context(resp: &mut Response, vv: &ringkv_core::VersionVector, key_hash: u64) {
-    let token = context::encode(vv, key_hash);
+fn set_context(
+    resp: &mut Response,
+    vv: &ringkv_core::VersionVector,
+    key_hash: u64,
+    keys: &ContextKeys,
+) {
+    let token = context::encode(vv, key_hash, keys);
     resp.headers_mut().insert(
         CONTEXT_NAME.clone(),
         HeaderValue::try_from(token).expect("base64url is a valid header"),
@@ -231,7 +237,7 @@ fn set_context(resp: &mut Response, vv: &ringkv_core::VersionVector, key_hash: u
 /// 404 when no sibling holds data (absent, or deleted, even by several
 /// concurrent deletes), 300 with the siblings when there are several, 200
 /// with the value otherwise. The context is bound to the key (`key_hash`).
-fn read_response(object: &Object, key_hash: u64) -> Response {
+fn read_response(object: &Object, key_hash: u64, keys: &ContextKeys) -> Response {
     let mut resp = if object.is_deleted() {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -241,7 +247,7 @@ fn read_response(object: &Object, key_hash: u64) -> Response {
         .into_response()
     } else if object.siblings.len() > 1 {
         let body = SiblingsBody {
-            context: context::encode(&object.vv, key_hash),
+            context: context::encode(&object.vv, key_hash, keys),
             siblings: object
                 .siblings
                 .iter()
@@ -271,21 +277,24 @@ fn read_response(object: &Object, key_hash: u64) -> Response {
             .into_response()
     };
     if !object.vv.is_empty() {
-        set_context(&mut resp, &object.vv, key_hash);
+        set_context(&mut resp, &object.vv, key_hash, keys);
     }
     resp
 }
 
 /// Reads a value of at most `limit` bytes.
+/// It must arrive within [`super::REQUEST_TIMEOUT`] (`408` past it).
 async fn read_body(limit: usize, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
-    read_limited(
+    let read = read_limited(
         limit,
         "value",
         " (--value-bytes-max); store it in parts",
         headers,
         body,
-    )
-    .await
+    );
+    tokio::time::timeout(super::REQUEST_TIMEOUT, read)
+        .await
+        .unwrap_or_else(|_| Err(super::error::request_timeout()))
 }
 
 #[cfg(test)]

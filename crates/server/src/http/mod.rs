@@ -11,12 +11,25 @@
 //! - `kv`: `GET`/`PUT`/`DELETE /v1/kv/{bucket}/{key}`, contexts and siblings.
 //! - `cluster`: `/health`, `/metrics`, `/v1/cluster`, `/v1/ring`.
 //! - `buckets`: `/v1/buckets`, bucket properties.
-//! - `faults`: `/v1/admin/faults`, test-only fault injection.
+//! - `faults`: `/v1/admin/faults`, test-only fault injection (routed only
+//!   when the node was started with `--fault-injection`).
 //! - `error`: the error type and its status and JSON body.
+//! - [`mod@serve`]: the server loop with its timeouts and limits.
+//! - [`tls`]: the optional TLS configuration of the API.
+//!
+//! # Limits
+//! Every route but the key routes takes a body of at most
+//! [`SMALL_BODY_MAX`] bytes and must be answered within [`REQUEST_TIMEOUT`];
+//! a key request's body is its value (up to `--value-bytes-max`) and must
+//! arrive within [`REQUEST_TIMEOUT`], and the node answers it by the
+//! request's own `timeout_ms`. With a token file ([`crate::auth`]) every
+//! request but `/health` needs a bearer token with the right permission,
+//! checked before anything else.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -28,10 +41,11 @@ use axum::routing::{get, put};
 use bytes::Bytes;
 use futures::future::{BoxFuture, Either, FutureExt};
 use percent_encoding::percent_decode_str;
-use ringkv_core::NodeId;
+use ringkv_core::{ContextKeys, NodeId};
 use ringkv_node::Node;
 use serde::Serialize;
 
+use crate::auth::{Denied, Need, Tokens};
 use crate::faults::Faults;
 use crate::metrics::Metrics;
 use crate::runtime::{NodeHandle, Tracked};
@@ -43,8 +57,17 @@ mod cluster;
 mod error;
 mod faults;
 mod kv;
+pub mod serve;
+pub mod tls;
 
 pub use kv::CONTEXT_HEADER;
+pub use serve::{ServeOptions, serve};
+
+/// Largest body of a request to any route but the key routes, in bytes.
+pub const SMALL_BODY_MAX: usize = 64 * 1024;
+/// Longest time a request to any route but the key routes may take, and
+/// the longest a key request's body may take to arrive.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What every handler needs.
 #[derive(Clone)]
@@ -65,6 +88,11 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Injected transport faults; `None` unless started with `--fault-injection`.
     pub faults: Option<Faults>,
+    /// The keys that sign and verify context tokens, and the longest token
+    /// accepted (what this node can make for its limits).
+    pub context_keys: ContextKeys,
+    /// The bearer tokens clients must present; `None`: the API is open.
+    pub tokens: Option<Arc<Tokens>>,
 }
 
 /// The HTTP service of the whole API: what [`router`] answers, with key
@@ -118,6 +146,11 @@ impl tower_service::Service<Request> for Api {
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
+        if let Some(tokens) = &self.state.tokens
+            && let Err(refusal) = authorize(tokens, &req)
+        {
+            return Either::Left(futures::future::ready(Ok(*refusal)).boxed());
+        }
         if !Self::is_key_request(&req) {
             return Either::Right(self.router.call(req));
         }
@@ -143,36 +176,75 @@ impl tower_service::Service<Request> for Api {
     }
 }
 
-/// The router of the whole API.
+/// The answer to a request `tokens` do not allow: `401` without a valid
+/// token (with `WWW-Authenticate: Bearer`), `403` without the permission.
+fn authorize(tokens: &Tokens, req: &Request) -> Result<(), Box<Response>> {
+    let need = Need::of(req.method(), req.uri().path());
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    match tokens.check(auth, &need) {
+        Ok(_) => Ok(()),
+        Err(Denied::Unauthenticated(m)) => {
+            let mut resp =
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m).into_response();
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"ringkv\""),
+            );
+            Err(Box::new(resp))
+        }
+        Err(Denied::Forbidden(m)) => Err(Box::new(
+            ApiError::new(StatusCode::FORBIDDEN, "forbidden", m).into_response(),
+        )),
+    }
+}
+
+/// The router of the whole API (without the bearer-token check, which is
+/// [`Api`]'s: serve [`Api`]).
 pub fn router(state: AppState) -> Router {
     router_with(Arc::new(state))
 }
 
 /// [`router`] over a state the [`Api`] service shares with it.
 fn router_with(state: Arc<AppState>) -> Router {
-    Router::new()
+    let mut small = Router::new()
         .route("/health", get(cluster::health))
         .route("/metrics", get(cluster::metrics))
         .route("/v1/cluster", get(cluster::cluster))
         .route("/v1/ring", get(cluster::ring))
         .route("/v1/ring/{*rest}", get(cluster::locate))
-        .route(
-            "/v1/admin/faults",
-            get(faults::faults_list).delete(faults::faults_clear_all),
-        )
-        .route(
-            "/v1/admin/faults/{peer}",
-            put(faults::fault_set).delete(faults::fault_clear),
-        )
         .route("/v1/buckets", get(buckets::buckets_list))
         .route(
             "/v1/buckets/{*rest}",
             get(buckets::bucket_get).put(buckets::bucket_set),
-        )
+        );
+    if state.faults.is_some() {
+        small = small
+            .route(
+                "/v1/admin/faults",
+                get(faults::faults_list).delete(faults::faults_clear_all),
+            )
+            .route(
+                "/v1/admin/faults/{peer}",
+                put(faults::fault_set).delete(faults::fault_clear),
+            );
+    }
+    let small = small
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            SMALL_BODY_MAX,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ));
+    small
         .route("/v1/kv/{*rest}", get(kv::kv).put(kv::kv).delete(kv::kv))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::disable())
+        .layer(tower::util::MapResponseLayer::new(error::json_layer_errors))
         .with_state(state)
 }
 
@@ -241,6 +313,9 @@ pub(crate) async fn read_limited(
         .await
         .map_err(|_| too_large("more than that".into()))
 }
+
+#[cfg(test)]
+mod trust_tests;
 
 #[cfg(test)]
 mod tests {
@@ -316,6 +391,8 @@ mod tests {
             peers: PeerInfo::default(),
             metrics: Arc::new(Metrics::new()),
             faults: None,
+            context_keys: ContextKeys::new([9; 32], Vec::new()),
+            tokens: None,
         }
     }
 

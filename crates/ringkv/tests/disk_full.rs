@@ -204,12 +204,7 @@ async fn a_full_disk_takes_a_node_out_loses_no_ack_and_a_restart_brings_it_back(
     };
     let data: PathBuf = tmpfs.path().join("n1");
     let small = 0;
-    let mut c = TestCluster::start_with_dirs(
-        3,
-        &["--gossip-fast", "--timeout-ms", "2000"],
-        &[(small, data)],
-    )
-    .await;
+    let mut c = TestCluster::start_with_dirs(3, &["--timeout-ms", "2000"], &[(small, data)]).await;
     let start = Instant::now();
 
     // Leave the node only a few MiB, then write through every node.
@@ -244,6 +239,26 @@ async fn a_full_disk_takes_a_node_out_loses_no_ack_and_a_restart_brings_it_back(
         store_failed(&c, small).await
     })
     .await;
+    // Its peers stop sending it work: they hold it down (as a crashed node).
+    for i in [1, 2] {
+        eventually(Duration::from_secs(20), async || {
+            let v = c.cluster_status(i).await;
+            let n1 = v["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["id"] == "n1");
+            match n1 {
+                Some(m) if m["alive"] == false => Ok(()),
+                _ => Err(c.saw(i, format!("n{} still sees n1 alive: {v}", i + 1))),
+            }
+        })
+        .await;
+    }
+    eprintln!(
+        "n1 held down by its peers {:?} after it failed",
+        start.elapsed() - failed_at
+    );
 
     // The other two still take writes at W=2 (once the cluster holds n1
     // down, or n1 answers with its error at once): never a false ack.

@@ -147,13 +147,27 @@ impl TestCluster {
     /// Starts `size` nodes (N=3, R=2, W=2 unless `extra_args` say otherwise)
     /// and waits until every node answers and sees every peer.
     pub(crate) async fn start(size: usize, extra_args: &[&str]) -> TestCluster {
+        TestCluster::start_with_dirs(size, extra_args, &[]).await
+    }
+
+    /// As [`TestCluster::start`], but node `i` of each `(i, dir)` of `dirs`
+    /// keeps its data in `dir` (e.g. on a small filesystem the test made)
+    /// instead of in the cluster's temporary directory.
+    pub(crate) async fn start_with_dirs(
+        size: usize,
+        extra_args: &[&str],
+        dirs: &[(usize, PathBuf)],
+    ) -> TestCluster {
         let tmp = tempfile::tempdir().unwrap();
         let nodes: Vec<TestNode> = (1..=size)
             .map(|i| TestNode {
                 id: format!("n{i}"),
                 rpc: format!("127.0.0.1:{}", free_port()),
                 http: format!("127.0.0.1:{}", free_port()),
-                dir: tmp.path().join(format!("n{i}")),
+                dir: dirs
+                    .iter()
+                    .find(|(j, _)| *j + 1 == i)
+                    .map_or_else(|| tmp.path().join(format!("n{i}")), |(_, d)| d.clone()),
                 child: None,
                 own_args: None,
             })

@@ -17,8 +17,6 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -26,16 +24,16 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
-use common::{TestCluster, eventually, make_certs, ringkv_cert};
+use common::attacker::{
+    client_config, connect, frame, hello, metric, outsider, read_all, refused, send_and_wait_close,
+    wait_metric,
+};
+use common::{TestCluster, make_certs, ringkv_cert};
 use ringkv_core::context::{self, ContextKeys};
 use ringkv_core::hash::BucketKey;
 use ringkv_core::msg::{Envelope, PeerMsg};
 use ringkv_core::version::{Actor, Dot, Object, Sibling, Value, VersionVector};
 use ringkv_core::{BucketEntry, BucketProps, ConflictMode, Hlc, NodeId, key_hash};
-use ringkv_server::transport::{Hello, WIRE_VERSION};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Generous bound on anything that must happen here.
@@ -52,74 +50,6 @@ const FLOOD: usize = 2_000;
 
 /// Tombstone siblings in the huge object.
 const HUGE_SIBLINGS: u64 = 150_000;
-
-/// A TLS client config that trusts the CA in `trust` and presents the
-/// certificate and key of `node` from `dir`.
-fn client_config(trust: &Path, dir: &Path, node: &str) -> Arc<rustls::ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(trust.join("ca.crt")).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(dir.join(format!("{node}.crt")))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-    let key = PrivateKeyDer::from_pem_file(dir.join(format!("{node}.key"))).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .unwrap();
-    Arc::new(config)
-}
-
-trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
-
-/// Connects to node `target` at `addr`, with TLS when `config` is given.
-/// `None` when the TLS handshake already failed.
-async fn connect(
-    addr: &str,
-    target: &str,
-    config: Option<Arc<rustls::ClientConfig>>,
-) -> Option<Box<dyn Io>> {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let Some(config) = config else {
-        return Some(Box::new(tcp));
-    };
-    let name = ServerName::try_from(target.to_string()).unwrap();
-    match tokio::time::timeout(
-        BOUND,
-        tokio_rustls::TlsConnector::from(config).connect(name, tcp),
-    )
-    .await
-    {
-        Ok(Ok(s)) => Some(Box::new(s)),
-        _ => None,
-    }
-}
-
-/// One length-delimited frame (4-byte big-endian length, as the transport).
-fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut f = u32::try_from(payload.len()).unwrap().to_be_bytes().to_vec();
-    f.extend_from_slice(payload);
-    f
-}
-
-/// A hello frame claiming to be `node`, serving HTTP at `http`.
-fn hello(node: &str, http: &str) -> Vec<u8> {
-    frame(
-        &postcard::to_stdvec(&Hello {
-            version: WIRE_VERSION,
-            node: NodeId::from(node),
-            http_addr: http.into(),
-        })
-        .unwrap(),
-    )
-}
 
 /// `msg` from `from` as one frame.
 fn envelope(from: &str, msg: PeerMsg) -> Vec<u8> {
@@ -206,72 +136,8 @@ fn bucket_attack(from: &str) -> Vec<u8> {
     envelope(from, PeerMsg::Bucket { entry })
 }
 
-/// Sends `bytes`, then waits until the other side closes (or `within`
-/// passes). Returns whether it closed.
-async fn send_and_wait_close(io: &mut Box<dyn Io>, bytes: &[u8], within: Duration) -> bool {
-    // A refused peer may see its write fail already.
-    if io.write_all(bytes).await.is_err() || io.flush().await.is_err() {
-        return true;
-    }
-    let mut buf = [0u8; 64];
-    loop {
-        match tokio::time::timeout(within, io.read(&mut buf)).await {
-            Err(_) => return false,
-            Ok(Ok(0) | Err(_)) => return true,
-            Ok(Ok(_)) => {}
-        }
-    }
-}
-
-/// The value of the metric line starting `prefix ` on node `i` (0 when
-/// not there yet).
-async fn metric(c: &TestCluster, i: usize, prefix: &str) -> u64 {
-    let text = c
-        .http
-        .get(format!("{}/metrics", c.url(i)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let prefix = format!("{prefix} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .map_or(0, |n| n.trim().parse().unwrap())
-}
-
-/// The metric of peer connections node `i` refused for `reason`.
-fn refused(reason: &str) -> String {
-    format!("ringkv_peer_connections_refused_total{{reason=\"{reason}\"}}")
-}
-
-/// The metric of peer objects node `i` refused (over the peer limits).
+/// The metric of peer objects a node refused (over the peer limits).
 const PEER_REFUSED: &str = "ringkv_node_events_total{event=\"peer_refused\"}";
-
-/// Waits until the metric `name` of node `i` reaches at least `at_least`.
-async fn wait_metric(c: &TestCluster, i: usize, name: &str, at_least: u64) -> u64 {
-    eventually(BOUND, async || {
-        let now = metric(c, i, name).await;
-        if now >= at_least {
-            Ok(now)
-        } else {
-            Err(c.saw(i, format!("{name} is {now}, waiting for {at_least}")))
-        }
-    })
-    .await
-}
-
-/// The status of `GET key` on node `i`, reading every replica.
-async fn read_all(c: &TestCluster, i: usize, key: &str) -> u16 {
-    c.http
-        .get(format!("{}?r=all", c.kv(i, "default", key)))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
 
 /// `GET /v1/buckets/default` of node `i`.
 async fn default_props(c: &TestCluster, i: usize) -> serde_json::Value {
@@ -323,45 +189,6 @@ fn quantile(v: &[Duration], q: f64) -> Duration {
     v[i.min(v.len() - 1)]
 }
 
-/// A `ringkv server` outside the cluster, killed on drop.
-struct Outsider(Child);
-
-impl Drop for Outsider {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts node `id` alone in its layout with the certificates in `certs`,
-/// joining `seed`; logs to `log`.
-fn outsider(c: &TestCluster, id: &str, seed: &str, certs: &Path, log: &Path) -> Outsider {
-    let port = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    let rpc = format!("127.0.0.1:{}", port());
-    let http = format!("127.0.0.1:{}", port());
-    let log = std::fs::File::create(log).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_ringkv"))
-        .args(["server", "--node-id", id, "--listen", &rpc, "--http", &http])
-        .arg("--data-dir")
-        .arg(c.tmp.path().join(id))
-        .args(["--initial-cluster", &format!("{id}={rpc}")])
-        .args(["--n", "1", "--r", "1", "--w", "1", "--join", seed])
-        .arg("--certs")
-        .arg(certs)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    Outsider(child)
-}
-
 /// A replica write and a bucket-properties message, over plaintext and
 /// over TLS with another CA's certificate naming n2: both refused at the
 /// handshake, nothing applied.
@@ -385,7 +212,7 @@ async fn unauthenticated_messages(c: &TestCluster) {
     {
         assert!(send_and_wait_close(&mut io, &attack("other-ca"), BOUND).await);
     }
-    let now = wait_metric(c, 0, &refused("tls"), before + 2).await;
+    let now = wait_metric(c, 0, &refused("tls"), before + 2, BOUND).await;
     for key in ["plaintext", "other-ca"] {
         assert_eq!(read_all(c, 0, key).await, 404, "{key} was applied");
     }
@@ -409,9 +236,15 @@ async fn fake_member(c: &TestCluster) {
     let evil = c.tmp.path().join("evil");
     let log = c.tmp.path().join("n8.log");
     let before = metric(c, 0, &refused("tls")).await;
-    let _n8 = outsider(c, "n8", &c.nodes[0].rpc, &evil, &log);
+    let _n8 = outsider(
+        c,
+        "n8",
+        &c.nodes[0].rpc,
+        &["--certs", evil.to_str().unwrap()],
+        &log,
+    );
     // It announces itself every second; wait for a few refused tries.
-    let now = wait_metric(c, 0, &refused("tls"), before + 3).await;
+    let now = wait_metric(c, 0, &refused("tls"), before + 3, BOUND).await;
     for i in 0..3 {
         let status = c.cluster_status(i).await;
         let ids: Vec<&str> = status["members"]
@@ -449,7 +282,7 @@ async fn huge_hello(c: &TestCluster) {
         send_and_wait_close(&mut io, &big, BOUND).await,
         "a huge hello stays"
     );
-    let now = wait_metric(c, 0, &refused("hello"), before + 1).await;
+    let now = wait_metric(c, 0, &refused("hello"), before + 1, BOUND).await;
     println!("attack: 64 KiB hello: closed (hello refusals {before} -> {now})");
 }
 
@@ -468,7 +301,7 @@ async fn idle_flood(c: &TestCluster) {
     }
     // The default cap is 256 inbound connections (the two real peers hold
     // two of them): at least the rest are refused as surplus.
-    let now = wait_metric(c, 0, &refused("full"), before + (FLOOD - 256) as u64).await;
+    let now = wait_metric(c, 0, &refused("full"), before + (FLOOD - 256) as u64, BOUND).await;
     assert_eq!(read_all(c, 0, "load-0").await, 200, "n1 stopped serving");
     let status = c.cluster_status(0).await;
     drop(held);
@@ -499,7 +332,7 @@ async fn huge_siblings(c: &TestCluster) {
     .concat();
     let bytes = write.len();
     let closed = send_and_wait_close(&mut io, &write, Duration::from_millis(500)).await;
-    let now = wait_metric(c, 0, PEER_REFUSED, before + 1).await;
+    let now = wait_metric(c, 0, PEER_REFUSED, before + 1, BOUND).await;
     assert_eq!(
         read_all(c, 0, "huge").await,
         404,

@@ -10,91 +10,26 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::attacker::{
+    client_config, connect, frame, hello, metric, outsider, read_all, refused, send_and_wait_close,
+    wait_metric,
+};
 use common::{TestCluster, eventually, make_certs, ringkv_cert};
 use ringkv_core::NodeId;
 use ringkv_core::hash::BucketKey;
 use ringkv_core::msg::{Envelope, PeerMsg};
 use ringkv_core::version::{Actor, Dot, Object, Value, VersionVector};
-use ringkv_server::transport::{Hello, WIRE_VERSION};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncWriteExt;
 
 /// Generous bound on anything that must happen here.
 const BOUND: Duration = Duration::from_secs(20);
 
-/// A TLS client config that trusts the CA in `trust` and presents the
-/// certificate and key of `node` from `dir`.
-fn client_config(trust: &Path, dir: &Path, node: &str) -> Arc<rustls::ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(trust.join("ca.crt")).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(dir.join(format!("{node}.crt")))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-    let key = PrivateKeyDer::from_pem_file(dir.join(format!("{node}.key"))).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .unwrap();
-    Arc::new(config)
-}
-
-trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
-
-/// Connects to node `target` at `addr`, with TLS when `config` is given.
-/// `None` when the TLS handshake already failed.
-async fn connect(
-    addr: &str,
-    target: &str,
-    config: Option<Arc<rustls::ClientConfig>>,
-) -> Option<Box<dyn Io>> {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let Some(config) = config else {
-        return Some(Box::new(tcp));
-    };
-    let name = ServerName::try_from(target.to_string()).unwrap();
-    match tokio_rustls::TlsConnector::from(config)
-        .connect(name, tcp)
-        .await
-    {
-        Ok(s) => Some(Box::new(s)),
-        Err(_) => None,
-    }
-}
-
-/// One length-delimited frame (4-byte big-endian length, as the transport).
-fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut f = (payload.len() as u32).to_be_bytes().to_vec();
-    f.extend_from_slice(payload);
-    f
-}
-
-/// A hello frame claiming to be `node`.
-fn hello(node: &str) -> Vec<u8> {
-    frame(
-        &postcard::to_stdvec(&Hello {
-            version: WIRE_VERSION,
-            node: NodeId::from(node),
-            http_addr: "127.0.0.1:1".into(),
-        })
-        .unwrap(),
-    )
-}
+/// The HTTP address the hand-made hellos here claim (nobody serves it).
+const NO_HTTP: &str = "127.0.0.1:1";
 
 /// A replica write of `key` = "forged", made by `from`, as one frame.
 fn replica_put(from: &str, key: &str) -> Vec<u8> {
@@ -126,63 +61,9 @@ fn replica_put(from: &str, key: &str) -> Vec<u8> {
     )
 }
 
-/// Sends `bytes`, then waits until the other side closes (or `within`
-/// passes). Returns whether it closed.
-async fn send_and_wait_close(io: &mut Box<dyn Io>, bytes: &[u8], within: Duration) -> bool {
-    // A refused peer may see its write fail already.
-    if io.write_all(bytes).await.is_err() || io.flush().await.is_err() {
-        return true;
-    }
-    let mut buf = [0u8; 64];
-    loop {
-        match tokio::time::timeout(within, io.read(&mut buf)).await {
-            Err(_) => return false,
-            Ok(Ok(0) | Err(_)) => return true,
-            Ok(Ok(_)) => {}
-        }
-    }
-}
-
-/// The number in `ringkv_peer_connections_refused_total{reason="REASON"}`
-/// of node `i` (0 when not there yet).
-async fn refused(c: &TestCluster, i: usize, reason: &str) -> u64 {
-    let text = c
-        .http
-        .get(format!("{}/metrics", c.url(i)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let prefix = format!("ringkv_peer_connections_refused_total{{reason=\"{reason}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .map_or(0, |n| n.trim().parse().unwrap())
-}
-
 /// Waits until node `i` counted more than `before` refusals for `reason`.
 async fn wait_refused(c: &TestCluster, i: usize, reason: &str, before: u64) {
-    eventually(BOUND, async || {
-        let now = refused(c, i, reason).await;
-        if now > before {
-            Ok(())
-        } else {
-            Err(c.saw(i, format!("{reason} refusals still {now}")))
-        }
-    })
-    .await;
-}
-
-/// The status of `GET key` on node `i`, reading every replica.
-async fn read_all(c: &TestCluster, i: usize, key: &str) -> u16 {
-    c.http
-        .get(format!("{}?r=all", c.kv(i, "default", key)))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    wait_metric(c, i, &refused(reason), before + 1, BOUND).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,27 +78,27 @@ async fn only_the_certified_node_gets_a_replica_write_applied() {
     ringkv_cert(&["issue", "--dir", certs.to_str().unwrap(), "n4"]);
 
     // A certificate from another CA: refused at the handshake.
-    let before = refused(&c, 0, "tls").await;
+    let before = metric(&c, 0, &refused("tls")).await;
     let io = connect(&n1, "n1", Some(client_config(&certs, &evil, "n2"))).await;
     if let Some(mut io) = io {
-        let attack = [hello("n2"), replica_put("n2", "other-ca")].concat();
+        let attack = [hello("n2", NO_HTTP), replica_put("n2", "other-ca")].concat();
         assert!(send_and_wait_close(&mut io, &attack, BOUND).await);
     }
     wait_refused(&c, 0, "tls", before).await;
 
     // n4's valid certificate, claiming to be n2: refused at the hello.
-    let before = refused(&c, 0, "id_mismatch").await;
+    let before = metric(&c, 0, &refused("id_mismatch")).await;
     let mut io = connect(&n1, "n1", Some(client_config(&certs, &certs, "n4")))
         .await
         .expect("n4's certificate is the cluster CA's");
-    let attack = [hello("n2"), replica_put("n2", "n4-as-n2")].concat();
+    let attack = [hello("n2", NO_HTTP), replica_put("n2", "n4-as-n2")].concat();
     assert!(send_and_wait_close(&mut io, &attack, BOUND).await);
     wait_refused(&c, 0, "id_mismatch", before).await;
 
     // No TLS at all: refused at the handshake.
-    let before = refused(&c, 0, "tls").await;
+    let before = metric(&c, 0, &refused("tls")).await;
     let mut io = connect(&n1, "n1", None).await.unwrap();
-    let attack = [hello("n2"), replica_put("n2", "plaintext")].concat();
+    let attack = [hello("n2", NO_HTTP), replica_put("n2", "plaintext")].concat();
     assert!(send_and_wait_close(&mut io, &attack, BOUND).await);
     wait_refused(&c, 0, "tls", before).await;
 
@@ -226,7 +107,7 @@ async fn only_the_certified_node_gets_a_replica_write_applied() {
     let mut io = connect(&n1, "n1", Some(client_config(&certs, &certs, "n2")))
         .await
         .unwrap();
-    let write = [hello("n2"), replica_put("n2", "genuine")].concat();
+    let write = [hello("n2", NO_HTTP), replica_put("n2", "genuine")].concat();
     assert!(!send_and_wait_close(&mut io, &write, Duration::from_millis(500)).await);
     eventually(BOUND, async || match read_all(&c, 0, "genuine").await {
         200 => Ok(()),
@@ -238,51 +119,13 @@ async fn only_the_certified_node_gets_a_replica_write_applied() {
     }
 }
 
-/// A `ringkv server` outside the cluster, killed on drop.
-struct Outsider(Child);
-
-impl Drop for Outsider {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts node `id` alone in its layout, joining `seed`, with `security`
-/// flags; logs to `log`.
-fn outsider(c: &TestCluster, id: &str, seed: &str, security: &[&str], log: &Path) -> Outsider {
-    let port = |l: std::net::TcpListener| l.local_addr().unwrap().port();
-    let rpc = format!(
-        "127.0.0.1:{}",
-        port(std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-    );
-    let http = format!(
-        "127.0.0.1:{}",
-        port(std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-    );
-    let log = std::fs::File::create(log).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_ringkv"))
-        .args(["server", "--node-id", id, "--listen", &rpc, "--http", &http])
-        .arg("--data-dir")
-        .arg(c.tmp.path().join(id))
-        .args(["--initial-cluster", &format!("{id}={rpc}")])
-        .args(["--n", "1", "--r", "1", "--w", "1", "--join", seed])
-        .args(security)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    Outsider(child)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outsiders_without_a_certificate_of_the_cluster_cannot_join() {
     let c = TestCluster::start(2, &[]).await;
     let seed = c.nodes[0].rpc.clone();
     let evil: PathBuf = c.tmp.path().join("evil");
     make_certs(&evil, &["n8"]);
-    let before = refused(&c, 0, "tls").await;
+    let before = metric(&c, 0, &refused("tls")).await;
     let logs = (c.tmp.path().join("n8.log"), c.tmp.path().join("n9.log"));
     let _other_ca = outsider(
         &c,
@@ -294,7 +137,7 @@ async fn outsiders_without_a_certificate_of_the_cluster_cannot_join() {
     let _plain = outsider(&c, "n9", &seed, &["--insecure"], &logs.1);
     // Both keep announcing themselves (every second); each try is refused.
     eventually(BOUND, async || {
-        let now = refused(&c, 0, "tls").await;
+        let now = metric(&c, 0, &refused("tls")).await;
         if now >= before + 4 {
             Ok(())
         } else {
@@ -338,8 +181,8 @@ async fn the_listener_closes_late_large_idle_and_surplus_connections() {
 
     // Connections past --peer-connections-max are closed at once; the ones
     // that never said hello are closed after the hello timeout (5 s).
-    let before_full = refused(&c, 0, "full").await;
-    let before_late = refused(&c, 0, "hello_timeout").await;
+    let before_full = metric(&c, 0, &refused("full")).await;
+    let before_late = metric(&c, 0, &refused("hello_timeout")).await;
     let mut silent = Vec::new();
     for _ in 0..3 {
         silent.push(connect(&n1, "n1", None).await.unwrap());
@@ -357,7 +200,7 @@ async fn the_listener_closes_late_large_idle_and_surplus_connections() {
     wait_refused(&c, 0, "hello_timeout", before_late).await;
 
     // A hello larger than 4 KiB is refused.
-    let before = refused(&c, 0, "hello").await;
+    let before = metric(&c, 0, &refused("hello")).await;
     let mut io = connect(&n1, "n1", tls()).await.unwrap();
     let big = frame(&vec![0u8; 64 * 1024]);
     assert!(send_and_wait_close(&mut io, &big, BOUND).await);
@@ -366,9 +209,9 @@ async fn the_listener_closes_late_large_idle_and_surplus_connections() {
     // A connection that said hello and then nothing is closed after the
     // idle timeout; keepalives (empty frames) keep it open.
     let mut idle = connect(&n1, "n1", tls()).await.unwrap();
-    assert!(send_and_wait_close(&mut idle, &hello("n7"), Duration::from_secs(10)).await);
+    assert!(send_and_wait_close(&mut idle, &hello("n7", NO_HTTP), Duration::from_secs(10)).await);
     let mut kept = connect(&n1, "n1", tls()).await.unwrap();
-    kept.write_all(&hello("n7")).await.unwrap();
+    kept.write_all(&hello("n7", NO_HTTP)).await.unwrap();
     for _ in 0..8 {
         // Over twice the idle timeout in all.
         assert!(

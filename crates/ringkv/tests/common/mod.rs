@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub(crate) mod attacker;
+
 /// How long a node may take to answer `/health` after starting.
 const START_WAIT: Duration = Duration::from_secs(30);
 

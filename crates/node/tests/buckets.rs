@@ -5,8 +5,12 @@ mod harness;
 
 use bytes::Bytes;
 use harness::*;
+use proptest::prelude::*;
+use ringkv_core::bucket::{BucketEntry, BucketProps};
 use ringkv_core::bucket::{BucketPatch, ConflictMode};
-use ringkv_core::msg::{ClientError, ClientReply};
+use ringkv_core::msg::{ClientError, ClientReply, PeerMsg};
+use ringkv_core::{Hlc, NodeId};
+use ringkv_node::io::Input;
 
 fn set(c: &mut Cluster, at: &str, json: &str) -> Result<(), String> {
     let patch = BucketPatch::from_json(json.as_bytes()).map_err(|e| e.to_string())?;
@@ -140,5 +144,60 @@ fn properties_spread_by_gossip_alone() {
             ConflictMode::Lww,
             "{n}"
         );
+    }
+}
+
+fn props() -> impl Strategy<Value = BucketProps> {
+    let count = || prop_oneof![0usize..6, Just(usize::MAX), any::<usize>()];
+    (
+        (count(), count(), count(), count(), count()),
+        prop_oneof![Just(ConflictMode::Siblings), Just(ConflictMode::Lww)],
+        count(),
+        count(),
+    )
+        .prop_map(
+            |((n, r, w, pr, pw), conflict, siblings_warn, siblings_max)| BucketProps {
+                n,
+                r,
+                w,
+                pr,
+                pw,
+                conflict,
+                siblings_warn,
+                siblings_max,
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A peer is trusted with nothing: bucket properties it sends are
+    /// adopted only when they are valid for this cluster, whatever the
+    /// numbers, name, stamp and origin; never a panic.
+    #[test]
+    fn bucket_entries_from_a_peer_are_checked(
+        props in props(),
+        bucket in prop_oneof![Just(b"default".to_vec()), prop::collection::vec(any::<u8>(), 0..300)],
+        stamp in any::<u64>(),
+        origin in "\\PC{0,12}",
+    ) {
+        let mut c = Cluster::new(3, 3, 2, 2);
+        let before = c.node("n1").bucket_props(&bucket);
+        let valid = props.validate(3).is_ok() && !bucket.is_empty() && bucket.len() <= 255;
+        let entry = BucketEntry {
+            bucket: bucket.clone(),
+            props: props.clone(),
+            stamp: Hlc::from_parts(stamp >> 16, stamp as u16),
+            origin: NodeId::from(origin),
+        };
+        c.input(&id("n1"), Input::Peer { from: id("n2"), msg: PeerMsg::Bucket { entry } });
+        c.deliver_all();
+        let after = c.node("n1").bucket_props(&bucket);
+        if valid {
+            prop_assert!(after == props || after == before, "{after:?}");
+        } else {
+            prop_assert_eq!(after, before);
+        }
     }
 }

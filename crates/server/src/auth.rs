@@ -392,4 +392,33 @@ mod tests {
         );
         bad("[[token]]\nname=\"a\"\ntoken=\"x\"", "unknown field");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Arbitrary text is tokens or an error that says why, never a panic.
+        #[test]
+        fn arbitrary_token_files_are_refused_with_a_reason(text in "\\PC{0,200}") {
+            if let Err(e) = Tokens::parse(&text) {
+                proptest::prop_assert!(!e.is_empty());
+            }
+        }
+
+        /// The valid file with a slice cut out and TOML-ish text put in.
+        #[test]
+        fn damaged_token_files_are_refused_with_a_reason(
+            from in 0..FILE.len(),
+            len in 0usize..40,
+            insert in proptest::sample::select(vec![
+                "", "\"", "[", "]]", "=", "\n", "[[token]]", "read:", "*", "\\u{0}", "\u{1F600}", "permissions = []",
+            ]),
+        ) {
+            let to = (from + len).min(FILE.len());
+            let text = format!("{}{insert}{}", &FILE[..from], &FILE[to..]);
+            match Tokens::parse(&text) {
+                Ok(t) => proptest::prop_assert!(!t.by_hash.is_empty()),
+                Err(e) => proptest::prop_assert!(!e.is_empty()),
+            }
+        }
+    }
 }

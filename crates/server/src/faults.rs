@@ -84,4 +84,36 @@ mod tests {
         assert!(!f.clear(&n2));
         assert!(f.all().is_empty());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// The body of `PUT /v1/admin/faults/{peer}`, decoded and checked as
+        /// the route does: arbitrary bytes are a valid fault or an error.
+        #[test]
+        fn arbitrary_fault_bodies_are_valid_or_refused(
+            b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        ) {
+            if let Ok(f) = serde_json::from_slice::<LinkFault>(&b)
+                && f.validate().is_ok()
+            {
+                proptest::prop_assert!((0.0..=1.0).contains(&f.drop));
+                proptest::prop_assert!(f.delay_ms <= DELAY_MS_MAX);
+            }
+        }
+
+        /// Numbers of every kind, NaN-like and huge ones included.
+        #[test]
+        fn fault_numbers_are_checked(
+            drop in "-?[0-9]{0,400}(\\.[0-9]{0,5})?(e-?[0-9]{1,4})?|NaN|Infinity|null|\"1\"",
+            delay in "-?[0-9]{0,25}(\\.5)?|null|1e3",
+        ) {
+            let body = format!("{{\"drop\": {drop}, \"delay_ms\": {delay}}}");
+            if let Ok(f) = serde_json::from_str::<LinkFault>(&body) {
+                let checked = f.validate();
+                let in_range = (0.0..=1.0).contains(&f.drop) && f.delay_ms <= DELAY_MS_MAX;
+                proptest::prop_assert_eq!(checked.is_ok(), in_range);
+            }
+        }
+    }
 }

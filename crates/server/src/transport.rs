@@ -867,6 +867,44 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// A hello is the first frame from an unauthenticated connection:
+        /// arbitrary bytes are refused with a reason, never a panic.
+        #[test]
+        fn arbitrary_hellos_are_refused_with_a_reason(
+            b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..128),
+        ) {
+            if let Err(e) = decode_hello(&b) {
+                proptest::prop_assert!(!e.is_empty());
+            }
+        }
+
+        /// Damaged valid hellos (a flipped bit, a cut, bytes inserted where a
+        /// length was) are refused or are a valid hello, never a panic.
+        #[test]
+        fn damaged_hellos_are_refused_or_valid(
+            addr in proptest::sample::select(vec!["127.0.0.1:8081", "[::1]:1", "db-1.example:8081"]),
+            at in proptest::prelude::any::<usize>(),
+            bit in 0u8..8,
+            cut in proptest::prelude::any::<usize>(),
+            insert in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..6),
+        ) {
+            let mut b = hello("n1", addr, WIRE_VERSION);
+            let i = at % b.len();
+            b[i] ^= 1 << bit;
+            let j = at % (b.len() + 1);
+            b.splice(j..j, insert);
+            b.truncate(cut % (b.len() + 1));
+            if let Ok(h) = decode_hello(&b) {
+                proptest::prop_assert_eq!(h.version, WIRE_VERSION);
+                proptest::prop_assert!(NodeId::parse(h.node.as_str()).is_ok());
+                proptest::prop_assert!(is_host_port(&h.http_addr));
+            }
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_peer_that_reads_nothing_holds_at_most_the_queue_bytes() {
         // It accepts (the kernel does, into the backlog) but never reads.

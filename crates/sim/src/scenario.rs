@@ -359,6 +359,15 @@ impl Scenario {
         Ok(s)
     }
 
+    /// Whether `name` is one of n1..n{nodes}. Checked without listing the
+    /// names: `nodes` is not range-checked yet when fault names are, and a
+    /// list of `usize::MAX` names overflowed.
+    fn is_node(&self, name: &str) -> bool {
+        name.strip_prefix('n')
+            .and_then(|i| i.parse::<usize>().ok())
+            .is_some_and(|i| (1..=self.nodes).contains(&i) && name == format!("n{i}"))
+    }
+
     /// Checks ranges and names; says what is allowed.
     pub fn validate(&self) -> Result<(), ScenarioError> {
         let bad = |m: String| Err(ScenarioError::Invalid(m));
@@ -395,9 +404,8 @@ impl Scenario {
         if self.workload.clients == 0 || self.workload.keys == 0 {
             return bad("workload.clients and workload.keys must be at least 1".into());
         }
-        let names: Vec<String> = (1..=self.nodes).map(|i| format!("n{i}")).collect();
         let check = |n: &String| {
-            if names.contains(n) {
+            if self.is_node(n) {
                 Ok(())
             } else {
                 Err(ScenarioError::Invalid(format!(

@@ -114,6 +114,28 @@ fn invalid_scenarios_are_refused_with_a_reason() {
     assert!(try_run(&s, 1, &Default::default()).is_err());
 }
 
+/// Regression: a huge `nodes` overflowed a list of node names built before
+/// the range checks (found by tests/untrusted_scenarios.rs).
+#[test]
+fn a_huge_node_count_is_refused_not_a_panic() {
+    for nodes in ["9223372036854775807", "1000000000"] {
+        refused(&format!("nodes = {nodes}"), "must be at most 1024");
+        refused(
+            &format!("nodes = {nodes}\n[[faults]]\nat_ms = 1\nkind = \"crash\"\nnode = \"n2\""),
+            "must be at most 1024",
+        );
+    }
+    // Fault node names are still exactly n1..n{nodes}.
+    for name in ["n0", "n6", "n01", "n+1", "n", "1", "N1"] {
+        refused(
+            &format!("nodes = 5\n[[faults]]\nat_ms = 1\nkind = \"crash\"\nnode = \"{name}\""),
+            "nodes are n1..n5",
+        );
+    }
+    Scenario::from_toml("nodes = 5\n[[faults]]\nat_ms = 1\nkind = \"crash\"\nnode = \"n5\"")
+        .unwrap();
+}
+
 #[test]
 fn fault_fields_parse() {
     let s = Scenario::from_toml(

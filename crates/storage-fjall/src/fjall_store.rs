@@ -859,4 +859,33 @@ mod tests {
             );
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// A record key from a damaged disk is refused as corrupt, or is the
+        /// encoding of the key it decodes to; never a panic.
+        #[test]
+        fn arbitrary_record_keys_are_refused_or_exact(
+            raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        ) {
+            match decode_key(&raw) {
+                Ok(k) => proptest::prop_assert_eq!(encode_key(&k).unwrap(), raw),
+                Err(e) => proptest::prop_assert!(matches!(e, StoreError::Corrupt(_)), "{e}"),
+            }
+        }
+
+        /// A record value from a damaged disk is refused as corrupt with the
+        /// partition and key named, or is an object; never a panic.
+        #[test]
+        fn arbitrary_record_values_are_refused_as_corrupt(
+            raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..128),
+        ) {
+            let key = BucketKey::new("b", "k");
+            if let Err(e) = decode_object(&key, 9, &raw) {
+                proptest::prop_assert!(matches!(e, StoreError::Corrupt(_)));
+                proptest::prop_assert!(e.to_string().contains("partition 9"), "{e}");
+            }
+        }
+    }
 }

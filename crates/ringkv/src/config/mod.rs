@@ -639,3 +639,6 @@ mod tests {
         assert_eq!(c.sync, SyncMode::Always);
     }
 }
+
+#[cfg(test)]
+mod untrusted_tests;

@@ -234,11 +234,16 @@ async fn a_full_disk_takes_a_node_out_loses_no_ack_and_a_restart_brings_it_back(
             break start.elapsed();
         }
     };
-    // Reported, it stays so (bounded wait: the check above saw it once).
-    eventually(Duration::from_secs(10), async || {
+    // Reported, it stays so (bounded wait: the check above saw it once),
+    // and the reason names the cause, not only the engine's "Poisoned".
+    let why = eventually(Duration::from_secs(10), async || {
         store_failed(&c, small).await
     })
     .await;
+    assert!(
+        why.contains("No space left on device"),
+        "the failure reason should name the full disk: {why}"
+    );
     // Its peers stop sending it work: they hold it down (as a crashed node).
     for i in [1, 2] {
         eventually(Duration::from_secs(20), async || {

@@ -104,6 +104,10 @@ pub struct FjallStore {
     /// only so that `get(&self)` can fill it; the node loop is its one user,
     /// so the lock is never contended.
     rows: Mutex<RowCache>,
+    /// The first write that failed, as reported: fjall poisons itself after
+    /// a failed journal write, and its later flush errors say only
+    /// "Poisoned", while this names the cause (a full disk, say).
+    first_write_error: Option<String>,
 }
 
 /// Row cache key: the partition and the encoded record key.
@@ -278,6 +282,29 @@ fn decode_object(
     })
 }
 
+impl FjallStore {
+    /// Remembers the first failed write (see `first_write_error`) and
+    /// returns its error.
+    fn write_failed(&mut self, e: StoreError) -> StoreError {
+        if self.first_write_error.is_none() {
+            self.first_write_error = Some(e.to_string());
+        }
+        e
+    }
+
+    /// A flush or sync error, with the first failed write appended: the
+    /// engine's own error after one is only "Poisoned", which tells an
+    /// operator nothing.
+    fn with_cause(&self, e: StoreError) -> StoreError {
+        match (&self.first_write_error, e) {
+            (Some(first), StoreError::Engine(m)) => {
+                StoreError::Engine(format!("{m} (after an earlier failed write: {first})"))
+            }
+            (_, e) => e,
+        }
+    }
+}
+
 /// Wraps a fjall error with what we were doing.
 fn engine(what: &str, e: fjall::Error) -> StoreError {
     StoreError::Engine(format!("{what}: {e}"))
@@ -381,6 +408,7 @@ impl FjallStore {
             hints,
             meta,
             rows: Mutex::new(row_cache(row_cache_bytes)),
+            first_write_error: None,
         })
     }
 
@@ -475,7 +503,7 @@ impl Store for FjallStore {
                 // The engine may or may not hold the write: forget the row so
                 // the next read asks the engine.
                 self.rows().remove(&(partition, k));
-                Err(engine(&format!("writing partition {partition}"), e))
+                Err(self.write_failed(engine(&format!("writing partition {partition}"), e)))
             }
         }
     }
@@ -489,19 +517,17 @@ impl Store for FjallStore {
             .remove(&k)
             .map_err(|e| engine(&format!("deleting from partition {partition}"), e));
         self.rows().remove(&(partition, k));
-        result
+        result.map_err(|e| self.write_failed(e))
     }
 
     fn put_hint(&mut self, hint: &Hint) -> Result<(), StoreError> {
-        self.hints
-            .insert(hint.to_bytes(), [])
-            .map_err(|e| engine("writing a hint", e))
+        let result = self.hints.insert(hint.to_bytes(), []);
+        result.map_err(|e| self.write_failed(engine("writing a hint", e)))
     }
 
     fn delete_hint(&mut self, hint: &Hint) -> Result<(), StoreError> {
-        self.hints
-            .remove(hint.to_bytes())
-            .map_err(|e| engine("deleting a hint", e))
+        let result = self.hints.remove(hint.to_bytes());
+        result.map_err(|e| self.write_failed(engine("deleting a hint", e)))
     }
 
     fn hints(&self) -> Result<Vec<Hint>, StoreError> {
@@ -521,9 +547,8 @@ impl Store for FjallStore {
     }
 
     fn put_meta(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        self.meta
-            .insert(key, value)
-            .map_err(|e| engine("writing metadata", e))
+        let result = self.meta.insert(key, value);
+        result.map_err(|e| self.write_failed(engine("writing metadata", e)))
     }
 
     fn metas(&self) -> Result<Vec<ringkv_storage::Meta>, StoreError> {
@@ -538,15 +563,13 @@ impl Store for FjallStore {
     }
 
     fn flush(&mut self) -> Result<(), StoreError> {
-        self.db
-            .persist(PersistMode::Buffer)
-            .map_err(|e| engine("flushing the journal to the OS", e))
+        let result = self.db.persist(PersistMode::Buffer);
+        result.map_err(|e| self.with_cause(engine("flushing the journal to the OS", e)))
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {
-        self.db
-            .persist(PersistMode::SyncData)
-            .map_err(|e| engine("syncing the journal to disk", e))
+        let result = self.db.persist(PersistMode::SyncData);
+        result.map_err(|e| self.with_cause(engine("syncing the journal to disk", e)))
     }
 
     /// Every key of `partition` in [`BucketKey`] order (bucket bytes, then key

@@ -33,6 +33,18 @@ pub enum StoreError {
 /// One stored piece of metadata: (key, value).
 pub type Meta = (Vec<u8>, Vec<u8>);
 
+/// What a node keeps of one consensus group (a partition's raft group of a
+/// strong bucket), as [`Store::raft_load`] returns it. The bytes are the
+/// consensus machine's own encodings; the store does not read them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RaftLog {
+    /// The group's state record (term, vote, commit, members, where the log
+    /// starts, what was applied), as last given to [`Store::raft_put_state`].
+    pub state: Vec<u8>,
+    /// The log's entries, `(index, entry)` in index order, consecutive.
+    pub entries: Vec<(u64, Vec<u8>)>,
+}
+
 /// How far a write must get before the node acknowledges it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyncMode {
@@ -96,4 +108,30 @@ pub trait Store {
         &self,
         partition: PartitionId,
     ) -> Result<Vec<(BucketKey, Object)>, StoreError>;
+
+    /// Stores raft log entries of `group`, `entries[i]` at index
+    /// `first + i`, replacing any stored at those indexes, and removes every
+    /// stored entry after the last one given (a new leader overwrote them).
+    /// Durable on the same terms as `put`, and in order with it.
+    fn raft_append(
+        &mut self,
+        group: PartitionId,
+        first: u64,
+        entries: &[Vec<u8>],
+    ) -> Result<(), StoreError>;
+
+    /// Removes `group`'s log entries below index `below` (a snapshot covers
+    /// them). Removing entries that are not there is not an error.
+    fn raft_compact(&mut self, group: PartitionId, below: u64) -> Result<(), StoreError>;
+
+    /// Replaces `group`'s state record. Durable on the same terms as `put`,
+    /// and in order with it.
+    fn raft_put_state(&mut self, group: PartitionId, state: &[u8]) -> Result<(), StoreError>;
+
+    /// `group`'s state record and log, or `None` if it never had a state
+    /// record.
+    fn raft_load(&self, group: PartitionId) -> Result<Option<RaftLog>, StoreError>;
+
+    /// Every group with a stored state record, in order.
+    fn raft_groups(&self) -> Result<Vec<PartitionId>, StoreError>;
 }

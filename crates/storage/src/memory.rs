@@ -25,6 +25,8 @@ struct State {
     objects: BTreeMap<PartitionId, BTreeMap<BucketKey, Object>>,
     hints: BTreeSet<Hint>,
     meta: BTreeMap<Vec<u8>, Vec<u8>>,
+    raft_state: BTreeMap<PartitionId, Vec<u8>>,
+    raft_entries: BTreeMap<PartitionId, BTreeMap<u64, Vec<u8>>>,
 }
 
 /// One change, remembered until it is durable.
@@ -42,6 +44,16 @@ enum Write {
     PutHint(Hint),
     DeleteHint(Hint),
     PutMeta(Vec<u8>, Vec<u8>),
+    RaftAppend {
+        group: PartitionId,
+        first: u64,
+        entries: Vec<Vec<u8>>,
+    },
+    RaftCompact {
+        group: PartitionId,
+        below: u64,
+    },
+    RaftState(PartitionId, Vec<u8>),
 }
 
 /// An in-memory store that remembers what was flushed and what was synced,
@@ -147,6 +159,25 @@ fn apply(state: &mut State, w: &Write) {
         Write::PutMeta(k, v) => {
             state.meta.insert(k.clone(), v.clone());
         }
+        Write::RaftAppend {
+            group,
+            first,
+            entries,
+        } => {
+            let log = state.raft_entries.entry(*group).or_default();
+            log.split_off(first);
+            for (i, e) in entries.iter().enumerate() {
+                log.insert(first + i as u64, e.clone());
+            }
+        }
+        Write::RaftCompact { group, below } => {
+            if let Some(log) = state.raft_entries.get_mut(group) {
+                *log = log.split_off(below);
+            }
+        }
+        Write::RaftState(group, bytes) => {
+            state.raft_state.insert(*group, bytes.clone());
+        }
     }
 }
 
@@ -240,6 +271,50 @@ impl Store for MemStore {
             .get(&partition)
             .map(|p| p.iter().map(|(k, o)| (k.clone(), o.clone())).collect())
             .unwrap_or_default())
+    }
+
+    fn raft_append(
+        &mut self,
+        group: PartitionId,
+        first: u64,
+        entries: &[Vec<u8>],
+    ) -> Result<(), StoreError> {
+        self.record(Write::RaftAppend {
+            group,
+            first,
+            entries: entries.to_vec(),
+        });
+        Ok(())
+    }
+
+    fn raft_compact(&mut self, group: PartitionId, below: u64) -> Result<(), StoreError> {
+        self.record(Write::RaftCompact { group, below });
+        Ok(())
+    }
+
+    fn raft_put_state(&mut self, group: PartitionId, state: &[u8]) -> Result<(), StoreError> {
+        self.record(Write::RaftState(group, state.to_vec()));
+        Ok(())
+    }
+
+    fn raft_load(&self, group: PartitionId) -> Result<Option<crate::RaftLog>, StoreError> {
+        let Some(state) = self.visible.raft_state.get(&group) else {
+            return Ok(None);
+        };
+        let entries = self
+            .visible
+            .raft_entries
+            .get(&group)
+            .map(|log| log.iter().map(|(i, e)| (*i, e.clone())).collect())
+            .unwrap_or_default();
+        Ok(Some(crate::RaftLog {
+            state: state.clone(),
+            entries,
+        }))
+    }
+
+    fn raft_groups(&self) -> Result<Vec<PartitionId>, StoreError> {
+        Ok(self.visible.raft_state.keys().copied().collect())
     }
 }
 

@@ -265,6 +265,29 @@ impl Store for Tracked {
     fn scan_partition(&self, p: PartitionId) -> Result<Vec<(BucketKey, Object)>, StoreError> {
         self.inner.scan_partition(p)
     }
+    fn raft_append(
+        &mut self,
+        group: PartitionId,
+        first: u64,
+        entries: &[Vec<u8>],
+    ) -> Result<(), StoreError> {
+        self.dirty = true;
+        self.inner.raft_append(group, first, entries)
+    }
+    fn raft_compact(&mut self, group: PartitionId, below: u64) -> Result<(), StoreError> {
+        self.dirty = true;
+        self.inner.raft_compact(group, below)
+    }
+    fn raft_put_state(&mut self, group: PartitionId, state: &[u8]) -> Result<(), StoreError> {
+        self.dirty = true;
+        self.inner.raft_put_state(group, state)
+    }
+    fn raft_load(&self, group: PartitionId) -> Result<Option<ringkv_storage::RaftLog>, StoreError> {
+        self.inner.raft_load(group)
+    }
+    fn raft_groups(&self) -> Result<Vec<PartitionId>, StoreError> {
+        self.inner.raft_groups()
+    }
 }
 
 /// Starts the node's loop on the current runtime (which must be a

@@ -12,6 +12,13 @@
 //!   object and its hint written in one batch become durable together.
 //! - Record value: [`Object::to_bytes`]. A record that does not decode is
 //!   reported as [`StoreError::Corrupt`], never a panic.
+//! - The consensus groups' raft logs live in two more keyspaces, in the same
+//!   journal as the objects: `raft_state`, record key the group id (`u32`,
+//!   big-endian), value its state record; `raft_log`, record key the group id
+//!   then the entry's index (`u64`, big-endian), value the entry, so one
+//!   group's log is one range of keys in index order. An append (with the
+//!   truncation of the entries after it) and a compaction are each one fjall
+//!   write batch: a crash keeps all of it or none.
 //!
 //! # Durability
 //! Keyspaces are created with `manual_journal_persist(true)`: a `put` only
@@ -54,7 +61,7 @@ use ringkv_core::hash::{BucketKey, RING_SIZE_MAX};
 use ringkv_core::sloppy::Hint;
 use ringkv_core::{Object, PartitionId};
 
-use ringkv_storage::{Store, StoreError};
+use ringkv_storage::{RaftLog, Store, StoreError};
 
 /// fjall background worker threads (flush and compaction) per store. fjall's
 /// default is min(cores, 4); tests run 3 nodes on 2 cores, and writes are
@@ -100,6 +107,10 @@ pub struct FjallStore {
     hints: Keyspace,
     /// Cluster metadata this node remembers (bucket properties).
     meta: Keyspace,
+    /// Each consensus group's state record, by group id (see the module docs).
+    raft_state: Keyspace,
+    /// Each consensus group's log entries, by group id then index.
+    raft_log: Keyspace,
     /// Recently used objects, decoded (see the module docs). Behind a lock
     /// only so that `get(&self)` can fill it; the node loop is its one user,
     /// so the lock is never contended.
@@ -140,6 +151,12 @@ const META_KEYSPACE: &str = "meta";
 
 /// Name of the keyspace of hints (cannot clash with `p0000`..).
 const HINTS_KEYSPACE: &str = "hints";
+
+/// Name of the keyspace of the consensus groups' state records.
+const RAFT_STATE_KEYSPACE: &str = "raft_state";
+
+/// Name of the keyspace of the consensus groups' log entries.
+const RAFT_LOG_KEYSPACE: &str = "raft_log";
 
 impl std::fmt::Debug for FjallStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -282,6 +299,40 @@ fn decode_object(
     })
 }
 
+/// The record key of `group`'s log entry at `index`: both big-endian, so
+/// one group's entries are one key range, in index order.
+fn raft_log_key(group: PartitionId, index: u64) -> [u8; 12] {
+    let mut out = [0; 12];
+    out[..4].copy_from_slice(&group.to_be_bytes());
+    out[4..].copy_from_slice(&index.to_be_bytes());
+    out
+}
+
+/// The index in a record key of `group`'s log (see [`raft_log_key`]).
+fn decode_raft_index(group: PartitionId, raw: &[u8]) -> Result<u64, StoreError> {
+    let index = raw
+        .split_first_chunk::<4>()
+        .filter(|(g, _)| u32::from_be_bytes(**g) == group)
+        .and_then(|(_, rest)| <[u8; 8]>::try_from(rest).ok());
+    index.map(u64::from_be_bytes).ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "raft log record key {:02x?} is not group {group} and an index",
+            &raw[..raw.len().min(32)]
+        ))
+    })
+}
+
+/// The group id a state record key holds (see [`RAFT_STATE_KEYSPACE`]).
+fn decode_raft_group(raw: &[u8]) -> Result<PartitionId, StoreError> {
+    let group = <[u8; 4]>::try_from(raw).map(u32::from_be_bytes);
+    group.map_err(|_| {
+        StoreError::Corrupt(format!(
+            "raft state record key {:02x?} is not a group id",
+            &raw[..raw.len().min(32)]
+        ))
+    })
+}
+
 impl FjallStore {
     /// Remembers the first failed write (see `first_write_error`) and
     /// returns its error.
@@ -399,6 +450,12 @@ impl FjallStore {
         let meta = db
             .keyspace(META_KEYSPACE, keyspace_options)
             .map_err(|e| engine("opening the metadata keyspace", e))?;
+        let raft_state = db
+            .keyspace(RAFT_STATE_KEYSPACE, keyspace_options)
+            .map_err(|e| engine("opening the raft state keyspace", e))?;
+        let raft_log = db
+            .keyspace(RAFT_LOG_KEYSPACE, keyspace_options)
+            .map_err(|e| engine("opening the raft log keyspace", e))?;
 
         Ok(Self {
             db,
@@ -407,6 +464,8 @@ impl FjallStore {
             keyspaces,
             hints,
             meta,
+            raft_state,
+            raft_log,
             rows: Mutex::new(row_cache(row_cache_bytes)),
             first_write_error: None,
         })
@@ -461,6 +520,35 @@ impl FjallStore {
         self.keyspaces[i]
             .as_ref()
             .ok_or_else(|| StoreError::Engine(format!("keyspace of partition {partition} missing")))
+    }
+
+    /// The record keys of `group`'s stored log entries from index `from` to
+    /// `to`, both included.
+    fn raft_keys(
+        &self,
+        group: PartitionId,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<fjall::UserKey>, StoreError> {
+        if from > to {
+            return Ok(Vec::new());
+        }
+        let range = raft_log_key(group, from)..=raft_log_key(group, to);
+        let mut out = Vec::new();
+        for guard in self.raft_log.range(range) {
+            let k = guard
+                .key()
+                .map_err(|e| engine(&format!("reading the raft log of group {group}"), e))?;
+            out.push(k);
+        }
+        Ok(out)
+    }
+
+    /// Commits a batch of raft log changes, remembering a failure as a
+    /// failed write.
+    fn commit_raft(&mut self, batch: fjall::OwnedWriteBatch, what: &str) -> Result<(), StoreError> {
+        let result = batch.commit();
+        result.map_err(|e| self.write_failed(engine(what, e)))
     }
 }
 
@@ -593,6 +681,90 @@ impl Store for FjallStore {
             out.push((key, object));
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// One write batch: the entries, and the removal of every stored entry
+    /// after the last of them (so a crash never keeps the new entries with
+    /// stale ones after them, nor the truncation without the entries).
+    fn raft_append(
+        &mut self,
+        group: PartitionId,
+        first: u64,
+        entries: &[Vec<u8>],
+    ) -> Result<(), StoreError> {
+        self.check(group)?;
+        let end = u64::try_from(entries.len())
+            .ok()
+            .and_then(|n| first.checked_add(n));
+        let Some(end) = end else {
+            return Err(StoreError::Engine(format!(
+                "{} raft log entries from index {first} of group {group} run past the last index",
+                entries.len()
+            )));
+        };
+        // Neither removed nor inserted twice: the stale keys start at `end`.
+        let stale = self.raft_keys(group, end, u64::MAX)?;
+        let mut batch = self.db.batch();
+        for k in stale {
+            batch.remove(&self.raft_log, k);
+        }
+        for (entry, index) in entries.iter().zip(first..) {
+            batch.insert(&self.raft_log, raft_log_key(group, index), entry);
+        }
+        self.commit_raft(
+            batch,
+            &format!("appending to the raft log of group {group}"),
+        )
+    }
+
+    /// One write batch removing the entries below `below`.
+    fn raft_compact(&mut self, group: PartitionId, below: u64) -> Result<(), StoreError> {
+        self.check(group)?;
+        let Some(last) = below.checked_sub(1) else {
+            return Ok(());
+        };
+        let mut batch = self.db.batch();
+        for k in self.raft_keys(group, 0, last)? {
+            batch.remove(&self.raft_log, k);
+        }
+        self.commit_raft(batch, &format!("compacting the raft log of group {group}"))
+    }
+
+    fn raft_put_state(&mut self, group: PartitionId, state: &[u8]) -> Result<(), StoreError> {
+        self.check(group)?;
+        let result = self.raft_state.insert(group.to_be_bytes(), state);
+        result.map_err(|e| {
+            let what = format!("writing the raft state of group {group}");
+            self.write_failed(engine(&what, e))
+        })
+    }
+
+    fn raft_load(&self, group: PartitionId) -> Result<Option<RaftLog>, StoreError> {
+        self.check(group)?;
+        let reading = |e| engine(&format!("reading the raft log of group {group}"), e);
+        let Some(state) = self.raft_state.get(group.to_be_bytes()).map_err(reading)? else {
+            return Ok(None);
+        };
+        let mut entries = Vec::new();
+        for guard in self.raft_log.prefix(group.to_be_bytes()) {
+            let (k, v) = guard.into_inner().map_err(reading)?;
+            entries.push((decode_raft_index(group, &k)?, v.to_vec()));
+        }
+        Ok(Some(RaftLog {
+            state: state.to_vec(),
+            entries,
+        }))
+    }
+
+    fn raft_groups(&self) -> Result<Vec<PartitionId>, StoreError> {
+        let mut out = Vec::new();
+        for guard in self.raft_state.iter() {
+            let k = guard
+                .key()
+                .map_err(|e| engine("scanning the raft groups", e))?;
+            out.push(decode_raft_group(&k)?);
+        }
         Ok(out)
     }
 }
@@ -838,6 +1010,13 @@ mod tests {
             s.put(i % 8, &key("b", &format!("k{i}")), &obj(&format!("v{i}")))
                 .unwrap();
         }
+        // Raft writes share the journal: an append, its truncation, a
+        // compaction and a state record, flushed with the objects.
+        s.raft_put_state(3, b"state").unwrap();
+        let entries: Vec<Vec<u8>> = (1..=5).map(|i| format!("e{i}").into_bytes()).collect();
+        s.raft_append(3, 1, &entries).unwrap();
+        s.raft_append(3, 4, &[b"x4".to_vec()]).unwrap();
+        s.raft_compact(3, 2).unwrap();
         s.flush().unwrap();
         println!("FLUSHED");
         use std::io::Write;
@@ -881,6 +1060,46 @@ mod tests {
                 "write {i} lost"
             );
         }
+        let want = RaftLog {
+            state: b"state".to_vec(),
+            entries: vec![
+                (2, b"e2".to_vec()),
+                (3, b"e3".to_vec()),
+                (4, b"x4".to_vec()),
+            ],
+        };
+        assert_eq!(s.raft_load(3).unwrap(), Some(want));
+        assert_eq!(s.raft_groups().unwrap(), vec![3]);
+    }
+
+    #[test]
+    fn raft_groups_outside_the_ring_are_errors_and_damaged_raft_records_are_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FjallStore::open(dir.path(), 8).unwrap();
+        assert!(matches!(
+            s.raft_put_state(8, b"s"),
+            Err(StoreError::Engine(_))
+        ));
+        assert!(matches!(
+            s.raft_append(8, 1, &[vec![1]]),
+            Err(StoreError::Engine(_))
+        ));
+        assert!(matches!(s.raft_compact(8, 1), Err(StoreError::Engine(_))));
+        assert!(matches!(s.raft_load(8), Err(StoreError::Engine(_))));
+        // An append whose indexes would pass u64::MAX is refused, not a panic.
+        let err = s.raft_append(1, u64::MAX, &[vec![1], vec![2]]).unwrap_err();
+        assert!(err.to_string().contains("past the last index"), "{err}");
+        s.raft_append(1, u64::MAX - 1, &[vec![1]]).unwrap();
+
+        s.raft_put_state(1, b"s").unwrap();
+        s.raft_log.insert([0, 0, 0, 1, 9], b"short key").unwrap();
+        let err = s.raft_load(1).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+        s.raft_state.insert([0, 0, 2], b"s").unwrap();
+        assert!(matches!(s.raft_groups(), Err(StoreError::Corrupt(_))));
+        assert_eq!(decode_raft_group(&[0, 0, 1, 0]).unwrap(), 256);
+        assert_eq!(decode_raft_index(7, &raft_log_key(7, 300)).unwrap(), 300);
+        assert!(decode_raft_index(6, &raft_log_key(7, 300)).is_err());
     }
 
     proptest::proptest! {

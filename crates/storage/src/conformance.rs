@@ -22,7 +22,7 @@ use ringkv_core::hash::BucketKey;
 use ringkv_core::sloppy::Hint;
 use ringkv_core::{Actor, Dot, NodeId, Object, PartitionId, Value, VersionVector};
 
-use crate::{Meta, Store};
+use crate::{Meta, RaftLog, Store};
 
 /// The ring size a conformance store must accept: every case uses partitions
 /// below it.
@@ -89,6 +89,13 @@ macro_rules! store_conformance_tests {
             flush_and_sync_change_nothing_visible,
             flushed_writes_survive_a_restart,
             synced_writes_survive_a_restart,
+            raft_entries_load_in_index_order_with_the_state,
+            raft_append_overwrites_and_drops_every_later_entry,
+            raft_compact_removes_the_entries_below,
+            raft_state_record_is_replaced,
+            raft_groups_lists_groups_with_a_state_record_in_order,
+            raft_groups_are_independent,
+            raft_writes_survive_a_restart,
         );
     };
     (@cases $engine:expr; $($case:ident),+ $(,)?) => {
@@ -449,4 +456,224 @@ pub fn synced_writes_survive_a_restart<E: Engine>(mut engine: E) {
     let s = engine.restart(s);
     assert_eq!(s.get(3, &key("b", "after")).unwrap(), Some(obj("x")));
     assert_eq!(s.get(3, &key("b", "k")).unwrap(), Some(obj("v")));
+}
+
+/// `n` raft log entries from index `first`, each naming its index and `tag`.
+fn raft_entries(tag: &str, first: u64, n: u64) -> Vec<Vec<u8>> {
+    (first..first + n)
+        .map(|i| format!("{tag}{i}").into_bytes())
+        .collect()
+}
+
+/// What [`Store::raft_load`] should return: `state`, and the entries as
+/// [`raft_entries`] made them, from index `first`.
+fn raft_log(state: &[u8], first: u64, entries: &[Vec<u8>]) -> RaftLog {
+    RaftLog {
+        state: state.to_vec(),
+        entries: (first..).zip(entries.iter().cloned()).collect(),
+    }
+}
+
+/// The indexes of `group`'s stored log entries, in the order loaded.
+fn raft_indexes(s: &impl Store, group: PartitionId) -> Vec<u64> {
+    let log = s
+        .raft_load(group)
+        .expect("raft_load")
+        .expect("a state record");
+    log.entries.into_iter().map(|(i, _)| i).collect()
+}
+
+/// Appended entries load back with the state record, in index order and
+/// consecutive, across appends and across the byte boundaries of the index
+/// (255 to 256, 2^32 - 1 to 2^32). A group without a state record loads as
+/// `None`, even with entries.
+pub fn raft_entries_load_in_index_order_with_the_state<E: Engine>(mut engine: E) {
+    let mut s = engine.open();
+    assert_eq!(s.raft_load(1).unwrap(), None);
+    assert!(s.raft_groups().unwrap().is_empty());
+    let first = raft_entries("e", 250, 4);
+    s.raft_append(1, 250, &first).unwrap();
+    assert_eq!(s.raft_load(1).unwrap(), None, "entries but no state record");
+    s.raft_put_state(1, b"term 1").unwrap();
+    assert_eq!(
+        s.raft_load(1).unwrap(),
+        Some(raft_log(b"term 1", 250, &first))
+    );
+    // A second append continues the log.
+    let more = raft_entries("e", 254, 6);
+    s.raft_append(1, 254, &more).unwrap();
+    let all = raft_entries("e", 250, 10);
+    assert_eq!(
+        s.raft_load(1).unwrap(),
+        Some(raft_log(b"term 1", 250, &all))
+    );
+    assert_eq!(raft_indexes(&s, 1), (250..260).collect::<Vec<_>>());
+    // Indexes past 32 bits, and empty or binary entries.
+    let high = (1u64 << 32) - 2;
+    let odd = vec![vec![], vec![0, 0xff], b"x".repeat(10_000)];
+    s.raft_put_state(2, b"").unwrap();
+    s.raft_append(2, high, &odd).unwrap();
+    assert_eq!(s.raft_load(2).unwrap(), Some(raft_log(b"", high, &odd)));
+}
+
+/// An append at an index already stored replaces the entry there and drops
+/// every entry after the last one given (a new leader overwrote them), even
+/// where the new entries end before the old log did.
+pub fn raft_append_overwrites_and_drops_every_later_entry<E: Engine>(mut engine: E) {
+    let mut s = engine.open();
+    s.raft_put_state(3, b"s").unwrap();
+    s.raft_append(3, 1, &raft_entries("old", 1, 8)).unwrap();
+    // Overwrite 4 and 5; 6, 7 and 8 go.
+    s.raft_append(3, 4, &raft_entries("new", 4, 2)).unwrap();
+    let mut want = raft_entries("old", 1, 3);
+    want.extend(raft_entries("new", 4, 2));
+    assert_eq!(s.raft_load(3).unwrap(), Some(raft_log(b"s", 1, &want)));
+    // Overwrite the last entry only, with one entry: nothing else changes.
+    s.raft_append(3, 5, &[b"newer5".to_vec()]).unwrap();
+    want[4] = b"newer5".to_vec();
+    assert_eq!(s.raft_load(3).unwrap(), Some(raft_log(b"s", 1, &want)));
+    // Overwrite the first entry: everything after it goes.
+    s.raft_append(3, 1, &[b"first".to_vec()]).unwrap();
+    assert_eq!(
+        s.raft_load(3).unwrap(),
+        Some(raft_log(b"s", 1, &[b"first".to_vec()]))
+    );
+    // The log grows again from there.
+    s.raft_append(3, 2, &raft_entries("again", 2, 2)).unwrap();
+    assert_eq!(raft_indexes(&s, 3), vec![1, 2, 3]);
+}
+
+/// A compaction removes the entries below its index and keeps the rest;
+/// compacting below what is stored, or a group without entries, is not an
+/// error; a compacted log takes appends after its end.
+pub fn raft_compact_removes_the_entries_below<E: Engine>(mut engine: E) {
+    let mut s = engine.open();
+    s.raft_compact(4, 10).unwrap();
+    s.raft_put_state(4, b"s").unwrap();
+    s.raft_append(4, 1, &raft_entries("e", 1, 6)).unwrap();
+    s.raft_compact(4, 4).unwrap();
+    assert_eq!(
+        s.raft_load(4).unwrap(),
+        Some(raft_log(b"s", 4, &raft_entries("e", 4, 3)))
+    );
+    s.raft_compact(4, 2).unwrap();
+    s.raft_compact(4, 0).unwrap();
+    assert_eq!(raft_indexes(&s, 4), vec![4, 5, 6]);
+    // Everything, and then some: the state record stays.
+    s.raft_compact(4, 100).unwrap();
+    assert_eq!(s.raft_load(4).unwrap(), Some(raft_log(b"s", 1, &[])));
+    s.raft_append(4, 100, &raft_entries("e", 100, 2)).unwrap();
+    assert_eq!(raft_indexes(&s, 4), vec![100, 101]);
+}
+
+/// A second state record replaces the first, whatever their lengths, and
+/// leaves the log alone.
+pub fn raft_state_record_is_replaced<E: Engine>(mut engine: E) {
+    let mut s = engine.open();
+    s.raft_put_state(5, b"a longer first state record").unwrap();
+    s.raft_append(5, 7, &raft_entries("e", 7, 2)).unwrap();
+    s.raft_put_state(5, b"second").unwrap();
+    let entries = raft_entries("e", 7, 2);
+    assert_eq!(
+        s.raft_load(5).unwrap(),
+        Some(raft_log(b"second", 7, &entries))
+    );
+    s.raft_put_state(5, b"").unwrap();
+    assert_eq!(s.raft_load(5).unwrap(), Some(raft_log(b"", 7, &entries)));
+    assert_eq!(s.raft_groups().unwrap(), vec![5]);
+}
+
+/// `raft_groups` lists each group with a state record once, in group order,
+/// whatever the order of the writes; a group with entries only is not one.
+pub fn raft_groups_lists_groups_with_a_state_record_in_order<E: Engine>(mut engine: E) {
+    let mut s = engine.open();
+    s.raft_put_state(RING_SIZE - 1, b"7").unwrap();
+    s.raft_put_state(0, b"0").unwrap();
+    s.raft_put_state(3, b"3").unwrap();
+    s.raft_put_state(0, b"0 again").unwrap();
+    s.raft_append(6, 1, &raft_entries("e", 1, 2)).unwrap();
+    s.raft_compact(2, 5).unwrap();
+    assert_eq!(s.raft_groups().unwrap(), vec![0, 3, RING_SIZE - 1]);
+}
+
+/// Each group has its own log and state: an append, truncation or compaction
+/// of one never touches its neighbours; and raft records are apart from
+/// objects, hints and metas.
+pub fn raft_groups_are_independent<E: Engine>(mut engine: E) {
+    let mut s = engine.open();
+    s.put(2, &key("b", "k"), &obj("v")).unwrap();
+    for g in 1..=3 {
+        s.raft_put_state(g, format!("state {g}").as_bytes())
+            .unwrap();
+        s.raft_append(g, 1, &raft_entries(&format!("g{g}-"), 1, 5))
+            .unwrap();
+    }
+    // Truncate group 2 to one entry, compact it away; rewrite group 1's log.
+    s.raft_append(2, 1, &[b"only".to_vec()]).unwrap();
+    s.raft_compact(2, 2).unwrap();
+    s.raft_append(1, 3, &raft_entries("g1-new", 3, 1)).unwrap();
+    s.raft_put_state(2, b"state 2b").unwrap();
+    let mut one = raft_entries("g1-", 1, 2);
+    one.extend(raft_entries("g1-new", 3, 1));
+    assert_eq!(s.raft_load(1).unwrap(), Some(raft_log(b"state 1", 1, &one)));
+    assert_eq!(s.raft_load(2).unwrap(), Some(raft_log(b"state 2b", 1, &[])));
+    let three = raft_entries("g3-", 1, 5);
+    assert_eq!(
+        s.raft_load(3).unwrap(),
+        Some(raft_log(b"state 3", 1, &three))
+    );
+    assert_eq!(s.raft_load(0).unwrap(), None);
+    assert_eq!(s.raft_load(4).unwrap(), None);
+    assert_eq!(scanned_keys(&s, 2), vec![key("b", "k")]);
+    assert!(s.scan_partition(1).unwrap().is_empty());
+    assert!(s.hints().unwrap().is_empty());
+    assert!(s.metas().unwrap().is_empty());
+}
+
+/// Every group's state and log.
+fn raft_contents(s: &impl Store) -> Vec<(PartitionId, Option<RaftLog>)> {
+    (0..RING_SIZE)
+        .map(|g| (g, s.raft_load(g).expect("raft_load")))
+        .collect()
+}
+
+/// Appends, truncations, compactions and state records mixed with objects,
+/// in the order a node's batch makes them.
+fn write_a_raft_mix(s: &mut impl Store) {
+    s.raft_put_state(1, b"one").unwrap();
+    s.raft_append(1, 1, &raft_entries("a", 1, 6)).unwrap();
+    s.put(1, &key("b", "k"), &obj("v")).unwrap();
+    s.raft_append(1, 4, &raft_entries("b", 4, 1)).unwrap();
+    s.raft_compact(1, 2).unwrap();
+    s.raft_put_state(6, b"six").unwrap();
+    s.raft_append(6, 300, &raft_entries("c", 300, 3)).unwrap();
+    s.raft_put_state(1, b"one, later").unwrap();
+}
+
+/// Raft writes flushed (or synced) survive a restart like objects do, each
+/// with its last value, truncations and compactions included; a restarted
+/// store keeps appending and truncating.
+pub fn raft_writes_survive_a_restart<E: Engine>(mut engine: E) {
+    let mut s = engine.open();
+    write_a_raft_mix(&mut s);
+    let before = raft_contents(&s);
+    let mut one = raft_entries("a", 2, 2);
+    one.extend(raft_entries("b", 4, 1));
+    assert_eq!(before[1].1, Some(raft_log(b"one, later", 2, &one)));
+    s.flush().unwrap();
+    let mut s = engine.restart(s);
+    assert_eq!(raft_contents(&s), before);
+    assert_eq!(s.raft_groups().unwrap(), vec![1, 6]);
+    assert_eq!(s.get(1, &key("b", "k")).unwrap(), Some(obj("v")));
+    // After the restart: truncate group 6, compact group 1, sync only.
+    s.raft_append(6, 301, &[b"new".to_vec()]).unwrap();
+    s.raft_compact(1, 4).unwrap();
+    s.raft_put_state(2, b"two").unwrap();
+    s.sync().unwrap();
+    let before = raft_contents(&s);
+    let s = engine.restart(s);
+    assert_eq!(raft_contents(&s), before);
+    assert_eq!(raft_indexes(&s, 6), vec![300, 301]);
+    assert_eq!(raft_indexes(&s, 1), vec![4]);
+    assert_eq!(s.raft_groups().unwrap(), vec![1, 2, 6]);
 }

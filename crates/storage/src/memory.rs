@@ -493,4 +493,60 @@ mod tests {
         assert_eq!(s.get(0, &key("b", "k")).unwrap(), None);
         s.delete(3, &key("b", "absent")).unwrap();
     }
+
+    #[test]
+    fn raft_writes_follow_the_durability_model() {
+        let entries = |tag: &str, first: u64, n: u64| -> Vec<Vec<u8>> {
+            (first..first + n)
+                .map(|i| format!("{tag}{i}").into_bytes())
+                .collect()
+        };
+        let log = |state: &[u8], first: u64, e: Vec<Vec<u8>>| crate::RaftLog {
+            state: state.to_vec(),
+            entries: (first..).zip(e).collect(),
+        };
+        let mut s = MemStore::new();
+        // Synced: group 1 with entries 1..=4.
+        s.raft_put_state(1, b"synced").unwrap();
+        s.raft_append(1, 1, &entries("s", 1, 4)).unwrap();
+        s.sync().unwrap();
+        // Flushed, not synced: a truncation and a new group.
+        s.raft_append(1, 3, &entries("f", 3, 1)).unwrap();
+        s.raft_put_state(2, b"flushed").unwrap();
+        s.flush().unwrap();
+        // Not flushed: a compaction, a state record, an append, a new group.
+        s.raft_compact(1, 2).unwrap();
+        s.raft_put_state(1, b"unflushed").unwrap();
+        s.raft_append(2, 1, &entries("u", 1, 2)).unwrap();
+        s.raft_put_state(3, b"unflushed").unwrap();
+        assert_eq!(s.unflushed_len(), 4);
+        assert_eq!(s.unsynced_len(), 6);
+        assert_eq!(s.raft_groups().unwrap(), vec![1, 2, 3]);
+
+        // A killed process loses the unflushed four, keeps the flushed two.
+        s.crash_process();
+        let mut flushed = entries("s", 1, 2);
+        flushed.extend(entries("f", 3, 1));
+        assert_eq!(s.raft_load(1).unwrap(), Some(log(b"synced", 1, flushed)));
+        assert_eq!(s.raft_load(2).unwrap(), Some(log(b"flushed", 1, vec![])));
+        assert_eq!(s.raft_load(3).unwrap(), None);
+        assert_eq!(s.raft_groups().unwrap(), vec![1, 2]);
+        assert_eq!(s.unsynced_len(), 2);
+
+        // A power cut loses the flushed ones too: the truncated entry 4 is back.
+        s.crash_power();
+        let synced = log(b"synced", 1, entries("s", 1, 4));
+        assert_eq!(s.raft_load(1).unwrap(), Some(synced.clone()));
+        assert_eq!(s.raft_load(2).unwrap(), None);
+        assert_eq!(s.raft_groups().unwrap(), vec![1]);
+
+        // A power cut that keeps a prefix of the flushed writes keeps them
+        // in order: the truncation without the later state record.
+        s.raft_append(1, 2, &entries("p", 2, 1)).unwrap();
+        s.raft_put_state(1, b"second").unwrap();
+        s.flush().unwrap();
+        s.crash_power_keeping(1);
+        let kept = log(b"synced", 1, vec![b"s1".to_vec(), b"p2".to_vec()]);
+        assert_eq!(s.raft_load(1).unwrap(), Some(kept));
+    }
 }

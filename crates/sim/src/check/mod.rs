@@ -5,6 +5,8 @@
 //! - [`durability`]: invariant 1, no acknowledged write is lost.
 //! - [`siblings`]: invariant 2, siblings only for truly concurrent writes, and
 //!   a write with a read's context supersedes everything that read returned.
+//! - [`linearizable`]: strong buckets, a linearizability checker over its own
+//!   input types (not yet a [`Checker`]).
 //!
 //! Adding an invariant (convergence, linearizability) is adding a module with
 //! a type that implements [`Checker`] and listing it in [`all_checkers`].
@@ -32,6 +34,7 @@ use serde::Serialize;
 use crate::history::{History, Op, OpKind, Outcome};
 
 pub mod durability;
+pub mod linearizable;
 pub mod siblings;
 
 /// One invariant, checked over a whole history.

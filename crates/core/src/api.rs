@@ -38,6 +38,10 @@ pub struct ErrorBody {
     /// Replies or acks the request required (with `acks`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub required: Option<u64>,
+    /// `"unknown"` when the request may or may not have been applied (a
+    /// strong write proposed, and no answer before the deadline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
 }
 
 impl ErrorBody {
@@ -48,6 +52,7 @@ impl ErrorBody {
             error: error.into(),
             message: message.into(),
             required: None,
+            outcome: None,
         }
     }
 }

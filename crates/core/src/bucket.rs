@@ -26,6 +26,30 @@ pub enum ConflictMode {
     Lww,
 }
 
+/// What a bucket guarantees: chosen when the bucket is created, and kept
+/// while it holds data.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Consistency {
+    /// Always writable: quorums, siblings or last-write-wins, sloppy quorum,
+    /// hinted handoff and read repair.
+    #[default]
+    Eventual,
+    /// Linearizable reads, writes and compare-and-set through the
+    /// partition's consensus group; unavailable without a majority of its
+    /// voters.
+    Strong,
+}
+
+impl fmt::Display for Consistency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Consistency::Eventual => "eventual",
+            Consistency::Strong => "strong",
+        })
+    }
+}
+
 /// Properties of a bucket; every field is concrete (resolved against the
 /// node's defaults and the cluster size).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -48,10 +72,14 @@ pub struct BucketProps {
     /// A write that would leave more than this many siblings on a key is
     /// refused until a client resolves them.
     pub siblings_max: usize,
+    /// Eventual or strong (see [`Consistency`]).
+    #[serde(default)]
+    pub consistency: Consistency,
 }
 
 /// Every property name, in the order users see them.
-pub const PROPERTY_NAMES: &str = "n, r, w, pr, pw, conflict, siblings_warn, siblings_max";
+pub const PROPERTY_NAMES: &str =
+    "n, r, w, pr, pw, conflict, siblings_warn, siblings_max, consistency";
 
 /// A partial update of bucket properties as a user sends it (the JSON body of
 /// `PUT /v1/buckets/{bucket}`). Absent (or `null`) fields keep their value.
@@ -84,6 +112,9 @@ pub struct BucketPatch {
     /// New sibling limit.
     #[serde(default)]
     pub siblings_max: Option<usize>,
+    /// The bucket's consistency: only when it is created.
+    #[serde(default)]
+    pub consistency: Option<Consistency>,
 }
 
 /// Why bucket properties were rejected. Nothing was changed. The message says
@@ -191,6 +222,31 @@ pub enum BucketError {
         /// The bound (`--buckets-max`).
         max: usize,
     },
+    /// `consistency` is not `eventual` or `strong`.
+    #[error("consistency = {0} is not allowed: use \"eventual\" or \"strong\"")]
+    BadConsistency(String),
+    /// A change of consistency of a bucket that exists.
+    #[error(
+        "bucket {bucket} is {have} and its consistency cannot change: it is chosen when a bucket \
+         is created (its first properties, before any key is written to it); use a new bucket"
+    )]
+    ConsistencyFixed {
+        /// The bucket, for people.
+        bucket: String,
+        /// Its consistency.
+        have: Consistency,
+    },
+    /// A strong bucket whose `n` is not the cluster's.
+    #[error(
+        "a strong bucket keeps its keys on the partition's consensus group of n = {cluster_n} \
+         voters; n = {n} is not allowed for it (leave n out or use {cluster_n})"
+    )]
+    StrongN {
+        /// What was asked.
+        n: usize,
+        /// The cluster's replicas per key.
+        cluster_n: usize,
+    },
     /// The body is not a JSON object.
     #[error(
         "bucket properties must be a JSON object such as {{\"n\": 3, \"conflict\": \"lww\"}}: {0}"
@@ -212,6 +268,7 @@ impl BucketProps {
             conflict: ConflictMode::Siblings,
             siblings_warn: (siblings_max / 4).max(1).min(siblings_max),
             siblings_max,
+            consistency: Consistency::Eventual,
         }
     }
 
@@ -234,6 +291,7 @@ impl BucketProps {
             conflict: patch.conflict.unwrap_or(self.conflict),
             siblings_warn: patch.siblings_warn.unwrap_or(self.siblings_warn),
             siblings_max: patch.siblings_max.unwrap_or(self.siblings_max),
+            consistency: patch.consistency.unwrap_or(self.consistency),
         };
         next.validate(cluster_size)?;
         Ok(next)
@@ -332,6 +390,16 @@ impl BucketPatch {
                 }
                 "siblings_warn" => patch.siblings_warn = count_json("siblings_warn", value)?,
                 "siblings_max" => patch.siblings_max = count_json("siblings_max", value)?,
+                "consistency" => {
+                    patch.consistency = match value {
+                        serde_json::Value::Null => None,
+                        serde_json::Value::String(s) if s == "eventual" => {
+                            Some(Consistency::Eventual)
+                        }
+                        serde_json::Value::String(s) if s == "strong" => Some(Consistency::Strong),
+                        other => return Err(BucketError::BadConsistency(other.to_string())),
+                    }
+                }
                 _ => return Err(BucketError::UnknownProperty(name.clone())),
             }
         }
@@ -611,7 +679,7 @@ mod tests {
         );
         assert_eq!(
             err(r#"{"allow_mult": true}"#, 5),
-            r#"unknown bucket property "allow_mult": the properties are n, r, w, pr, pw, conflict, siblings_warn, siblings_max"#
+            r#"unknown bucket property "allow_mult": the properties are n, r, w, pr, pw, conflict, siblings_warn, siblings_max, consistency"#
         );
         assert_eq!(
             err(r#"{"n": 3, "n": 2}"#, 5),
@@ -670,6 +738,7 @@ mod tests {
                     conflict,
                     siblings_warn,
                     siblings_max,
+                    consistency: None,
                 }
             })
     }

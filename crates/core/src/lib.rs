@@ -31,9 +31,10 @@ pub mod params;
 pub mod quorum;
 pub mod request;
 pub mod sloppy;
+pub mod strong;
 pub mod version;
 
-pub use bucket::{BucketEntry, BucketError, BucketPatch, BucketProps, ConflictMode};
+pub use bucket::{BucketEntry, BucketError, BucketPatch, BucketProps, ConflictMode, Consistency};
 pub use context::{Context, ContextError, ContextKeys};
 pub use hash::{KeyHash, PartitionId, key_hash, partition_of};
 pub use hlc::{Hlc, HlcClock};

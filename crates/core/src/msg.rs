@@ -9,6 +9,7 @@ use crate::bucket::BucketEntry;
 use crate::hash::BucketKey;
 use crate::layout::NodeId;
 use crate::params::QuorumParam;
+use crate::strong::Condition;
 use crate::version::{Dot, Object, Value, VersionVector};
 
 /// A client operation on one key.
@@ -33,6 +34,14 @@ pub enum ClientOp {
         w: Option<QuorumParam>,
         /// How many of the acks must come from primaries (default 0).
         pw: Option<QuorumParam>,
+    },
+    /// Compare-and-set, in a strong bucket only: write `value` (a tombstone
+    /// deletes) only if `condition` holds when the write is applied.
+    PutIf {
+        /// The value; [`Value::Tombstone`] deletes.
+        value: Value,
+        /// When it applies.
+        condition: Condition,
     },
 }
 
@@ -72,6 +81,15 @@ pub enum ClientReply {
     },
     /// The request failed.
     Error(ClientError),
+    /// The answer of a request on a strong bucket, with the node that led
+    /// the key's consensus group when it was answered.
+    Strong {
+        /// The group's leader.
+        leader: NodeId,
+        /// The answer: [`ClientReply::Written`], [`ClientReply::Read`], or
+        /// an error.
+        reply: Box<ClientReply>,
+    },
 }
 
 /// Why a client request failed.
@@ -101,11 +119,53 @@ pub enum ClientError {
     Overloaded(String),
     /// The node failed to store or read; the message says what.
     Internal(String),
+    /// A compare-and-set's condition did not hold; nothing was written.
+    PreconditionFailed {
+        /// The key's current context (names its version).
+        current: VersionVector,
+    },
+    /// The key's consensus group has no majority (too few voters reachable,
+    /// or no leader could be elected before the deadline). The request was
+    /// not proposed: nothing was changed.
+    NoQuorum {
+        /// What this node saw.
+        reason: String,
+    },
+    /// The request was proposed (or handed to a node that may have proposed
+    /// it) and no answer came before the deadline: it may have been applied
+    /// or not. A read of the key tells.
+    OutcomeUnknown {
+        /// What happened.
+        reason: String,
+    },
 }
 
 /// A message between two nodes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PeerMsg {
+    /// Consensus messages of strong buckets' groups, batched per peer:
+    /// `(group, raft message bytes)`.
+    Raft {
+        /// The messages, in order.
+        msgs: Vec<(u32, Vec<u8>)>,
+    },
+    /// "Lead this strong request, or pass it to the leader": sent to the
+    /// node believed to lead the key's group.
+    StrongForward {
+        /// The sender's id for it, echoed in the reply.
+        fwd_id: u64,
+        /// How many nodes passed it on before (a bound stops loops).
+        hops: u8,
+        /// The request.
+        request: ClientRequest,
+    },
+    /// The answer to a [`PeerMsg::StrongForward`].
+    StrongReply {
+        /// The sender's id, from the forward.
+        fwd_id: u64,
+        /// The answer.
+        reply: ClientReply,
+    },
     /// "Coordinate this request for me": sent by a node that is not a primary.
     Forward {
         /// Id chosen by the sender, echoed in the reply.

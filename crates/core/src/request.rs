@@ -38,6 +38,10 @@ pub fn check_request(
     if let ClientOp::Put {
         value: Value::Data(v),
         ..
+    }
+    | ClientOp::PutIf {
+        value: Value::Data(v),
+        ..
     } = &req.op
         && v.len() > limits.value_bytes_max
     {
@@ -94,6 +98,13 @@ pub fn resolve_need(props: &BucketProps, op: &ClientOp) -> Result<Need, ClientEr
     let ((name, p, default), (strict_name, strict, strict_default)) = match op {
         ClientOp::Get { r, pr } => (("r", *r, props.r), ("pr", *pr, props.pr)),
         ClientOp::Put { w, pw, .. } => (("w", *w, props.w), ("pw", *pw, props.pw)),
+        ClientOp::PutIf { .. } => {
+            return Err(ClientError::BadRequest(
+                "If-Match and If-None-Match (compare-and-set) are only for strong buckets: \
+                 create the bucket with {\"consistency\": \"strong\"}, or write without them"
+                    .into(),
+            ));
+        }
     };
     let resolve = |name: &str, p: QuorumParam| {
         p.resolve(name, n)
@@ -112,6 +123,23 @@ pub fn resolve_need(props: &BucketProps, op: &ClientOp) -> Result<Need, ClientEr
         all: all.max(primaries),
         primaries,
     })
+}
+
+/// Checks a request on a strong bucket: the eventual-only quorum options
+/// (`r`, `w`, `pr`, `pw`) are refused, since the consensus group decides.
+pub fn check_strong(op: &ClientOp) -> Result<(), ClientError> {
+    let given = match op {
+        ClientOp::Get { r, pr } => [("r", r), ("pr", pr)],
+        ClientOp::Put { w, pw, .. } => [("w", w), ("pw", pw)],
+        ClientOp::PutIf { .. } => return Ok(()),
+    };
+    if let Some((name, _)) = given.iter().find(|(_, q)| q.is_some()) {
+        return Err(ClientError::BadRequest(format!(
+            "{name} is not allowed on a strong bucket: its reads and writes go through the \
+             key's consensus group and wait for a majority of its voters; leave {name} out"
+        )));
+    }
+    Ok(())
 }
 
 /// Checks a write's context against the key's stored state before a new dot

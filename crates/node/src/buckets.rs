@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use ringkv_core::NodeId;
-use ringkv_core::bucket::{BucketEntry, BucketError, BucketPatch, BucketProps};
+use ringkv_core::bucket::{BucketEntry, BucketError, BucketPatch, BucketProps, Consistency};
 use ringkv_core::msg::PeerMsg;
 use ringkv_storage::Store;
 use tracing::{debug, warn};
@@ -89,6 +89,7 @@ impl Buckets {
     ) -> Result<BucketEntry, BucketError> {
         self.check_room(ctx, &bucket)?;
         let props = self.props(&bucket).apply(patch, ctx.layout.members.len())?;
+        self.check_consistency(ctx, &bucket, &props)?;
         let entry = BucketEntry {
             bucket: bucket.to_vec(),
             props,
@@ -106,6 +107,48 @@ impl Buckets {
         }
         self.adopt(ctx, entry.clone());
         Ok(entry)
+    }
+
+    /// Refuses a change of consistency of a bucket that exists (has
+    /// properties of its own, or keys on this node), and a strong bucket
+    /// whose `n` is not the cluster's (its consensus group's voters).
+    ///
+    /// Known limit: only this node's keys are looked at, and the scan reads
+    /// every partition it holds; bucket creation is rare. Committing bucket
+    /// creation through the cluster manager will make this cluster-wide.
+    fn check_consistency<S: Store>(
+        &self,
+        ctx: &Ctx<'_, S>,
+        bucket: &[u8],
+        next: &BucketProps,
+    ) -> Result<(), BucketError> {
+        let have = self.props(bucket).consistency;
+        if next.consistency == Consistency::Strong {
+            let cluster_n = ctx.cfg.n.min(ctx.layout.members.len());
+            if next.n != cluster_n {
+                return Err(BucketError::StrongN {
+                    n: next.n,
+                    cluster_n,
+                });
+            }
+        }
+        if next.consistency == have {
+            return Ok(());
+        }
+        let fixed = || BucketError::ConsistencyFixed {
+            bucket: String::from_utf8_lossy(bucket).into_owned(),
+            have,
+        };
+        if self.entries.contains_key(bucket) {
+            return Err(fixed());
+        }
+        for p in 0..ctx.layout.ring_size {
+            let keys = ctx.store.scan_partition(p).unwrap_or_default();
+            if keys.iter().any(|(k, _)| k.bucket.as_ref() == bucket) {
+                return Err(fixed());
+            }
+        }
+        Ok(())
     }
 
     /// Refuses to give one more bucket properties past `buckets_max`.

@@ -63,6 +63,43 @@ pub struct NodeConfig {
     /// RPC addresses to announce this node to at start (`--join`), besides
     /// the layout's members.
     pub join: Vec<String>,
+    /// Timing and log bounds of strong buckets' consensus groups.
+    pub consensus: ConsensusConfig,
+}
+
+/// Timing and bounds of the consensus groups (one per partition) that
+/// serve strong buckets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsensusConfig {
+    /// One raft tick, in ms. Only groups with work (or recent work) tick.
+    pub tick_ms: u64,
+    /// Ticks without a leader's word before a follower stands for election.
+    pub election_ticks: usize,
+    /// Ticks between a leader's heartbeats; below `election_ticks`.
+    pub heartbeat_ticks: usize,
+    /// Ticks without work after which a group stops ticking (hibernates)
+    /// until a request or a peer's message wakes it.
+    pub idle_ticks: u32,
+    /// Log entries kept behind the applied index before the log is
+    /// compacted (a lagging voter then catches up from a snapshot).
+    pub log_keep: u64,
+    /// `Some(seed)`: election timeouts drawn from the seed, not from the
+    /// thread's random generator (raft-rs draws one per reset), so a
+    /// simulation replays. `None` on real nodes.
+    pub election_seed: Option<u64>,
+}
+
+impl Default for ConsensusConfig {
+    fn default() -> Self {
+        ConsensusConfig {
+            tick_ms: 100,
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            idle_ticks: 30,
+            log_keep: 10_000,
+            election_seed: None,
+        }
+    }
 }
 
 /// Default for [`NodeConfig::hints_max`].
@@ -84,6 +121,12 @@ pub struct InjectedBugs {
     pub ack_before_quorum: bool,
     /// Ignore the client's context on writes (lose its causal information).
     pub ignore_context: bool,
+    /// Strong buckets: serve a read from whichever voter gets it, from its
+    /// own store, without ReadIndex (stale reads).
+    pub strong_stale_reads: bool,
+    /// Strong buckets: acknowledge a write when it is proposed, before it
+    /// is committed.
+    pub strong_ack_before_commit: bool,
 }
 
 /// A [`NodeConfig`] that cannot run. Nothing was started.

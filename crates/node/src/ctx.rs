@@ -66,6 +66,11 @@ impl View<'_> {
         props
     }
 
+    /// Whether `bucket` is a strong bucket (its keys go through consensus).
+    pub(crate) fn is_strong(&self, bucket: &[u8]) -> bool {
+        self.buckets.props(bucket).consistency == ringkv_core::Consistency::Strong
+    }
+
     /// The primaries and targets of a request on `partition` with `n`
     /// replicas, from this node's view of who is live.
     pub(crate) fn plan(&self, partition: PartitionId, n: usize) -> Plan {

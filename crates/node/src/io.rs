@@ -18,6 +18,10 @@ pub enum Timer {
     Handoff,
     /// A timer of the gossip membership (by its token).
     Gossip(u64),
+    /// The deadline of a request on a strong bucket (by its request id).
+    Strong(u64),
+    /// The consensus groups' tick.
+    RaftTick,
 }
 
 /// Something that happened to the node.

@@ -32,6 +32,7 @@
 
 pub mod buckets;
 pub mod config;
+pub mod consensus;
 pub mod coordinator;
 mod ctx;
 pub mod handoff;
@@ -45,8 +46,8 @@ pub mod stats;
 mod testing;
 
 pub use config::{
-    BUCKETS_MAX_DEFAULT, ConfigError, HANDOFF_INTERVAL_MS_DEFAULT, HANDOFF_WINDOW_DEFAULT,
-    HINTS_MAX_DEFAULT, InjectedBugs, NodeConfig, REQUEST_ID_BASE_MAX,
+    BUCKETS_MAX_DEFAULT, ConfigError, ConsensusConfig, HANDOFF_INTERVAL_MS_DEFAULT,
+    HANDOFF_WINDOW_DEFAULT, HINTS_MAX_DEFAULT, InjectedBugs, NodeConfig, REQUEST_ID_BASE_MAX,
 };
 pub use ctx::MAX_DRIFT_MS;
 pub use io::{ClientId, Input, Output, Timer};

@@ -31,6 +31,7 @@ use tracing::debug;
 
 use crate::buckets::{Buckets, encode_entry};
 use crate::config::{ConfigError, NodeConfig};
+use crate::consensus::{Consensus, GroupStatus};
 use crate::coordinator::{Coordinator, Origin, Plan};
 use crate::ctx::{Clock, Ctx, RequestIds, View};
 use crate::handoff::Handoff;
@@ -53,6 +54,7 @@ pub struct Node<S: Store> {
     replica: Replica,
     handoff: Handoff,
     coord: Coordinator,
+    consensus: Consensus,
     /// Whether [`Node::start`] ran (joins sent, handoff timer armed).
     started: bool,
 }
@@ -66,6 +68,7 @@ struct Parts<'a, S> {
     replica: &'a mut Replica,
     handoff: &'a mut Handoff,
     coord: &'a mut Coordinator,
+    consensus: &'a mut Consensus,
 }
 
 /// A [`View`] of `p`'s peers and buckets, borrowing only those two fields.
@@ -98,6 +101,7 @@ impl<S: Store> Node<S> {
             replica: Replica::new(),
             handoff: Handoff::default(),
             coord: Coordinator::default(),
+            consensus: Consensus::default(),
             clock: Clock::default(),
             stats: NodeStats::default(),
             started: false,
@@ -125,6 +129,7 @@ impl<S: Store> Node<S> {
             replica: &mut self.replica,
             handoff: &mut self.handoff,
             coord: &mut self.coord,
+            consensus: &mut self.consensus,
         }
     }
 
@@ -150,6 +155,9 @@ impl<S: Store> Node<S> {
         match input {
             Input::Client { client_id, request } => {
                 let view = view!(p);
+                if view.is_strong(&request.key.bucket) {
+                    return p.consensus.on_client(&mut p.ctx, view, client_id, request);
+                }
                 p.coord.on_client(
                     &mut p.ctx,
                     view,
@@ -259,6 +267,17 @@ impl<S: Store> Parts<'_, S> {
                 .coord
                 .on_get_reply(ctx, view, replica, from, req_id, object),
             PeerMsg::Bucket { entry } => self.buckets.on_entry(ctx, entry),
+            PeerMsg::Raft { msgs } => self.consensus.on_raft(ctx, view, &from, msgs),
+            PeerMsg::StrongForward {
+                fwd_id,
+                hops,
+                request,
+            } => self
+                .consensus
+                .on_forward(ctx, view, from, fwd_id, hops, request),
+            PeerMsg::StrongReply { fwd_id, reply } => {
+                self.consensus.on_forward_reply(ctx, &from, fwd_id, reply)
+            }
             PeerMsg::Gossip { .. } => unreachable!("handled above"),
         }
     }
@@ -280,6 +299,11 @@ impl<S: Store> Parts<'_, S> {
             Timer::Gossip(token) => {
                 let events = self.peers.on_timer(&mut self.ctx, token);
                 self.on_events(events);
+            }
+            Timer::Strong(id) => self.consensus.on_deadline(&mut self.ctx, id),
+            Timer::RaftTick => {
+                let view = view!(self);
+                self.consensus.on_tick(&mut self.ctx, view)
             }
         }
     }
@@ -365,6 +389,18 @@ impl<S: Store> Node<S> {
     /// node's defaults.
     pub fn bucket_props(&self, bucket: &[u8]) -> BucketProps {
         self.buckets.props(bucket)
+    }
+
+    /// Every consensus group this node has opened (strong buckets), with
+    /// its leader, term, indexes and whether it ticks.
+    pub fn groups(&self) -> Vec<GroupStatus> {
+        self.consensus
+            .status(&self.view(), self.cfg.consensus.idle_ticks)
+    }
+
+    /// Proposals of strong writes this node made that wait to be applied.
+    pub fn proposals_in_flight(&self) -> u64 {
+        self.consensus.proposals_in_flight()
     }
 
     /// The defaults every bucket without properties of its own uses.

@@ -129,6 +129,7 @@ impl Fixture {
             generation: 1,
             gossip_seed: 7,
             join: vec![],
+            consensus: Default::default(),
         };
         tweak(&mut cfg);
         cfg.validate(&layout).expect("valid fixture config");

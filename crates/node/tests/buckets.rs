@@ -165,6 +165,7 @@ fn props() -> impl Strategy<Value = BucketProps> {
                 conflict,
                 siblings_warn,
                 siblings_max,
+                consistency: Default::default(),
             },
         )
 }

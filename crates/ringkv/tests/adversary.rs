@@ -129,6 +129,7 @@ fn bucket_attack(from: &str) -> Vec<u8> {
             conflict: ConflictMode::Lww,
             siblings_warn: 1,
             siblings_max: 1,
+            consistency: Default::default(),
         },
         stamp: Hlc::from_parts(u64::MAX, u16::MAX),
         origin: NodeId::from(from),

@@ -337,6 +337,7 @@ fn node_config(config: &Config, me: &NodeId, layout: &Layout, incarnation: u32) 
             .map_or(0, |d| d.as_millis() as u64),
         gossip_seed: rand::random(),
         join: config.join.clone(),
+        consensus: Default::default(),
     }
 }
 

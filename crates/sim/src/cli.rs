@@ -32,6 +32,10 @@ pub enum Bug {
     AckBeforeQuorum,
     /// Ignore the client's context on writes.
     IgnoreContext,
+    /// Strong buckets: serve reads from any voter's store, without ReadIndex.
+    StrongStaleReads,
+    /// Strong buckets: acknowledge writes when proposed, before commit.
+    StrongAckBeforeCommit,
 }
 
 /// `ringkv sim run`.
@@ -92,6 +96,8 @@ fn bugs(list: &[Bug]) -> InjectedBugs {
     InjectedBugs {
         ack_before_quorum: list.contains(&Bug::AckBeforeQuorum),
         ignore_context: list.contains(&Bug::IgnoreContext),
+        strong_stale_reads: list.contains(&Bug::StrongStaleReads),
+        strong_ack_before_commit: list.contains(&Bug::StrongAckBeforeCommit),
     }
 }
 

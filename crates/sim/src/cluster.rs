@@ -95,6 +95,7 @@ impl Cluster {
             generation: 0,
             gossip_seed: 0,
             join: vec![],
+            consensus: ringkv_node::ConsensusConfig::default(),
         };
         let mut c = Cluster {
             ids,
@@ -137,6 +138,12 @@ impl Cluster {
             gossip_seed: self
                 .gossip_seed
                 .wrapping_add(self.starts.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+            consensus: ringkv_node::ConsensusConfig {
+                // Election timeouts from the seed: raft-rs's own draw uses
+                // the thread's generator, which would break replay.
+                election_seed: Some(self.gossip_seed.wrapping_add(self.starts)),
+                ..self.template.consensus.clone()
+            },
             ..self.template.clone()
         };
         Node::new(cfg, self.layout.clone(), store)

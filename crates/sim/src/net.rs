@@ -47,7 +47,10 @@ impl Leg {
             PeerMsg::Forward { .. }
             | PeerMsg::ForwardReply { .. }
             | PeerMsg::Bucket { .. }
-            | PeerMsg::Gossip { .. } => Leg::Default,
+            | PeerMsg::Gossip { .. }
+            | PeerMsg::Raft { .. }
+            | PeerMsg::StrongForward { .. }
+            | PeerMsg::StrongReply { .. } => Leg::Default,
         }
     }
 }

@@ -134,6 +134,7 @@ fn outcome(reply: ClientReply) -> Outcome {
     match reply {
         ClientReply::Written { context, dot, .. } => Outcome::Written { context, dot },
         ClientReply::Read { object, .. } => Outcome::Read { object },
+        ClientReply::Strong { reply, .. } => outcome(*reply),
         ClientReply::Error(e) => match e {
             ClientError::Unavailable { required, acks }
             | ClientError::PrimariesUnavailable { required, acks } => {
@@ -143,6 +144,11 @@ fn outcome(reply: ClientReply) -> Outcome {
             ClientError::TooLarge(m) => Outcome::Error(format!("too large: {m}")),
             ClientError::Overloaded(m) => Outcome::Error(format!("overloaded: {m}")),
             ClientError::Internal(m) => Outcome::Error(format!("internal: {m}")),
+            ClientError::PreconditionFailed { .. } => Outcome::Error("precondition failed".into()),
+            ClientError::NoQuorum { reason } => Outcome::Error(format!("no quorum: {reason}")),
+            ClientError::OutcomeUnknown { reason } => {
+                Outcome::Error(format!("outcome unknown: {reason}"))
+            }
         },
     }
 }
@@ -294,7 +300,7 @@ impl World<'_> {
             ClientReply::Read {
                 fallback_replies, ..
             } => *fallback_replies,
-            ClientReply::Error(_) => 0,
+            ClientReply::Error(_) | ClientReply::Strong { .. } => 0,
         };
         op.outcome = outcome(reply);
         let read_ok = matches!(op.outcome, Outcome::Read { .. });

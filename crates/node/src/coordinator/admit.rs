@@ -58,6 +58,11 @@ impl Coordinator {
                 let context = context.unwrap_or_default();
                 self.start_put(ctx, view, replica, adm, value, context)
             }
+            // `admit` refused it already (resolve_need): never reached.
+            (ClientOp::PutIf { .. }, origin) => {
+                let e = "compare-and-set is only for strong buckets".to_string();
+                reject(ctx, origin, ClientError::BadRequest(e))
+            }
         }
     }
 

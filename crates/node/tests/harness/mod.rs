@@ -172,6 +172,7 @@ impl Cluster {
                     generation: 1,
                     gossip_seed: 7 + i as u64,
                     join: vec![],
+                    consensus: Default::default(),
                 };
                 (
                     m.id.clone(),

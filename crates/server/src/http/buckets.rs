@@ -140,6 +140,9 @@ fn bucket_refused(e: BucketError) -> ApiError {
         BucketError::TooManyBuckets { .. } => {
             ApiError::new(StatusCode::CONFLICT, "too_many_buckets", e.to_string())
         }
+        BucketError::ConsistencyFixed { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "consistency_fixed", e.to_string())
+        }
         e => ApiError::bad(e.to_string()),
     }
 }

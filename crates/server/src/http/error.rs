@@ -13,6 +13,8 @@ pub(crate) struct ApiError {
     code: &'static str,
     message: String,
     counts: Option<(usize, usize)>,
+    /// Says `"outcome": "unknown"` in the body.
+    unknown: bool,
 }
 
 impl ApiError {
@@ -23,6 +25,7 @@ impl ApiError {
             code,
             message: message.into(),
             counts: None,
+            unknown: false,
         }
     }
 
@@ -43,6 +46,7 @@ impl IntoResponse for ApiError {
             error: self.code.to_string(),
             message: self.message,
             required,
+            outcome: self.unknown.then(|| "unknown".to_string()),
         };
         error_response(self.status, &body)
     }
@@ -66,6 +70,7 @@ impl From<ClientError> for ApiError {
                      or lower r/w"
                 ),
                 counts: Some((required, acks)),
+                unknown: false,
             },
             ClientError::PrimariesUnavailable { required, acks } => ApiError {
                 status: StatusCode::SERVICE_UNAVAILABLE,
@@ -77,6 +82,7 @@ impl From<ClientError> for ApiError {
                      later, or lower pr/pw to let fallbacks stand in"
                 ),
                 counts: Some((required, acks)),
+                unknown: false,
             },
             ClientError::BadRequest(m) => ApiError::bad(m),
             ClientError::TooLarge(m) => {
@@ -88,6 +94,22 @@ impl From<ClientError> for ApiError {
             ClientError::Internal(m) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", m)
             }
+            ClientError::PreconditionFailed { .. } => ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                "the key is not at the version the condition names (If-Match), or exists \
+                 (If-None-Match: *); nothing was written. X-Ringkv-Context has its current \
+                 version: read it, and retry with that",
+            ),
+            ClientError::NoQuorum { reason } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_quorum",
+                format!("{reason}; retry when a majority of the group's voters is up"),
+            ),
+            ClientError::OutcomeUnknown { reason } => ApiError {
+                unknown: true,
+                ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "outcome_unknown", reason)
+            },
         }
     }
 }

@@ -14,8 +14,9 @@ use percent_encoding::percent_decode_str;
 use ringkv_core::api::{SiblingsBody, WireSibling};
 use ringkv_core::context;
 use ringkv_core::hash::BucketKey;
-use ringkv_core::msg::{ClientOp, ClientReply, ClientRequest};
+use ringkv_core::msg::{ClientError, ClientOp, ClientReply, ClientRequest};
 use ringkv_core::params::QuorumParam;
+use ringkv_core::strong::{self, Condition};
 use ringkv_core::{ContextKeys, Object, Value};
 use tokio::sync::oneshot;
 
@@ -29,6 +30,8 @@ pub const CONTEXT_HEADER: &str = "x-ringkv-context";
 /// [`CONTEXT_HEADER`] as a header name, checked once at compile time rather
 /// than on every response.
 static CONTEXT_NAME: HeaderName = HeaderName::from_static(CONTEXT_HEADER);
+/// The header that names the node that led a strong request's group.
+static LEADER_NAME: HeaderName = HeaderName::from_static("x-ringkv-leader");
 
 /// Splits `/v1/kv/{bucket}/{key}` into decoded bucket and key bytes.
 fn parse_kv_path(path: &str) -> Result<(Vec<u8>, Vec<u8>), ApiError> {
@@ -98,6 +101,40 @@ fn context_from(
     }
 }
 
+/// The condition of a compare-and-set: `If-None-Match: *` (create only if
+/// absent) or `If-Match: <context>` (only at the version a read returned).
+fn condition_from(
+    headers: &HeaderMap,
+    key_hash: u64,
+    keys: &ContextKeys,
+) -> Result<Option<Condition>, ApiError> {
+    let if_match = headers.get(header::IF_MATCH);
+    let if_none = headers.get(header::IF_NONE_MATCH);
+    match (if_match, if_none) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(ApiError::bad(
+            "give If-Match or If-None-Match, not both: If-Match writes only at the version a \
+             read returned, If-None-Match: * only if the key is absent",
+        )),
+        (None, Some(v)) if v.as_bytes() == b"*" => Ok(Some(Condition::IfAbsent)),
+        (None, Some(_)) => Err(ApiError::bad(
+            "If-None-Match takes only *: it writes only if the key is absent",
+        )),
+        (Some(v), None) => {
+            let s = v.to_str().map_err(|_| {
+                ApiError::bad("If-Match is not ASCII; pass the X-Ringkv-Context a read returned")
+            })?;
+            let s = s.trim().trim_matches('"');
+            let vv = context::decode(s, key_hash, keys).map_err(|e| {
+                ApiError::bad(format!(
+                    "If-Match must be the X-Ringkv-Context a read of this key returned: {e}"
+                ))
+            })?;
+            Ok(Some(Condition::IfVersion(strong::version_of(&vv))))
+        }
+    }
+}
+
 /// The key API. It takes the whole request (not method, URI and headers as
 /// separate extractors, which would clone each of them) because it is the
 /// hot path: every client read and write comes through here.
@@ -142,18 +179,42 @@ async fn kv_inner(
         op,
         timeout_ms: q.timeout_ms,
     };
-    match ask_node(st, request).await? {
-        ClientReply::Error(e) => Err(e.into()),
+    let (leader, reply) = match ask_node(st, request).await? {
+        ClientReply::Strong { leader, reply } => (Some(leader), *reply),
+        other => (None, other),
+    };
+    let mut resp = match reply {
+        ClientReply::Error(ClientError::PreconditionFailed { current }) => {
+            let mut resp = ApiError::from(ClientError::PreconditionFailed {
+                current: current.clone(),
+            })
+            .into_response();
+            set_context(&mut resp, &current, key_hash, &st.context_keys);
+            resp
+        }
+        ClientReply::Error(e) => ApiError::from(e).into_response(),
         ClientReply::Written { context, .. } => {
             let mut resp = StatusCode::NO_CONTENT.into_response();
             set_context(&mut resp, &context, key_hash, &st.context_keys);
-            Ok(resp)
+            resp
         }
         ClientReply::Read { object, .. } => {
             debug_assert!(is_get);
-            Ok(read_response(&object, key_hash, &st.context_keys))
+            read_response(&object, key_hash, &st.context_keys)
         }
+        ClientReply::Strong { .. } => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the node answered twice wrapped; please report this",
+        )
+        .into_response(),
+    };
+    if let Some(leader) = leader
+        && let Ok(v) = HeaderValue::try_from(leader.as_str())
+    {
+        resp.headers_mut().insert(LEADER_NAME.clone(), v);
     }
+    Ok(resp)
 }
 
 /// The operation `method` asks for, with its parameters, context and value.
@@ -180,10 +241,14 @@ async fn key_op(
     };
     // The context is checked before the body is read, as it always was.
     let context = context_from(headers, key_hash, &st.context_keys)?;
+    let condition = condition_from(headers, key_hash, &st.context_keys)?;
     let value = match value {
         Some(tombstone) => tombstone,
         None => Value::Data(read_body(st.value_bytes_max, headers, body).await?),
     };
+    if let Some(condition) = condition {
+        return Ok(ClientOp::PutIf { value, condition });
+    }
     Ok(ClientOp::Put {
         value,
         context,

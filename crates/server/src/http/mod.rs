@@ -355,7 +355,7 @@ mod tests {
                         required: 2,
                         acks: 1,
                     }),
-                    (_, ClientOp::Put { .. }) => ClientReply::Written {
+                    (_, ClientOp::Put { .. } | ClientOp::PutIf { .. }) => ClientReply::Written {
                         context: vv.clone(),
                         dot: None,
                         fallback_acks: 0,

@@ -91,6 +91,13 @@ pub enum Output {
         /// The message.
         msg: PeerMsg,
     },
+    /// Perform the inner output at once, before this batch's writes are
+    /// made durable: it does not depend on them. Raft messages that need no
+    /// persistence (a leader's appends and heartbeats: raft counts the
+    /// leader's own copy only once a later batch runs, after the fsync),
+    /// and answers of strong requests (they report entries committed on a
+    /// majority, or reads of them). Saves a strong write an fsync of wait.
+    Now(Box<Output>),
     /// Gossip told us where `peer` listens (a member appeared or its info
     /// changed). The runtime makes sure it can [`Output::Send`] to it: peers
     /// outside the layout are learned this way. Emitted before any `Send` of
@@ -101,4 +108,15 @@ pub enum Output {
         /// Its RPC address.
         rpc_addr: String,
     },
+}
+
+impl Output {
+    /// The output itself, out of an [`Output::Now`] (for drivers that make
+    /// no difference between the two).
+    pub fn unnest(self) -> Output {
+        match self {
+            Output::Now(inner) => inner.unnest(),
+            other => other,
+        }
+    }
 }

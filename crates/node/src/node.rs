@@ -175,6 +175,20 @@ impl<S: Store> Node<S> {
         }
     }
 
+    /// Starts a batch of inputs: the consensus groups' work (appends,
+    /// ReadIndex rounds, fsync) waits for [`Node::end_batch`], so that every
+    /// input of the batch shares it. Without a batch each input does its own.
+    pub fn begin_batch(&mut self) {
+        self.consensus.begin_batch();
+    }
+
+    /// Ends a batch started by [`Node::begin_batch`].
+    pub fn end_batch(&mut self, now_ms: u64, out: &mut Vec<Output>) {
+        let mut p = self.parts(now_ms, out);
+        let view = view!(p);
+        p.consensus.end_batch(&mut p.ctx, view);
+    }
+
     /// Applies `patch` to `bucket`'s properties and spreads the result to
     /// every member. Invalid properties are refused and change nothing.
     pub fn set_bucket(

@@ -417,6 +417,7 @@ impl<P: PeerSender> Loop<P> {
                 .unwrap_or(0);
             self.node.set_wall_clock_ms(wall_ms);
             let mut shutdown = None;
+            self.node.begin_batch();
             if let Some(ev) = first {
                 if rx.is_empty() {
                     // Let the other connections that are ready queue their
@@ -435,6 +436,9 @@ impl<P: PeerSender> Loop<P> {
                 }
             }
             self.fire_timers();
+            let now = self.now_ms();
+            self.node.end_batch(now, &mut self.outputs);
+            self.perform_now();
             // A handoff's ack waits for the disk in every sync mode.
             let sync_now = self.outputs.iter().any(|o| matches!(o, Output::Sync));
             let persisted = self.persist(sync_now).map_err(|e| e.to_string());
@@ -607,7 +611,29 @@ impl<P: PeerSender> Loop<P> {
     }
 
     fn perform(&mut self) {
-        for out in self.outputs.drain(..) {
+        let outputs = std::mem::take(&mut self.outputs);
+        for out in outputs {
+            self.perform_one(out);
+        }
+    }
+
+    /// Performs the [`Output::Now`] outputs of the batch (before its writes
+    /// are made durable: they do not depend on them).
+    fn perform_now(&mut self) {
+        if !self.outputs.iter().any(|o| matches!(o, Output::Now(_))) {
+            return;
+        }
+        let (now, later): (Vec<Output>, Vec<Output>) = std::mem::take(&mut self.outputs)
+            .into_iter()
+            .partition(|o| matches!(o, Output::Now(_)));
+        self.outputs = later;
+        for out in now {
+            self.perform_one(out.unnest());
+        }
+    }
+
+    fn perform_one(&mut self, out: Output) {
+        {
             match out {
                 Output::Send { to, msg } => self.peers.send(&to, msg),
                 Output::Reply { client_id, reply } => match self.clients.remove(&client_id) {
@@ -623,6 +649,7 @@ impl<P: PeerSender> Loop<P> {
                 Output::PeerAddr { peer, rpc_addr } => self.peers.learn(&peer, &rpc_addr),
                 // Done by `persist` before the outputs were performed.
                 Output::Sync => {}
+                Output::Now(inner) => self.perform_one(*inner),
             }
         }
     }

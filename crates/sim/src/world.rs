@@ -307,7 +307,7 @@ impl<'a> World<'a> {
     }
 
     fn perform(&mut self, i: usize, mut out: Vec<Output>) {
-        for o in out.drain(..) {
+        for o in out.drain(..).map(Output::unnest) {
             match o {
                 Output::Send { to, msg } => self.send(i, &to, msg),
                 Output::SendAddr { addr, msg } => match self.cluster.index_of_addr(&addr) {
@@ -324,6 +324,7 @@ impl<'a> World<'a> {
                 Output::PeerAddr { .. } => {}
                 // Done by `Cluster::handle` before the outputs got here.
                 Output::Sync => {}
+                Output::Now(_) => unreachable!("unnested above"),
                 Output::Reply { client_id, reply } => self.on_reply(client_id, reply),
                 Output::SetTimer { id, at_ms } => {
                     let at = at_ms.saturating_mul(1_000).max(self.now_us);

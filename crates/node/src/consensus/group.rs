@@ -17,8 +17,12 @@ use crate::config::ConsensusConfig;
 /// What a group's `Ready` produced for the machine to act on.
 #[derive(Default)]
 pub(crate) struct Effects {
-    /// Raft messages to send, by raft id of the receiver.
+    /// Raft messages to send once this batch's writes are durable (votes,
+    /// append responses: they promise what was persisted).
     pub(crate) msgs: Vec<Message>,
+    /// Raft messages that may leave at once (a leader's appends and
+    /// heartbeats, raft-rs's `messages`).
+    pub(crate) msgs_now: Vec<Message>,
     /// Entries applied with their outcome: `(index, command, outcome)`.
     pub(crate) applied: Vec<(u64, Command, Applied)>,
     /// Reads confirmed by ReadIndex: `(request id, index to wait for)`.
@@ -160,7 +164,7 @@ impl Group {
             return Ok(fx);
         }
         let mut rd = self.raw.ready();
-        fx.msgs.extend(rd.take_messages());
+        fx.msgs_now.extend(rd.take_messages());
         if !rd.snapshot().is_empty() {
             self.adopt_snapshot(store, rd.snapshot())?;
             fx.must_sync = true;

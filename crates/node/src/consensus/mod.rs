@@ -104,12 +104,21 @@ pub(crate) struct Consensus {
     seen: BTreeMap<NodeId, BTreeSet<u64>>,
     /// Whether the tick timer is armed.
     ticking: bool,
-    /// Raft messages to send at the end of the input, per peer.
+    /// Raft messages to send once the input's writes are durable, per peer.
     outbox: BTreeMap<NodeId, Vec<(u32, Vec<u8>)>>,
+    /// Raft messages that may leave at once ([`Output::Now`]), per peer.
+    outbox_now: BTreeMap<NodeId, Vec<(u32, Vec<u8>)>>,
     /// Whether a `Ready` of this input persisted something.
     must_sync: bool,
     /// Proposals made and not yet answered (status).
     proposals: u64,
+    /// Reads that wait for a ReadIndex to be asked, per group.
+    reads_to_ask: BTreeMap<PartitionId, Vec<u64>>,
+    /// ReadIndex requests asked, by their id: the reads each one serves.
+    read_batches: BTreeMap<u64, Vec<u64>>,
+    /// Inside a batch of inputs ([`Consensus::begin_batch`]): the `Ready`
+    /// work waits for its end.
+    deferred: bool,
 }
 
 /// A node's raft id: a hash of its id (never 0), stable across layouts.
@@ -281,8 +290,10 @@ impl Consensus {
         let group = self.groups.get_mut(&p.partition).expect("led groups exist");
         let (value, condition) = match &p.req.op {
             ClientOp::Get { .. } => {
-                group.raw.read_index(id.to_be_bytes().to_vec());
+                // Asked at the end of the batch, once for every read of the
+                // group that arrived in it (one heartbeat round for all).
                 p.stage = Stage::Reading;
+                self.reads_to_ask.entry(p.partition).or_default().push(id);
                 return;
             }
             ClientOp::Put { value, .. } => (value.clone(), None),
@@ -477,6 +488,11 @@ impl Consensus {
         if any {
             self.wake(ctx);
         }
+        // ReadIndex requests nobody waits for any more (their reads timed
+        // out or were asked again) are forgotten.
+        let pending = &self.pending;
+        self.read_batches
+            .retain(|_, ids| ids.iter().any(|id| pending.contains_key(id)));
         self.flush(ctx, view);
     }
 
@@ -515,6 +531,10 @@ impl Consensus {
     /// Handles every group's `Ready`, then what it unblocked; sends the
     /// batched raft messages. Called at the end of every input.
     fn flush<S: Store>(&mut self, ctx: &mut Ctx<'_, S>, view: View<'_>) {
+        if self.deferred {
+            return;
+        }
+        self.ask_reads(ctx);
         // A round's answers (a leader elected, a read confirmed) may make
         // more work ready; a few rounds settle it, the next input does the rest.
         for _round in 0..4 {
@@ -536,11 +556,43 @@ impl Consensus {
         if std::mem::take(&mut self.must_sync) {
             ctx.out.push(Output::Sync);
         }
+        for (to, msgs) in std::mem::take(&mut self.outbox_now) {
+            ctx.out.push(Output::Now(Box::new(Output::Send {
+                to,
+                msg: PeerMsg::Raft { msgs },
+            })));
+        }
         for (to, msgs) in std::mem::take(&mut self.outbox) {
             ctx.out.push(Output::Send {
                 to,
                 msg: PeerMsg::Raft { msgs },
             });
+        }
+    }
+
+    /// From the next input on, `Ready` work waits for [`Consensus::end_batch`]:
+    /// the proposals and reads of every input of a batch then share one
+    /// append and one heartbeat round per group.
+    pub(crate) fn begin_batch(&mut self) {
+        self.deferred = true;
+    }
+
+    /// Ends a batch: does the `Ready` work of all its inputs.
+    pub(crate) fn end_batch<S: Store>(&mut self, ctx: &mut Ctx<'_, S>, view: View<'_>) {
+        self.deferred = false;
+        self.flush(ctx, view);
+    }
+
+    /// Asks one ReadIndex per group for the reads that arrived since the
+    /// last time. Reads whose group lost its leader meanwhile wait again.
+    fn ask_reads<S>(&mut self, ctx: &mut Ctx<'_, S>) {
+        for (partition, ids) in std::mem::take(&mut self.reads_to_ask) {
+            let Some(g) = self.groups.get_mut(&partition) else {
+                continue;
+            };
+            let batch = ctx.ids.next();
+            g.raw.read_index(batch.to_be_bytes().to_vec());
+            self.read_batches.insert(batch, ids);
         }
     }
 
@@ -569,19 +621,31 @@ impl Consensus {
             warn!(group = partition, error = %e, "snapshot or compaction failed");
         }
         self.must_sync |= fx.must_sync;
-        for m in fx.msgs {
+        for (m, now) in fx
+            .msgs_now
+            .into_iter()
+            .map(|m| (m, true))
+            .chain(fx.msgs.into_iter().map(|m| (m, false)))
+        {
             if let Some(to) = node_of(&view, m.to) {
                 let bytes = protobuf::Message::write_to_bytes(&m).expect("messages encode");
-                self.outbox.entry(to).or_default().push((partition, bytes));
+                let outbox = if now {
+                    &mut self.outbox_now
+                } else {
+                    &mut self.outbox
+                };
+                outbox.entry(to).or_default().push((partition, bytes));
             }
         }
         let me = ctx.me().clone();
         for (index, cmd, outcome) in fx.applied {
             self.on_applied(ctx, &me, index, &cmd, outcome);
         }
-        for (id, index) in fx.reads {
-            if let Some(p) = self.pending.get_mut(&id) {
-                p.stage = Stage::ReadAt(index);
+        for (batch, index) in fx.reads {
+            for id in self.read_batches.remove(&batch).unwrap_or_default() {
+                if let Some(p) = self.pending.get_mut(&id) {
+                    p.stage = Stage::ReadAt(index);
+                }
             }
         }
         self.serve_ready_reads(ctx, view, partition);
@@ -598,10 +662,16 @@ impl Consensus {
         let waiting: Vec<u64> = self
             .pending
             .iter()
-            .filter(|(_, p)| p.partition == partition && p.stage == Stage::Waiting)
+            .filter(|(_, p)| {
+                p.partition == partition && matches!(p.stage, Stage::Waiting | Stage::Reading)
+            })
             .map(|(id, _)| *id)
             .collect();
         for id in waiting {
+            // A read whose ReadIndex the old leader never confirmed asks again.
+            if let Some(p) = self.pending.get_mut(&id) {
+                p.stage = Stage::Waiting;
+            }
             self.dispatch(ctx, view, id);
         }
     }
@@ -725,7 +795,9 @@ fn written(index: u64) -> ClientReply {
     }
 }
 
-/// Sends `reply` to whoever waits, wrapped with the leader when known.
+/// Sends `reply` to whoever waits, wrapped with the leader when known. At
+/// once ([`Output::Now`]): an answer reports an entry committed on a
+/// majority (or a read of one), never this batch's own writes.
 fn answer<S>(ctx: &mut Ctx<'_, S>, origin: &Origin, leader: Option<NodeId>, reply: ClientReply) {
     let reply = match leader {
         Some(leader) => ClientReply::Strong {
@@ -734,17 +806,18 @@ fn answer<S>(ctx: &mut Ctx<'_, S>, origin: &Origin, leader: Option<NodeId>, repl
         },
         None => reply,
     };
-    match origin {
-        Origin::Client(client_id) => ctx.out.push(Output::Reply {
+    let out = match origin {
+        Origin::Client(client_id) => Output::Reply {
             client_id: *client_id,
             reply,
-        }),
-        Origin::Forward { from, fwd_id } => ctx.out.push(Output::Send {
+        },
+        Origin::Forward { from, fwd_id } => Output::Send {
             to: from.clone(),
             msg: PeerMsg::StrongReply {
                 fwd_id: *fwd_id,
                 reply,
             },
-        }),
-    }
+        },
+    };
+    ctx.out.push(Output::Now(Box::new(out)));
 }

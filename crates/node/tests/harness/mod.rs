@@ -193,7 +193,7 @@ impl Cluster {
     }
 
     pub(crate) fn route(&mut self, at: &NodeId, outs: Vec<Output>) {
-        for o in outs {
+        for o in outs.into_iter().map(Output::unnest) {
             match o {
                 Output::Send { to, msg } => {
                     if self.silenced.contains(at) || self.silenced.contains(&to) {
@@ -211,7 +211,10 @@ impl Cluster {
                     }
                 }
                 // Every node is known by id here.
-                Output::SendAddr { .. } | Output::PeerAddr { .. } | Output::Sync => {}
+                Output::SendAddr { .. }
+                | Output::PeerAddr { .. }
+                | Output::Sync
+                | Output::Now(_) => {}
                 Output::Reply { client_id, reply } => {
                     assert!(
                         self.replies.insert(client_id, reply).is_none(),

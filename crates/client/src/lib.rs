@@ -27,11 +27,19 @@
 //! errors such as a timeout; writes do not, because a write that was sent may
 //! have been applied. An HTTP error status never causes failover: the server's answer is
 //! returned as [`ClientError::Server`].
+//!
+//! # HTTPS
+//! A node started with `--http-cert`/`--http-key` serves `https://`. Give the
+//! client the cluster's CA certificate ([`Client::with_ca`], `ringkv --ca
+//! FILE`): a node's certificate must chain to it (its name is not compared
+//! with the URL's host; see [`tls`]). Without a CA, `https://` endpoints are
+//! refused before anything is sent.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod error;
 mod path;
+pub mod tls;
 mod types;
 
 use std::error::Error as _;
@@ -52,6 +60,7 @@ pub use types::{
 };
 
 use path::with_query;
+use tls::ClusterCa;
 use types::ErrorBody;
 
 /// Name of the header that carries the opaque causal context.
@@ -84,6 +93,8 @@ pub struct Client {
     http: reqwest::Client,
     /// `Bearer <token>` sent on every request, when a token was given.
     authorization: Option<HeaderValue>,
+    /// The CA that `https://` endpoints' certificates must chain to.
+    ca: Option<ClusterCa>,
     endpoints: Vec<String>,
     /// Index of the endpoint that answered last; requests start there.
     preferred: AtomicUsize,
@@ -108,7 +119,7 @@ impl Client {
     /// Each entry may itself be a comma-separated list (as in
     /// `RINGKV_ENDPOINT`); blanks are skipped. An endpoint is `http://host:port`
     /// (optionally with a path prefix); a missing scheme means `http://`.
-    /// `https://` is refused: this client is built without TLS.
+    /// `https://` endpoints need the cluster's CA: see [`Client::with_ca`].
     pub fn new(endpoints: Vec<String>) -> Result<Self, ClientError> {
         Self::with_config(endpoints, ClientConfig::default())
     }
@@ -130,22 +141,11 @@ impl Client {
                 reason: "no endpoint given; use e.g. http://127.0.0.1:8080".to_string(),
             });
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            // A server closes a connection that stays idle for its
-            // header-read timeout (5 s); dropping idle connections sooner
-            // keeps a request from racing that close.
-            .pool_idle_timeout(Duration::from_secs(3))
-            // Cluster nodes are reached directly, never through a proxy.
-            .no_proxy()
-            .build()
-            .map_err(|e| ClientError::InvalidEndpoint {
-                endpoint: normalized.join(","),
-                reason: format!("cannot build the HTTP client: {}", error_chain(&e)),
-            })?;
+        let http = build_http(&config, None, &normalized)?;
         Ok(Client {
             http,
             authorization: None,
+            ca: None,
             endpoints: normalized,
             preferred: AtomicUsize::new(0),
             config,
@@ -171,6 +171,23 @@ impl Client {
                 Some(v)
             }
         };
+        Ok(self)
+    }
+
+    /// Trusts the cluster CA whose PEM certificate is `pem` (e.g. the text
+    /// of `ca.crt` from `ringkv cert init`; `ringkv --ca FILE` or
+    /// `RINGKV_CA`), so `https://` endpoints can be reached: a node's
+    /// certificate must chain to this CA and be valid now. Its name is not
+    /// compared with the endpoint's host, because node certificates name node
+    /// ids, not addresses; so give the cluster's own CA, not a public one.
+    /// Plain `http://` endpoints keep working.
+    pub fn with_ca(mut self, pem: &[u8]) -> Result<Self, ClientError> {
+        let ca = ClusterCa::from_pem(pem).map_err(|reason| ClientError::InvalidInput {
+            what: "CA certificate",
+            reason: format!("{reason}; give the cluster's ca.crt (made by `ringkv cert init`)"),
+        })?;
+        self.http = build_http(&self.config, Some(&ca), &self.endpoints)?;
+        self.ca = Some(ca);
         Ok(self)
     }
 
@@ -380,6 +397,17 @@ impl Client {
     /// Sends `req` to the preferred endpoint, failing over as described in
     /// the crate docs. Returns the endpoint that answered and its answer.
     async fn send(&self, req: Request<'_>) -> Result<(String, Response), ClientError> {
+        if self.ca.is_none()
+            && let Some(e) = self.endpoints.iter().find(|e| e.starts_with("https://"))
+        {
+            return Err(ClientError::InvalidEndpoint {
+                endpoint: e.clone(),
+                reason: "an https:// endpoint needs the cluster's CA certificate to check the \
+                         node's: pass --ca FILE (or RINGKV_CA), e.g. the ca.crt of \
+                         `ringkv cert init` (Rust: Client::with_ca)"
+                    .to_string(),
+            });
+        }
         let count = self.endpoints.len();
         let start = self.preferred.load(Ordering::Relaxed) % count;
         let timeout = match req.timeout_ms {
@@ -415,6 +443,8 @@ impl Client {
                     let not_sent = e.is_connect();
                     let mut reason = if e.is_timeout() {
                         format!("no answer within {} ms", timeout.as_millis())
+                    } else if let Some(hint) = certificate_hint(&e) {
+                        hint
                     } else if not_sent {
                         format!("cannot connect: {}", root_cause(&e))
                     } else {
@@ -435,6 +465,63 @@ impl Client {
         }
         Err(ClientError::Transport { attempts })
     }
+}
+
+/// The reqwest client of a [`Client`]: its timeouts, TLS trusting `ca`.
+fn build_http(
+    config: &ClientConfig,
+    ca: Option<&ClusterCa>,
+    endpoints: &[String],
+) -> Result<reqwest::Client, ClientError> {
+    tls::reqwest_builder(ca)
+        .connect_timeout(config.connect_timeout)
+        // A server closes a connection that stays idle for its
+        // header-read timeout (5 s); dropping idle connections sooner
+        // keeps a request from racing that close.
+        .pool_idle_timeout(Duration::from_secs(3))
+        // Cluster nodes are reached directly, never through a proxy.
+        .no_proxy()
+        .build()
+        .map_err(|e| ClientError::InvalidEndpoint {
+            endpoint: endpoints.join(","),
+            reason: format!("cannot build the HTTP client: {}", error_chain(&e)),
+        })
+}
+
+/// What to say when a node's certificate was refused (or a TLS handshake
+/// failed): which check failed and what to do.
+fn certificate_hint(e: &reqwest::Error) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = e.source();
+    while let Some(mut err) = cur {
+        // An I/O error hides the error it wraps from `source()`.
+        while let Some(inner) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            err = inner;
+        }
+        let tls = err.downcast_ref::<rustls::Error>();
+        if let Some(tls) = tls {
+            let what = match tls {
+                rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
+                | rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature) => {
+                    "the node's certificate is not signed by the CA given (--ca / RINGKV_CA); \
+                     give the ca.crt of the cluster's certificate directory"
+                }
+                rustls::Error::InvalidCertificate(_) => {
+                    "the node's certificate was refused; check its dates, and that --ca is \
+                     the cluster's ca.crt"
+                }
+                _ => {
+                    "the TLS handshake failed; is the endpoint a node serving https:// \
+                      (--http-cert)?"
+                }
+            };
+            return Some(format!("TLS: {tls}: {what}"));
+        }
+        cur = err.source();
+    }
+    None
 }
 
 fn read_request(path: &str) -> Request<'static> {
@@ -483,10 +570,8 @@ fn normalize_endpoint(raw: &str) -> Result<String, ClientError> {
     };
     let url = reqwest::Url::parse(&with_scheme)
         .map_err(|e| invalid(&format!("{e}; use e.g. http://127.0.0.1:8080")))?;
-    if url.scheme() != "http" {
-        return Err(invalid(
-            "only http:// endpoints are supported (this client is built without TLS)",
-        ));
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(invalid("use http:// or https:// (with the cluster's CA)"));
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(invalid("it has no host"));
@@ -624,13 +709,7 @@ mod tests {
 
     #[test]
     fn bad_endpoints_are_refused() {
-        for bad in [
-            "https://x:1",
-            "http://",
-            "ftp://x",
-            "http://x:1/?a=b",
-            "http://x:99999",
-        ] {
+        for bad in ["http://", "ftp://x", "http://x:1/?a=b", "http://x:99999"] {
             assert!(
                 matches!(
                     Client::new(vec![bad.into()]),
@@ -641,6 +720,21 @@ mod tests {
         }
         assert!(Client::new(vec![]).is_err());
         assert!(Client::new(vec![" , ".into()]).is_err());
+    }
+
+    #[tokio::test]
+    async fn https_needs_a_ca_and_a_ca_must_be_pem() {
+        let c = Client::new(vec!["https://127.0.0.1:1".into()]).unwrap();
+        let e = c.health().await.unwrap_err();
+        assert!(
+            matches!(&e, ClientError::InvalidEndpoint { reason, .. } if reason.contains("--ca")),
+            "{e}"
+        );
+        let e = Client::new(vec!["https://127.0.0.1:1".into()])
+            .unwrap()
+            .with_ca(b"not a certificate")
+            .unwrap_err();
+        assert!(e.to_string().contains("ca.crt"), "{e}");
     }
 
     #[test]

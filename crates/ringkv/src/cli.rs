@@ -196,7 +196,7 @@ pub(crate) struct ServerArgs {
     pub token_file: Option<PathBuf>,
     /// Serve the HTTP API over TLS with this PEM certificate chain (the
     /// node's certificate first, e.g. DIR/n1.crt from `ringkv cert issue`);
-    /// needs --http-key. Clients trust its CA (curl --cacert).
+    /// needs --http-key. Clients then use https:// with --ca DIR/ca.crt.
     #[arg(long, value_name = "FILE", requires = "http_key")]
     pub http_cert: Option<PathBuf>,
     /// The PEM private key of --http-cert.
@@ -272,12 +272,19 @@ pub(crate) struct DevArgs {
 #[derive(Debug, Args)]
 pub(crate) struct Connection {
     /// HTTP endpoint(s) of the cluster; a comma-separated list fails over.
+    /// https:// (nodes started with --http-cert) needs --ca.
     #[arg(long, env = "RINGKV_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
     pub endpoint: String,
     /// Bearer token sent with every request (servers started with
     /// --token-file require one).
     #[arg(long, env = "RINGKV_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// The cluster's CA certificate (PEM, e.g. DIR/ca.crt from `ringkv cert
+    /// init`), needed for https:// endpoints (nodes started with
+    /// --http-cert): a node's certificate must chain to it. Its name is not
+    /// compared with the endpoint's host (node certificates name node ids).
+    #[arg(long, env = "RINGKV_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }
 
 /// Options shared by `put`, `get` and `delete`.
@@ -587,6 +594,13 @@ mod tests {
             panic!("not status")
         };
         assert_eq!(s.connection.token.as_deref(), Some("t"));
+        let Command::Put(p) = parse(&["put", "k", "v", "--ca", "certs/ca.crt"])
+            .unwrap()
+            .command
+        else {
+            panic!("not put")
+        };
+        assert_eq!(p.common.connection.ca, Some(PathBuf::from("certs/ca.crt")));
         // The certificate and its key go together.
         let id = ["server", "--node-id", "n1"];
         let with = |extra: &[&'static str]| parse(&[&id[..], extra].concat());

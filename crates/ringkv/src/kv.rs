@@ -18,10 +18,30 @@ use crate::cli::{
 const EXIT_NOT_FOUND: u8 = 1;
 
 fn client(conn: &Connection) -> anyhow::Result<Client> {
-    Client::new(vec![conn.endpoint.clone()])
+    let client = Client::new(vec![conn.endpoint.clone()])
         .context("bad --endpoint (or RINGKV_ENDPOINT)")?
         .with_token(conn.token.as_deref())
-        .context("bad --token (or RINGKV_TOKEN)")
+        .context("bad --token (or RINGKV_TOKEN)")?;
+    match &conn.ca {
+        None => Ok(client),
+        Some(path) => {
+            let pem = read_ca(path)?;
+            client
+                .with_ca(&pem)
+                .with_context(|| format!("bad --ca (or RINGKV_CA) {}", path.display()))
+        }
+    }
+}
+
+/// Reads the `--ca` file, saying which file and what to do when it cannot.
+pub(crate) fn read_ca(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| {
+        format!(
+            "cannot read --ca (or RINGKV_CA) {}: give the cluster's CA certificate, the \
+             ca.crt in the directory of `ringkv cert init`",
+            path.display()
+        )
+    })
 }
 
 /// `ringkv put KEY VALUE`: prints the new context to stderr.

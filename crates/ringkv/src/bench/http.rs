@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,9 +16,11 @@ use clap::ValueEnum;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{Connection, SendRequest};
-use hyper::header::{CONTENT_LENGTH, HOST, HeaderName, HeaderValue};
+use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, HOST, HeaderName, HeaderValue};
 use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
+use ringkv_client::tls::ClusterCa;
+use rustls::pki_types::ServerName;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 
@@ -38,23 +41,39 @@ pub(crate) enum HttpClient {
 /// One endpoint, resolved.
 #[derive(Clone, Debug)]
 pub(super) struct Endpoint {
-    /// `http://host:port` as given (normalized).
+    /// `http://host:port` or `https://host:port` as given (normalized).
     pub url: String,
     /// Where to connect.
     pub addr: SocketAddr,
     /// The `Host` header.
     pub host: HeaderValue,
+    /// For `https://`: the TLS configuration (trusting `--ca`) and the
+    /// name sent as SNI.
+    pub tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+    /// `Bearer <--token>`, sent with every request.
+    pub auth: Option<HeaderValue>,
 }
 
-/// Parses `http://host:port` (the scheme may be left out) and resolves it.
-pub(super) async fn resolve(raw: &str) -> anyhow::Result<Endpoint> {
+/// How the generator reaches the nodes: `--ca` and `--token`, read.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Access {
+    /// The cluster CA, for `https://` endpoints.
+    pub ca: Option<ClusterCa>,
+    /// `Bearer <token>`, marked sensitive.
+    pub auth: Option<HeaderValue>,
+}
+
+/// Parses `http://host:port` or `https://host:port` (the scheme may be
+/// left out: http) and resolves it. `https://` needs `access.ca`.
+pub(super) async fn resolve(raw: &str, access: &Access) -> anyhow::Result<Endpoint> {
     let trimmed = raw.trim();
-    let rest = match trimmed.split_once("://") {
-        Some(("http", rest)) => rest,
-        Some((scheme, _)) => {
-            anyhow::bail!("endpoint {trimmed:?}: only http:// is supported, not {scheme}://")
-        }
-        None => trimmed,
+    let (https, rest) = match trimmed.split_once("://") {
+        Some(("http", rest)) => (false, rest),
+        Some(("https", rest)) => (true, rest),
+        Some((scheme, _)) => anyhow::bail!(
+            "endpoint {trimmed:?}: use http:// or https:// (with --ca), not {scheme}://"
+        ),
+        None => (false, trimmed),
     };
     let authority = rest.trim_end_matches('/');
     if authority.is_empty() || authority.contains(['/', '?', '#', '@']) {
@@ -62,13 +81,26 @@ pub(super) async fn resolve(raw: &str) -> anyhow::Result<Endpoint> {
             "endpoint {trimmed:?} must be http://host:port, without a path (e.g. http://127.0.0.1:8080)"
         );
     }
+    let tls = match (https, &access.ca) {
+        (false, _) => None,
+        (true, None) => anyhow::bail!(
+            "endpoint {trimmed:?}: https:// needs the cluster's CA certificate to check the \
+             node's: pass --ca FILE (or RINGKV_CA), e.g. the ca.crt of `ringkv cert init`"
+        ),
+        (true, Some(ca)) => Some((
+            Arc::new(ringkv_client::tls::rustls_config(Some(ca))),
+            server_name(authority)
+                .ok_or_else(|| anyhow::anyhow!("endpoint {trimmed:?}: no valid host name"))?,
+        )),
+    };
+    let default_port = if https { 443 } else { 80 };
     let with_port = if authority
         .rsplit_once(':')
         .is_some_and(|(_, p)| !p.contains(']'))
     {
         authority.to_string()
     } else {
-        format!("{authority}:80")
+        format!("{authority}:{default_port}")
     };
     let addr = tokio::net::lookup_host(with_port.as_str())
         .await
@@ -78,10 +110,21 @@ pub(super) async fn resolve(raw: &str) -> anyhow::Result<Endpoint> {
     let host = HeaderValue::from_str(authority)
         .map_err(|_| anyhow::anyhow!("endpoint {trimmed:?}: the host is not a valid header"))?;
     Ok(Endpoint {
-        url: format!("http://{authority}"),
+        url: format!("{}://{authority}", if https { "https" } else { "http" }),
         addr,
         host,
+        tls,
+        auth: access.auth.clone(),
     })
+}
+
+/// The host of `authority` (`host:port`, `[v6]:port`, `host`) as a TLS name.
+fn server_name(authority: &str) -> Option<ServerName<'static>> {
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']')?.0,
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    ServerName::try_from(host.to_string()).ok()
 }
 
 /// The parts of an answer the generator looks at.
@@ -112,7 +155,11 @@ impl Failure {
     }
 }
 
-type Driver = Pin<Box<Connection<TokioIo<TcpStream>, Full<Bytes>>>>;
+/// A connection's bytes: plain TCP, or TLS over it.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Io for T {}
+
+type Driver = Pin<Box<Connection<TokioIo<Box<dyn Io>>, Full<Bytes>>>>;
 
 /// A hyper HTTP/1.1 connection and the future that does its I/O.
 pub(super) struct HyperConn {
@@ -168,8 +215,19 @@ async fn connect_hyper(endpoint: &Endpoint, timeout: Duration) -> Result<HyperCo
         Ok(Ok(s)) => s,
     };
     let _ = stream.set_nodelay(true);
+    let io: Box<dyn Io> = match &endpoint.tls {
+        None => Box::new(stream),
+        Some((config, name)) => {
+            let connector = tokio_rustls::TlsConnector::from(config.clone());
+            match tokio::time::timeout(timeout, connector.connect(name.clone(), stream)).await {
+                Err(_) => return Err(Failure::broken("tls handshake timeout")),
+                Ok(Err(e)) => return Err(Failure::broken(format!("tls: {e}"))),
+                Ok(Ok(s)) => Box::new(s),
+            }
+        }
+    };
     let (sender, conn) = hyper::client::conn::http1::Builder::new()
-        .handshake(TokioIo::new(stream))
+        .handshake(TokioIo::new(io))
         .await
         .map_err(|e| Failure::broken(format!("handshake: {}", hyper_kind(&e))))?;
     Ok(HyperConn {
@@ -209,11 +267,17 @@ impl Transport {
         endpoint: Endpoint,
         shared: Option<&reqwest::Client>,
         timeout: Duration,
+        ca: Option<&ClusterCa>,
     ) -> anyhow::Result<Self> {
         match kind {
             HttpClient::Hyper => {
                 let conn = connect_hyper(&endpoint, timeout).await.map_err(|f| {
-                    anyhow::anyhow!("cannot connect to {}: {}", endpoint.url, f.kind)
+                    let hint = if f.kind.contains("certificate") {
+                        " (give --ca the cluster's ca.crt, from `ringkv cert init`)"
+                    } else {
+                        ""
+                    };
+                    anyhow::anyhow!("cannot connect to {}: {}{hint}", endpoint.url, f.kind)
                 })?;
                 Ok(Transport::Hyper {
                     endpoint,
@@ -223,7 +287,7 @@ impl Transport {
             HttpClient::Reqwest => {
                 let client = match shared {
                     Some(c) => c.clone(),
-                    None => reqwest_client(timeout)?,
+                    None => reqwest_client(timeout, ca)?,
                 };
                 Ok(Transport::Reqwest { endpoint, client })
             }
@@ -291,6 +355,9 @@ impl Transport {
                 if let Some(ctx) = context {
                     headers.insert(CONTEXT.clone(), ctx.clone());
                 }
+                if let Some(auth) = &endpoint.auth {
+                    headers.insert(AUTHORIZATION, auth.clone());
+                }
                 if let Some(b) = body
                     && b.is_empty()
                 {
@@ -312,6 +379,9 @@ impl Transport {
                 let mut req = client.request(method, format!("{}{path}", endpoint.url));
                 if let Some(ctx) = context {
                     req = req.header(CONTEXT.clone(), ctx.clone());
+                }
+                if let Some(auth) = &endpoint.auth {
+                    req = req.header(AUTHORIZATION, auth.clone());
                 }
                 if let Some(b) = body {
                     req = req.body(b.clone());
@@ -341,9 +411,13 @@ async fn drain(
     }
 }
 
-/// The reqwest client of `--http-client reqwest` (plain HTTP/1.1, no proxy).
-pub(super) fn reqwest_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
+/// The reqwest client of `--http-client reqwest` (HTTP/1.1, no proxy; TLS
+/// trusting `ca`).
+pub(super) fn reqwest_client(
+    timeout: Duration,
+    ca: Option<&ClusterCa>,
+) -> anyhow::Result<reqwest::Client> {
+    ringkv_client::tls::reqwest_builder(ca)
         .no_proxy()
         .http1_only()
         .tcp_nodelay(true)
@@ -372,6 +446,8 @@ mod tests {
 
     #[tokio::test]
     async fn endpoints_are_parsed() {
+        let none = Access::default();
+        let resolve = |raw: &'static str| resolve(raw, &none);
         let e = resolve("http://127.0.0.1:8080/").await.unwrap();
         assert_eq!(e.url, "http://127.0.0.1:8080");
         assert_eq!(e.addr, "127.0.0.1:8080".parse().unwrap());

@@ -64,8 +64,17 @@ pub(crate) enum BenchCommand {
 #[derive(Clone, Debug, Args)]
 pub(crate) struct RunArgs {
     /// HTTP endpoint(s), comma-separated; client i uses endpoint i mod count.
+    /// https:// needs --ca.
     #[arg(long, env = "RINGKV_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
     pub endpoint: String,
+    /// Bearer token sent with every request (servers started with
+    /// --token-file require one). Never written to the --json report.
+    #[arg(long, env = "RINGKV_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The cluster's CA certificate (PEM, DIR/ca.crt of `ringkv cert
+    /// init`), for https:// endpoints.
+    #[arg(long, env = "RINGKV_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
     /// Which API to speak: ringkv's, or the HTTP ceiling server's
     /// (`PUT/GET /kv/{key}`, no contexts).
     #[arg(long, value_enum, default_value = "ringkv")]
@@ -234,12 +243,27 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// The command line of this process, quoted where needed.
+/// The command line of this process, quoted where needed, with the value
+/// of `--token` hidden.
 pub(crate) fn command_line() -> String {
-    std::env::args()
-        .map(|a| shell_quote(&a))
-        .collect::<Vec<_>>()
-        .join(" ")
+    redact_token(std::env::args())
+}
+
+/// Joins `args` as [`command_line`] does.
+fn redact_token(args: impl Iterator<Item = String>) -> String {
+    let mut out = Vec::new();
+    let mut hide_next = false;
+    for a in args {
+        if std::mem::take(&mut hide_next) {
+            out.push("REDACTED".to_string());
+        } else if a.starts_with("--token=") {
+            out.push("--token=REDACTED".to_string());
+        } else {
+            hide_next = a == "--token";
+            out.push(shell_quote(&a));
+        }
+    }
+    out.join(" ")
 }
 
 /// Quotes `s` for a POSIX shell when it needs it.
@@ -335,6 +359,24 @@ mod tests {
     }
 
     #[test]
+    fn tokens_are_not_recorded() {
+        let args = [
+            "ringkv",
+            "bench",
+            "--token",
+            "s3cret",
+            "--token=s3cret",
+            "--keys",
+            "10",
+        ];
+        let line = redact_token(args.iter().map(|s| s.to_string()));
+        assert_eq!(
+            line,
+            "ringkv bench --token REDACTED --token=REDACTED --keys 10"
+        );
+    }
+
+    #[test]
     fn quoting() {
         assert_eq!(shell_quote("--keys=10"), "--keys=10");
         assert_eq!(shell_quote("a b"), "'a b'");
@@ -427,6 +469,8 @@ mod cli_tests {
             with(&|a| a.bucket = "..".into()),
             with(&|a| a.endpoint = " , ".into()),
             with(&|a| a.endpoint = "https://x:1".into()),
+            with(&|a| a.endpoint = "ftp://x:1".into()),
+            with(&|a| a.ca = Some("/nonexistent/ca.crt".into())),
             with(&|a| {
                 a.target = Target::Ceiling;
                 a.w = Some("2".into());

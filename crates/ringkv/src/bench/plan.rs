@@ -20,9 +20,10 @@ pub(super) async fn plan(args: &RunArgs) -> anyhow::Result<(Plan, Settings)> {
         args.hot_ops,
     )
     .map_err(|e| anyhow::anyhow!(e))?;
+    let access = access(args)?;
     let mut endpoints = Vec::new();
     for part in args.endpoint.split(',').filter(|p| !p.trim().is_empty()) {
-        endpoints.push(http::resolve(part).await?);
+        endpoints.push(http::resolve(part, &access).await?);
     }
     if endpoints.is_empty() {
         bail!("--endpoint is empty; give e.g. http://127.0.0.1:8080");
@@ -41,6 +42,7 @@ pub(super) async fn plan(args: &RunArgs) -> anyhow::Result<(Plan, Settings)> {
     let plan = Plan {
         target: args.target,
         endpoints,
+        access,
         workload: args.workload,
         dist,
         keys: args.keys,
@@ -59,6 +61,43 @@ pub(super) async fn plan(args: &RunArgs) -> anyhow::Result<(Plan, Settings)> {
         seed: args.seed,
     };
     Ok((plan, settings(args, urls, stop)))
+}
+
+/// Reads `--ca` and `--token`.
+fn access(args: &RunArgs) -> anyhow::Result<http::Access> {
+    let ca = match &args.ca {
+        None => None,
+        Some(path) => {
+            let pem = crate::kv::read_ca(path)?;
+            let ca = ringkv_client::tls::ClusterCa::from_pem(&pem).map_err(|e| {
+                anyhow::anyhow!(
+                    "bad --ca (or RINGKV_CA) {}: {e}; give the cluster's ca.crt (made by \
+                     `ringkv cert init`)",
+                    path.display()
+                )
+            })?;
+            Some(ca)
+        }
+    };
+    let auth = match args
+        .token
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        None => None,
+        Some(t) => {
+            let mut v =
+                hyper::header::HeaderValue::try_from(format!("Bearer {t}")).map_err(|_| {
+                    anyhow::anyhow!(
+                        "bad --token (or RINGKV_TOKEN): it has characters a header cannot carry"
+                    )
+                })?;
+            v.set_sensitive(true);
+            Some(v)
+        }
+    };
+    Ok(http::Access { ca, auth })
 }
 
 /// Refuses options out of range, before anything is sent.

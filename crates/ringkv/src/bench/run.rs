@@ -15,7 +15,7 @@ use hyper::header::HeaderValue;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::http::{Answer, Endpoint, HttpClient, Transport, reqwest_client};
+use super::http::{Access, Answer, Endpoint, HttpClient, Transport, reqwest_client};
 use super::keys::{KeyDist, Op, Rng, Workload};
 use super::stats::{PhaseReport, Stats};
 
@@ -45,6 +45,8 @@ pub(super) struct Plan {
     pub target: Target,
     /// Client `i` talks to `endpoints[i % len]`.
     pub endpoints: Vec<Endpoint>,
+    /// `--ca` and `--token`.
+    pub access: Access,
     /// The operation mix.
     pub workload: Workload,
     /// The key chooser.
@@ -356,7 +358,14 @@ async fn open_clients(
     let mut clients = Vec::with_capacity(plan.concurrency);
     for id in 0..plan.concurrency {
         let endpoint = plan.endpoints[id % plan.endpoints.len()].clone();
-        let transport = Transport::open(plan.http_client, endpoint, shared, plan.timeout).await?;
+        let transport = Transport::open(
+            plan.http_client,
+            endpoint,
+            shared,
+            plan.timeout,
+            plan.access.ca.as_ref(),
+        )
+        .await?;
         clients.push(Client {
             id,
             transport,
@@ -373,7 +382,7 @@ pub(super) async fn execute(plan: Plan) -> anyhow::Result<Outcome> {
     let contexts =
         (plan.target == Target::Ringkv && plan.workload.writes()).then(ContextCache::new);
     let shared_reqwest = match plan.http_client {
-        HttpClient::Reqwest => Some(reqwest_client(plan.timeout)?),
+        HttpClient::Reqwest => Some(reqwest_client(plan.timeout, plan.access.ca.as_ref())?),
         HttpClient::Hyper => None,
     };
     let sh = Arc::new(Shared {

@@ -108,7 +108,7 @@ pub(crate) struct TestCluster {
 /// our check and the server's bind. Ports are handed out once per process,
 /// from a start that depends on the process id so parallel test processes
 /// rarely probe the same ones; each is checked free by binding it.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let base = 20_000 + (std::process::id() * 613) % 10_000;
@@ -179,7 +179,8 @@ impl TestCluster {
             .map(|n| format!("{}={}", n.id, n.rpc))
             .collect::<Vec<_>>()
             .join(",");
-        let http = reqwest::Client::builder()
+        // reqwest brings no crypto provider: its TLS comes from the client crate.
+        let http = ringkv_client::tls::reqwest_builder(None)
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap();

@@ -172,12 +172,12 @@ impl History {
         client: &Client,
         keys: &ContextKeys,
         key: &str,
-    ) -> Option<(Option<String>, Option<String>)> {
+    ) -> Result<(Option<String>, Option<String>), String> {
         let invoke = self.now();
         let (result, _leader) = client
             .get_with_leader(BUCKET, key.as_bytes(), &opts())
             .await
-            .ok()?;
+            .map_err(|e| e.to_string())?;
         let (value, ctx) = match result {
             GetResult::Value { value, context } => (
                 Some(String::from_utf8(value.to_vec()).unwrap()),
@@ -199,7 +199,7 @@ impl History {
                 version,
             },
         );
-        Some((value, ctx))
+        Ok((value, ctx))
     }
 
     /// Checks every key's history; panics on a violation.
@@ -233,6 +233,8 @@ struct Tally {
     refused: u64,
     not_applied: u64,
     unknown_why: BTreeMap<String, u64>,
+    /// Reads that failed, by why.
+    read_failed: BTreeMap<String, u64>,
     /// Latency of acknowledged CASes.
     latencies: Vec<Duration>,
 }
@@ -302,9 +304,17 @@ async fn cas_worker(
     while Instant::now() < until {
         let key = &counters[n % counters.len()];
         n += 1;
-        let Some((Some(value), Some(ctx))) = hist.read(&client, &keys, key).await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
+        let (value, ctx) = match hist.read(&client, &keys, key).await {
+            Ok((Some(value), Some(ctx))) => (value, ctx),
+            other => {
+                let why = match other {
+                    Err(e) => e.chars().take(90).collect(),
+                    Ok(_) => "absent".to_string(),
+                };
+                *tally.lock().unwrap().read_failed.entry(why).or_default() += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
         };
         let read_version = version(&keys, key, &ctx);
         let next = (value.parse::<u64>().unwrap() + 1).to_string();
@@ -361,6 +371,28 @@ async fn leader_of(c: &TestCluster, key: &str) -> Option<usize> {
     None
 }
 
+/// Whether a read of `key` succeeds before `deadline`, trying the nodes in turn.
+async fn wait_served(c: &TestCluster, key: &str, deadline: Instant) -> bool {
+    let mut i = 0;
+    while Instant::now() < deadline {
+        i = (i + 1) % c.nodes.len();
+        if c.nodes[i].child.is_none() {
+            continue;
+        }
+        let resp = c
+            .http
+            .get(c.kv(i, BUCKET, key))
+            .timeout(Duration::from_secs(4))
+            .send()
+            .await;
+        if resp.is_ok_and(|r| r.status() == 200) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
 /// Reads `key` until a node answers; its value (as a number), `None` when
 /// absent.
 async fn final_value(
@@ -372,8 +404,8 @@ async fn final_value(
     let client = client_of(c);
     eventually(Duration::from_secs(30), async || {
         match hist.read(&client, keys, key).await {
-            Some((v, _)) => Ok(v.map(|v| v.parse::<u64>().unwrap())),
-            None => Err(format!("{key} cannot be read yet")),
+            Ok((v, _)) => Ok(v.map(|v| v.parse::<u64>().unwrap())),
+            Err(e) => Err(format!("{key} cannot be read yet: {e}")),
         }
     })
     .await
@@ -408,17 +440,25 @@ async fn strong_cas_under_leader_kills() {
         })
         .collect();
     let mut kills = 0usize;
-    while Instant::now() + Duration::from_secs(2) < until {
+    let mut recoveries = Vec::new();
+    // Let the workers run a little before the first kill.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    while Instant::now() + Duration::from_secs(3) < until {
         let key = &counters[kills % counters.len()];
         let Some(leader) = leader_of(&c, key).await else {
             tokio::time::sleep(Duration::from_millis(300)).await;
             continue;
         };
         c.kill(leader);
+        let killed = Instant::now();
         kills += 1;
-        tokio::time::sleep(Duration::from_millis(800)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
         c.restart(leader).await;
-        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        // Until the key is served again (bounded), then some calm.
+        if wait_served(&c, key, killed + Duration::from_secs(15)).await {
+            recoveries.push(killed.elapsed());
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
     for w in workers {
         w.await.unwrap();
@@ -444,10 +484,16 @@ async fn strong_cas_under_leader_kills() {
     let p50 = percentile(&mut tally.latencies, 50);
     let p99 = percentile(&mut tally.latencies, 99);
     eprintln!(
-        "strong_cas_under_leader_kills: {kills} leader kills; finals {finals:?}; acked {:?}; \
-         unknown {:?} ({:?}); refused {}; not applied {}; CAS latency p50 {p50:?} p99 {p99:?}; \
-         {checked} ops checked linearizable",
-        tally.acked, tally.unknown, tally.unknown_why, tally.refused, tally.not_applied
+        "strong_cas_under_leader_kills: {kills} leader kills; served again after {recoveries:?}; \
+         finals {finals:?}; acked {:?}; \
+         unknown {:?} ({:?}); refused {}; not applied {}; failed reads {:?}; CAS latency p50 \
+         {p50:?} p99 {p99:?}; {checked} ops checked linearizable",
+        tally.acked,
+        tally.unknown,
+        tally.unknown_why,
+        tally.refused,
+        tally.not_applied,
+        tally.read_failed
     );
     assert!(kills > 0, "no leader was found to kill");
     assert!(

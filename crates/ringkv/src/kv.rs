@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use ringkv_client::{
     BucketInfo, BucketList, BucketProps, Client, ClientError, ClusterStatus, GetResult,
-    KeyLocation, Precondition, RequestOptions, RingInfo, SiblingValue, Written,
+    GroupsSummary, KeyLocation, Precondition, RequestOptions, RingInfo, SiblingValue, Written,
 };
 
 use crate::cli::{
@@ -400,26 +400,7 @@ fn render_status(s: &ClusterStatus) -> String {
             h.refused,
         ),
     };
-    let groups = match &s.groups {
-        None => String::new(),
-        Some(g) => format!(
-            "consensus groups: {} opened ({} active, {} led by this node), {} proposals in \
-             flight\ngroups without a leader: {}\n",
-            g.opened,
-            g.active,
-            g.leading,
-            g.proposals_in_flight,
-            if g.without_leader.is_empty() {
-                "none".to_string()
-            } else {
-                g.without_leader
-                    .iter()
-                    .map(|p| format!("partition {p}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            }
-        ),
-    };
+    let groups = render_groups(s.groups.as_ref());
     format!(
         "answered by:     {}\n\
          layout version:  {}\n\
@@ -442,6 +423,31 @@ fn render_status(s: &ClusterStatus) -> String {
         table(&rows),
         s.partitions_without_quorum
     )
+}
+
+/// The consensus groups' lines of `ringkv status` (none from a server
+/// without strong buckets).
+fn render_groups(groups: Option<&GroupsSummary>) -> String {
+    match groups {
+        None => String::new(),
+        Some(g) => format!(
+            "consensus groups: {} opened ({} active, {} led by this node), {} proposals in \
+             flight\ngroups without a leader: {}\n",
+            g.opened,
+            g.active,
+            g.leading,
+            g.proposals_in_flight,
+            if g.without_leader.is_empty() {
+                "none".to_string()
+            } else {
+                g.without_leader
+                    .iter()
+                    .map(|p| format!("partition {p}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        ),
+    }
 }
 
 fn render_location(l: &KeyLocation) -> String {
@@ -601,6 +607,30 @@ mod tests {
     }
 
     #[test]
+    fn groups_render() {
+        let text = render_groups(Some(&GroupsSummary {
+            opened: 4,
+            active: 2,
+            leading: 1,
+            without_leader: vec![5, 9],
+            proposals_in_flight: 3,
+        }));
+        assert!(
+            text.contains(
+                "consensus groups: 4 opened (2 active, 1 led by this node), 3 proposals in flight"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("groups without a leader: partition 5, partition 9"),
+            "{text}"
+        );
+        let none = render_groups(Some(&GroupsSummary::default()));
+        assert!(none.contains("groups without a leader: none"), "{none}");
+        assert_eq!(render_groups(None), "");
+    }
+
+    #[test]
     fn status_and_ring_render() {
         let s = ClusterStatus {
             node: "n1".into(),
@@ -631,25 +661,6 @@ mod tests {
         );
         assert!(text.contains("partitions without a quorum: 3"));
         assert!(!text.contains("consensus groups"), "{text}");
-        let mut s3 = s.clone();
-        s3.groups = Some(ringkv_client::GroupsSummary {
-            opened: 4,
-            active: 2,
-            leading: 1,
-            without_leader: vec![5, 9],
-            proposals_in_flight: 3,
-        });
-        let text = render_status(&s3);
-        assert!(
-            text.contains(
-                "consensus groups: 4 opened (2 active, 1 led by this node), 3 proposals in flight"
-            ),
-            "{text}"
-        );
-        assert!(
-            text.contains("groups without a leader: partition 5, partition 9"),
-            "{text}"
-        );
         let mut s2 = s.clone();
         s2.members.push(MemberStatus {
             id: "n2".into(),

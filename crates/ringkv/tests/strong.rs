@@ -411,6 +411,38 @@ async fn final_value(
     .await
 }
 
+/// Until `until`, kills the leader of one of `counters` after the other,
+/// restarts it, waits until the key is served again and lets the workers
+/// run a while. Returns the kills and how long each took to serve again.
+async fn kill_leaders(
+    c: &mut TestCluster,
+    counters: &[String],
+    until: Instant,
+) -> (usize, Vec<Duration>) {
+    let mut kills = 0usize;
+    let mut recoveries = Vec::new();
+    // Let the workers run a little before the first kill.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    while Instant::now() + Duration::from_secs(3) < until {
+        let key = &counters[kills % counters.len()];
+        let Some(leader) = leader_of(c, key).await else {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            continue;
+        };
+        c.kill(leader);
+        let killed = Instant::now();
+        kills += 1;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        c.restart(leader).await;
+        // Until the key is served again (bounded), then some calm.
+        if wait_served(c, key, killed + Duration::from_secs(15)).await {
+            recoveries.push(killed.elapsed());
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    (kills, recoveries)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strong_cas_under_leader_kills() {
     let mut c = TestCluster::start(3, &[]).await;
@@ -439,27 +471,7 @@ async fn strong_cas_under_leader_kills() {
             ))
         })
         .collect();
-    let mut kills = 0usize;
-    let mut recoveries = Vec::new();
-    // Let the workers run a little before the first kill.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    while Instant::now() + Duration::from_secs(3) < until {
-        let key = &counters[kills % counters.len()];
-        let Some(leader) = leader_of(&c, key).await else {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            continue;
-        };
-        c.kill(leader);
-        let killed = Instant::now();
-        kills += 1;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        c.restart(leader).await;
-        // Until the key is served again (bounded), then some calm.
-        if wait_served(&c, key, killed + Duration::from_secs(15)).await {
-            recoveries.push(killed.elapsed());
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
+    let (kills, recoveries) = kill_leaders(&mut c, &counters, until).await;
     for w in workers {
         w.await.unwrap();
     }
@@ -649,13 +661,11 @@ fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
         .map(|v| v.to_str().unwrap().to_string())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn strong_http_contract() {
-    let c = TestCluster::start(3, &[]).await;
-    let keys = context_keys(&c);
+/// 409 for a change of consistency of a bucket with data or properties;
+/// CAS refused on an eventual bucket; the CLI creates a strong bucket.
+async fn consistency_is_fixed(c: &TestCluster) {
     let http = &c.http;
     let bucket_url = |b: &str| format!("{}/v1/buckets/{b}", c.url(0));
-
     // An eventual bucket that holds data cannot become strong.
     let resp = http
         .put(format!("{}?w=all", c.kv(0, "plain", "k")))
@@ -687,7 +697,7 @@ async fn strong_http_contract() {
     let (code, out, err) = ringkv_cli(&c.url(0), &["bucket", "set", BUCKET, "consistency=strong"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("strong"), "{out}");
-    create_strong(&c, BUCKET).await; // the same again: harmless, and waits for every node
+    create_strong(c, BUCKET).await; // the same again: harmless, and waits for every node
     let resp = http
         .put(bucket_url(BUCKET))
         .body(r#"{"consistency":"eventual"}"#)
@@ -695,7 +705,11 @@ async fn strong_http_contract() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 409);
+}
 
+/// `r`, `pr`, `w` on a strong bucket: 400.
+async fn quorum_options_are_refused(c: &TestCluster) {
+    let http = &c.http;
     // Eventual-only quorum options are refused.
     for q in ["r=1", "pr=1"] {
         let resp = http
@@ -717,7 +731,12 @@ async fn strong_http_contract() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 400);
+}
 
+/// If-None-Match / If-Match over HTTP: 204, 412 with the current context,
+/// 400 for both or a bad context, the leader header.
+async fn compare_and_set_over_http(c: &TestCluster, keys: &ContextKeys) {
+    let http = &c.http;
     // If-Match and If-None-Match together: 400, nothing written.
     let resp = http
         .put(c.kv(2, BUCKET, "k"))
@@ -741,7 +760,7 @@ async fn strong_http_contract() {
     let leader = header(&resp, "x-ringkv-leader").expect("a leader header");
     assert!(c.nodes.iter().any(|n| n.id == leader), "{leader}");
     let first = header(&resp, "x-ringkv-context").expect("a context");
-    let v1 = version(&keys, "k", &first);
+    let v1 = version(keys, "k", &first);
     assert!(v1 > 0);
 
     // The second is refused with 412 and the current context.
@@ -755,16 +774,22 @@ async fn strong_http_contract() {
     assert_eq!(resp.status(), 412);
     assert!(header(&resp, "x-ringkv-leader").is_some());
     let current = header(&resp, "x-ringkv-context").expect("412 carries the current context");
-    assert_eq!(version(&keys, "k", &current), v1);
+    assert_eq!(version(keys, "k", &current), v1);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "precondition_failed", "{body}");
 
+    if_match_over_http(c, keys, v1).await;
+}
+
+/// If-Match with a read's context applies once; stale: 412; malformed: 400.
+async fn if_match_over_http(c: &TestCluster, keys: &ContextKeys, v1: u64) {
+    let http = &c.http;
     // A read: the value, the same version, the leader.
     let resp = http.get(c.kv(1, BUCKET, "k")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert!(header(&resp, "x-ringkv-leader").is_some());
     let read_ctx = header(&resp, "x-ringkv-context").unwrap();
-    assert_eq!(version(&keys, "k", &read_ctx), v1);
+    assert_eq!(version(keys, "k", &read_ctx), v1);
     assert_eq!(resp.text().await.unwrap(), "one");
 
     // If-Match the read's context applies; again with it (now stale): 412.
@@ -776,7 +801,7 @@ async fn strong_http_contract() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 204);
-    let v2 = version(&keys, "k", &header(&resp, "x-ringkv-context").unwrap());
+    let v2 = version(keys, "k", &header(&resp, "x-ringkv-context").unwrap());
     assert!(v2 > v1);
     let resp = http
         .put(c.kv(0, BUCKET, "k"))
@@ -787,7 +812,7 @@ async fn strong_http_contract() {
         .unwrap();
     assert_eq!(resp.status(), 412);
     let current = header(&resp, "x-ringkv-context").unwrap();
-    assert_eq!(version(&keys, "k", &current), v2);
+    assert_eq!(version(keys, "k", &current), v2);
     let resp = http
         .put(c.kv(0, BUCKET, "k"))
         .header("if-match", "not-a-context")
@@ -796,7 +821,16 @@ async fn strong_http_contract() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 400);
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strong_http_contract() {
+    let c = TestCluster::start(3, &[]).await;
+    let keys = context_keys(&c);
+
+    consistency_is_fixed(&c).await;
+    quorum_options_are_refused(&c).await;
+    compare_and_set_over_http(&c, &keys).await;
     cli_compare_and_set(&c);
     groups_status_and_metrics(&c).await;
 }

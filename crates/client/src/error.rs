@@ -9,6 +9,8 @@ pub struct Attempt {
     pub endpoint: String,
     /// Why it failed, e.g. `connection refused`.
     pub reason: String,
+    /// A write was sent and no answer came: it may have been applied.
+    pub maybe_applied: bool,
 }
 
 impl fmt::Display for Attempt {
@@ -55,6 +57,45 @@ pub enum ClientError {
         /// What was wrong.
         message: String,
     },
+    /// A conditional write (`If-Match` / `If-None-Match: *`, strong buckets
+    /// only) did not apply: the key is not at the version the condition
+    /// named, or exists. Nothing was written (`412 precondition_failed`).
+    #[error("precondition failed: {message} (HTTP 412, current context {})", current.as_deref().unwrap_or("none"))]
+    PreconditionFailed {
+        /// The key's current context (its `X-Ringkv-Context`), to retry with
+        /// after reading the value; `None` when the key was never written.
+        current: Option<String>,
+        /// The node that led the key's consensus group, when named.
+        leader: Option<String>,
+        /// The server's explanation.
+        message: String,
+        /// The endpoint that answered.
+        endpoint: String,
+    },
+    /// A strong request was not applied: the key's consensus group has no
+    /// majority, or no leader (`503 no_quorum`). Retrying later is safe.
+    #[error("not applied, no quorum: {message} (HTTP 503, no_quorum)")]
+    NoQuorum {
+        /// The server's explanation.
+        message: String,
+        /// The node that led the key's consensus group, when named.
+        leader: Option<String>,
+        /// The endpoint that answered.
+        endpoint: String,
+    },
+    /// A strong write was proposed and no answer came in time: it may or
+    /// may not have been applied (`503 outcome_unknown`, `"outcome":
+    /// "unknown"`). Read the key to tell.
+    #[error(
+        "outcome unknown, the write may or may not have been applied: {message} \
+         (HTTP 503, outcome_unknown)"
+    )]
+    OutcomeUnknown {
+        /// The server's explanation.
+        message: String,
+        /// The endpoint that answered.
+        endpoint: String,
+    },
     /// An endpoint is not a usable `http://host:port` URL.
     #[error("invalid endpoint {endpoint:?}: {reason}")]
     InvalidEndpoint {
@@ -78,6 +119,8 @@ impl ClientError {
     pub fn status(&self) -> Option<u16> {
         match self {
             ClientError::Server { status, .. } => Some(*status),
+            ClientError::PreconditionFailed { .. } => Some(412),
+            ClientError::NoQuorum { .. } | ClientError::OutcomeUnknown { .. } => Some(503),
             _ => None,
         }
     }
@@ -86,7 +129,22 @@ impl ClientError {
     pub fn code(&self) -> Option<&str> {
         match self {
             ClientError::Server { code, .. } => Some(code),
+            ClientError::PreconditionFailed { .. } => Some("precondition_failed"),
+            ClientError::NoQuorum { .. } => Some("no_quorum"),
+            ClientError::OutcomeUnknown { .. } => Some("outcome_unknown"),
             _ => None,
+        }
+    }
+
+    /// Whether a write that failed with this error may nevertheless have
+    /// been applied: the server said the outcome is unknown, or the request
+    /// was sent and no answer came (a timeout or a dropped connection).
+    /// `false` means it was definitely not applied (or was a read).
+    pub fn outcome_unknown(&self) -> bool {
+        match self {
+            ClientError::OutcomeUnknown { .. } => true,
+            ClientError::Transport { attempts } => attempts.iter().any(|a| a.maybe_applied),
+            _ => false,
         }
     }
 }
@@ -140,10 +198,12 @@ mod tests {
                 Attempt {
                     endpoint: "http://a:1".into(),
                     reason: "connection refused".into(),
+                    maybe_applied: false,
                 },
                 Attempt {
                     endpoint: "http://b:2".into(),
                     reason: "connection refused".into(),
+                    maybe_applied: false,
                 },
             ],
         };
@@ -151,5 +211,6 @@ mod tests {
             e.to_string(),
             "request failed: http://a:1: connection refused; http://b:2: connection refused"
         );
+        assert!(!e.outcome_unknown());
     }
 }

@@ -54,9 +54,9 @@ use serde::de::DeserializeOwned;
 pub use error::{Attempt, ClientError};
 pub use path::{bucket_path, encode_segment, kv_path, ring_key_path};
 pub use types::{
-    BucketInfo, BucketList, BucketPatch, BucketProps, ClusterStatus, GetResult, HintsStatus,
-    KeyLocation, KeyNode, MemberStatus, PartitionInfo, RequestOptions, RingInfo, SiblingValue,
-    parse_siblings,
+    BucketInfo, BucketList, BucketPatch, BucketProps, ClusterStatus, GetResult, GroupInfo,
+    GroupsStatus, GroupsSummary, HintsStatus, KeyLocation, KeyNode, MemberStatus, PartitionInfo,
+    RequestOptions, RingInfo, SiblingValue, parse_siblings,
 };
 
 use path::with_query;
@@ -65,6 +65,43 @@ use types::ErrorBody;
 
 /// Name of the header that carries the opaque causal context.
 pub const CONTEXT_HEADER: &str = "X-Ringkv-Context";
+
+/// Name of the header that names the node leading a strong key's consensus
+/// group when the request was answered.
+pub const LEADER_HEADER: &str = "X-Ringkv-Leader";
+
+/// The condition of a compare-and-set on a key of a strong bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precondition<'a> {
+    /// `If-Match: <context>`: apply only if the key is still at the version
+    /// a read returned (the read's context).
+    IfMatch(&'a str),
+    /// `If-None-Match: *`: apply only if the key is absent (never written,
+    /// or deleted).
+    IfAbsent,
+}
+
+impl<'a> Precondition<'a> {
+    /// The condition of `if_match` (a context) and `if_absent`, as a CLI or
+    /// an API caller gives them: `None` when neither is set.
+    pub fn from_parts(if_match: Option<&'a str>, if_absent: bool) -> Option<Self> {
+        match (if_match, if_absent) {
+            (Some(ctx), _) => Some(Precondition::IfMatch(ctx)),
+            (None, true) => Some(Precondition::IfAbsent),
+            (None, false) => None,
+        }
+    }
+}
+
+/// What a write of a strong bucket's key answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Written {
+    /// The key's new context, when the server sent one.
+    pub context: Option<String>,
+    /// The node that led the key's consensus group (`X-Ringkv-Leader`);
+    /// `None` for an eventual bucket.
+    pub leader: Option<String>,
+}
 
 /// Timeouts of a [`Client`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,6 +148,8 @@ struct Request<'a> {
     timeout_ms: Option<u64>,
     /// Whether repeating the request elsewhere after it was sent is harmless.
     idempotent: bool,
+    /// `If-Match` / `If-None-Match: *`, for a compare-and-set.
+    precondition: Option<Precondition<'a>>,
 }
 
 impl Client {
@@ -219,25 +258,10 @@ impl Client {
                 body: None,
                 timeout_ms: opts.timeout_ms,
                 idempotent: true,
+                precondition: None,
             })
             .await?;
-        match resp.status() {
-            StatusCode::OK => {
-                let context = required_context(&endpoint, &resp)?;
-                let value = read_body(&endpoint, resp).await?;
-                Ok(GetResult::Value { value, context })
-            }
-            StatusCode::MULTIPLE_CHOICES => {
-                let body = read_body(&endpoint, resp).await?;
-                let (context, siblings) = parse_siblings(&body)
-                    .map_err(|message| ClientError::Protocol { endpoint, message })?;
-                Ok(GetResult::Siblings { context, siblings })
-            }
-            StatusCode::NOT_FOUND => Ok(GetResult::NotFound {
-                context: optional_context(&endpoint, &resp)?,
-            }),
-            _ => Err(server_error(endpoint, resp).await),
-        }
+        get_result(endpoint, resp).await
     }
 
     /// Writes a value: `PUT /v1/kv/{bucket}/{key}` with `w`, `pw`, `timeout_ms`.
@@ -263,6 +287,7 @@ impl Client {
                 body: Some(value.into()),
                 timeout_ms: opts.timeout_ms,
                 idempotent: false,
+                precondition: None,
             })
             .await?;
         if resp.status().is_success() {
@@ -293,6 +318,7 @@ impl Client {
                 body: None,
                 timeout_ms: opts.timeout_ms,
                 idempotent: false,
+                precondition: None,
             })
             .await?;
         if resp.status().is_success() {
@@ -302,9 +328,117 @@ impl Client {
         }
     }
 
+    /// Reads a key like [`Client::get`], and also returns the node that led
+    /// the key's consensus group (`X-Ringkv-Leader`; `None` for a key of an
+    /// eventual bucket).
+    pub async fn get_with_leader(
+        &self,
+        bucket: &str,
+        key: &[u8],
+        opts: &RequestOptions,
+    ) -> Result<(GetResult, Option<String>), ClientError> {
+        let path = with_query(
+            kv_path(bucket, key)?,
+            &[
+                ("r", opts.r.clone()),
+                ("pr", opts.pr.clone()),
+                ("timeout_ms", opts.timeout_ms.map(|t| t.to_string())),
+            ],
+        );
+        let (endpoint, resp) = self
+            .send(Request {
+                method: Method::GET,
+                path,
+                context: None,
+                body: None,
+                timeout_ms: opts.timeout_ms,
+                idempotent: true,
+                precondition: None,
+            })
+            .await?;
+        let leader = leader_header(&resp);
+        Ok((get_result(endpoint, resp).await?, leader))
+    }
+
+    /// Compare-and-set on a key of a strong bucket: writes `value` only if
+    /// `precondition` holds when the write is applied.
+    ///
+    /// Errors to tell apart: [`ClientError::PreconditionFailed`] (nothing
+    /// written; it carries the key's current context),
+    /// [`ClientError::NoQuorum`] (not applied, retry later) and
+    /// [`ClientError::OutcomeUnknown`] (may or may not have applied; see
+    /// also [`ClientError::outcome_unknown`]).
+    pub async fn put_if(
+        &self,
+        bucket: &str,
+        key: &[u8],
+        value: impl Into<Bytes>,
+        precondition: Precondition<'_>,
+        opts: &RequestOptions,
+    ) -> Result<Written, ClientError> {
+        self.write_if(bucket, key, Some(value.into()), precondition, opts)
+            .await
+    }
+
+    /// Conditional delete on a key of a strong bucket: deletes only if
+    /// `precondition` holds. Errors as for [`Client::put_if`].
+    pub async fn delete_if(
+        &self,
+        bucket: &str,
+        key: &[u8],
+        precondition: Precondition<'_>,
+        opts: &RequestOptions,
+    ) -> Result<Written, ClientError> {
+        self.write_if(bucket, key, None, precondition, opts).await
+    }
+
+    async fn write_if(
+        &self,
+        bucket: &str,
+        key: &[u8],
+        value: Option<Bytes>,
+        precondition: Precondition<'_>,
+        opts: &RequestOptions,
+    ) -> Result<Written, ClientError> {
+        let path = with_query(kv_path(bucket, key)?, &write_params(opts));
+        if let Precondition::IfMatch(ctx) = precondition {
+            check_context(Some(ctx))?;
+        }
+        let method = if value.is_some() {
+            Method::PUT
+        } else {
+            Method::DELETE
+        };
+        let (endpoint, resp) = self
+            .send(Request {
+                method,
+                path,
+                context: None,
+                body: value,
+                timeout_ms: opts.timeout_ms,
+                idempotent: false,
+                precondition: Some(precondition),
+            })
+            .await?;
+        if resp.status().is_success() {
+            Ok(Written {
+                context: optional_context(&endpoint, &resp)?,
+                leader: leader_header(&resp),
+            })
+        } else {
+            Err(server_error(endpoint, resp).await)
+        }
+    }
+
     /// `GET /v1/cluster`: members, liveness and settings as the answering node sees them.
     pub async fn cluster(&self) -> Result<ClusterStatus, ClientError> {
         self.get_json("/v1/cluster").await
+    }
+
+    /// `GET /v1/groups`: the consensus groups of strong buckets the
+    /// answering node opened (leader, term, indexes).
+    pub async fn groups(&self) -> Result<GroupsStatus, ClientError> {
+        self.get_json("/v1/groups").await
     }
 
     /// `GET /v1/ring`: the preference list of every partition.
@@ -360,6 +494,7 @@ impl Client {
                 body: Some(Bytes::from(body)),
                 timeout_ms: None,
                 idempotent: true,
+                precondition: None,
             })
             .await?;
         if resp.status() != StatusCode::OK {
@@ -428,6 +563,11 @@ impl Client {
             if let Some(ctx) = req.context {
                 builder = builder.header(CONTEXT_HEADER, ctx);
             }
+            builder = match req.precondition {
+                Some(Precondition::IfMatch(ctx)) => builder.header(reqwest::header::IF_MATCH, ctx),
+                Some(Precondition::IfAbsent) => builder.header(reqwest::header::IF_NONE_MATCH, "*"),
+                None => builder,
+            };
             if let Some(auth) = &self.authorization {
                 builder = builder.header(reqwest::header::AUTHORIZATION, auth.clone());
             }
@@ -456,6 +596,7 @@ impl Client {
                     attempts.push(Attempt {
                         endpoint: endpoint.clone(),
                         reason,
+                        maybe_applied: !not_sent && !req.idempotent,
                     });
                     if !(not_sent || req.idempotent) {
                         break;
@@ -524,6 +665,27 @@ fn certificate_hint(e: &reqwest::Error) -> Option<String> {
     None
 }
 
+/// The answer of a GET of a key.
+async fn get_result(endpoint: String, resp: Response) -> Result<GetResult, ClientError> {
+    match resp.status() {
+        StatusCode::OK => {
+            let context = required_context(&endpoint, &resp)?;
+            let value = read_body(&endpoint, resp).await?;
+            Ok(GetResult::Value { value, context })
+        }
+        StatusCode::MULTIPLE_CHOICES => {
+            let body = read_body(&endpoint, resp).await?;
+            let (context, siblings) = parse_siblings(&body)
+                .map_err(|message| ClientError::Protocol { endpoint, message })?;
+            Ok(GetResult::Siblings { context, siblings })
+        }
+        StatusCode::NOT_FOUND => Ok(GetResult::NotFound {
+            context: optional_context(&endpoint, &resp)?,
+        }),
+        _ => Err(server_error(endpoint, resp).await),
+    }
+}
+
 fn read_request(path: &str) -> Request<'static> {
     Request {
         method: Method::GET,
@@ -532,6 +694,7 @@ fn read_request(path: &str) -> Request<'static> {
         body: None,
         timeout_ms: None,
         idempotent: true,
+        precondition: None,
     }
 }
 
@@ -614,6 +777,7 @@ async fn read_body(endpoint: &str, resp: Response) -> Result<Bytes, ClientError>
         attempts: vec![Attempt {
             endpoint: endpoint.to_string(),
             reason: format!("reading the answer failed: {}", error_chain(&e)),
+            maybe_applied: false,
         }],
     })
 }
@@ -622,15 +786,68 @@ async fn read_body(endpoint: &str, resp: Response) -> Result<Bytes, ClientError>
 /// even the body cannot be read).
 async fn server_error(endpoint: String, resp: Response) -> ClientError {
     let status = resp.status();
+    let current = context_header(&endpoint, &resp).ok().flatten();
+    let leader = leader_header(&resp);
     let body = match read_body(&endpoint, resp).await {
         Ok(b) => b,
         Err(e) => return e,
     };
-    error_from_body(endpoint, status.as_u16(), &body)
+    strong_error(
+        error_from_body(endpoint, status.as_u16(), &body),
+        current,
+        leader,
+    )
+}
+
+/// Turns the answers of strong requests into their own errors: `412`
+/// (with the key's current context), `503 no_quorum` (not applied) and
+/// `503 outcome_unknown` (may have applied).
+fn strong_error(e: ClientError, current: Option<String>, leader: Option<String>) -> ClientError {
+    let ClientError::Server {
+        status,
+        code,
+        message,
+        endpoint,
+        ..
+    } = &e
+    else {
+        return e;
+    };
+    match (*status, code.as_str()) {
+        (412, _) => ClientError::PreconditionFailed {
+            current,
+            leader,
+            message: message.clone(),
+            endpoint: endpoint.clone(),
+        },
+        (503, "no_quorum") => ClientError::NoQuorum {
+            message: message.clone(),
+            leader,
+            endpoint: endpoint.clone(),
+        },
+        (503, "outcome_unknown") => ClientError::OutcomeUnknown {
+            message: message.clone(),
+            endpoint: endpoint.clone(),
+        },
+        _ => e,
+    }
+}
+
+/// The `X-Ringkv-Leader` header, when present and readable.
+fn leader_header(resp: &Response) -> Option<String> {
+    resp.headers()
+        .get(LEADER_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
 }
 
 fn error_from_body(endpoint: String, status: u16, body: &[u8]) -> ClientError {
     match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(e) if e.outcome.as_deref() == Some("unknown") => ClientError::OutcomeUnknown {
+            message: e.message,
+            endpoint,
+        },
         Ok(e) => ClientError::Server {
             status,
             code: e.error,
@@ -771,6 +988,66 @@ mod tests {
             e,
             ClientError::Server { status: 503, required: Some(2), acks: Some(1), ref code, .. } if code == "quorum_not_reached"
         ));
+    }
+
+    #[test]
+    fn strong_errors_are_typed() {
+        let e = |status, body: &[u8]| error_from_body("http://x".into(), status, body);
+        let pf = strong_error(
+            e(412, br#"{"error":"precondition_failed","message":"m"}"#),
+            Some("ctx1".into()),
+            Some("n2".into()),
+        );
+        assert!(
+            matches!(&pf, ClientError::PreconditionFailed { current: Some(c), leader: Some(l), .. } if c == "ctx1" && l == "n2"),
+            "{pf:?}"
+        );
+        assert_eq!(
+            (pf.status(), pf.code()),
+            (Some(412), Some("precondition_failed"))
+        );
+        assert!(!pf.outcome_unknown());
+        let nq = strong_error(
+            e(503, br#"{"error":"no_quorum","message":"m"}"#),
+            None,
+            None,
+        );
+        assert!(matches!(nq, ClientError::NoQuorum { .. }), "{nq:?}");
+        assert!(!nq.outcome_unknown());
+        let unknown = e(
+            503,
+            br#"{"error":"outcome_unknown","message":"m","outcome":"unknown"}"#,
+        );
+        assert!(
+            matches!(unknown, ClientError::OutcomeUnknown { .. }),
+            "{unknown:?}"
+        );
+        assert!(unknown.outcome_unknown());
+        assert!(
+            unknown
+                .to_string()
+                .contains("may or may not have been applied")
+        );
+        // Other errors stay server errors.
+        let other = strong_error(
+            e(503, br#"{"error":"quorum_not_reached","message":"m"}"#),
+            None,
+            None,
+        );
+        assert!(matches!(other, ClientError::Server { .. }), "{other:?}");
+    }
+
+    #[test]
+    fn preconditions_from_parts() {
+        assert_eq!(Precondition::from_parts(None, false), None);
+        assert_eq!(
+            Precondition::from_parts(None, true),
+            Some(Precondition::IfAbsent)
+        );
+        assert_eq!(
+            Precondition::from_parts(Some("c"), false),
+            Some(Precondition::IfMatch("c"))
+        );
     }
 
     #[tokio::test]

@@ -10,8 +10,8 @@ use ringkv_core::api::SiblingsBody;
 
 pub(crate) use ringkv_core::api::ErrorBody;
 pub use ringkv_core::api::{
-    BucketInfo, BucketList, BucketProps, ClusterStatus, HintsStatus, KeyLocation, KeyNode,
-    MemberStatus, PartitionInfo, RingInfo,
+    BucketInfo, BucketList, BucketProps, ClusterStatus, GroupInfo, GroupsStatus, GroupsSummary,
+    HintsStatus, KeyLocation, KeyNode, MemberStatus, PartitionInfo, RingInfo,
 };
 
 /// Per-request parameters. Each is sent only when set; the server uses the
@@ -136,6 +136,9 @@ pub struct BucketPatch {
     pub siblings_warn: Option<u64>,
     /// Sibling limit.
     pub siblings_max: Option<u64>,
+    /// `eventual` or `strong`: only when the bucket is created (a change of
+    /// a bucket that exists is refused with 409).
+    pub consistency: Option<String>,
 }
 
 impl BucketPatch {
@@ -170,6 +173,9 @@ impl BucketPatch {
         }
         if let Some(v) = self.siblings_warn {
             m.insert("siblings_warn".into(), v.into());
+        }
+        if let Some(c) = &self.consistency {
+            m.insert("consistency".into(), c.clone().into());
         }
         if let Some(v) = self.siblings_max {
             m.insert("siblings_max".into(), v.into());
@@ -303,6 +309,15 @@ mod tests {
             serde_json::json!({"n": 3, "r": "quorum", "w": 2, "conflict": "lww"})
         );
         assert_eq!(BucketPatch::new().to_json(), serde_json::json!({}));
+        let strong = BucketPatch {
+            consistency: Some("strong".into()),
+            ..BucketPatch::new()
+        };
+        assert_eq!(
+            strong.to_json(),
+            serde_json::json!({"consistency": "strong"})
+        );
+        assert_eq!(b.props.consistency, "eventual");
     }
 
     #[test]

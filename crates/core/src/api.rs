@@ -108,6 +108,10 @@ pub struct ClusterStatus<M = MemberStatus> {
     /// from servers older than hinted handoff).
     #[serde(default)]
     pub hints: Option<HintsStatus>,
+    /// The consensus groups of strong buckets this node opened (absent from
+    /// servers without strong buckets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<GroupsSummary>,
     /// Version of the layout that node uses.
     pub layout_version: u64,
     /// Members of the layout, then members known through gossip only.
@@ -283,6 +287,10 @@ pub struct KeyNode {
 pub struct BucketProps {
     /// `siblings` (keep concurrent values) or `lww` (keep the latest stamp).
     pub conflict: String,
+    /// `eventual` or `strong` (chosen when the bucket is created). Older
+    /// servers do not send it: `eventual`.
+    #[serde(default = "eventual")]
+    pub consistency: String,
     /// Replicas per key.
     pub n: u64,
     /// How many of the `r` replies must come from primaries (0: any node).
@@ -307,6 +315,7 @@ impl From<&bucket::BucketProps> for BucketProps {
         };
         BucketProps {
             conflict: conflict.to_string(),
+            consistency: p.consistency.to_string(),
             n: p.n as u64,
             pr: p.pr as u64,
             pw: p.pw as u64,
@@ -316,6 +325,10 @@ impl From<&bucket::BucketProps> for BucketProps {
             w: p.w as u64,
         }
     }
+}
+
+fn eventual() -> String {
+    "eventual".to_string()
 }
 
 /// `GET /v1/buckets/{bucket}` (and the answer to a `PUT`).
@@ -348,6 +361,79 @@ pub struct BucketList {
     pub buckets: Vec<BucketInfo>,
     /// What every other bucket uses.
     pub defaults: BucketProps,
+}
+
+/// The consensus groups of strong buckets on one node, in short: part of
+/// `GET /v1/cluster`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupsSummary {
+    /// Groups this node opened (one per partition a strong key was used in).
+    pub opened: u64,
+    /// Groups that tick (had recent work); the others hibernate.
+    pub active: u64,
+    /// Groups this node leads.
+    pub leading: u64,
+    /// Partitions whose group has no leader this node knows of.
+    pub without_leader: Vec<u32>,
+    /// Strong writes this node proposed that wait to be applied.
+    pub proposals_in_flight: u64,
+}
+
+/// One consensus group as a node sees it: an entry of `GET /v1/groups`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupInfo {
+    /// Whether the group ticks (had recent work) or hibernates.
+    pub active: bool,
+    /// The highest applied log index.
+    pub applied: u64,
+    /// The highest committed log index.
+    pub commit: u64,
+    /// Times this node was elected the group's leader since it started.
+    pub elections: u64,
+    /// The leader, when known.
+    pub leader: Option<String>,
+    /// Entries kept in the log.
+    pub log_entries: u64,
+    /// The partition (the group's id).
+    pub partition: u32,
+    /// Size of the last snapshot built, in bytes.
+    pub snapshot_bytes: u64,
+    /// The current term.
+    pub term: u64,
+}
+
+/// `GET /v1/groups`: the consensus groups this node opened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupsStatus {
+    /// The answering node.
+    pub node: String,
+    /// Strong writes this node proposed that wait to be applied.
+    pub proposals_in_flight: u64,
+    /// The groups, by partition.
+    pub groups: Vec<GroupInfo>,
+}
+
+impl GroupsStatus {
+    /// The summary of these groups shown in `GET /v1/cluster`.
+    pub fn summary(&self) -> GroupsSummary {
+        let me = self.node.as_str();
+        GroupsSummary {
+            opened: self.groups.len() as u64,
+            active: self.groups.iter().filter(|g| g.active).count() as u64,
+            leading: self
+                .groups
+                .iter()
+                .filter(|g| g.leader.as_deref() == Some(me))
+                .count() as u64,
+            without_leader: self
+                .groups
+                .iter()
+                .filter(|g| g.leader.is_none())
+                .map(|g| g.partition)
+                .collect(),
+            proposals_in_flight: self.proposals_in_flight,
+        }
+    }
 }
 
 /// Longest delay [`LinkFault`] may inject, in ms.
@@ -425,6 +511,7 @@ mod tests {
 
     fn cluster() -> ClusterStatus<MemberDetail> {
         ClusterStatus {
+            groups: None,
             hints: Some(HintsStatus {
                 by_target: [("n2".to_string(), 5)].into(),
                 delivered: 1,
@@ -544,7 +631,7 @@ mod tests {
     #[test]
     fn bucket_bodies_are_unchanged() {
         let props = bucket::BucketProps::defaults(3, 2, 2, 100);
-        let props_json = r#"{"conflict":"siblings","n":3,"pr":0,"pw":0,"r":2,"siblings_max":100,"siblings_warn":25,"w":2}"#;
+        let props_json = r#"{"conflict":"siblings","consistency":"eventual","n":3,"pr":0,"pw":0,"r":2,"siblings_max":100,"siblings_warn":25,"w":2}"#;
         let info = BucketInfo::new(b"carts", &props, true);
         let info_json = format!(r#"{{"bucket":"carts","props":{props_json},"set":true}}"#);
         assert_eq!(json(&info), info_json);
@@ -561,6 +648,54 @@ mod tests {
             ..props
         };
         assert_eq!(BucketProps::from(&lww).conflict, "lww");
+        let strong = bucket::BucketProps {
+            consistency: bucket::Consistency::Strong,
+            ..props
+        };
+        assert_eq!(BucketProps::from(&strong).consistency, "strong");
+        // An older server's answer, without consistency: eventual.
+        let old = r#"{"conflict":"siblings","n":3,"pr":0,"pw":0,"r":2,"siblings_max":100,"siblings_warn":25,"w":2}"#;
+        let read: BucketProps = serde_json::from_str(old).unwrap();
+        assert_eq!(read.consistency, "eventual");
+    }
+
+    #[test]
+    fn group_bodies_are_unchanged_and_summarized() {
+        let g = |partition, leader: Option<&str>, active| GroupInfo {
+            active,
+            applied: 9,
+            commit: 10,
+            elections: 1,
+            leader: leader.map(str::to_string),
+            log_entries: 4,
+            partition,
+            snapshot_bytes: 120,
+            term: 3,
+        };
+        let status = GroupsStatus {
+            node: "n1".into(),
+            proposals_in_flight: 2,
+            groups: vec![
+                g(3, Some("n1"), true),
+                g(7, None, false),
+                g(9, Some("n2"), true),
+            ],
+        };
+        let text = json(&status);
+        assert!(
+            text.starts_with(concat!(
+                r#"{"node":"n1","proposals_in_flight":2,"groups":[{"active":true,"applied":9,"#,
+                r#""commit":10,"elections":1,"leader":"n1","log_entries":4,"partition":3,"#,
+                r#""snapshot_bytes":120,"term":3},"#
+            )),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<GroupsStatus>(&text).unwrap(), status);
+        let summary = status.summary();
+        assert_eq!(
+            json(&summary),
+            r#"{"opened":3,"active":2,"leading":1,"without_leader":[7],"proposals_in_flight":2}"#
+        );
     }
 
     #[test]

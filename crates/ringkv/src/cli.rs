@@ -11,7 +11,9 @@ use serde::Deserialize;
 pub(crate) const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8080";
 
 const EXIT_CODES: &str = "\
-Exit codes: 0 success; 1 `get` found no value; 2 bad usage or any other error.";
+Exit codes: 0 success; 1 `get` found no value; 2 bad usage or any other error; \
+3 `put`/`delete` --if-match/--if-absent did not hold (nothing written; the current context \
+is printed); 4 the write's outcome is unknown (it may or may not have been applied).";
 
 /// ringkv: a Dynamo-style distributed key-value store.
 #[derive(Debug, Parser)]
@@ -311,6 +313,14 @@ pub(crate) struct PutArgs {
     /// Context of the read this write follows (printed by `get`).
     #[arg(long)]
     pub context: Option<String>,
+    /// Compare-and-set (strong buckets): apply only if the key is still at
+    /// the version of this context (printed by `get`). Exit code 3 when not.
+    #[arg(long, value_name = "CONTEXT", conflicts_with_all = ["context", "if_absent"])]
+    pub if_match: Option<String>,
+    /// Compare-and-set (strong buckets): apply only if the key is absent
+    /// (never written, or deleted). Exit code 3 when not.
+    #[arg(long, conflicts_with = "context")]
+    pub if_absent: bool,
     /// Acks to wait for: a number, one, quorum or all.
     #[arg(long, value_parser = parse_quorum)]
     pub w: Option<String>,
@@ -344,6 +354,14 @@ pub(crate) struct DeleteArgs {
     /// Context of the read this deletion follows (printed by `get`).
     #[arg(long)]
     pub context: Option<String>,
+    /// Compare-and-set (strong buckets): apply only if the key is still at
+    /// the version of this context (printed by `get`). Exit code 3 when not.
+    #[arg(long, value_name = "CONTEXT", conflicts_with_all = ["context", "if_absent"])]
+    pub if_match: Option<String>,
+    /// Compare-and-set (strong buckets): apply only if the key is absent
+    /// (never written, or deleted). Exit code 3 when not.
+    #[arg(long, conflicts_with = "context")]
+    pub if_absent: bool,
     /// Acks to wait for: a number, one, quorum or all.
     #[arg(long, value_parser = parse_quorum)]
     pub w: Option<String>,
@@ -387,7 +405,9 @@ pub(crate) enum BucketCommand {
     /// `ringkv bucket set carts conflict=lww n=3 r=quorum`.
     ///
     /// Properties: n, r, w, pr, pw (a number, or one, quorum, all for the
-    /// quorums), conflict (siblings or lww), siblings_warn, siblings_max.
+    /// quorums), conflict (siblings or lww), siblings_warn, siblings_max,
+    /// consistency (eventual or strong; only when the bucket is created:
+    /// `ringkv bucket set orders consistency=strong`).
     /// Properties not given keep their value. The change reaches every node.
     Set(BucketSetArgs),
     /// List the buckets that have properties of their own, and the defaults.
@@ -482,6 +502,29 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn compare_and_set_flags() {
+        let Command::Put(p) = parse(&["put", "k", "v", "--if-match", "ctx"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert_eq!(p.if_match.as_deref(), Some("ctx"));
+        assert!(!p.if_absent);
+        let Command::Delete(d) = parse(&["delete", "k", "--if-absent"]).unwrap().command else {
+            panic!()
+        };
+        assert!(d.if_absent);
+        assert!(parse(&["put", "k", "v", "--if-match", "c", "--if-absent"]).is_err());
+        assert!(parse(&["put", "k", "v", "--if-match", "c", "--context", "c"]).is_err());
+        assert!(parse(&["delete", "k", "--if-absent", "--context", "c"]).is_err());
+        assert_eq!(
+            bucket_patch(&["consistency=strong".to_string()]).unwrap(),
+            serde_json::json!({"consistency": "strong"})
+        );
     }
 
     #[test]

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use ringkv_client::{
-    BucketInfo, BucketList, BucketProps, Client, ClusterStatus, GetResult, KeyLocation,
-    RequestOptions, RingInfo, SiblingValue,
+    BucketInfo, BucketList, BucketProps, Client, ClientError, ClusterStatus, GetResult,
+    GroupsSummary, KeyLocation, Precondition, RequestOptions, RingInfo, SiblingValue, Written,
 };
 
 use crate::cli::{
@@ -16,6 +16,10 @@ use crate::cli::{
 
 /// Exit code of `get` when the key has no value.
 const EXIT_NOT_FOUND: u8 = 1;
+/// Exit code of `put`/`delete` when `--if-match`/`--if-absent` did not hold.
+const EXIT_PRECONDITION: u8 = 3;
+/// Exit code of a write whose outcome is unknown (it may have applied).
+const EXIT_UNKNOWN: u8 = 4;
 
 fn client(conn: &Connection) -> anyhow::Result<Client> {
     let client = Client::new(vec![conn.endpoint.clone()])
@@ -62,18 +66,70 @@ pub(crate) async fn put(args: PutArgs) -> anyhow::Result<ExitCode> {
         timeout_ms: args.common.timeout_ms,
         ..RequestOptions::default()
     };
-    let ctx = client(&args.common.connection)?
-        .put(
-            &args.common.bucket,
-            args.key.as_bytes(),
-            value,
-            args.context.as_deref(),
-            &opts,
-        )
-        .await
-        .with_context(|| format!("put {}/{} failed", args.common.bucket, args.key))?;
-    eprintln!("context: {ctx}");
-    Ok(ExitCode::SUCCESS)
+    let what = format!("put {}/{}", args.common.bucket, args.key);
+    let client = client(&args.common.connection)?;
+    let (bucket, key) = (&args.common.bucket, args.key.as_bytes());
+    match Precondition::from_parts(args.if_match.as_deref(), args.if_absent) {
+        Some(pre) => {
+            let written = client.put_if(bucket, key, value, pre, &opts).await;
+            conditional_written(&what, written)
+        }
+        None => match client
+            .put(bucket, key, value, args.context.as_deref(), &opts)
+            .await
+        {
+            Ok(ctx) => {
+                eprintln!("context: {ctx}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => write_failed(&what, e),
+        },
+    }
+}
+
+/// What a conditional `put` or `delete` prints: the new context and the
+/// group's leader; or why it did not apply.
+fn conditional_written(
+    what: &str,
+    written: Result<Written, ClientError>,
+) -> anyhow::Result<ExitCode> {
+    match written {
+        Ok(w) => {
+            if let Some(ctx) = w.context {
+                eprintln!("context: {ctx}");
+            }
+            if let Some(leader) = w.leader {
+                eprintln!("leader: {leader}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => write_failed(what, e),
+    }
+}
+
+/// The exit of a failed write: a precondition that did not hold (exit 3,
+/// with the key's current context), an unknown outcome (exit 4), or an
+/// error (exit 2).
+fn write_failed(what: &str, e: ClientError) -> anyhow::Result<ExitCode> {
+    if let ClientError::PreconditionFailed { current, .. } = &e {
+        eprintln!(
+            "precondition failed: {what} did not apply; the key is not at the version \
+             --if-match names, or it exists (--if-absent). Nothing was written."
+        );
+        match current {
+            Some(ctx) => eprintln!("context: {ctx}"),
+            None => eprintln!("context: (none: the key was never written)"),
+        }
+        return Ok(ExitCode::from(EXIT_PRECONDITION));
+    }
+    if e.outcome_unknown() {
+        eprintln!(
+            "outcome unknown: {what} may or may not have been applied ({e}); read the key to \
+             tell, then retry if it did not"
+        );
+        return Ok(ExitCode::from(EXIT_UNKNOWN));
+    }
+    Err(anyhow::Error::new(e).context(format!("{what} failed")))
 }
 
 /// `ringkv get KEY`: the value (or each sibling, marked) to stdout, the
@@ -153,19 +209,25 @@ pub(crate) async fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
         timeout_ms: args.common.timeout_ms,
         ..RequestOptions::default()
     };
-    let ctx = client(&args.common.connection)?
-        .delete(
-            &args.common.bucket,
-            args.key.as_bytes(),
-            args.context.as_deref(),
-            &opts,
-        )
-        .await
-        .with_context(|| format!("delete {}/{} failed", args.common.bucket, args.key))?;
-    if let Some(ctx) = ctx {
-        eprintln!("context: {ctx}");
+    let what = format!("delete {}/{}", args.common.bucket, args.key);
+    let client = client(&args.common.connection)?;
+    let (bucket, key) = (&args.common.bucket, args.key.as_bytes());
+    if let Some(pre) = Precondition::from_parts(args.if_match.as_deref(), args.if_absent) {
+        let written = client.delete_if(bucket, key, pre, &opts).await;
+        return conditional_written(&what, written);
     }
-    Ok(ExitCode::SUCCESS)
+    match client
+        .delete(bucket, key, args.context.as_deref(), &opts)
+        .await
+    {
+        Ok(ctx) => {
+            if let Some(ctx) = ctx {
+                eprintln!("context: {ctx}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => write_failed(&what, e),
+    }
 }
 
 /// `ringkv status`.
@@ -274,6 +336,7 @@ fn prop_rows(p: &BucketProps) -> Vec<Vec<String>> {
         ("pr", p.pr.to_string()),
         ("pw", p.pw.to_string()),
         ("conflict", p.conflict.clone()),
+        ("consistency", p.consistency.clone()),
         ("siblings_warn", p.siblings_warn.to_string()),
         ("siblings_max", p.siblings_max.to_string()),
     ]
@@ -357,6 +420,7 @@ fn render_status(s: &ClusterStatus) -> String {
             h.refused,
         ),
     };
+    let groups = render_groups(s.groups.as_ref());
     format!(
         "answered by:     {}\n\
          layout version:  {}\n\
@@ -366,7 +430,8 @@ fn render_status(s: &ClusterStatus) -> String {
          {hints}\
          read repairs:    {}\n\
          \n{}\n\
-         partitions without a quorum: {}\n",
+         partitions without a quorum: {}\n\
+         {groups}",
         s.node,
         s.layout_version,
         s.ring_size,
@@ -378,6 +443,31 @@ fn render_status(s: &ClusterStatus) -> String {
         table(&rows),
         s.partitions_without_quorum
     )
+}
+
+/// The consensus groups' lines of `ringkv status` (none from a server
+/// without strong buckets).
+fn render_groups(groups: Option<&GroupsSummary>) -> String {
+    match groups {
+        None => String::new(),
+        Some(g) => format!(
+            "consensus groups: {} opened ({} active, {} led by this node), {} proposals in \
+             flight\ngroups without a leader: {}\n",
+            g.opened,
+            g.active,
+            g.leading,
+            g.proposals_in_flight,
+            if g.without_leader.is_empty() {
+                "none".to_string()
+            } else {
+                g.without_leader
+                    .iter()
+                    .map(|p| format!("partition {p}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        ),
+    }
 }
 
 fn render_location(l: &KeyLocation) -> String {
@@ -506,6 +596,7 @@ mod tests {
             pr: 0,
             pw: 0,
             conflict: "lww".into(),
+            consistency: "eventual".into(),
             siblings_warn: 25,
             siblings_max: 100,
         };
@@ -536,6 +627,30 @@ mod tests {
     }
 
     #[test]
+    fn groups_render() {
+        let text = render_groups(Some(&GroupsSummary {
+            opened: 4,
+            active: 2,
+            leading: 1,
+            without_leader: vec![5, 9],
+            proposals_in_flight: 3,
+        }));
+        assert!(
+            text.contains(
+                "consensus groups: 4 opened (2 active, 1 led by this node), 3 proposals in flight"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("groups without a leader: partition 5, partition 9"),
+            "{text}"
+        );
+        let none = render_groups(Some(&GroupsSummary::default()));
+        assert!(none.contains("groups without a leader: none"), "{none}");
+        assert_eq!(render_groups(None), "");
+    }
+
+    #[test]
     fn status_and_ring_render() {
         let s = ClusterStatus {
             node: "n1".into(),
@@ -556,6 +671,7 @@ mod tests {
             }],
             partitions_without_quorum: 3,
             hints: None,
+            groups: None,
             read_repairs: 0,
         };
         let text = render_status(&s);
@@ -564,6 +680,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("partitions without a quorum: 3"));
+        assert!(!text.contains("consensus groups"), "{text}");
         let mut s2 = s.clone();
         s2.members.push(MemberStatus {
             id: "n2".into(),

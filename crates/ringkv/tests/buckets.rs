@@ -108,6 +108,7 @@ async fn props_set_on_one_node_reach_every_node() {
     assert_eq!(
         props,
         json!({"n": 3, "r": 2, "w": 3, "pr": 0, "pw": 0, "conflict": "lww",
+               "consistency": "eventual",
                "siblings_warn": props["siblings_warn"], "siblings_max": props["siblings_max"]})
     );
     wait_everywhere(&c, "carts", &props).await;

@@ -59,6 +59,37 @@ pub struct TargetLabel {
     pub target: String,
 }
 
+/// Labels of a consensus group's series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabel {
+    /// The partition the group replicates.
+    pub partition: String,
+}
+
+/// Labels of the strong request latency.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabel {
+    /// `get`, `put`, `delete` or `cas` (a conditional put or delete).
+    pub op: &'static str,
+}
+
+/// One consensus group, as the metrics show it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupMetric {
+    /// The partition.
+    pub partition: u32,
+    /// Whether this node leads the group.
+    pub leader: bool,
+    /// Whether any node is known to lead it.
+    pub has_leader: bool,
+    /// The current term.
+    pub term: u64,
+    /// Times this node was elected its leader.
+    pub elections: u64,
+    /// Size of its last snapshot, in bytes.
+    pub snapshot_bytes: u64,
+}
+
 /// What the metrics show of a node, taken on the node loop.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Snapshot {
@@ -81,6 +112,10 @@ pub struct Snapshot {
     /// Whether the node's store failed (it is out of service until
     /// restarted). Not the node's to know: the runtime sets it.
     pub store_failed: bool,
+    /// The consensus groups this node opened (strong buckets).
+    pub groups: Vec<GroupMetric>,
+    /// Strong writes this node proposed that wait to be applied.
+    pub proposals_in_flight: u64,
 }
 
 impl Snapshot {
@@ -113,6 +148,19 @@ impl Snapshot {
             hints_max: node.config().hints_max,
             hints_full: node.hints_full(),
             store_failed: false,
+            groups: node
+                .groups()
+                .into_iter()
+                .map(|g| GroupMetric {
+                    partition: g.partition,
+                    leader: g.leader.as_ref() == Some(node.id()),
+                    has_leader: g.leader.is_some(),
+                    term: g.term,
+                    elections: g.elections,
+                    snapshot_bytes: g.snapshot_bytes as u64,
+                })
+                .collect(),
+            proposals_in_flight: node.proposals_in_flight(),
         }
     }
 }
@@ -130,9 +178,110 @@ pub struct Metrics {
     hints_full: Gauge,
     peer_refusals: Family<ReasonLabel, Counter>,
     store_failed: Gauge,
+    strong: StrongMetrics,
     /// Handles of the key API's series, found once: looking a series up in
     /// its family hashes its labels under a lock, on every request.
     http_handles: HttpHandles,
+}
+
+/// The series of strong buckets' consensus groups.
+struct StrongMetrics {
+    /// 1 for a group this node leads, 0 for the other groups it opened.
+    is_leader: Family<PartitionLabel, Gauge>,
+    /// Each opened group's term.
+    term: Family<PartitionLabel, Gauge>,
+    groups_opened: Gauge,
+    groups_without_leader: Gauge,
+    elections: Counter,
+    proposals_in_flight: Gauge,
+    snapshot_bytes: Gauge,
+    /// Latency of requests on strong buckets, by op, as the HTTP layer saw it.
+    latency: Family<OpLabel, Histogram>,
+}
+
+impl StrongMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let m = StrongMetrics {
+            is_leader: Family::default(),
+            term: Family::default(),
+            groups_opened: Gauge::default(),
+            groups_without_leader: Gauge::default(),
+            elections: Counter::default(),
+            proposals_in_flight: Gauge::default(),
+            snapshot_bytes: Gauge::default(),
+            latency: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.000_5, 2.0, 16))
+            }),
+        };
+        registry.register(
+            "group_is_leader",
+            "1 for a consensus group (strong buckets; one per partition, opened on first use) \
+             this node leads, 0 for the other groups it opened",
+            m.is_leader.clone(),
+        );
+        registry.register(
+            "group_term",
+            "The current raft term of each consensus group this node opened",
+            m.term.clone(),
+        );
+        registry.register(
+            "groups_opened",
+            "Consensus groups this node opened",
+            m.groups_opened.clone(),
+        );
+        registry.register(
+            "groups_without_leader",
+            "Consensus groups this node opened that have no leader it knows of",
+            m.groups_without_leader.clone(),
+        );
+        registry.register(
+            "group_elections",
+            "Times this node was elected leader of a consensus group, over all groups",
+            m.elections.clone(),
+        );
+        registry.register(
+            "proposals_in_flight",
+            "Strong writes this node proposed that wait to be applied",
+            m.proposals_in_flight.clone(),
+        );
+        registry.register(
+            "group_snapshot_bytes",
+            "Bytes of the last snapshot of every consensus group this node opened, summed",
+            m.snapshot_bytes.clone(),
+        );
+        registry.register(
+            "strong_request_seconds",
+            "Latency of requests on strong buckets (answered through the key's consensus \
+             group: proposal to commit and apply for writes, ReadIndex for reads), by op \
+             (get, put, delete, cas), measured at the HTTP layer",
+            m.latency.clone(),
+        );
+        m
+    }
+
+    fn update(&self, snap: &Snapshot) {
+        for g in &snap.groups {
+            let label = PartitionLabel {
+                partition: g.partition.to_string(),
+            };
+            self.is_leader
+                .get_or_create(&label)
+                .set(i64::from(g.leader));
+            self.term.get_or_create(&label).set(g.term as i64);
+        }
+        self.groups_opened.set(snap.groups.len() as i64);
+        self.groups_without_leader
+            .set(snap.groups.iter().filter(|g| !g.has_leader).count() as i64);
+        let elections: u64 = snap.groups.iter().map(|g| g.elections).sum();
+        let have = self.elections.get();
+        if elections > have {
+            self.elections.inc_by(elections - have);
+        }
+        self.proposals_in_flight
+            .set(snap.proposals_in_flight as i64);
+        let bytes: u64 = snap.groups.iter().map(|g| g.snapshot_bytes).sum();
+        self.snapshot_bytes.set(bytes as i64);
+    }
 }
 
 /// Registers the counter of refused inbound peer connections.
@@ -232,7 +381,9 @@ impl Metrics {
              the node is out of service until restarted",
             store_failed.clone(),
         );
+        let strong = StrongMetrics::register(&mut registry);
         Metrics {
+            strong,
             store_failed,
             registry: Mutex::new(registry),
             http_requests,
@@ -277,6 +428,15 @@ impl Metrics {
         }
         self.http_handles.latency[m]
             .get_or_init(|| latency().clone())
+            .observe(took.as_secs_f64());
+    }
+
+    /// Records one request on a strong bucket, by `op` (`get`, `put`,
+    /// `delete`, `cas`).
+    pub fn observe_strong(&self, op: &'static str, took: Duration) {
+        self.strong
+            .latency
+            .get_or_create(&OpLabel { op })
             .observe(took.as_secs_f64());
     }
 
@@ -335,6 +495,7 @@ impl Metrics {
         self.hints_max.set(snap.hints_max as i64);
         self.hints_full.set(i64::from(snap.hints_full));
         self.store_failed.set(i64::from(snap.store_failed));
+        self.strong.update(snap);
         let mut out = String::new();
         encode(&mut out, &registry).expect("writing to a String cannot fail");
         out
@@ -389,6 +550,47 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("ringkv_hints_full 1"), "{text}");
+    }
+
+    #[test]
+    fn groups_show_leader_term_elections_and_latency() {
+        let m = Metrics::new();
+        let group = |partition, leader, term, elections| GroupMetric {
+            partition,
+            leader,
+            has_leader: leader || partition != 9,
+            term,
+            elections,
+            snapshot_bytes: 100,
+        };
+        let mut snap = Snapshot {
+            groups: vec![group(3, true, 2, 1), group(9, false, 5, 0)],
+            proposals_in_flight: 4,
+            ..Snapshot::default()
+        };
+        m.observe_strong("cas", Duration::from_millis(3));
+        let text = m.render(&snap);
+        for line in [
+            "ringkv_group_is_leader{partition=\"3\"} 1",
+            "ringkv_group_is_leader{partition=\"9\"} 0",
+            "ringkv_group_term{partition=\"9\"} 5",
+            "ringkv_groups_opened 2",
+            "ringkv_groups_without_leader 1",
+            "ringkv_group_elections_total 1",
+            "ringkv_proposals_in_flight 4",
+            "ringkv_group_snapshot_bytes 200",
+            "ringkv_strong_request_seconds_count{op=\"cas\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        snap.groups[1].elections = 2;
+        snap.groups[0].leader = false;
+        let text = m.render(&snap);
+        assert!(text.contains("ringkv_group_elections_total 3"), "{text}");
+        assert!(
+            text.contains("ringkv_group_is_leader{partition=\"3\"} 0"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -171,7 +171,7 @@ mod tests {
             json!({
                 "bucket": "carts",
                 "props": {"n": 3, "r": 2, "w": 2, "pr": 0, "pw": 0, "conflict": "siblings",
-                          "siblings_warn": 25, "siblings_max": 100},
+                          "consistency": "eventual", "siblings_warn": 25, "siblings_max": 100},
                 "set": false,
             })
         );

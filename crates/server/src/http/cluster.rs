@@ -10,8 +10,8 @@ use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use ringkv_core::NodeId;
 use ringkv_core::api::{
-    ClusterStatus, HintsStatus, KeyLocation, KeyNode, MemberDetail, MemberStatus, PartitionInfo,
-    RingInfo,
+    ClusterStatus, GroupInfo, GroupsStatus, HintsStatus, KeyLocation, KeyNode, MemberDetail,
+    MemberStatus, PartitionInfo, RingInfo,
 };
 use ringkv_core::hash::BucketKey;
 use ringkv_node::membership::{Liveness, MemberInfo};
@@ -77,6 +77,36 @@ pub(crate) async fn cluster(State(st): State<Arc<AppState>>) -> Response {
     inspect_json(&st, move |n| cluster_status(n, &addrs)).await
 }
 
+/// `GET /v1/groups`: the consensus groups of strong buckets this node
+/// opened, with leader, term, indexes and snapshot size.
+pub(crate) async fn groups(State(st): State<Arc<AppState>>) -> Response {
+    let me = st.me.clone();
+    inspect_json(&st, move |n| groups_status(n, &me)).await
+}
+
+/// The body of `GET /v1/groups`.
+pub(crate) fn groups_status(n: &ServedNode, me: &NodeId) -> GroupsStatus {
+    GroupsStatus {
+        node: me.as_str().to_string(),
+        proposals_in_flight: n.proposals_in_flight(),
+        groups: n
+            .groups()
+            .into_iter()
+            .map(|g| GroupInfo {
+                active: g.active,
+                applied: g.applied,
+                commit: g.commit,
+                elections: g.elections,
+                leader: g.leader.map(|l| l.as_str().to_string()),
+                log_entries: g.log_entries,
+                partition: g.partition,
+                snapshot_bytes: g.snapshot_bytes as u64,
+                term: g.term,
+            })
+            .collect(),
+    }
+}
+
 /// The HTTP addresses `GET /v1/cluster` shows, from outside the node loop.
 struct Addresses {
     /// This node.
@@ -119,6 +149,7 @@ fn cluster_status(n: &ServedNode, addrs: &Addresses) -> ClusterStatus<MemberDeta
         members.push(member(n, &known, &i.id, &i.rpc_addr, http, (0, 0)));
     }
     ClusterStatus {
+        groups: Some(groups_status(n, &addrs.me).summary()),
         hints: Some(hints_status(n)),
         layout_version: layout.version,
         members,

@@ -154,9 +154,26 @@ pub(crate) async fn kv(State(st): State<Arc<AppState>>, request: Request) -> Res
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    st.metrics
-        .observe_http(op, resp.status().as_u16(), start.elapsed());
+    let took = start.elapsed();
+    st.metrics.observe_http(op, resp.status().as_u16(), took);
+    // Only requests on strong buckets name a leader.
+    if resp.headers().contains_key(&LEADER_NAME) {
+        st.metrics
+            .observe_strong(strong_op(op, &parts.headers), took);
+    }
     resp
+}
+
+/// The op a strong request is measured by: `cas` when conditional.
+fn strong_op(method: &'static str, headers: &HeaderMap) -> &'static str {
+    let conditional =
+        headers.contains_key(header::IF_MATCH) || headers.contains_key(header::IF_NONE_MATCH);
+    match method {
+        "PUT" | "DELETE" if conditional => "cas",
+        "PUT" => "put",
+        "DELETE" => "delete",
+        _ => "get",
+    }
 }
 
 /// Parses the request, hands it to the node loop and turns the reply into

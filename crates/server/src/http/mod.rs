@@ -9,7 +9,7 @@
 //!   takes key requests past the router, and the path and body helpers the
 //!   handlers share.
 //! - `kv`: `GET`/`PUT`/`DELETE /v1/kv/{bucket}/{key}`, contexts and siblings.
-//! - `cluster`: `/health`, `/metrics`, `/v1/cluster`, `/v1/ring`.
+//! - `cluster`: `/health`, `/metrics`, `/v1/cluster`, `/v1/groups`, `/v1/ring`.
 //! - `buckets`: `/v1/buckets`, bucket properties.
 //! - `faults`: `/v1/admin/faults`, test-only fault injection (routed only
 //!   when the node was started with `--fault-injection`).
@@ -213,6 +213,7 @@ fn router_with(state: Arc<AppState>) -> Router {
         .route("/health", get(cluster::health))
         .route("/metrics", get(cluster::metrics))
         .route("/v1/cluster", get(cluster::cluster))
+        .route("/v1/groups", get(cluster::groups))
         .route("/v1/ring", get(cluster::ring))
         .route("/v1/ring/{*rest}", get(cluster::locate))
         .route("/v1/buckets", get(buckets::buckets_list))

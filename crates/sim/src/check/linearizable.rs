@@ -552,8 +552,6 @@ struct Entry {
     op: usize,
     /// A completion (else an invocation).
     ret: bool,
-    /// When.
-    at: u64,
 }
 
 /// The exact part of a memo key: the linearized acknowledged ops, as a run
@@ -622,10 +620,10 @@ impl<'t, 'e> Search<'t, 'e> {
         let (mut slot, mut defs, mut unks) = (Vec::new(), 0, 0);
         for (op, p) in table.ops.iter().enumerate() {
             let (id, at) = (p.event.id, p.event.invoke);
-            main.push(((at, false, id), Entry { op, ret: false, at }));
+            main.push(((at, false, id), Entry { op, ret: false }));
             if p.step.definite() {
                 let at = p.event.complete.unwrap_or(u64::MAX);
-                main.push(((at, true, id), Entry { op, ret: true, at }));
+                main.push(((at, true, id), Entry { op, ret: true }));
                 slot.push((true, defs));
                 defs += 1;
             } else {
@@ -638,7 +636,6 @@ impl<'t, 'e> Search<'t, 'e> {
         let head = Entry {
             op: NIL,
             ret: false,
-            at: 0,
         };
         let mut entries = vec![head];
         let mut links = vec![(NIL, NIL)];

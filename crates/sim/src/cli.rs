@@ -226,6 +226,18 @@ struct SeedResult {
     inconclusive: Vec<String>,
 }
 
+/// Runs one seed of a sweep and checks its history.
+fn run_seed(scenario: &Scenario, seed: u64, injected: &InjectedBugs) -> SeedResult {
+    let r = crate::run(scenario, seed, injected);
+    let report = report_all(&r.history);
+    SeedResult {
+        seed,
+        ops: r.stats.ops_invoked,
+        violations: report.violations.iter().map(|v| v.to_string()).collect(),
+        inconclusive: report.inconclusive,
+    }
+}
+
 fn sim_sweep(a: SweepArgs) -> Result<ExitCode, String> {
     let scenario = load(&a.scenario)?;
     let seeds = parse_seeds(&a.seeds)?;
@@ -248,20 +260,7 @@ fn sim_sweep(a: SweepArgs) -> Result<ExitCode, String> {
                 let injected = &injected;
                 scope.spawn(move || {
                     mine.into_iter()
-                        .map(|seed| {
-                            let r = crate::run(scenario, seed, injected);
-                            let report = report_all(&r.history);
-                            SeedResult {
-                                seed,
-                                ops: r.stats.ops_invoked,
-                                violations: report
-                                    .violations
-                                    .iter()
-                                    .map(|v| v.to_string())
-                                    .collect(),
-                                inconclusive: report.inconclusive,
-                            }
-                        })
+                        .map(|seed| run_seed(scenario, seed, injected))
                         .collect::<Vec<_>>()
                 })
             })

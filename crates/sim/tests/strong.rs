@@ -11,14 +11,20 @@ use ringkv_sim::scenario::Scenario;
 use ringkv_sim::world::World;
 use ringkv_sim::{run, workload::strong::STRONG_BUCKET};
 
-const FILE: &str = "scenarios/strong.toml";
+const STRONG: &str = include_str!("../../../scenarios/strong.toml");
+const MIXED: &str = include_str!("../../../scenarios/strong-mixed.toml");
 
-/// The shipped strong scenario, shortened to `duration_ms`.
-fn strong(duration_ms: u64) -> Scenario {
-    let mut s = Scenario::from_toml(include_str!("../../../scenarios/strong.toml")).unwrap();
+/// A shipped scenario, shortened to `duration_ms`.
+fn shortened(text: &str, duration_ms: u64) -> Scenario {
+    let mut s = Scenario::from_toml(text).unwrap();
     s.duration_ms = duration_ms;
     s.faults.retain(|f| f.at_ms < duration_ms);
     s
+}
+
+/// The shipped strong scenario, shortened to `duration_ms`.
+fn strong(duration_ms: u64) -> Scenario {
+    shortened(STRONG, duration_ms)
 }
 
 /// Seeds for the CI sweep; `RINGKV_SWEEP_SEEDS` raises it for a longer soak.
@@ -26,16 +32,30 @@ fn seeds() -> u64 {
     std::env::var("RINGKV_SWEEP_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(6)
+        .unwrap_or(16)
 }
 
 #[test]
 fn sweep_strong_scenario_every_history_is_linearizable() {
-    let s = strong(8_000);
+    sweep("scenarios/strong.toml", &strong(8_000), seeds());
+}
+
+#[test]
+fn sweep_strong_mixed_scenario_passes_every_checker() {
+    sweep(
+        "scenarios/strong-mixed.toml",
+        &shortened(MIXED, 8_000),
+        seeds() / 2,
+    );
+}
+
+/// Runs `seeds` seeds of `s` (from `file`): no violation, nothing
+/// inconclusive, and contended compare-and-sets that both apply and fail.
+fn sweep(file: &str, s: &Scenario, seeds: u64) {
     let mut failures = vec![];
     let (mut applied, mut refused, mut unknown) = (0, 0, 0);
-    for seed in 0..seeds() {
-        let r = run(&s, seed, &InjectedBugs::default());
+    for seed in 0..seeds {
+        let r = run(s, seed, &InjectedBugs::default());
         let report = report_all(&r.history);
         for op in r.history.ops.iter().filter(|op| op.strong) {
             match (&op.kind, &op.outcome) {
@@ -48,7 +68,7 @@ fn sweep_strong_scenario_every_history_is_linearizable() {
         if let Some(first) = report.violations.first() {
             failures.push(format!(
                 "seed {seed}: {first} ({} violations)\n  replay: ringkv sim run --seed {seed} \
-                 --scenario {FILE}   (this sweep shortened duration_ms to 8000)",
+                 --scenario {file}   (this sweep shortened duration_ms to 8000)",
                 report.violations.len()
             ));
         }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand, ValueEnum};
 use ringkv_node::InjectedBugs;
 
-use crate::check::check_all;
+use crate::check::report_all;
 use crate::experiment::{EXPERIMENTS, Options, run_experiment, write_report};
 use crate::observe::observe;
 use crate::scenario::Scenario;
@@ -156,7 +156,8 @@ fn sim_run(a: RunArgs) -> Result<ExitCode, String> {
     let result = crate::run(&scenario, a.seed, &bugs(&a.bug));
     let wall = started.elapsed();
     let obs = observe(&result.history, scenario.duration_ms);
-    let violations = check_all(&result.history);
+    let report = report_all(&result.history);
+    let violations = &report.violations;
     println!("scenario {:?}, seed {}", scenario.name, a.seed);
     for line in &result.stats.fault_log {
         println!("  {line}");
@@ -184,6 +185,7 @@ fn sim_run(a: RunArgs) -> Result<ExitCode, String> {
             "stats": result.stats,
             "observations": obs,
             "violations": violations.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
+            "inconclusive": report.inconclusive,
             "history": result.history,
         });
         std::fs::write(
@@ -192,9 +194,18 @@ fn sim_run(a: RunArgs) -> Result<ExitCode, String> {
         )
         .map_err(|e| format!("writing {}: {e}", path.display()))?;
     }
+    for i in &report.inconclusive {
+        println!("inconclusive (neither passed nor failed): {i}");
+    }
     if violations.is_empty() {
         println!(
-            "invariants: ok (no acknowledged write lost; siblings only for concurrent writes)"
+            "invariants: ok (no acknowledged write lost; siblings only for concurrent writes; \
+             strong keys linearizable{})",
+            if report.inconclusive.is_empty() {
+                ""
+            } else {
+                ", except the inconclusive keys above"
+            }
         );
         Ok(ExitCode::SUCCESS)
     } else {
@@ -211,6 +222,20 @@ struct SeedResult {
     seed: u64,
     ops: u64,
     violations: Vec<String>,
+    /// What the checkers could not decide.
+    inconclusive: Vec<String>,
+}
+
+/// Runs one seed of a sweep and checks its history.
+fn run_seed(scenario: &Scenario, seed: u64, injected: &InjectedBugs) -> SeedResult {
+    let r = crate::run(scenario, seed, injected);
+    let report = report_all(&r.history);
+    SeedResult {
+        seed,
+        ops: r.stats.ops_invoked,
+        violations: report.violations.iter().map(|v| v.to_string()).collect(),
+        inconclusive: report.inconclusive,
+    }
 }
 
 fn sim_sweep(a: SweepArgs) -> Result<ExitCode, String> {
@@ -235,17 +260,7 @@ fn sim_sweep(a: SweepArgs) -> Result<ExitCode, String> {
                 let injected = &injected;
                 scope.spawn(move || {
                     mine.into_iter()
-                        .map(|seed| {
-                            let r = crate::run(scenario, seed, injected);
-                            SeedResult {
-                                seed,
-                                ops: r.stats.ops_invoked,
-                                violations: check_all(&r.history)
-                                    .iter()
-                                    .map(|v| v.to_string())
-                                    .collect(),
-                            }
-                        })
+                        .map(|seed| run_seed(scenario, seed, injected))
                         .collect::<Vec<_>>()
                 })
             })
@@ -260,17 +275,31 @@ fn sim_sweep(a: SweepArgs) -> Result<ExitCode, String> {
         .iter()
         .filter(|r| !r.violations.is_empty())
         .collect();
+    let inconclusive: Vec<&SeedResult> = results
+        .iter()
+        .filter(|r| r.violations.is_empty() && !r.inconclusive.is_empty())
+        .collect();
     let ops: u64 = results.iter().map(|r| r.ops).sum();
     let wall = started.elapsed().as_secs_f64();
     println!(
-        "sweep of {:?}: {} seeds, {} simulated ops in {:.1} s ({:.0} ops/s), {} failed",
+        "sweep of {:?}: {} seeds, {} simulated ops in {:.1} s ({:.0} ops/s), {} failed, \
+         {} inconclusive",
         scenario.name,
         results.len(),
         ops,
         wall,
         ops as f64 / wall.max(1e-9),
-        failed.len()
+        failed.len(),
+        inconclusive.len()
     );
+    for r in &inconclusive {
+        println!(
+            "seed {} inconclusive: {}",
+            r.seed,
+            r.inconclusive.join("; ")
+        );
+        println!("  replay: {}", replay_command(r.seed, &a.scenario, &a.bug));
+    }
     for r in &failed {
         println!("seed {} failed: {}", r.seed, r.violations[0]);
         if r.violations.len() > 1 {

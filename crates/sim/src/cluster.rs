@@ -242,6 +242,27 @@ impl Cluster {
         }
     }
 
+    /// Sets `bucket`'s properties on node `i` (as `PUT /buckets/..` does)
+    /// and syncs its disk, so they survive any crash. Does nothing when the
+    /// node is down.
+    pub fn set_bucket(
+        &mut self,
+        i: usize,
+        now_ms: u64,
+        bucket: &'static [u8],
+        patch: &ringkv_core::bucket::BucketPatch,
+        out: &mut Vec<Output>,
+    ) -> Result<(), String> {
+        let slot = &mut self.slots[i];
+        let Some(node) = slot.node.as_mut() else {
+            return Ok(());
+        };
+        let _node = slot.span.enter();
+        node.set_bucket(now_ms, bytes::Bytes::from_static(bucket), patch, out)
+            .map_err(|e| e.to_string())?;
+        node.store_mut().sync().map_err(|e| e.to_string())
+    }
+
     /// A periodic sync of node `i`'s disk (nothing while it is down).
     pub fn sync(&mut self, i: usize) {
         if let Some(node) = self.slots[i].node.as_mut() {

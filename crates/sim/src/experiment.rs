@@ -117,6 +117,7 @@ fn n5(delay_ms: f64, r: usize, w: usize, quick: bool) -> Scenario {
                 delete: 0.0,
             },
             value_bytes: 16,
+            strong: None,
         },
         ..Scenario::default()
     }

@@ -5,6 +5,8 @@
 use ringkv_core::{Dot, Object, VersionVector};
 use serde::{Deserialize, Serialize};
 
+use crate::check::linearizable::Expect;
+
 /// What a client asked for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OpKind {
@@ -21,6 +23,14 @@ pub enum OpKind {
     Delete {
         /// The context handed with the delete.
         context: Option<VersionVector>,
+    },
+    /// A compare-and-set of a strong bucket's key: writes `value` only if
+    /// the key is as `expect` says (`If-None-Match: *` or `If-Match`).
+    Cas {
+        /// The value written (unique per write in a run).
+        value: String,
+        /// The precondition.
+        expect: Expect,
     },
 }
 
@@ -49,7 +59,16 @@ pub enum Outcome {
         /// Replies received.
         acks: usize,
     },
-    /// Refused or failed for another reason.
+    /// A compare-and-set whose precondition did not hold: nothing changed;
+    /// `current` names the key's version it found.
+    PreconditionFailed {
+        /// The key's context (its version) when the condition was tested.
+        current: VersionVector,
+    },
+    /// A strong bucket's request that may or may not have taken effect
+    /// (proposed, then no answer before the deadline).
+    Unknown(String),
+    /// Refused or failed for another reason: it did not take effect.
     Error(String),
 }
 
@@ -62,8 +81,12 @@ pub struct Op {
     pub client: u32,
     /// The node the client sent it to.
     pub node: String,
-    /// The key (bucket `default`).
+    /// The key (bucket `default`, or `strong` when [`Op::strong`]).
     pub key: String,
+    /// Whether the key is in the strong bucket (served by a consensus
+    /// group, checked for linearizability; the other checkers skip it).
+    #[serde(default)]
+    pub strong: bool,
     /// What was asked.
     pub kind: OpKind,
     /// Replies the read waited for, or acks the write waited for.

@@ -155,6 +155,7 @@ fn kind_name(kind: &OpKind) -> &'static str {
         OpKind::Get => "get",
         OpKind::Put { .. } => "put",
         OpKind::Delete { .. } => "delete",
+        OpKind::Cas { .. } => "cas",
     }
 }
 
@@ -201,12 +202,17 @@ impl Failures {
     fn tally(&mut self, kind: &OpKind, outcome: &Outcome) -> bool {
         match (kind, outcome) {
             (OpKind::Get, Outcome::Read { .. }) => true,
-            (OpKind::Put { .. } | OpKind::Delete { .. }, Outcome::Written { .. }) => true,
+            (
+                OpKind::Put { .. } | OpKind::Delete { .. } | OpKind::Cas { .. },
+                Outcome::Written { .. },
+            ) => true,
+            // A refused compare-and-set is an answer, not a failure.
+            (OpKind::Cas { .. }, Outcome::PreconditionFailed { .. }) => true,
             (_, Outcome::Unavailable { .. }) => {
                 self.unavailable += 1;
                 false
             }
-            (_, Outcome::Pending) => {
+            (_, Outcome::Pending | Outcome::Unknown(_)) => {
                 self.pending += 1;
                 false
             }

@@ -325,6 +325,60 @@ pub struct Workload {
     pub mix: Mix,
     /// Value size, in bytes.
     pub value_bytes: usize,
+    /// Operations on a strong bucket (`[workload.strong]`; none if absent).
+    pub strong: Option<StrongWorkload>,
+}
+
+/// Operations on the strong bucket `strong` (one consensus group per
+/// partition; checked for linearizability). Set on every node before the
+/// first operation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StrongWorkload {
+    /// Share of operations that go to the strong bucket, 0..=1 (the rest
+    /// follow `workload.mix` on the eventual bucket).
+    pub share: f64,
+    /// Number of distinct strong keys (`s0..`), picked uniformly: few, so
+    /// that clients contend.
+    pub keys: usize,
+    /// Operation mix on strong keys.
+    pub mix: StrongMix,
+}
+
+impl Default for StrongWorkload {
+    fn default() -> Self {
+        StrongWorkload {
+            share: 1.0,
+            keys: 5,
+            mix: StrongMix::default(),
+        }
+    }
+}
+
+/// Operation mix on strong keys, as relative weights.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StrongMix {
+    /// Reads.
+    pub get: f64,
+    /// Unconditional writes.
+    pub put: f64,
+    /// Compare-and-set: `If-Match` the version this client last saw of the
+    /// key, or `If-None-Match: *` if it saw none (or saw it deleted).
+    pub cas: f64,
+    /// Unconditional deletes.
+    pub delete: f64,
+}
+
+impl Default for StrongMix {
+    fn default() -> Self {
+        StrongMix {
+            get: 0.4,
+            put: 0.2,
+            cas: 0.3,
+            delete: 0.1,
+        }
+    }
 }
 
 impl Default for Workload {
@@ -336,6 +390,7 @@ impl Default for Workload {
             key_dist: KeyDist::Uniform,
             mix: Mix::default(),
             value_bytes: 16,
+            strong: None,
         }
     }
 }

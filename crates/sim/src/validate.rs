@@ -6,7 +6,7 @@
 use crate::scenario::{
     Arrival, CLIENTS_MAX, DURATION_MS_MAX, KEYS_MAX, KeyDist, LATENCY_MS_MAX, Latency,
     MIXTURE_DEPTH_MAX, NODES_MAX, RATE_PER_S_MAX, RandomFaults, Scenario, ScenarioError, SimSync,
-    WEIGHT_MAX, Workload,
+    StrongWorkload, WEIGHT_MAX, Workload,
 };
 
 impl Scenario {
@@ -205,6 +205,32 @@ impl Workload {
         {
             return bad(format!(
                 "open-loop rate_per_s={rate_per_s} must be above 0 and at most {RATE_PER_S_MAX}"
+            ));
+        }
+        self.strong
+            .as_ref()
+            .map_or(Ok(()), StrongWorkload::validate)
+    }
+}
+
+impl StrongWorkload {
+    /// Checks the share, the number of keys and the mix.
+    pub fn validate(&self) -> Result<(), ScenarioError> {
+        let bad = |m: String| Err(ScenarioError::Invalid(format!("workload.strong: {m}")));
+        if !within(self.share, 0.0, 1.0) {
+            return bad(format!("share={} must be from 0 to 1", self.share));
+        }
+        if self.keys == 0 || self.keys > KEYS_MAX {
+            return bad(format!("keys={} must be from 1 to {KEYS_MAX}", self.keys));
+        }
+        let m = &self.mix;
+        let weights = [m.get, m.put, m.cas, m.delete];
+        if !weights.iter().all(|w| within(*w, 0.0, WEIGHT_MAX))
+            || weights.iter().sum::<f64>() <= 0.0
+        {
+            return bad(format!(
+                "mix weights get={}, put={}, cas={}, delete={} must be from 0 to {WEIGHT_MAX} and not all 0",
+                m.get, m.put, m.cas, m.delete
             ));
         }
         Ok(())

@@ -22,6 +22,8 @@
 //! `2 * timeout_ms + 1000` ms (a delete's read and write, plus the forward
 //! margin): it stays `Pending`.
 
+pub mod strong;
+
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
@@ -83,6 +85,20 @@ pub struct Clients {
     meta: Vec<OpMeta>,
     /// Operations waiting for a reply, with their node.
     in_flight: BTreeMap<u64, usize>,
+    /// The strong bucket's share of operations, if the scenario has one.
+    strong: Option<strong::StrongClients>,
+}
+
+/// An operation about to be invoked.
+struct Invoke {
+    client: u32,
+    node: usize,
+    /// Key index (in the eventual or the strong bucket).
+    key: usize,
+    kind: OpKind,
+    then: Then,
+    quorum: usize,
+    strong: bool,
 }
 
 impl Clients {
@@ -112,6 +128,7 @@ impl Clients {
             last_start_us: vec![0; w.clients],
             meta: Vec::new(),
             in_flight: BTreeMap::new(),
+            strong: w.strong.as_ref().map(strong::StrongClients::new),
         }
     }
 
@@ -144,11 +161,9 @@ fn outcome(reply: ClientReply) -> Outcome {
             ClientError::TooLarge(m) => Outcome::Error(format!("too large: {m}")),
             ClientError::Overloaded(m) => Outcome::Error(format!("overloaded: {m}")),
             ClientError::Internal(m) => Outcome::Error(format!("internal: {m}")),
-            ClientError::PreconditionFailed { .. } => Outcome::Error("precondition failed".into()),
+            ClientError::PreconditionFailed { current } => Outcome::PreconditionFailed { current },
             ClientError::NoQuorum { reason } => Outcome::Error(format!("no quorum: {reason}")),
-            ClientError::OutcomeUnknown { reason } => {
-                Outcome::Error(format!("outcome unknown: {reason}"))
-            }
+            ClientError::OutcomeUnknown { reason } => Outcome::Unknown(reason),
         },
     }
 }
@@ -197,6 +212,11 @@ impl World<'_> {
     fn start_op(&mut self, client: u32) {
         self.clients.last_start_us[client as usize] = self.now_us;
         let node = self.rng_work.below(self.cluster.len() as u64) as usize;
+        if let Some(share) = self.clients.strong.as_ref().map(|s| s.share)
+            && self.rng_work.unit() < share
+        {
+            return self.start_strong_op(client, node);
+        }
         let key = self.clients.keys.pick(&mut self.rng_work);
         let u = self.rng_work.unit();
         let [get, put, rmw] = self.clients.mix;
@@ -216,14 +236,13 @@ impl World<'_> {
         }
     }
 
-    /// Records an operation and sends it to `node`.
+    /// Records an operation on the eventual bucket and sends it to `node`.
     fn invoke(&mut self, client: u32, node: usize, key: usize, kind: OpKind, then: Then) {
-        let id = self.history.ops.len() as u64;
         let (r, w) = (self.scenario.r, self.scenario.w);
         let quorum = if kind == OpKind::Get { r } else { w };
         let key_str = key_name(key);
         let request = ClientRequest {
-            key: BucketKey::new(Bytes::from_static(BUCKET), Bytes::from(key_str.clone())),
+            key: BucketKey::new(Bytes::from_static(BUCKET), Bytes::from(key_str)),
             op: match &kind {
                 OpKind::Get => ClientOp::Get {
                     r: Some(QuorumParam::Count(quorum as u32)),
@@ -241,16 +260,47 @@ impl World<'_> {
                     w: Some(QuorumParam::Count(quorum as u32)),
                     pw: None,
                 },
+                OpKind::Cas { .. } => unreachable!("compare-and-set is for strong keys"),
             },
             timeout_ms: None,
         };
+        let op = Invoke {
+            client,
+            node,
+            key,
+            kind,
+            then,
+            quorum,
+            strong: false,
+        };
+        self.submit(op, request);
+    }
+
+    /// Records operation `o` in the history and sends `request` to its node
+    /// (or fails it at once if the node is down).
+    fn submit(&mut self, o: Invoke, request: ClientRequest) {
+        let Invoke {
+            client,
+            node,
+            key,
+            kind,
+            then,
+            quorum,
+            strong,
+        } = o;
+        let id = self.history.ops.len() as u64;
         let invoke_ms = self.now_ms();
         let up = self.cluster.is_up(node);
         self.history.ops.push(Op {
             id,
             client,
             node: self.cluster.id(node).to_string(),
-            key: key_str,
+            key: if strong {
+                strong::key_name(key)
+            } else {
+                key_name(key)
+            },
+            strong,
             kind,
             quorum,
             invoke_ms,
@@ -303,6 +353,10 @@ impl World<'_> {
             ClientReply::Error(_) | ClientReply::Strong { .. } => 0,
         };
         op.outcome = outcome(reply);
+        if op.strong {
+            self.strong_reply(id);
+        }
+        let op = &self.history.ops[id as usize];
         let read_ok = matches!(op.outcome, Outcome::Read { .. });
         self.stats.ops_completed += 1;
         let meta = self.clients.meta[id as usize];

@@ -192,6 +192,9 @@ impl<'a> World<'a> {
             inc.join(" ")
         ));
         self.queue.push(s.duration_ms * 1_000, Event::EndWorkload);
+        if s.workload.strong.is_some() {
+            self.make_strong_bucket();
+        }
         for i in 0..self.cluster.len() {
             self.boot(i);
         }
@@ -204,6 +207,24 @@ impl<'a> World<'a> {
             }
         }
         self.start_clients();
+    }
+
+    /// Makes the strong workload's bucket strong on every node, before
+    /// anything else happens (the nodes keep it in their metadata, so it
+    /// survives restarts).
+    fn make_strong_bucket(&mut self) {
+        use crate::workload::strong::{STRONG_BUCKET, strong_patch};
+        let patch = strong_patch();
+        for i in 0..self.cluster.len() {
+            let mut out = std::mem::take(&mut self.out);
+            if let Err(e) =
+                self.cluster
+                    .set_bucket(i, self.now_ms(), STRONG_BUCKET, &patch, &mut out)
+            {
+                panic!("the strong bucket cannot be set on node {i}: {e}");
+            }
+            self.perform(i, out);
+        }
     }
 
     /// Simulated time in ms, as nodes and the history see it.

@@ -538,23 +538,12 @@ impl Observed {
 /// No entry.
 const NIL: usize = usize::MAX;
 
-/// The head of the time line of acknowledged ops (invocations and
-/// completions) in [`Search::links`].
-const MAIN: usize = 0;
-
-/// Whether unknown ops' invocations go in the main time line (tried as soon
-/// as invoked) rather than in their own list (tried only when stuck at a
-/// completion). Eager is much faster on correct histories (the generator's
-/// 3,000-op histories: under a second against out of budget).
-const EAGER: bool = true;
-
-/// Whether to refuse an unknown write or delete right after another unknown
-/// op (sound: the first one's state is never observed, so leaving it out is
-/// as good). Off: with eager unknown ops it forces deep backtracking.
-const PAIR_RULE: bool = false;
-
-/// The head of the list of unknown ops' invocations.
-const UNKNOWN: usize = 1;
+/// The head of the time line (invocations and completions) in
+/// [`Search::links`]. Unknown ops have only their invocation in it: they are
+/// tried as soon as they are invoked, like the others (trying them only when
+/// stuck at a completion was measured much slower on correct histories: the
+/// generator's 3,000-op histories took under a second against out of budget).
+const HEAD: usize = 0;
 
 /// An invocation or completion.
 #[derive(Clone, Copy)]
@@ -563,8 +552,6 @@ struct Entry {
     op: usize,
     /// A completion (else an invocation).
     ret: bool,
-    /// When.
-    at: u64,
 }
 
 /// The exact part of a memo key: the linearized acknowledged ops, as a run
@@ -579,24 +566,10 @@ struct MemoKey {
     value: Val,
 }
 
-/// Where the search is in its scan.
-#[derive(Clone, Copy)]
-enum Cursor {
-    /// At this entry of the time line of acknowledged ops.
-    Main(usize),
-    /// At this unknown invocation, trying those invoked by `limit` (`None`:
-    /// any) to get past completion `stuck` (`NIL`: none).
-    Unknown {
-        entry: usize,
-        limit: Option<u64>,
-        stuck: usize,
-    },
-}
-
 /// A linearized op: where it was found, and the state before it.
 struct Frame {
-    /// Its invocation, as the scan found it.
-    at: Cursor,
+    /// Its invocation entry.
+    at: usize,
     /// The model's state before it.
     before: State,
 }
@@ -615,14 +588,12 @@ struct Stuck {
 /// The search over one key.
 ///
 /// The memo holds every (linearized set, state) explored, exactly as in
-/// Porcupine. With [`EAGER`] off, unknown ops would be tried lazily (only when
-/// stuck at a completion); measured, that is slower on correct histories.
+/// Porcupine.
 struct Search<'t, 'e> {
     table: &'t Table<'e>,
-    /// Entries; 0 and 1 are the heads of the two lists ([`MAIN`],
-    /// [`UNKNOWN`]).
+    /// Entries; 0 is the head of the list ([`HEAD`]).
     entries: Vec<Entry>,
-    /// The doubly linked lists of entries not lifted: (prev, next).
+    /// The doubly linked list of entries not lifted: (prev, next).
     links: Vec<(usize, usize)>,
     /// Per op: its completion entry, or `NIL` (unknown ops).
     ret_of: Vec<usize>,
@@ -643,51 +614,40 @@ struct Search<'t, 'e> {
 }
 
 impl<'t, 'e> Search<'t, 'e> {
-    /// Lays out the two lists of `table`.
+    /// Lays out the time line of `table`.
     fn new(table: &'t Table<'e>) -> Self {
         let mut main: Vec<((u64, bool, u64), Entry)> = Vec::new();
-        let mut unknown: Vec<((u64, bool, u64), Entry)> = Vec::new();
         let (mut slot, mut defs, mut unks) = (Vec::new(), 0, 0);
         for (op, p) in table.ops.iter().enumerate() {
             let (id, at) = (p.event.id, p.event.invoke);
-            let call = ((at, false, id), Entry { op, ret: false, at });
+            main.push(((at, false, id), Entry { op, ret: false }));
             if p.step.definite() {
                 let at = p.event.complete.unwrap_or(u64::MAX);
-                main.push(call);
-                main.push(((at, true, id), Entry { op, ret: true, at }));
+                main.push(((at, true, id), Entry { op, ret: true }));
                 slot.push((true, defs));
                 defs += 1;
-            } else if EAGER {
-                main.push(call);
-                slot.push((false, unks));
-                unks += 1;
             } else {
-                unknown.push(call);
                 slot.push((false, unks));
                 unks += 1;
             }
         }
         // Invocations before completions at the same instant: overlapping.
         main.sort_by_key(|&(k, _)| k);
-        unknown.sort_by_key(|&(k, _)| k);
         let head = Entry {
             op: NIL,
             ret: false,
-            at: 0,
         };
-        let mut entries = vec![head, head];
-        let mut links = vec![(NIL, NIL), (NIL, NIL)];
-        for (list, items) in [(MAIN, main), (UNKNOWN, unknown)] {
-            let mut last = list;
-            for (_, e) in items {
-                links.push((last, NIL));
-                links[last].1 = entries.len();
-                last = entries.len();
-                entries.push(e);
-            }
+        let mut entries = vec![head];
+        let mut links = vec![(NIL, NIL)];
+        let mut last = HEAD;
+        for (_, e) in main {
+            links.push((last, NIL));
+            links[last].1 = entries.len();
+            last = entries.len();
+            entries.push(e);
         }
         let mut ret_of = vec![NIL; table.ops.len()];
-        for (i, e) in entries.iter().enumerate().skip(2) {
+        for (i, e) in entries.iter().enumerate().skip(1) {
             if e.ret {
                 ret_of[e.op] = i;
             }
@@ -710,48 +670,25 @@ impl<'t, 'e> Search<'t, 'e> {
 
     /// Runs the search with at most `budget` steps.
     fn run(mut self, budget: u64) -> LinVerdict {
-        let mut cursor = Cursor::Main(self.links[MAIN].1);
+        let mut cursor = self.links[HEAD].1;
         let mut steps = 0u64;
         while self.remaining > 0 {
             steps += 1;
             if steps > budget {
                 return LinVerdict::Inconclusive;
             }
-            cursor = match cursor {
-                Cursor::Main(e) if e != NIL && !self.entries[e].ret => {
-                    if self.linearize(cursor, e) {
-                        Cursor::Main(self.links[MAIN].1)
-                    } else {
-                        Cursor::Main(self.links[e].1)
-                    }
+            cursor = if cursor != NIL && !self.entries[cursor].ret {
+                if self.linearize(cursor) {
+                    self.links[HEAD].1
+                } else {
+                    self.links[cursor].1
                 }
-                Cursor::Main(e) => Cursor::Unknown {
-                    entry: self.links[UNKNOWN].1,
-                    limit: (e != NIL).then(|| self.entries[e].at),
-                    stuck: e,
-                },
-                Cursor::Unknown {
-                    entry,
-                    limit,
-                    stuck,
-                } => {
-                    if entry != NIL && limit.is_none_or(|l| self.entries[entry].at <= l) {
-                        if self.linearize(cursor, entry) {
-                            Cursor::Main(self.links[MAIN].1)
-                        } else {
-                            Cursor::Unknown {
-                                entry: self.links[entry].1,
-                                limit,
-                                stuck,
-                            }
-                        }
-                    } else {
-                        self.note_stuck(stuck);
-                        match self.backtrack() {
-                            Some(next) => next,
-                            None => return self.violation(),
-                        }
-                    }
+            } else {
+                // At a completion not linearized yet: undo the last choice.
+                self.note_stuck(cursor);
+                match self.backtrack() {
+                    Some(next) => next,
+                    None => return self.violation(),
                 }
             };
         }
@@ -808,18 +745,11 @@ impl<'t, 'e> Search<'t, 'e> {
         })
     }
 
-    /// Tries to linearize the op invoked at `entry` (found at `at`) now; on
-    /// success lifts it out of its list.
-    fn linearize(&mut self, at: Cursor, entry: usize) -> bool {
+    /// Tries to linearize the op invoked at `entry` now; on success lifts
+    /// it out of the time line.
+    fn linearize(&mut self, entry: usize) -> bool {
         let op = self.entries[entry].op;
         let step = self.table.ops[op].step;
-        let after_unknown = self.stack.last().is_some_and(|f| {
-            let (Cursor::Main(e) | Cursor::Unknown { entry: e, .. }) = f.at;
-            !self.slot[self.entries[e].op].0
-        });
-        if PAIR_RULE && after_unknown && matches!(step, Step::Put { .. }) {
-            return false;
-        }
         let Some(next) = self.state.apply(step) else {
             return false;
         };
@@ -832,7 +762,7 @@ impl<'t, 'e> Search<'t, 'e> {
         let seen = (next.ver, spent.into());
         self.memo.entry(key).or_default().push(seen);
         self.stack.push(Frame {
-            at,
+            at: entry,
             before: self.state,
         });
         self.state = next;
@@ -841,27 +771,13 @@ impl<'t, 'e> Search<'t, 'e> {
     }
 
     /// Undoes the last linearization; returns where the scan goes on.
-    fn backtrack(&mut self) -> Option<Cursor> {
+    fn backtrack(&mut self) -> Option<usize> {
         let Frame { at, before } = self.stack.pop()?;
-        let entry = match at {
-            Cursor::Main(e) | Cursor::Unknown { entry: e, .. } => e,
-        };
-        let op = self.entries[entry].op;
+        let op = self.entries[at].op;
         self.flip(op);
         self.state = before;
-        self.unlift(entry, op);
-        Some(match at {
-            Cursor::Main(e) => Cursor::Main(self.links[e].1),
-            Cursor::Unknown {
-                entry,
-                limit,
-                stuck,
-            } => Cursor::Unknown {
-                entry: self.links[entry].1,
-                limit,
-                stuck,
-            },
-        })
+        self.unlift(at, op);
+        Some(self.links[at].1)
     }
 
     /// Unlinks one entry (dancing links: it keeps its own links).
@@ -882,7 +798,7 @@ impl<'t, 'e> Search<'t, 'e> {
         }
     }
 
-    /// Removes op `op`'s invocation (`entry`) and completion from the lists.
+    /// Removes op `op`'s invocation (`entry`) and completion from the time line.
     fn lift(&mut self, entry: usize, op: usize) {
         self.unlink(entry);
         if self.ret_of[op] != NIL {

@@ -6,7 +6,11 @@
 //! - [`siblings`]: invariant 2, siblings only for truly concurrent writes, and
 //!   a write with a read's context supersedes everything that read returned.
 //! - [`linearizable`]: strong buckets, a linearizability checker over its own
-//!   input types (not yet a [`Checker`]).
+//!   input types; [`strong`] is its [`Checker`] over the history's strong ops.
+//!
+//! The eventual checkers see only the eventual bucket's ops
+//! ([`ops_by_key`] leaves out [`Op::strong`] ones); [`strong`] only the
+//! strong bucket's.
 //!
 //! Adding an invariant (convergence, linearizability) is adding a module with
 //! a type that implements [`Checker`] and listing it in [`all_checkers`].
@@ -36,6 +40,7 @@ use crate::history::{History, Op, OpKind, Outcome};
 pub mod durability;
 pub mod linearizable;
 pub mod siblings;
+pub mod strong;
 
 /// One invariant, checked over a whole history.
 ///
@@ -46,6 +51,24 @@ pub trait Checker: Send + Sync {
     fn name(&self) -> &'static str;
     /// Every violation of the invariant the history shows (empty: none).
     fn check(&self, h: &History) -> Vec<Violation>;
+    /// [`Checker::check`], and what the checker could not decide (a search
+    /// out of budget): neither a pass nor a violation, reported apart.
+    fn report(&self, h: &History) -> Report {
+        Report {
+            violations: self.check(h),
+            inconclusive: vec![],
+        }
+    }
+}
+
+/// What the checkers found in one history.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// Violations, grouped by checker in the order of [`all_checkers`].
+    pub violations: Vec<Violation>,
+    /// What a checker could not decide, as `[checker] what`: the history
+    /// neither passed nor failed there.
+    pub inconclusive: Vec<String>,
 }
 
 /// One place where a history breaks an invariant.
@@ -70,6 +93,7 @@ pub fn all_checkers() -> Vec<Box<dyn Checker>> {
     vec![
         Box::new(durability::Durability),
         Box::new(siblings::Siblings),
+        Box::new(strong::Linearizable),
     ]
 }
 
@@ -81,6 +105,17 @@ pub const VIOLATIONS_MAX: usize = 1_000;
 /// the order of [`all_checkers`].
 pub fn check_all(h: &History) -> Vec<Violation> {
     all_checkers().iter().flat_map(|c| c.check(h)).collect()
+}
+
+/// Runs [`all_checkers`] over `h`, keeping what they could not decide.
+pub fn report_all(h: &History) -> Report {
+    let mut all = Report::default();
+    for c in all_checkers() {
+        let r = c.report(h);
+        all.violations.extend(r.violations);
+        all.inconclusive.extend(r.inconclusive);
+    }
+    all
 }
 
 // ---------------------------------------------------------------------------
@@ -112,10 +147,11 @@ impl fmt::Display for VvFmt<'_> {
     }
 }
 
-/// The indexes (into `h.ops`) of each key's operations, in history order.
+/// The indexes (into `h.ops`) of each eventual key's operations, in history
+/// order (strong ops are left out).
 pub(crate) fn ops_by_key(h: &History) -> BTreeMap<&str, Vec<usize>> {
     let mut by_key: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, op) in h.ops.iter().enumerate() {
+    for (i, op) in h.ops.iter().enumerate().filter(|(_, op)| !op.strong) {
         by_key.entry(op.key.as_str()).or_default().push(i);
     }
     by_key
@@ -181,7 +217,7 @@ pub(crate) enum Bound {
 /// `bound` asks where the history does not record it.
 pub(crate) fn input_context(op: &Op, bound: Bound) -> Ctx<'_> {
     match (&op.kind, bound) {
-        (OpKind::Get, _) => Ctx::Nothing,
+        (OpKind::Get | OpKind::Cas { .. }, _) => Ctx::Nothing,
         (OpKind::Put { context, .. }, _) => context.as_ref().map_or(Ctx::Nothing, Ctx::Vv),
         (OpKind::Delete { context: Some(c) }, _) => Ctx::Vv(c),
         (OpKind::Delete { context: None }, Bound::Lower) => Ctx::Nothing,
@@ -414,6 +450,7 @@ pub(crate) mod testkit {
                 client: 0,
                 node: "n1".into(),
                 key: key.into(),
+                strong: false,
                 kind,
                 quorum,
                 invoke_ms: t.0,

@@ -925,17 +925,11 @@ async fn groups_status_and_metrics(c: &TestCluster) {
     }
 }
 
-/// Known bug (consensus, not fixed here): a strong read that arrives while
-/// its group has no leader is never answered until its deadline, although a
-/// leader is elected within about a second: it ends `503 no_quorum` after the
-/// whole `timeout_ms`. A write sent at the same instant waits for the new
-/// leader and succeeds. Seen 3 times of 3 (and a read sent 1.5 s after the
-/// kill, before the new leader committed, also waited out its deadline in 2 of
-/// 3 rounds). Run with `--ignored`; it fails until pending reads are retried
-/// once a leader is known (raft-rs drops a ReadIndex that has no leader, or
-/// reaches a leader that has not yet committed in its term).
+/// A strong read that arrives while its group has no leader (its leader
+/// was just killed) is answered once a new leader is elected, not left to
+/// wait out its deadline: raft-rs drops a ReadIndex that has no leader, so
+/// the node asks again when the leader changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug: reads sent during an election wait out their deadline"]
 async fn strong_read_sent_during_election_is_answered_once_a_leader_is_elected() {
     let mut c = TestCluster::start(3, &[]).await;
     create_strong(&c, BUCKET).await;

@@ -663,12 +663,18 @@ impl Consensus {
             .pending
             .iter()
             .filter(|(_, p)| {
-                p.partition == partition && matches!(p.stage, Stage::Waiting | Stage::Reading)
+                let read = matches!(p.req.op, ClientOp::Get { .. });
+                p.partition == partition
+                    && (matches!(p.stage, Stage::Waiting | Stage::Reading)
+                        || (read && p.stage == Stage::Forwarded))
             })
             .map(|(id, _)| *id)
             .collect();
         for id in waiting {
-            // A read whose ReadIndex the old leader never confirmed asks again.
+            // A read whose ReadIndex the old leader never confirmed (raft-rs
+            // drops it when leadership moves), or that was passed to the old
+            // leader, asks again: a read changes nothing, so asking twice is
+            // safe (a late answer to the first is as good as the second).
             if let Some(p) = self.pending.get_mut(&id) {
                 p.stage = Stage::Waiting;
             }

@@ -199,12 +199,44 @@ pub fn check_with_budget(events: &[LinEvent], budget: u64) -> Vec<(String, LinVe
 
 /// Checks one key's events.
 fn check_refs(events: &[&LinEvent], budget: u64) -> LinVerdict {
+    if let Some(v) = read_of_unwritten_value(events) {
+        return v;
+    }
     match Table::build(events) {
         Ok(table) => Search::new(&table).run(budget),
         Err(msg) => LinVerdict::Violation {
             explanation: format!("malformed: {msg}"),
         },
     }
+}
+
+/// A read that returned a value no operation of the history may have
+/// written (every write, acknowledged, unknown or refused, counts as a
+/// possible writer; only `Failed` ones do not) cannot be linearized under
+/// any order: found without a search, so no budget can hide it.
+fn read_of_unwritten_value(events: &[&LinEvent]) -> Option<LinVerdict> {
+    let written: std::collections::BTreeSet<&str> = events
+        .iter()
+        .filter(|e| e.result != LinResult::Failed)
+        .filter_map(|e| match &e.op {
+            LinOp::Write { value }
+            | LinOp::Cas {
+                value: Some(value), ..
+            } => Some(value.as_str()),
+            _ => None,
+        })
+        .collect();
+    events.iter().find_map(|e| match &e.result {
+        LinResult::Read { value: Some(v), .. } if !written.contains(v.as_str()) => {
+            Some(LinVerdict::Violation {
+                explanation: format!(
+                    "op {} (read, invoked {}) returned {v:?}, which no operation wrote",
+                    e.id, e.invoke
+                ),
+            })
+        }
+        _ => None,
+    })
 }
 
 // ---------------------------------------------------------------------------

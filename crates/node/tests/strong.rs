@@ -12,7 +12,10 @@ use ringkv_core::strong::{Condition, version_of};
 use ringkv_core::{Consistency, Value};
 
 fn strong_cluster() -> Cluster {
-    let mut c = Cluster::new(3, 3, 2, 2);
+    make_strong(Cluster::new(3, 3, 2, 2))
+}
+
+fn make_strong(mut c: Cluster) -> Cluster {
     let patch = BucketPatch {
         consistency: Some(Consistency::Strong),
         ..BucketPatch::default()
@@ -150,4 +153,84 @@ fn without_a_majority_a_write_says_no_quorum_and_changes_nothing() {
         }
         other => panic!("expected no quorum, got {other:?}"),
     }
+}
+
+/// Keys whose partition (of 16) is `k`'s, `k` first.
+fn same_partition(k: &str, count: usize) -> Vec<String> {
+    let p = key(k).partition(16);
+    std::iter::once(k.to_string())
+        .chain((0..10_000).map(|i| format!("x{i}")))
+        .filter(|x| key(x).partition(16) == p)
+        .take(count)
+        .collect()
+}
+
+#[test]
+fn a_voter_that_missed_compacted_entries_catches_up_from_a_snapshot() {
+    let cl = Cluster::tweaked(3, 3, 2, 2, 10_000, 1_000, |cfg| {
+        cfg.consensus.log_keep = 20;
+        cfg.timeout_ms = 5_000;
+    });
+    let mut cl = make_strong(cl);
+    let keys = same_partition("k", 4);
+    let w = cl.client("n1", put(&keys[0], "first", None));
+    settle(&mut cl, w, 5_000);
+    cl.silenced.insert(id("n3"));
+    for i in 0..120 {
+        let k = &keys[i % keys.len()];
+        let w = cl.client("n1", put(k, &format!("v{i}"), None));
+        let (_, reply) = inner(settle(&mut cl, w, 5_000));
+        assert!(matches!(reply, ClientReply::Written { .. }), "{reply:?}");
+    }
+    let p = key(&keys[0]).partition(16);
+    let status = |cl: &Cluster, n: &str| {
+        cl.node(n)
+            .groups()
+            .into_iter()
+            .find(|g| g.partition == p)
+            .expect("group opened")
+    };
+    let g1 = status(&cl, "n1");
+    assert!(
+        g1.log_entries <= 40,
+        "the log is compacted behind the applied index: {g1:?}"
+    );
+    assert!(status(&cl, "n3").applied < 10, "n3 missed the writes");
+    cl.silenced.clear();
+    cl.run_gossip(10_000);
+    let g3 = status(&cl, "n3");
+    assert!(g3.applied >= g1.applied, "n3 caught up: {g3:?} vs {g1:?}");
+    for (i, k) in keys.iter().enumerate() {
+        let last = (0..120).filter(|j| j % keys.len() == i).max().unwrap();
+        let o = cl.stored("n3", k).expect("n3 has the key");
+        assert_eq!(harness::values(&o), vec![format!("v{last}")], "{k} on n3");
+        assert_eq!(cl.stored("n1", k), Some(o));
+    }
+}
+
+#[test]
+fn idle_groups_stop_ticking() {
+    let mut cl = strong_cluster();
+    let w = cl.client("n1", put("k", "v", None));
+    settle(&mut cl, w, 5_000);
+    assert!(cl.node("n1").groups().iter().any(|g| g.active));
+    cl.run_gossip(10_000);
+    for n in ["n1", "n2", "n3"] {
+        let groups = cl.node(n).groups();
+        assert!(!groups.is_empty());
+        assert!(groups.iter().all(|g| !g.active), "{n}: {groups:?}");
+    }
+    let ticks = cl
+        .timers
+        .iter()
+        .filter(|(_, _, t)| *t == ringkv_node::Timer::RaftTick)
+        .count();
+    assert_eq!(
+        ticks, 0,
+        "no tick timer is armed while every group hibernates"
+    );
+    // A request wakes the group and is served.
+    let r = cl.client("n2", get("k"));
+    let (_, reply) = inner(settle(&mut cl, r, 5_000));
+    assert!(version(&reply) > 0, "{reply:?}");
 }

@@ -22,7 +22,7 @@ mod log;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use raft::eraftpb::Message;
+use raft::eraftpb::{Message, MessageType};
 use ringkv_core::msg::{ClientError, ClientOp, ClientReply, ClientRequest, PeerMsg};
 use ringkv_core::strong::{self, Applied, Command, Proposer};
 use ringkv_core::{Dot, NodeId, PartitionId, request};
@@ -422,7 +422,14 @@ impl Consensus {
             let Some(group) = self.group(ctx, view, partition) else {
                 continue;
             };
-            group.idle = 0;
+            // Heartbeats keep a group alive but are not work: a settled
+            // group whose only traffic is heartbeats goes to sleep.
+            if !matches!(
+                msg.get_msg_type(),
+                MessageType::MsgHeartbeat | MessageType::MsgHeartbeatResponse
+            ) {
+                group.idle = 0;
+            }
             if let Err(e) = group.raw.step(msg) {
                 debug!(group = partition, error = %e, "raft refused a message");
             }

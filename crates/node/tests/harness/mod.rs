@@ -136,6 +136,19 @@ impl Cluster {
         pending_max: usize,
         hints_max: usize,
     ) -> Self {
+        Self::tweaked(size, n, r, w, pending_max, hints_max, |_| {})
+    }
+
+    /// Like [`Cluster::with_hints`], with every node's config changed by `tweak`.
+    pub(crate) fn tweaked(
+        size: usize,
+        n: usize,
+        r: usize,
+        w: usize,
+        pending_max: usize,
+        hints_max: usize,
+        tweak: impl Fn(&mut NodeConfig),
+    ) -> Self {
         let members: Vec<Member> = (1..=size)
             .map(|i| Member {
                 id: id(&format!("n{i}")),
@@ -174,6 +187,8 @@ impl Cluster {
                     join: vec![],
                     consensus: Default::default(),
                 };
+                let mut cfg = cfg;
+                tweak(&mut cfg);
                 (
                     m.id.clone(),
                     Node::new(cfg, layout.clone(), MemStore::new()).expect("valid config"),

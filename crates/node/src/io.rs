@@ -92,11 +92,12 @@ pub enum Output {
         msg: PeerMsg,
     },
     /// Perform the inner output at once, before this batch's writes are
-    /// made durable: it does not depend on them. Raft messages that need no
-    /// persistence (a leader's appends and heartbeats: raft counts the
-    /// leader's own copy only once a later batch runs, after the fsync),
-    /// and answers of strong requests (they report entries committed on a
-    /// majority, or reads of them). Saves a strong write an fsync of wait.
+    /// made durable: it does not depend on them. Raft messages that promise
+    /// nothing about what was persisted (a leader's appends and heartbeats),
+    /// and answers of strong requests in groups of several voters (an entry
+    /// commits only once a follower's ack arrives, in a later batch, after
+    /// this one's fsync; a one-voter group answers without it). Saves a
+    /// strong write an fsync of wait.
     Now(Box<Output>),
     /// Gossip told us where `peer` listens (a member appeared or its info
     /// changed). The runtime makes sure it can [`Output::Send`] to it: peers

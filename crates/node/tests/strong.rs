@@ -234,3 +234,38 @@ fn idle_groups_stop_ticking() {
     let (_, reply) = inner(settle(&mut cl, r, 5_000));
     assert!(version(&reply) > 0, "{reply:?}");
 }
+
+#[test]
+fn a_one_voter_group_answers_only_after_the_batch_is_durable() {
+    // One voter commits in the Ready that appends, before the fsync: its
+    // answer must not leave early (Output::Now), or a crash would lose an
+    // acknowledged write.
+    let mut cl = make_strong(Cluster::new(1, 1, 1, 1));
+    let mut outs = vec![];
+    let now = cl.now;
+    let input = ringkv_node::Input::Client {
+        client_id: 99,
+        request: put("k", "v", None),
+    };
+    cl.nodes
+        .get_mut(&id("n1"))
+        .unwrap()
+        .handle(now, input, &mut outs);
+    let reply = outs
+        .iter()
+        .position(|o| matches!(o, ringkv_node::Output::Reply { client_id: 99, .. }));
+    let sync = outs
+        .iter()
+        .position(|o| matches!(o, ringkv_node::Output::Sync));
+    assert!(
+        !outs
+            .iter()
+            .any(|o| matches!(o, ringkv_node::Output::Now(inner)
+            if matches!(**inner, ringkv_node::Output::Reply { .. }))),
+        "{outs:?}"
+    );
+    assert!(
+        reply.is_some() && sync.is_some(),
+        "answered in one step, with a sync: {outs:?}"
+    );
+}

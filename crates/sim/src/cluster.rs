@@ -237,7 +237,8 @@ impl Cluster {
             out.extend(
                 batch
                     .into_iter()
-                    .filter(|o| matches!(o, Output::SetTimer { .. })),
+                    // What left before the write (Output::Now) is out already.
+                    .filter(|o| matches!(o, Output::SetTimer { .. } | Output::Now(_))),
             );
         }
     }

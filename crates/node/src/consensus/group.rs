@@ -274,13 +274,12 @@ impl Group {
         store: &mut S,
         snap: &Snapshot,
     ) -> Result<(), StoreError> {
-        let objects: Vec<(BucketKey, Object)> = match postcard::from_bytes(&snap.data) {
-            Ok(o) => o,
-            Err(e) => {
-                warn!(group = self.partition, error = %e, "a snapshot does not decode; ignored");
-                return Ok(());
-            }
-        };
+        // `on_raft` refused snapshots that do not decode; one that does not
+        // here is our own bug, and adopting nothing would leave raft ahead
+        // of the store.
+        let objects = decode_snapshot(&snap.data).map_err(|e| {
+            StoreError::Corrupt(format!("group {}'s snapshot: {e}", self.partition))
+        })?;
         for (key, object) in &objects {
             let have = store.get(self.partition, key)?;
             if strong::stored_version(Some(object)) > strong::stored_version(have.as_ref()) {
@@ -289,8 +288,12 @@ impl Group {
         }
         let index = snap.get_metadata().index;
         self.raw.mut_store().apply_snapshot(snap);
-        store.raft_compact(self.partition, u64::MAX)?;
         self.applied = self.applied.max(index);
+        // The keys first, then the record that says the log starts after
+        // the snapshot, then the old entries go: a crash between any two
+        // leaves a state `Group::open` can restart from.
+        self.save_state(store)?;
+        store.raft_compact(self.partition, u64::MAX)?;
         Ok(())
     }
 
@@ -334,9 +337,15 @@ impl Group {
         }
         let upto = self.applied - keep / 2;
         self.raw.mut_store().compact(upto);
-        store.raft_compact(self.partition, upto + 1)?;
-        self.save_state(store)
+        // The record first: entries below its start are ignored on restart.
+        self.save_state(store)?;
+        store.raft_compact(self.partition, upto + 1)
     }
+}
+
+/// The keys a snapshot carries.
+pub(crate) fn decode_snapshot(data: &[u8]) -> Result<Vec<(BucketKey, Object)>, postcard::Error> {
+    postcard::from_bytes(data)
 }
 
 /// Whether a stored object belongs to a strong bucket (written through a

@@ -54,7 +54,16 @@ pub(crate) struct GroupLog {
 
 impl GroupLog {
     /// A log from its state record and entries.
-    pub(crate) fn restore(state: &StateRecord, entries: Vec<Entry>) -> Self {
+    /// Entries at or below the record's `snap_index` (a crash between a
+    /// compaction's steps) are dropped, and so is anything after a gap.
+    pub(crate) fn restore(state: &StateRecord, mut entries: Vec<Entry>) -> Self {
+        entries.retain(|e| e.index > state.snap_index);
+        let contiguous = entries
+            .iter()
+            .enumerate()
+            .take_while(|(i, e)| e.index == state.snap_index + 1 + *i as u64)
+            .count();
+        entries.truncate(contiguous);
         let hard = HardState {
             term: state.term,
             vote: state.vote,
@@ -116,6 +125,15 @@ impl GroupLog {
         self.entries.drain(..drop);
         self.snap_index = index;
         self.snap_term = term;
+        // A snapshot older than the log's start could not be followed by
+        // appends (its next entries are gone): build a new one when asked.
+        if self
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.get_metadata().index < index)
+        {
+            self.snapshot = None;
+        }
     }
 
     /// Adopts a snapshot from the leader: the log restarts after it.
@@ -212,7 +230,15 @@ impl Storage for GroupLog {
 
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
         match &self.snapshot {
-            Some(s) if s.get_metadata().index >= request_index => Ok(s.clone()),
+            // Only a snapshot the log continues: an older one would leave the
+            // follower needing entries that are gone, and it would get the
+            // same snapshot again, for ever.
+            Some(s)
+                if s.get_metadata().index >= request_index
+                    && s.get_metadata().index >= self.snap_index =>
+            {
+                Ok(s.clone())
+            }
             _ => {
                 self.wanted.set(Some(request_index));
                 Err(RaftError::Store(

@@ -22,6 +22,7 @@ mod log;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use raft::SnapshotStatus;
 use raft::eraftpb::{Message, MessageType};
 use ringkv_core::msg::{ClientError, ClientOp, ClientReply, ClientRequest, PeerMsg};
 use ringkv_core::strong::{self, Applied, Command, Proposer};
@@ -116,6 +117,8 @@ pub(crate) struct Consensus {
     reads_to_ask: BTreeMap<PartitionId, Vec<u64>>,
     /// ReadIndex requests asked, by their id: the reads each one serves.
     read_batches: BTreeMap<u64, Vec<u64>>,
+    /// Answers wait for the batch's fsync (a one-voter group's Ready).
+    late_answers: bool,
     /// Inside a batch of inputs ([`Consensus::begin_batch`]): the `Ready`
     /// work waits for its end.
     deferred: bool,
@@ -162,7 +165,7 @@ impl Consensus {
             Ok(t) => t,
             Err(e) => {
                 ctx.stats.rejected += 1;
-                return answer(ctx, &origin, None, ClientReply::Error(e));
+                return answer(ctx, &origin, None, ClientReply::Error(e), true);
             }
         };
         if self.pending.len() >= ctx.cfg.pending_max {
@@ -171,7 +174,7 @@ impl Consensus {
                 "{} requests are in flight on this node (--pending-max); retry later",
                 self.pending.len()
             ));
-            return answer(ctx, &origin, None, ClientReply::Error(e));
+            return answer(ctx, &origin, None, ClientReply::Error(e), true);
         }
         let id = ctx.ids.next();
         let partition = req.key.partition(ctx.layout.ring_size);
@@ -395,30 +398,11 @@ impl Consensus {
         from: &NodeId,
         msgs: Vec<(u32, Vec<u8>)>,
     ) {
-        let me = raft_id(ctx.me());
-        let sender = raft_id(from);
         for (partition, bytes) in msgs {
-            if partition >= ctx.layout.ring_size {
+            let Some(msg) = Self::check_peer_msg(ctx, &view, from, partition, &bytes) else {
                 ctx.stats.peer_refused += 1;
                 continue;
-            }
-            let msg: Message = match protobuf::Message::parse_from_bytes(&bytes) {
-                Ok(m) => m,
-                Err(e) => {
-                    ctx.stats.peer_refused += 1;
-                    debug!(peer = %from, error = %e, "a raft message does not decode; dropped");
-                    continue;
-                }
             };
-            let voters = Self::voters(ctx, &view, partition);
-            if msg.to != me
-                || msg.from != sender
-                || !voters.contains(ctx.me())
-                || !voters.contains(from)
-            {
-                ctx.stats.peer_refused += 1;
-                continue;
-            }
             let Some(group) = self.group(ctx, view, partition) else {
                 continue;
             };
@@ -436,6 +420,38 @@ impl Consensus {
         }
         self.wake(ctx);
         self.flush(ctx, view);
+    }
+
+    /// A peer's raft message for `partition`, decoded and checked: a
+    /// partition of the ring, a kind we send, addressed to us by its sender,
+    /// both voters of the group. `None` (refused) otherwise.
+    fn check_peer_msg<S>(
+        ctx: &Ctx<'_, S>,
+        view: &View<'_>,
+        from: &NodeId,
+        partition: PartitionId,
+        bytes: &[u8],
+    ) -> Option<Message>
+    where
+        S: Store,
+    {
+        if partition >= ctx.layout.ring_size {
+            return None;
+        }
+        let msg: Message = match protobuf::Message::parse_from_bytes(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                debug!(peer = %from, error = %e, "a raft message does not decode; dropped");
+                return None;
+            }
+        };
+        if !acceptable_from_peer(&msg) {
+            debug!(peer = %from, "a raft message we never send, or malformed; dropped");
+            return None;
+        }
+        let voters = Self::voters(ctx, view, partition);
+        let addressed = msg.to == raft_id(ctx.me()) && msg.from == raft_id(from);
+        (addressed && voters.contains(ctx.me()) && voters.contains(from)).then_some(msg)
     }
 
     /// The group of `partition`, opened (loaded or created) on first use.
@@ -559,6 +575,7 @@ impl Consensus {
                     self.redispatch(ctx, view, partition);
                 }
             }
+            self.ask_reads(ctx);
         }
         if std::mem::take(&mut self.must_sync) {
             ctx.out.push(Output::Sync);
@@ -593,10 +610,23 @@ impl Consensus {
     /// Asks one ReadIndex per group for the reads that arrived since the
     /// last time. Reads whose group lost its leader meanwhile wait again.
     fn ask_reads<S>(&mut self, ctx: &mut Ctx<'_, S>) {
-        for (partition, ids) in std::mem::take(&mut self.reads_to_ask) {
+        for (partition, mut ids) in std::mem::take(&mut self.reads_to_ask) {
             let Some(g) = self.groups.get_mut(&partition) else {
                 continue;
             };
+            // Reads asked again since (a leader change) are not asked here.
+            let pending = &self.pending;
+            ids.retain(|id| pending.get(id).is_some_and(|p| p.stage == Stage::Reading));
+            if ids.is_empty() || !g.is_leader() {
+                // No longer leading: the leader change asks them again.
+                continue;
+            }
+            if !g.raw.raft.commit_to_current_term() {
+                // raft-rs drops a ReadIndex until the leader has committed
+                // in its term: ask once it has.
+                self.reads_to_ask.insert(partition, ids);
+                continue;
+            }
             let batch = ctx.ids.next();
             g.raw.read_index(batch.to_be_bytes().to_vec());
             self.read_batches.insert(batch, ids);
@@ -614,8 +644,12 @@ impl Consensus {
         let fx = match g.on_ready(ctx.store) {
             Ok(fx) => fx,
             Err(e) => {
+                // Raft moved past entries we could not apply: going on would
+                // skip them. Close the group; its next use reopens it from
+                // what the store holds, as a restart would.
                 ctx.stats.store_errors += 1;
-                warn!(group = partition, error = %e, "consensus group failed to persist");
+                warn!(group = partition, error = %e, "consensus group failed to persist or apply; closed");
+                self.groups.remove(&partition);
                 return false;
             }
         };
@@ -628,22 +662,10 @@ impl Consensus {
             warn!(group = partition, error = %e, "snapshot or compaction failed");
         }
         self.must_sync |= fx.must_sync;
-        for (m, now) in fx
-            .msgs_now
-            .into_iter()
-            .map(|m| (m, true))
-            .chain(fx.msgs.into_iter().map(|m| (m, false)))
-        {
-            if let Some(to) = node_of(&view, m.to) {
-                let bytes = protobuf::Message::write_to_bytes(&m).expect("messages encode");
-                let outbox = if now {
-                    &mut self.outbox_now
-                } else {
-                    &mut self.outbox
-                };
-                outbox.entry(to).or_default().push((partition, bytes));
-            }
-        }
+        // One voter commits in the Ready that appends, before this batch's
+        // fsync: its answers must wait for it (no Output::Now).
+        self.late_answers = g.raw.raft.prs().is_singleton();
+        self.queue_msgs(&view, partition, fx.msgs_now, fx.msgs);
         let me = ctx.me().clone();
         for (index, cmd, outcome) in fx.applied {
             self.on_applied(ctx, &me, index, &cmd, outcome);
@@ -656,7 +678,45 @@ impl Consensus {
             }
         }
         self.serve_ready_reads(ctx, view, partition);
+        self.late_answers = false;
         fx.leader_changed
+    }
+
+    /// Puts a group's raft messages in the outboxes (those that may leave
+    /// at once, and those that wait for the batch's fsync), and tells raft
+    /// of the snapshots among them.
+    fn queue_msgs(
+        &mut self,
+        view: &View<'_>,
+        partition: PartitionId,
+        now: Vec<Message>,
+        later: Vec<Message>,
+    ) {
+        // A snapshot handed to the transport counts as sent: raft then
+        // probes the follower, and sends another if this one was lost
+        // (otherwise the follower's progress stays paused for good).
+        if let Some(g) = self.groups.get_mut(&partition) {
+            for m in now.iter().chain(&later) {
+                if m.get_msg_type() == MessageType::MsgSnapshot {
+                    g.raw.report_snapshot(m.to, SnapshotStatus::Finish);
+                }
+            }
+        }
+        let tagged = now
+            .into_iter()
+            .map(|m| (m, true))
+            .chain(later.into_iter().map(|m| (m, false)));
+        for (m, early) in tagged {
+            if let Some(to) = node_of(view, m.to) {
+                let bytes = protobuf::Message::write_to_bytes(&m).expect("messages encode");
+                let outbox = if early {
+                    &mut self.outbox_now
+                } else {
+                    &mut self.outbox
+                };
+                outbox.entry(to).or_default().push((partition, bytes));
+            }
+        }
     }
 
     /// Moves on the requests of `partition` that wait for a leader.
@@ -705,7 +765,6 @@ impl Consensus {
         if !matches!(self.pending.get(&id), Some(p) if p.stage == Stage::Proposed) {
             return;
         }
-        self.proposals = self.proposals.saturating_sub(1);
         let reply = match outcome {
             Applied::Written(_) => written(index),
             Applied::Mismatch { current } => ClientReply::Error(ClientError::PreconditionFailed {
@@ -768,7 +827,7 @@ impl Consensus {
             if p.stage == Stage::Proposed {
                 self.proposals = self.proposals.saturating_sub(1);
             }
-            answer(ctx, &p.origin, leader, reply);
+            answer(ctx, &p.origin, leader, reply, !self.late_answers);
         }
     }
 
@@ -796,6 +855,19 @@ impl Consensus {
     }
 }
 
+/// Whether a peer's raft message is one this code sends, well formed:
+/// raft-rs panics on some malformed ones (an empty proposal or ReadIndex),
+/// and a snapshot must decode before raft adopts it. Proposals and
+/// ReadIndex requests never travel (only leaders propose and ask), so they
+/// are refused whole.
+fn acceptable_from_peer(msg: &Message) -> bool {
+    match msg.get_msg_type() {
+        MessageType::MsgPropose | MessageType::MsgReadIndex => false,
+        MessageType::MsgSnapshot => group::decode_snapshot(&msg.get_snapshot().data).is_ok(),
+        _ => true,
+    }
+}
+
 /// A write's answer: its version as a context, and its dot.
 fn written(index: u64) -> ClientReply {
     ClientReply::Written {
@@ -811,7 +883,13 @@ fn written(index: u64) -> ClientReply {
 /// Sends `reply` to whoever waits, wrapped with the leader when known. At
 /// once ([`Output::Now`]): an answer reports an entry committed on a
 /// majority (or a read of one), never this batch's own writes.
-fn answer<S>(ctx: &mut Ctx<'_, S>, origin: &Origin, leader: Option<NodeId>, reply: ClientReply) {
+fn answer<S>(
+    ctx: &mut Ctx<'_, S>,
+    origin: &Origin,
+    leader: Option<NodeId>,
+    reply: ClientReply,
+    now: bool,
+) {
     let reply = match leader {
         Some(leader) => ClientReply::Strong {
             leader,
@@ -832,5 +910,6 @@ fn answer<S>(ctx: &mut Ctx<'_, S>, origin: &Origin, leader: Option<NodeId>, repl
             },
         },
     };
-    ctx.out.push(Output::Now(Box::new(out)));
+    ctx.out
+        .push(if now { Output::Now(Box::new(out)) } else { out });
 }

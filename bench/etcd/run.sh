@@ -30,8 +30,8 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 # Load the keys once (the range benchmark reads existing keys).
-wrk -t2 -c"$conns" -d3s -s "$here/put.lua" "$endpoint" >/dev/null
+wrk -t2 -c"$conns" -d3s -s "$here/kv.lua" "$endpoint" -- put >/dev/null
 echo "== etcd PUT, $conns connections, ${dur}s"
-wrk -t2 -c"$conns" -d"${dur}s" --latency -s "$here/put.lua" "$endpoint"
+wrk -t2 -c"$conns" -d"${dur}s" --latency -s "$here/kv.lua" "$endpoint" -- put
 echo "== etcd linearizable range, $conns connections, ${dur}s"
-wrk -t2 -c"$conns" -d"${dur}s" --latency -s "$here/range.lua" "$endpoint"
+wrk -t2 -c"$conns" -d"${dur}s" --latency -s "$here/kv.lua" "$endpoint" -- range

@@ -242,26 +242,7 @@ impl Client {
         key: &[u8],
         opts: &RequestOptions,
     ) -> Result<GetResult, ClientError> {
-        let path = with_query(
-            kv_path(bucket, key)?,
-            &[
-                ("r", opts.r.clone()),
-                ("pr", opts.pr.clone()),
-                ("timeout_ms", opts.timeout_ms.map(|t| t.to_string())),
-            ],
-        );
-        let (endpoint, resp) = self
-            .send(Request {
-                method: Method::GET,
-                path,
-                context: None,
-                body: None,
-                timeout_ms: opts.timeout_ms,
-                idempotent: true,
-                precondition: None,
-            })
-            .await?;
-        get_result(endpoint, resp).await
+        Ok(self.get_with_leader(bucket, key, opts).await?.0)
     }
 
     /// Writes a value: `PUT /v1/kv/{bucket}/{key}` with `w`, `pw`, `timeout_ms`.

@@ -1,5 +1,7 @@
--- wrk script: etcd v3 JSON gateway linearizable range (GET) of a random key among 1,000, with a
--- 100-byte value (the same key space and value size as `ringkv bench`).
+-- wrk script for etcd's v3 JSON gateway: `put` (the default) writes a random
+-- key among 1,000 with a 100-byte value (the key space and value size of
+-- `ringkv bench`); `range` reads one (linearizable, etcd's default).
+-- wrk -s kv.lua URL -- put|range
 local b64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 local function enc(data)
   return ((data:gsub('.', function(x)
@@ -16,9 +18,14 @@ end
 local keys = {}
 for i = 1, 1000 do keys[i] = enc(string.format("key%08d", i)) end
 local value = enc(string.rep("v", 100))
+local op = "put"
 math.randomseed(os.time())
+init = function(args)
+  if args[1] then op = args[1] end
+end
 request = function()
   local k = keys[math.random(1, 1000)]
-  return wrk.format("POST", "/v3/kv/range", { ["Content-Type"] = "application/json" },
-    '{"key":"' .. k .. '"}')
+  local body = '{"key":"' .. k .. '"}'
+  if op == "put" then body = '{"key":"' .. k .. '","value":"' .. value .. '"}' end
+  return wrk.format("POST", "/v3/kv/" .. op, { ["Content-Type"] = "application/json" }, body)
 end

@@ -41,7 +41,11 @@ fn every_example_scenario_parses_and_runs_briefly() {
         // on first use) and a majority, so fewer of their ops complete in
         // the first 1.5 s, under the scenario's early faults.
         let floor = if s.workload.strong.is_some() { 50 } else { 100 };
-        assert!(good > floor, "{}: only {good} successful ops", path.display());
+        assert!(
+            good > floor,
+            "{}: only {good} successful ops",
+            path.display()
+        );
         assert_eq!(r.stats.ops_invoked as usize, r.history.ops.len());
         assert!(r.stats.sim_ms >= end, "{}: {:?}", path.display(), r.stats);
     }

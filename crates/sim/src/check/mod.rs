@@ -9,7 +9,7 @@
 //!   input types; [`strong`] is its [`Checker`] over the history's strong ops.
 //!
 //! The eventual checkers see only the eventual bucket's ops
-//! ([`ops_by_key`] leaves out [`Op::strong`] ones); [`strong`] only the
+//! (`ops_by_key` leaves out [`Op::strong`] ones); [`strong`] only the
 //! strong bucket's.
 //!
 //! Adding an invariant (convergence, linearizability) is adding a module with

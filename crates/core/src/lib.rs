@@ -1,6 +1,7 @@
 //! Pure logic of ringkv: no I/O, no clock, no randomness of its own.
 //!
 //! # Layout
+//! - [`aae`]: anti-entropy hash trees and the diff of two replicas' keys.
 //! - [`hash`]: the stable hash of (bucket, key) and the partition it falls in.
 //! - [`layout`]: members, partition ownership and preference lists.
 //! - [`version`]: dots, version vectors, objects with siblings, merge and update.
@@ -19,6 +20,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod aae;
 pub mod api;
 pub mod bucket;
 pub mod context;

@@ -244,6 +244,74 @@ pub enum PeerMsg {
         /// The fallback's state of the key.
         object: Object,
     },
+    /// Anti-entropy, first step: "here are my tree's branch hashes for
+    /// this partition; which of yours differ?" Answered with
+    /// [`PeerMsg::AaeSegments`].
+    AaeBranches {
+        /// The exchange's id, chosen by the sender, echoed in the answers.
+        xid: u64,
+        /// The partition both hold as primaries.
+        partition: u32,
+        /// The replicas per key of the buckets compared (each `n` has
+        /// its own tree: a key lives on the first `n` of its preference
+        /// list).
+        n: u32,
+        /// The sender's branch hashes ([`crate::aae::BRANCHES`] of them).
+        branches: Vec<u64>,
+    },
+    /// The receiver's segment hashes of each branch that differs from the
+    /// sender's (empty: the trees are equal, the exchange is over).
+    AaeSegments {
+        /// The exchange's id.
+        xid: u64,
+        /// The partition.
+        partition: u32,
+        /// The replicas per key of the buckets compared (each `n` has
+        /// its own tree: a key lives on the first `n` of its preference
+        /// list).
+        n: u32,
+        /// `(branch, its segment hashes)` for each differing branch.
+        segments: Vec<(u32, Vec<u64>)>,
+    },
+    /// The `(key, version digest)` pairs the sender holds in the segments
+    /// that differ, for the receiver to compare with its own. Answered with
+    /// the receiver's objects for the keys the sender lacks or holds
+    /// otherwise ([`PeerMsg::AaePut`]) and a [`PeerMsg::AaeWant`].
+    AaeKeys {
+        /// The exchange's id.
+        xid: u64,
+        /// The partition.
+        partition: u32,
+        /// The replicas per key of the buckets compared (each `n` has
+        /// its own tree: a key lives on the first `n` of its preference
+        /// list).
+        n: u32,
+        /// The segments compared.
+        segments: Vec<u32>,
+        /// The sender's pairs in those segments.
+        keys: Vec<(BucketKey, u64)>,
+    },
+    /// "Send me your state of these keys": the keys of the compared
+    /// segments that the sender lacks or holds otherwise. Ends a round.
+    AaeWant {
+        /// The exchange's id.
+        xid: u64,
+        /// The partition.
+        partition: u32,
+        /// The replicas per key of the buckets compared (each `n` has
+        /// its own tree: a key lives on the first `n` of its preference
+        /// list).
+        n: u32,
+        /// The keys.
+        keys: Vec<BucketKey>,
+    },
+    /// Anti-entropy's repair of one key: "merge this state into yours".
+    AaePut {
+        /// The key.
+        key: BucketKey,
+        /// The sender's state of it.
+        object: Object,
+    },
 }
 
 // (Bucket properties travel as `PeerMsg::Bucket`, below the replica messages.)

@@ -244,6 +244,11 @@ impl Buckets {
         {
             return;
         }
+        let before = self.props(&entry.bucket);
+        if (before.n, before.consistency) != (entry.props.n, entry.props.consistency) {
+            // The bucket's keys belong to other trees now: rebuild them.
+            ctx.trees.clear();
+        }
         let (key, value) = encode_entry(&entry);
         if let Err(e) = ctx.store.put_meta(&key, &value) {
             ctx.stats.store_errors += 1;

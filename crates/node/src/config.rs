@@ -65,6 +65,47 @@ pub struct NodeConfig {
     pub join: Vec<String>,
     /// Timing and log bounds of strong buckets' consensus groups.
     pub consensus: ConsensusConfig,
+    /// Schedule and rate of anti-entropy exchanges.
+    pub aae: AaeConfig,
+    /// Whether writes may go to fallbacks, as hints, when primaries are
+    /// unreachable (sloppy quorum with hinted handoff). Off, a write counts
+    /// only primaries' acks and a replica that was down catches up by read
+    /// repair and anti-entropy alone.
+    pub hinted_handoff: bool,
+}
+
+/// Schedule and rate of anti-entropy (the replicas of each partition
+/// comparing hash trees and exchanging the keys that differ).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AaeConfig {
+    /// How often a background sweep over every partition this node is a
+    /// primary of starts, in ms; 0 turns the background sweeps off (an
+    /// operator's `ringkv repair` still runs).
+    pub interval_ms: u64,
+    /// The anti-entropy job's tick, in ms: exchanges start, time out and
+    /// get their budget per tick. At least 1.
+    pub tick_ms: u64,
+    /// Keys this node sends to repair peers per tick, at most: what keeps
+    /// repair from starving client traffic. At least 1.
+    pub keys_per_tick: usize,
+    /// Most `(key, digest)` pairs one round of an exchange compares; more
+    /// differing keys take more rounds. At least 1.
+    pub round_keys_max: usize,
+    /// Rounds one exchange runs at most before it gives way to the next
+    /// (a partition still differing is queued again). At least 1.
+    pub rounds_max: u32,
+}
+
+impl Default for AaeConfig {
+    fn default() -> Self {
+        AaeConfig {
+            interval_ms: 600_000,
+            tick_ms: 100,
+            keys_per_tick: 1_000,
+            round_keys_max: 20_000,
+            rounds_max: 16,
+        }
+    }
 }
 
 /// Timing and bounds of the consensus groups (one per partition) that
@@ -127,6 +168,9 @@ pub struct InjectedBugs {
     /// Strong buckets: acknowledge a write when it is proposed, before it
     /// is committed.
     pub strong_ack_before_commit: bool,
+    /// Anti-entropy: writes do not update the hash trees once built (a
+    /// forgotten hook), so trees go stale and differences go unseen.
+    pub aae_stale_trees: bool,
 }
 
 /// A [`NodeConfig`] that cannot run. Nothing was started.
@@ -159,7 +203,7 @@ impl NodeConfig {
     /// it and what is allowed.
     pub fn validate(&self, layout: &Layout) -> Result<(), ConfigError> {
         let n = self.n as u64;
-        let ranges: [(&'static str, u64, u64); 8] = [
+        let ranges: [(&'static str, u64, u64); 12] = [
             ("n", n, u64::from(u32::MAX)),
             ("r", self.r as u64, n),
             ("w", self.w as u64, n),
@@ -168,6 +212,14 @@ impl NodeConfig {
             ("handoff_interval_ms", self.handoff_interval_ms, u64::MAX),
             ("handoff_window", self.handoff_window as u64, u64::MAX),
             ("buckets_max", self.buckets_max as u64, u64::MAX),
+            ("aae.tick_ms", self.aae.tick_ms, u64::MAX),
+            ("aae.keys_per_tick", self.aae.keys_per_tick as u64, u64::MAX),
+            (
+                "aae.round_keys_max",
+                self.aae.round_keys_max as u64,
+                crate::aae::ROUND_KEYS_LIMIT as u64,
+            ),
+            ("aae.rounds_max", u64::from(self.aae.rounds_max), u64::MAX),
         ];
         for (name, value, max) in ranges {
             if value == 0 || value > max {

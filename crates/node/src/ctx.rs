@@ -5,9 +5,12 @@
 //! machine's fields.
 
 use ringkv_core::bucket::BucketProps;
+use ringkv_core::hash::BucketKey;
 use ringkv_core::sloppy::choose_targets;
-use ringkv_core::{Actor, Hlc, HlcClock, Layout, NodeId, PartitionId};
+use ringkv_core::{Actor, Hlc, HlcClock, Layout, NodeId, Object, PartitionId};
+use ringkv_storage::{Store, StoreError};
 
+use crate::aae::Trees;
 use crate::buckets::Buckets;
 use crate::coordinator::Plan;
 use crate::membership::Liveness;
@@ -30,6 +33,9 @@ pub(crate) struct Ctx<'a, S> {
     pub(crate) clock: &'a mut Clock,
     pub(crate) ids: &'a mut RequestIds,
     pub(crate) stats: &'a mut NodeStats,
+    /// The anti-entropy trees of the partitions that have one, kept
+    /// current by every write of an eventual bucket's key.
+    pub(crate) trees: &'a mut Trees,
     /// Where the outputs of this input go, in order.
     pub(crate) out: &'a mut Vec<Output>,
 }
@@ -38,6 +44,42 @@ impl<S> Ctx<'_, S> {
     /// This node's id.
     pub(crate) fn me(&self) -> &NodeId {
         &self.cfg.id
+    }
+}
+
+impl<S: Store> Ctx<'_, S> {
+    /// Replaces the stored state of a key of an eventual bucket with `n`
+    /// replicas, `old` with `new`, and keeps the partition's anti-entropy tree current.
+    /// Every such write goes through here (strong buckets' keys are the
+    /// consensus groups' and never in a tree).
+    pub(crate) fn put_object(
+        &mut self,
+        partition: PartitionId,
+        n: usize,
+        key: &BucketKey,
+        old: &Object,
+        new: &Object,
+    ) -> Result<(), StoreError> {
+        self.store.put(partition, key, new)?;
+        if !self.cfg.bugs.aae_stale_trees {
+            self.trees.on_write(partition, n, key, old, new);
+        }
+        Ok(())
+    }
+
+    /// Removes a key of an eventual bucket whose stored state was `old`,
+    /// keeping the partition's tree current.
+    pub(crate) fn delete_object(
+        &mut self,
+        partition: PartitionId,
+        n: usize,
+        key: &BucketKey,
+        old: &Object,
+    ) -> Result<(), StoreError> {
+        self.store.delete(partition, key)?;
+        self.trees
+            .on_write(partition, n, key, old, &Object::empty());
+        Ok(())
     }
 }
 
@@ -77,7 +119,8 @@ impl View<'_> {
         let members = self.layout.members.len();
         let n = n.min(members);
         let extended = self.layout.preference_list(partition, members);
-        let targets = choose_targets(&extended, n, true, |x| self.is_live(x));
+        let sloppy = self.peers.hinted_handoff();
+        let targets = choose_targets(&extended, n, sloppy, |x| self.is_live(x));
         Plan {
             primaries: extended[..n].to_vec(),
             targets,

@@ -180,7 +180,12 @@ impl Handoff {
         replica.drop_hint(ctx, &f.hint);
         ctx.stats.hints_delivered += 1;
         if !keeps_copy(ctx, view, replica, &f) {
-            match ctx.store.delete(f.hint.partition, &f.hint.key) {
+            match ctx.delete_object(
+                f.hint.partition,
+                view.props(&f.hint.key.bucket).n,
+                &f.hint.key,
+                &f.sent,
+            ) {
                 Ok(()) => ctx.stats.handoff_drops += 1,
                 Err(e) => {
                     ctx.stats.store_errors += 1;

@@ -22,6 +22,8 @@ pub enum Timer {
     Strong(u64),
     /// The consensus groups' tick.
     RaftTick,
+    /// The anti-entropy job's tick.
+    Aae,
 }
 
 /// Something that happened to the node.

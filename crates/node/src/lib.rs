@@ -23,6 +23,8 @@
 //! - [`replica`]: this node's copy of its keys and the hints it keeps.
 //! - [`handoff`]: hinted handoff, a fallback giving writes back to their
 //!   primaries.
+//! - [`aae`]: anti-entropy, replicas comparing hash trees and exchanging
+//!   only the keys that differ.
 //! - [`buckets`]: bucket properties, spread to every node.
 //! - [`peers`]: who is reachable (transport and gossip), and the glue to
 //!   [`membership`], the gossip protocol itself (foca, self-contained).
@@ -30,6 +32,7 @@
 //! - `testing` (tests only): a fixture that drives one sub-machine alone.
 #![forbid(unsafe_code)]
 
+pub mod aae;
 pub mod buckets;
 pub mod config;
 pub mod consensus;
@@ -46,7 +49,7 @@ pub mod stats;
 mod testing;
 
 pub use config::{
-    BUCKETS_MAX_DEFAULT, ConfigError, ConsensusConfig, HANDOFF_INTERVAL_MS_DEFAULT,
+    AaeConfig, BUCKETS_MAX_DEFAULT, ConfigError, ConsensusConfig, HANDOFF_INTERVAL_MS_DEFAULT,
     HANDOFF_WINDOW_DEFAULT, HINTS_MAX_DEFAULT, InjectedBugs, NodeConfig, REQUEST_ID_BASE_MAX,
 };
 pub use ctx::MAX_DRIFT_MS;

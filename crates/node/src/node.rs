@@ -29,6 +29,7 @@ use ringkv_core::{Actor, Layout, NodeId, PartitionId};
 use ringkv_storage::Store;
 use tracing::debug;
 
+use crate::aae::{Aae, AaeStatus, Trees};
 use crate::buckets::{Buckets, encode_entry};
 use crate::config::{ConfigError, NodeConfig};
 use crate::consensus::{Consensus, GroupStatus};
@@ -55,6 +56,8 @@ pub struct Node<S: Store> {
     handoff: Handoff,
     coord: Coordinator,
     consensus: Consensus,
+    aae: Aae,
+    trees: Trees,
     /// Whether [`Node::start`] ran (joins sent, handoff timer armed).
     started: bool,
 }
@@ -69,6 +72,7 @@ struct Parts<'a, S> {
     handoff: &'a mut Handoff,
     coord: &'a mut Coordinator,
     consensus: &'a mut Consensus,
+    aae: &'a mut Aae,
 }
 
 /// A [`View`] of `p`'s peers and buckets, borrowing only those two fields.
@@ -102,6 +106,8 @@ impl<S: Store> Node<S> {
             handoff: Handoff::default(),
             coord: Coordinator::default(),
             consensus: Consensus::default(),
+            aae: Aae::default(),
+            trees: Trees::default(),
             clock: Clock::default(),
             stats: NodeStats::default(),
             started: false,
@@ -122,6 +128,7 @@ impl<S: Store> Node<S> {
                 clock: &mut self.clock,
                 ids: &mut self.ids,
                 stats: &mut self.stats,
+                trees: &mut self.trees,
                 out,
             },
             peers: &mut self.peers,
@@ -130,6 +137,7 @@ impl<S: Store> Node<S> {
             handoff: &mut self.handoff,
             coord: &mut self.coord,
             consensus: &mut self.consensus,
+            aae: &mut self.aae,
         }
     }
 
@@ -144,6 +152,7 @@ impl<S: Store> Node<S> {
         self.started = true;
         let mut p = self.parts(now_ms, out);
         p.handoff.start(&mut p.ctx);
+        p.aae.start(&mut p.ctx);
         let events = p.peers.join(&mut p.ctx);
         p.on_events(events);
     }
@@ -208,6 +217,23 @@ impl<S: Store> Node<S> {
         p.on_events(events);
         p.buckets.send_to_members(&mut p.ctx, &entry);
         Ok(entry.props)
+    }
+
+    /// Queues an anti-entropy exchange of `partition` (every partition
+    /// when `None`) with each of its other replicas, ahead of the
+    /// background sweep; returns how many were queued. The exchanges run
+    /// at the configured rate; [`Node::aae_status`] tells when they are
+    /// done.
+    pub fn repair(
+        &mut self,
+        now_ms: u64,
+        partition: Option<PartitionId>,
+        out: &mut Vec<Output>,
+    ) -> usize {
+        self.start(now_ms, out);
+        let mut p = self.parts(now_ms, out);
+        let view = view!(p);
+        p.aae.repair(&mut p.ctx, view, partition)
     }
 
     /// Tells the node the wall-clock time (ms since the Unix epoch), which it
@@ -292,6 +318,11 @@ impl<S: Store> Parts<'_, S> {
             PeerMsg::StrongReply { fwd_id, reply } => {
                 self.consensus.on_forward_reply(ctx, &from, fwd_id, reply)
             }
+            msg @ (PeerMsg::AaeBranches { .. }
+            | PeerMsg::AaeSegments { .. }
+            | PeerMsg::AaeKeys { .. }
+            | PeerMsg::AaeWant { .. }
+            | PeerMsg::AaePut { .. }) => self.aae.on_msg(ctx, view, replica, from, msg),
             PeerMsg::Gossip { .. } => unreachable!("handled above"),
         }
     }
@@ -318,6 +349,10 @@ impl<S: Store> Parts<'_, S> {
             Timer::RaftTick => {
                 let view = view!(self);
                 self.consensus.on_tick(&mut self.ctx, view)
+            }
+            Timer::Aae => {
+                let view = view!(self);
+                self.aae.tick(&mut self.ctx, view)
             }
         }
     }
@@ -410,6 +445,17 @@ impl<S: Store> Node<S> {
     pub fn groups(&self) -> Vec<GroupStatus> {
         self.consensus
             .status(&self.view(), self.cfg.consensus.idle_ticks)
+    }
+
+    /// What anti-entropy is doing: exchanges queued and in flight, and when
+    /// each partition was last found in step with its other replicas.
+    pub fn aae_status(&self) -> AaeStatus {
+        self.aae.status()
+    }
+
+    /// Anti-entropy trees built so far.
+    pub fn aae_trees(&self) -> usize {
+        self.trees.len()
     }
 
     /// Proposals of strong writes this node made that wait to be applied.

@@ -60,6 +60,9 @@ pub struct Peers {
     gossip_seen: BTreeMap<NodeId, Liveness>,
     /// Requests in a row each peer left unanswered (reset by any message).
     silent: BTreeMap<NodeId, u32>,
+    /// Whether fallbacks may stand in for unreachable primaries
+    /// ([`NodeConfig::hinted_handoff`]).
+    hinted_handoff: bool,
 }
 
 /// A layout member as a join target: only its id and address matter (foca
@@ -77,6 +80,12 @@ fn layout_info(id: &NodeId, rpc_addr: &str) -> MemberInfo {
 
 impl Peers {
     /// The peers machine of a node with `cfg`, starting in `layout`.
+    /// Whether a request may go to fallbacks standing in for unreachable
+    /// primaries (sloppy quorum and hinted handoff).
+    pub(crate) fn hinted_handoff(&self) -> bool {
+        self.hinted_handoff
+    }
+
     pub(crate) fn new(cfg: &NodeConfig, layout: &Layout) -> Self {
         let me = MemberInfo {
             id: cfg.id.clone(),
@@ -88,6 +97,7 @@ impl Peers {
         };
         Peers {
             membership: Membership::new(me, cfg.generation, cfg.gossip_seed, cfg.gossip.clone()),
+            hinted_handoff: cfg.hinted_handoff,
             down: BTreeSet::new(),
             heard_up: BTreeSet::new(),
             gossip_seen: BTreeMap::new(),

@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ringkv_core::bucket::ConflictMode;
+use ringkv_core::bucket::BucketProps;
 use ringkv_core::hash::BucketKey;
 use ringkv_core::msg::{ClientError, PeerMsg};
 use ringkv_core::request::{check_key, check_object};
@@ -41,6 +41,17 @@ pub(crate) struct ReplicaWrite {
     /// A fallback handing the key back ([`PeerMsg::HandoffPut`]): acked
     /// only after the batch is synced to disk.
     pub(crate) handoff: bool,
+}
+
+/// What a merge did to the stored state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Merged {
+    /// The store failed: nothing changed.
+    Failed,
+    /// The incoming state added nothing.
+    Unchanged,
+    /// The stored state changed.
+    Changed,
 }
 
 /// This node's stored keys and hints.
@@ -74,13 +85,15 @@ impl Replica {
             handoff,
         } = write;
         ctx.stats.replica_puts += 1;
-        let checked = check_peer_object(ctx, &key, &object).and_then(|()| match &stands_in_for {
-            Some(p) if ctx.layout.member(p).is_none() => Err(ClientError::BadRequest(format!(
-                "the write names {p} as the primary this node stands in for, which is not a \
+        let checked = check_peer_object(ctx, &key, &object)
+            .and_then(|()| eventual_only(view, &key))
+            .and_then(|()| match &stands_in_for {
+                Some(p) if ctx.layout.member(p).is_none() => Err(ClientError::BadRequest(format!(
+                    "the write names {p} as the primary this node stands in for, which is not a \
                  member of the layout"
-            ))),
-            _ => Ok(()),
-        });
+                ))),
+                _ => Ok(()),
+            });
         let ok = match checked {
             Err(why) => {
                 ctx.stats.peer_refused += 1;
@@ -111,14 +124,14 @@ impl Replica {
         object: &Object,
         stands_in_for: Option<NodeId>,
     ) -> bool {
-        let conflict = view.props(&key.bucket).conflict;
+        let props = view.props(&key.bucket);
         match stands_in_for {
-            None => self.merge(ctx, conflict, key, object),
+            None => self.merge(ctx, &props, key, object),
             // A fallback: refuse before storing anything when the hints are
             // full, so the coordinator counts no ack from us.
             Some(primary) if self.can_hint(ctx, &primary, key) => {
                 let partition = key.partition(ctx.layout.ring_size);
-                self.merge(ctx, conflict, key, object)
+                self.merge(ctx, &props, key, object)
                     && self.add_hint(
                         ctx,
                         Hint {
@@ -173,32 +186,43 @@ impl Replica {
     }
 
     /// Merges `incoming` into the stored state of `key` as the bucket's
-    /// `conflict` mode keeps it; returns whether the result is stored.
+    /// conflict mode keeps it; returns whether the result is stored.
     pub(crate) fn merge<S: Store>(
         &mut self,
         ctx: &mut Ctx<'_, S>,
-        conflict: ConflictMode,
+        props: &BucketProps,
         key: &BucketKey,
         incoming: &Object,
     ) -> bool {
+        self.merge_report(ctx, props, key, incoming) != Merged::Failed
+    }
+
+    /// [`Replica::merge`], saying whether the stored state changed.
+    pub(crate) fn merge_report<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        props: &BucketProps,
+        key: &BucketKey,
+        incoming: &Object,
+    ) -> Merged {
         let partition = key.partition(ctx.layout.ring_size);
         let Some(local) = self.read(ctx, partition, key) else {
-            return false;
+            return Merged::Failed;
         };
         let local = local.unwrap_or_default();
         if let Some(ts) = incoming.siblings.iter().map(|s| s.timestamp_ms).max() {
             ctx.clock.observe_write(ts);
         }
-        let merged = resolve_for(conflict, local.merge(incoming));
+        let merged = resolve_for(props.conflict, local.merge(incoming));
         if merged == local {
-            return true;
+            return Merged::Unchanged;
         }
-        match ctx.store.put(partition, key, &merged) {
-            Ok(()) => true,
+        match ctx.put_object(partition, props.n, key, &local, &merged) {
+            Ok(()) => Merged::Changed,
             Err(e) => {
                 ctx.stats.store_errors += 1;
                 warn!(error = %e, "replica write failed");
-                false
+                Merged::Failed
             }
         }
     }
@@ -325,6 +349,20 @@ impl Replica {
     pub(crate) fn hints_full(&self, hints_max: usize) -> bool {
         self.hints_len() >= hints_max
     }
+}
+
+/// Refuses a peer's replica write of a strong bucket's key: those are
+/// written only through the key's consensus group, never by replica
+/// writes, hints, read repair or anti-entropy.
+pub(crate) fn eventual_only(view: View<'_>, key: &BucketKey) -> Result<(), ClientError> {
+    if view.is_strong(&key.bucket) {
+        return Err(ClientError::BadRequest(
+            "a replica write for a key of a strong bucket: its keys change only through \
+             the key's consensus group"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a key and an object a peer sent, before anything is merged, with

@@ -42,4 +42,24 @@ pub struct NodeStats {
     /// Gossip packets refused and dropped: malformed, too large, or from a
     /// stale identity of a peer.
     pub gossip_errors: u64,
+    /// Anti-entropy exchanges this node started (as their leader).
+    pub aae_exchanges: u64,
+    /// Exchanges that ended with equal trees.
+    pub aae_exchanges_in_sync: u64,
+    /// Exchanges that still differed after `rounds_max` rounds (queued
+    /// again by the next sweep).
+    pub aae_rounds_exhausted: u64,
+    /// `(key, digest)` pairs compared, as the responder of an exchange.
+    pub aae_keys_compared: u64,
+    /// Keys this node sent to a peer that lacked them or held them otherwise.
+    pub aae_keys_sent: u64,
+    /// Keys a peer's anti-entropy send changed here: the repairs.
+    pub aae_keys_repaired: u64,
+    /// Payload bytes this node sent for anti-entropy: tree hashes, key
+    /// lists and objects.
+    pub aae_bytes_sent: u64,
+    /// Trees built by a scan of a partition.
+    pub aae_tree_builds: u64,
+    /// Anti-entropy messages refused as malformed or misaddressed.
+    pub aae_refused: u64,
 }

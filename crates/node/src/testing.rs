@@ -82,6 +82,8 @@ pub(crate) struct Fixture {
     /// Bucket properties for the view; drive them with
     /// [`Fixture::run_buckets`].
     pub(crate) buckets: Buckets,
+    /// Anti-entropy trees (none built unless a test builds them).
+    pub(crate) trees: crate::aae::Trees,
 }
 
 impl Fixture {
@@ -130,6 +132,8 @@ impl Fixture {
             gossip_seed: 7,
             join: vec![],
             consensus: Default::default(),
+            aae: Default::default(),
+            hinted_handoff: true,
         };
         tweak(&mut cfg);
         cfg.validate(&layout).expect("valid fixture config");
@@ -147,6 +151,7 @@ impl Fixture {
             clock: Clock::default(),
             stats: NodeStats::default(),
             out: Vec::new(),
+            trees: Default::default(),
             cfg,
             layout,
             store,
@@ -164,6 +169,7 @@ impl Fixture {
             clock: &mut self.clock,
             ids: &mut self.ids,
             stats: &mut self.stats,
+            trees: &mut self.trees,
             out: &mut self.out,
         };
         (ctx, &mut self.peers, &mut self.buckets)

@@ -141,6 +141,21 @@ pub(crate) struct ServerArgs {
     /// client or a peer. [default: 10000]
     #[arg(long)]
     pub buckets_max: Option<usize>,
+    /// Whether writes go to fallbacks, as hints, while primaries are
+    /// unreachable (sloppy quorum and hinted handoff). With false a write
+    /// counts only primaries' acks, and a replica that was down catches up
+    /// through read repair and anti-entropy. [default: true]
+    #[arg(long, value_name = "true|false")]
+    pub hinted_handoff: Option<bool>,
+    /// How often a background anti-entropy sweep over every partition
+    /// starts, in ms; 0 turns it off (`ringkv repair` still runs one).
+    /// [default: 600000]
+    #[arg(long)]
+    pub aae_interval_ms: Option<u64>,
+    /// Keys anti-entropy may send per second to repair its peers, at most:
+    /// repair never starves client traffic. [default: 10000]
+    #[arg(long)]
+    pub aae_keys_per_sec: Option<usize>,
     /// Threads of the async runtime, which runs the HTTP server, the peer
     /// links and the node's loop. [default: cores - 1, at least 1]
     #[arg(long)]

@@ -46,6 +46,14 @@ pub struct Config {
     /// Most buckets with properties of their own (`--buckets-max`); past it
     /// a change giving one more bucket properties is refused.
     pub buckets_max: usize,
+    /// Whether writes may go to fallbacks as hints while primaries are
+    /// unreachable (`--hinted-handoff`, default true).
+    pub hinted_handoff: bool,
+    /// How often a background anti-entropy sweep starts, in ms; 0: never
+    /// (`ringkv repair` still runs one).
+    pub aae_interval_ms: u64,
+    /// Keys anti-entropy may send per second to repair peers, at most.
+    pub aae_keys_per_sec: usize,
     /// Worker threads of the async runtime (HTTP, peer links); the node's
     /// state machine has a thread of its own besides.
     pub runtime_threads: usize,
@@ -85,6 +93,9 @@ pub struct Config {
     pub http_tls: Option<(PathBuf, PathBuf)>,
 }
 
+/// Default of [`Config::aae_keys_per_sec`].
+pub const AAE_KEYS_PER_SEC_DEFAULT: usize = 10_000;
+
 impl Config {
     /// A config with the documented defaults for the given identity.
     pub fn new(node_id: &str, data_dir: PathBuf, listen: &str, http: &str) -> Self {
@@ -104,6 +115,9 @@ impl Config {
             pending_max: 10_000,
             hints_max: ringkv_node::HINTS_MAX_DEFAULT,
             buckets_max: ringkv_node::BUCKETS_MAX_DEFAULT,
+            hinted_handoff: true,
+            aae_interval_ms: ringkv_node::AaeConfig::default().interval_ms,
+            aae_keys_per_sec: AAE_KEYS_PER_SEC_DEFAULT,
             runtime_threads: default_runtime_threads(),
             fault_injection: false,
             join: Vec::new(),

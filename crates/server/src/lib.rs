@@ -338,6 +338,15 @@ fn node_config(config: &Config, me: &NodeId, layout: &Layout, incarnation: u32) 
         gossip_seed: rand::random(),
         join: config.join.clone(),
         consensus: Default::default(),
+        aae: {
+            let d = ringkv_node::AaeConfig::default();
+            ringkv_node::AaeConfig {
+                interval_ms: config.aae_interval_ms,
+                keys_per_tick: (config.aae_keys_per_sec as u64 * d.tick_ms / 1000).max(1) as usize,
+                ..d
+            }
+        },
+        hinted_handoff: config.hinted_handoff,
     }
 }
 

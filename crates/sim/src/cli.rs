@@ -36,6 +36,8 @@ pub enum Bug {
     StrongStaleReads,
     /// Strong buckets: acknowledge writes when proposed, before commit.
     StrongAckBeforeCommit,
+    /// Anti-entropy: writes stop updating the hash trees once built.
+    AaeStaleTrees,
 }
 
 /// `ringkv sim run`.
@@ -98,6 +100,7 @@ fn bugs(list: &[Bug]) -> InjectedBugs {
         ignore_context: list.contains(&Bug::IgnoreContext),
         strong_stale_reads: list.contains(&Bug::StrongStaleReads),
         strong_ack_before_commit: list.contains(&Bug::StrongAckBeforeCommit),
+        aae_stale_trees: list.contains(&Bug::AaeStaleTrees),
     }
 }
 
@@ -157,7 +160,9 @@ fn sim_run(a: RunArgs) -> Result<ExitCode, String> {
     let wall = started.elapsed();
     let obs = observe(&result.history, scenario.duration_ms);
     let report = report_all(&result.history);
-    let violations = &report.violations;
+    let mut violations: Vec<String> = report.violations.iter().map(|v| v.to_string()).collect();
+    violations.extend(result.convergence_violation());
+    let violations = &violations;
     println!("scenario {:?}, seed {}", scenario.name, a.seed);
     for line in &result.stats.fault_log {
         println!("  {line}");
@@ -173,10 +178,16 @@ fn sim_run(a: RunArgs) -> Result<ExitCode, String> {
     );
     let st = &result.stats;
     println!(
-        "hinted writes {}, hints delivered {}, hints left at the end {}, read repairs {} \
-         (counters of the nodes running at the end)",
-        st.hinted_writes, st.hints_delivered, st.hints_left, st.read_repairs
+        "hinted writes {}, hints delivered {}, hints left at the end {}, read repairs {}, \
+         keys repaired by anti-entropy {} (counters of the nodes running at the end)",
+        st.hinted_writes, st.hints_delivered, st.hints_left, st.read_repairs, st.aae_keys_repaired
     );
+    if let Some(c) = &result.convergence {
+        println!(
+            "convergence: {} keys checked, {} divergent",
+            c.keys, c.divergent
+        );
+    }
     println!("{}", obs.summary());
     if let Some(path) = &a.json {
         let doc = serde_json::json!({
@@ -184,7 +195,8 @@ fn sim_run(a: RunArgs) -> Result<ExitCode, String> {
             "scenario": scenario,
             "stats": result.stats,
             "observations": obs,
-            "violations": violations.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
+            "violations": violations,
+            "convergence": result.convergence,
             "inconclusive": report.inconclusive,
             "history": result.history,
         });
@@ -200,7 +212,12 @@ fn sim_run(a: RunArgs) -> Result<ExitCode, String> {
     if violations.is_empty() {
         println!(
             "invariants: ok (no acknowledged write lost; siblings only for concurrent writes; \
-             strong keys linearizable{})",
+             strong keys linearizable{}{})",
+            if result.convergence.is_some() {
+                "; every replica converged"
+            } else {
+                ""
+            },
             if report.inconclusive.is_empty() {
                 ""
             } else {
@@ -230,10 +247,12 @@ struct SeedResult {
 fn run_seed(scenario: &Scenario, seed: u64, injected: &InjectedBugs) -> SeedResult {
     let r = crate::run(scenario, seed, injected);
     let report = report_all(&r.history);
+    let mut violations: Vec<String> = report.violations.iter().map(|v| v.to_string()).collect();
+    violations.extend(r.convergence_violation());
     SeedResult {
         seed,
         ops: r.stats.ops_invoked,
-        violations: report.violations.iter().map(|v| v.to_string()).collect(),
+        violations,
         inconclusive: report.inconclusive,
     }
 }

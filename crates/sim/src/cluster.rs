@@ -96,6 +96,11 @@ impl Cluster {
             gossip_seed: 0,
             join: vec![],
             consensus: ringkv_node::ConsensusConfig::default(),
+            aae: ringkv_node::AaeConfig {
+                interval_ms: s.aae_interval_ms,
+                ..Default::default()
+            },
+            hinted_handoff: s.hinted_handoff,
         };
         let mut c = Cluster {
             ids,

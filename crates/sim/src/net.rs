@@ -50,7 +50,12 @@ impl Leg {
             | PeerMsg::Gossip { .. }
             | PeerMsg::Raft { .. }
             | PeerMsg::StrongForward { .. }
-            | PeerMsg::StrongReply { .. } => Leg::Default,
+            | PeerMsg::StrongReply { .. }
+            | PeerMsg::AaeBranches { .. }
+            | PeerMsg::AaeSegments { .. }
+            | PeerMsg::AaeKeys { .. }
+            | PeerMsg::AaeWant { .. }
+            | PeerMsg::AaePut { .. } => Leg::Default,
         }
     }
 }

@@ -14,11 +14,14 @@
 //! (crashed nodes restart, partitions heal); in-flight operations finish or
 //! their clients give up; then a quiet period of `timeout_ms + 4000` ms lets
 //! coordinators, read repair, gossip and hinted handoff finish before the run
-//! stops.
+//! stops. A scenario with `converge_ms` adds a liveness phase: that much
+//! more quiet time (anti-entropy runs), then the replicas of every key must
+//! hold the same state ([`RunResult::convergence`]).
 
 use ringkv_node::InjectedBugs;
 use serde::Serialize;
 
+use crate::check::convergence::{self, Convergence};
 use crate::history::History;
 use crate::scenario::{Scenario, ScenarioError};
 use crate::world::World;
@@ -30,6 +33,27 @@ pub struct RunResult {
     pub history: History,
     /// Counters about the run and the log of its faults.
     pub stats: SimStats,
+    /// The convergence check of the liveness phase (`converge_ms` > 0):
+    /// whether every replica of every key holds the same state at the end.
+    pub convergence: Option<Convergence>,
+}
+
+impl RunResult {
+    /// The liveness phase's verdict: `None` when it was not run or every
+    /// replica of every key converged; else what diverged.
+    pub fn convergence_violation(&self) -> Option<String> {
+        let c = self.convergence.as_ref()?;
+        (c.divergent > 0).then(|| {
+            format!(
+                "convergence: {} of {} keys differ between their running replicas after the \
+                 quiet phase (down at the end: {:?}); first: {}",
+                c.divergent,
+                c.keys,
+                c.down,
+                c.examples[..c.examples.len().min(3)].join(" | ")
+            )
+        })
+    }
 }
 
 /// Counters about one run, for summaries and for spotting a scenario that
@@ -76,6 +100,10 @@ pub struct SimStats {
     pub hints_left: u64,
     /// Read-repair writes sent, summed likewise.
     pub read_repairs: u64,
+    /// Keys anti-entropy repaired, summed likewise.
+    pub aae_keys_repaired: u64,
+    /// Anti-entropy exchanges that found equal trees, summed likewise.
+    pub aae_exchanges_in_sync: u64,
 }
 
 /// Runs `scenario` with `seed`, with `bugs` switched on in every node.
@@ -108,11 +136,21 @@ pub fn try_run(
             stats.hinted_writes += ns.hinted_writes;
             stats.hints_delivered += ns.hints_delivered;
             stats.read_repairs += ns.read_repairs;
+            stats.aae_keys_repaired += ns.aae_keys_repaired;
+            stats.aae_exchanges_in_sync += ns.aae_exchanges_in_sync;
             stats.hints_left += node.hints_len() as u64;
         }
     }
+    let convergence = (scenario.converge_ms > 0).then(|| {
+        convergence::check(
+            &world.cluster,
+            scenario.n,
+            crate::workload::strong::STRONG_BUCKET,
+        )
+    });
     Ok(RunResult {
         history: world.history,
         stats,
+        convergence,
     })
 }

@@ -35,6 +35,16 @@ pub struct Scenario {
     pub random_faults: RandomFaults,
     /// What clients do.
     pub workload: Workload,
+    /// Whether writes go to fallbacks as hints while primaries are down
+    /// (`--hinted-handoff`).
+    pub hinted_handoff: bool,
+    /// Anti-entropy sweep interval, in simulated ms; 0: no background
+    /// anti-entropy.
+    pub aae_interval_ms: u64,
+    /// The liveness phase: after the faults end and the usual settle
+    /// time, the cluster runs this many more quiet ms, then every replica
+    /// of every key must hold the same state (checked when > 0).
+    pub converge_ms: u64,
 }
 
 impl Default for Scenario {
@@ -53,6 +63,9 @@ impl Default for Scenario {
             faults: vec![],
             random_faults: RandomFaults::default(),
             workload: Workload::default(),
+            hinted_handoff: true,
+            aae_interval_ms: 0,
+            converge_ms: 0,
         }
     }
 }

@@ -30,6 +30,12 @@ impl Scenario {
                 self.duration_ms
             ));
         }
+        if self.converge_ms > DURATION_MS_MAX || self.aae_interval_ms > DURATION_MS_MAX {
+            return bad(format!(
+                "converge_ms={} and aae_interval_ms={} must be at most {DURATION_MS_MAX}",
+                self.converge_ms, self.aae_interval_ms
+            ));
+        }
         if let SimSync::Periodic { interval_ms } = self.sync
             && (interval_ms == 0 || interval_ms > DURATION_MS_MAX)
         {

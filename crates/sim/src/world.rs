@@ -410,7 +410,8 @@ impl<'a> World<'a> {
         if self.over && !self.stopping && self.clients.in_flight() == 0 {
             self.stopping = true;
             let handoff_ms = 3 * ringkv_node::HANDOFF_INTERVAL_MS_DEFAULT;
-            let settle_us = (self.scenario.timeout_ms + 1_000 + handoff_ms) * 1_000;
+            let settle_us =
+                (self.scenario.timeout_ms + 1_000 + handoff_ms + self.scenario.converge_ms) * 1_000;
             self.queue.push(self.now_us + settle_us, Event::Stop);
         }
     }

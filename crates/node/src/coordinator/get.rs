@@ -5,7 +5,7 @@
 
 use ringkv_core::NodeId;
 use ringkv_core::Object;
-use ringkv_core::bucket::ConflictMode;
+use ringkv_core::bucket::BucketProps;
 use ringkv_core::hash::BucketKey;
 use ringkv_core::msg::{ClientReply, PeerMsg};
 use ringkv_core::quorum::{QuorumStatus, ReadQuorum};
@@ -44,8 +44,8 @@ pub(super) struct GetState {
     pub(super) quorum: ReadQuorum,
     /// What to do with the result.
     purpose: ReadPurpose,
-    /// The bucket's conflict mode, read once at the start.
-    conflict: ConflictMode,
+    /// The bucket's properties, read once at the start.
+    props: BucketProps,
 }
 
 impl Coordinator {
@@ -91,7 +91,7 @@ impl Coordinator {
         let at_ms = ctx.now_ms + adm.timeout_ms;
         let state = GetState {
             key: adm.key.clone(),
-            conflict: adm.props.conflict,
+            props: adm.props.clone(),
             request: Some(adm),
             quorum,
             purpose,
@@ -151,7 +151,7 @@ impl Coordinator {
             && let Some(adm) = g.request.take()
         {
             let q = &g.quorum;
-            let merged = resolve_for(g.conflict, q.merged());
+            let merged = resolve_for(g.props.conflict, q.merged());
             let purpose = g.purpose.clone();
             if status == QuorumStatus::Failed {
                 let err = shortfall(
@@ -218,14 +218,14 @@ impl Coordinator {
         let Some(Pending::Get(g)) = self.pending.remove(&req_id) else {
             return;
         };
-        let merged = resolve_for(g.conflict, g.quorum.merged());
+        let merged = resolve_for(g.props.conflict, g.quorum.merged());
         if merged.is_empty() {
             return;
         }
         for node in g.quorum.stale(&merged) {
             ctx.stats.read_repairs += 1;
             if &node == ctx.me() {
-                replica.merge(ctx, g.conflict, &g.key, &merged);
+                replica.merge(ctx, &g.props, &g.key, &merged);
             } else {
                 ctx.out.push(Output::Send {
                     to: node,

@@ -68,9 +68,9 @@ impl Coordinator {
             Err((err, rejected)) if rejected => return reject(ctx, adm.origin, err),
             Err((err, _)) => return answer(ctx, adm.origin, ClientReply::Error(err)),
         };
-        let (object, dot) = new;
+        let (local, object, dot) = new;
         warn_siblings(ctx, &adm, &object);
-        if let Err(e) = ctx.store.put(adm.partition, &adm.key, &object) {
+        if let Err(e) = ctx.put_object(adm.partition, adm.props.n, &adm.key, &local, &object) {
             let err = store_failed(ctx, e);
             return answer(ctx, adm.origin, ClientReply::Error(err));
         }
@@ -180,7 +180,7 @@ fn own_ack<S: Store>(
     quorum
 }
 
-/// The object this write leaves and its new dot, built on the stored state
+/// The stored state, the object this write leaves and its new dot, built on the stored state
 /// and checked against the limits. An error says whether it is a refusal of
 /// the request (`true`) or a failure of this node.
 fn build_write<S: Store>(
@@ -188,7 +188,7 @@ fn build_write<S: Store>(
     adm: &Admitted,
     value: Value,
     context: VersionVector,
-) -> Result<(Object, Dot), (ClientError, bool)> {
+) -> Result<(Object, Object, Dot), (ClientError, bool)> {
     let local = match ctx.store.get(adm.partition, &adm.key) {
         Ok(o) => o.unwrap_or_default(),
         Err(e) => return Err((store_failed(ctx, e), false)),
@@ -216,7 +216,7 @@ fn build_write<S: Store>(
         }
     };
     request::check_new_object(&local, &new, &adm.props, &ctx.cfg.limits).map_err(|e| (e, true))?;
-    Ok((new, dot))
+    Ok((local, new, dot))
 }
 
 /// Logs and counts a write that leaves more siblings than the bucket's

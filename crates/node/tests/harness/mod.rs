@@ -186,6 +186,8 @@ impl Cluster {
                     gossip_seed: 7 + i as u64,
                     join: vec![],
                     consensus: Default::default(),
+                    aae: Default::default(),
+                    hinted_handoff: true,
                 };
                 let mut cfg = cfg;
                 tweak(&mut cfg);
@@ -411,6 +413,21 @@ impl Cluster {
 
     pub(crate) fn node(&self, n: &str) -> &Node<MemStore> {
         &self.nodes[&id(n)]
+    }
+
+    /// An operator's `ringkv repair` on node `at` (every partition when
+    /// `partition` is `None`); returns how many exchanges were queued.
+    #[allow(dead_code)]
+    pub(crate) fn repair(&mut self, at: &str, partition: Option<u32>) -> usize {
+        let mut outs = vec![];
+        let now = self.now;
+        let queued = self
+            .nodes
+            .get_mut(&id(at))
+            .expect("known node")
+            .repair(now, partition, &mut outs);
+        self.route(&id(at), outs);
+        queued
     }
 }
 

@@ -317,6 +317,7 @@ fn check_limits(c: &Config, problems: &mut Vec<Invalid>) {
         ("--hints-max", c.hints_max),
         ("--buckets-max", c.buckets_max),
         ("--runtime-threads", c.runtime_threads),
+        ("--aae-keys-per-sec", c.aae_keys_per_sec),
     ];
     for (setting, v) in at_least_one {
         if v == 0 {

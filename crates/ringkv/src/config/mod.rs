@@ -103,6 +103,12 @@ pub(crate) struct FileConfig {
     hints_max: Option<usize>,
     #[serde(default, alias = "buckets-max")]
     buckets_max: Option<usize>,
+    #[serde(default, alias = "hinted-handoff")]
+    hinted_handoff: Option<bool>,
+    #[serde(default, alias = "aae-interval-ms")]
+    aae_interval_ms: Option<u64>,
+    #[serde(default, alias = "aae-keys-per-sec")]
+    aae_keys_per_sec: Option<usize>,
     #[serde(default, alias = "runtime-threads")]
     runtime_threads: Option<usize>,
     #[serde(default, alias = "fault-injection")]
@@ -230,6 +236,18 @@ pub(crate) fn merge(flags: &ServerArgs, file: &FileConfig) -> Result<Config, Con
     set(&mut c.pending_max, flags.pending_max.or(file.pending_max));
     set(&mut c.hints_max, flags.hints_max.or(file.hints_max));
     set(&mut c.buckets_max, flags.buckets_max.or(file.buckets_max));
+    set(
+        &mut c.hinted_handoff,
+        flags.hinted_handoff.or(file.hinted_handoff),
+    );
+    set(
+        &mut c.aae_interval_ms,
+        flags.aae_interval_ms.or(file.aae_interval_ms),
+    );
+    set(
+        &mut c.aae_keys_per_sec,
+        flags.aae_keys_per_sec.or(file.aae_keys_per_sec),
+    );
     set(
         &mut c.runtime_threads,
         flags.runtime_threads.or(file.runtime_threads),

@@ -37,6 +37,7 @@ use serde::Serialize;
 
 use crate::history::{History, Op, OpKind, Outcome};
 
+pub mod convergence;
 pub mod durability;
 pub mod linearizable;
 pub mod siblings;

@@ -1,0 +1,707 @@
+//! Anti-entropy: the replicas of each partition compare hash trees and
+//! exchange only the keys on which they differ, so a replica that missed
+//! writes (a lost message, a hint lost with its fallback's disk, hinted
+//! handoff off) catches up without anyone reading those keys.
+//!
+//! Owns: the exchanges this node leads, the queue of exchanges to run, the
+//! sweep schedule and the repair budget. The trees themselves ([`Trees`])
+//! are lent to every machine in `Ctx`, because every write must keep them
+//! current.
+//!
+//! - One tree per (partition, n): a key lives on the first `n` nodes of its
+//!   partition's preference list, its bucket's `n`, so only nodes that both
+//!   hold a key compare it. Strong buckets' keys are in no tree: their
+//!   consensus groups keep them in step. Trees are built on first use by a
+//!   scan of the partition (kept in memory, rebuilt after a restart), then
+//!   kept current write by write.
+//! - An exchange, led by one primary with another: branches, then the
+//!   segments of the branches that differ, then the `(key, digest)` pairs of
+//!   the segments that differ; then each side sends the other its state of
+//!   the keys the other lacks or holds otherwise ([`PeerMsg::AaePut`]), and
+//!   the receiver merges it like any replica write. Trees that are equal end
+//!   the exchange after one message each way (about 256 bytes).
+//! - A round that repaired keys is followed by another, up to
+//!   `rounds_max`, which confirms the trees now agree (or carries on with
+//!   what did not fit in a round).
+//! - Background sweeps queue every partition this node is a primary of,
+//!   every `interval_ms`; `Node::repair` queues the partitions an operator
+//!   names, first. The leader of an exchange sends at most `keys_per_tick`
+//!   keys per tick, so repair never starves client traffic.
+//! - The responder keeps no state: each message is answered from its tree
+//!   and store. Every field a peer sends is checked (partition, `n`, that
+//!   both nodes are replicas, lengths, indexes, keys) before it is used.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use ringkv_core::aae::{
+    BRANCHES, SEGMENTS, SEGMENTS_PER_BRANCH, TicTacTree, diff_keys, differing, object_digest,
+    segment_of,
+};
+use ringkv_core::hash::BucketKey;
+use ringkv_core::msg::PeerMsg;
+use ringkv_core::request::check_key;
+use ringkv_core::{NodeId, Object, PartitionId};
+use ringkv_storage::Store;
+use tracing::{debug, warn};
+
+use crate::ctx::{Ctx, View};
+use crate::replica::{Merged, Replica, check_peer_object, eventual_only};
+use crate::{Output, Timer};
+
+/// Most `(key, digest)` pairs or keys one anti-entropy message may carry:
+/// the bound on a peer's lists, whatever its config.
+pub const ROUND_KEYS_LIMIT: usize = 100_000;
+
+/// Exchanges this node leads at once.
+const ACTIVE_MAX: usize = 4;
+
+/// The anti-entropy trees this node has built, by (partition, n).
+#[derive(Debug, Default)]
+pub struct Trees {
+    built: BTreeMap<(PartitionId, usize), TicTacTree>,
+}
+
+impl Trees {
+    /// Records that a key of a bucket with `n` replicas changed from `old`
+    /// to `new` in `partition` (a no-op until that tree is built: its
+    /// build scans the store, which has the write).
+    pub(crate) fn on_write(
+        &mut self,
+        partition: PartitionId,
+        n: usize,
+        key: &BucketKey,
+        old: &Object,
+        new: &Object,
+    ) {
+        if let Some(t) = self.built.get_mut(&(partition, n)) {
+            t.update(key, object_digest(old), object_digest(new));
+        }
+    }
+
+    /// Forgets every tree (a bucket's `n` or consistency changed, so its
+    /// keys belong elsewhere): each is rebuilt from the store when next
+    /// needed.
+    pub(crate) fn clear(&mut self) {
+        self.built.clear();
+    }
+
+    /// How many trees are built.
+    pub fn len(&self) -> usize {
+        self.built.len()
+    }
+
+    /// Whether no tree is built.
+    pub fn is_empty(&self) -> bool {
+        self.built.is_empty()
+    }
+}
+
+/// Whether `key` belongs in the tree of `n`: its bucket is eventual and has
+/// `n` replicas.
+fn in_tree(view: &View<'_>, key: &BucketKey, n: usize) -> bool {
+    !view.is_strong(&key.bucket) && view.props(&key.bucket).n == n
+}
+
+/// The tree of (`partition`, `n`), built by a scan of the store when this
+/// node has none yet; `None` when the store cannot be read.
+fn tree<'c, S: Store>(
+    ctx: &'c mut Ctx<'_, S>,
+    view: &View<'_>,
+    partition: PartitionId,
+    n: usize,
+) -> Option<&'c TicTacTree> {
+    if !ctx.trees.built.contains_key(&(partition, n)) {
+        let keys = scan(ctx, partition)?;
+        let mut t = TicTacTree::new();
+        for (key, object) in keys.iter().filter(|(k, _)| in_tree(view, k, n)) {
+            t.update(key, None, object_digest(object));
+        }
+        ctx.stats.aae_tree_builds += 1;
+        ctx.trees.built.insert((partition, n), t);
+    }
+    ctx.trees.built.get(&(partition, n))
+}
+
+/// Every key of `partition` with its state; `None` (counted, logged) when
+/// the store fails.
+fn scan<S: Store>(
+    ctx: &mut Ctx<'_, S>,
+    partition: PartitionId,
+) -> Option<Vec<(BucketKey, Object)>> {
+    match ctx.store.scan_partition(partition) {
+        Ok(k) => Some(k),
+        Err(e) => {
+            ctx.stats.store_errors += 1;
+            warn!(error = %e, partition, "anti-entropy could not scan a partition");
+            None
+        }
+    }
+}
+
+/// This node's `(key, digest)` pairs of the tree of `n` in `segments`.
+fn pairs<S: Store>(
+    ctx: &mut Ctx<'_, S>,
+    view: &View<'_>,
+    partition: PartitionId,
+    n: usize,
+    segments: &BTreeSet<usize>,
+) -> Option<BTreeMap<BucketKey, u64>> {
+    let keys = scan(ctx, partition)?;
+    Some(
+        keys.into_iter()
+            .filter(|(k, _)| segments.contains(&segment_of(k)) && in_tree(view, k, n))
+            .filter_map(|(k, o)| object_digest(&o).map(|d| (k, d)))
+            .collect(),
+    )
+}
+
+/// One exchange to run: this node and `peer` compare `partition`'s tree of
+/// `n`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Job {
+    partition: PartitionId,
+    n: usize,
+    peer: NodeId,
+}
+
+/// An exchange this node leads, waiting for its peer.
+#[derive(Debug)]
+struct Exchange {
+    job: Job,
+    /// Rounds before this one.
+    round: u32,
+    started_ms: u64,
+    /// The segments this round compares (known once the peer's segment
+    /// hashes arrived): the keys the peer may want are in them.
+    segments: BTreeSet<usize>,
+}
+
+/// What anti-entropy reports about itself (status pages, metrics, the
+/// `repair` command).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AaeStatus {
+    /// Exchanges waiting to run.
+    pub queued: usize,
+    /// Exchanges in flight.
+    pub active: usize,
+    /// For each partition this node exchanged, when (on the node's
+    /// monotonic clock) its last exchange with every one of its peers had
+    /// ended with equal trees: the oldest of those times.
+    pub synced_ms: BTreeMap<PartitionId, u64>,
+}
+
+/// The anti-entropy job.
+#[derive(Debug, Default)]
+pub struct Aae {
+    queue: VecDeque<Job>,
+    active: BTreeMap<u64, Exchange>,
+    armed: bool,
+    next_sweep_ms: u64,
+    /// Keys (and exchange starts) this node may still send this tick.
+    budget: usize,
+    /// When each job last ended with equal trees.
+    synced: BTreeMap<Job, u64>,
+}
+
+impl Aae {
+    /// Arms the periodic tick (once); the first sweep comes one interval
+    /// after the start.
+    pub(crate) fn start<S>(&mut self, ctx: &mut Ctx<'_, S>) {
+        if !self.armed {
+            self.armed = true;
+            self.next_sweep_ms = ctx.now_ms.saturating_add(ctx.cfg.aae.interval_ms);
+            self.budget = ctx.cfg.aae.keys_per_tick;
+            self.arm(ctx);
+        }
+    }
+
+    fn arm<S>(&mut self, ctx: &mut Ctx<'_, S>) {
+        ctx.out.push(Output::SetTimer {
+            id: Timer::Aae,
+            at_ms: ctx.now_ms + ctx.cfg.aae.tick_ms,
+        });
+    }
+
+    /// The periodic tick: refill the budget, forget exchanges whose peer
+    /// went silent, start a sweep when one is due, and run what is queued.
+    pub(crate) fn tick<S: Store>(&mut self, ctx: &mut Ctx<'_, S>, view: View<'_>) {
+        self.arm(ctx);
+        self.budget = ctx.cfg.aae.keys_per_tick;
+        let (now, timeout) = (ctx.now_ms, ctx.cfg.timeout_ms.saturating_mul(5));
+        self.active
+            .retain(|_, x| now.saturating_sub(x.started_ms) < timeout);
+        if ctx.cfg.aae.interval_ms > 0 && now >= self.next_sweep_ms {
+            self.next_sweep_ms = now.saturating_add(ctx.cfg.aae.interval_ms);
+            if self.queue.is_empty() {
+                let jobs = jobs(ctx, &view, None);
+                self.queue.extend(jobs);
+            }
+        }
+        self.pump(ctx, view);
+    }
+
+    /// Queues an exchange of `partition` (every partition when `None`) with
+    /// each of its other replicas, ahead of the background sweep. Returns
+    /// how many exchanges were queued.
+    pub(crate) fn repair<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        view: View<'_>,
+        partition: Option<PartitionId>,
+    ) -> usize {
+        let jobs: Vec<Job> = jobs(ctx, &view, partition)
+            .into_iter()
+            .filter(|j| !self.queue.contains(j))
+            .collect();
+        let queued = jobs.len();
+        for j in jobs.into_iter().rev() {
+            self.queue.push_front(j);
+        }
+        self.pump(ctx, view);
+        queued
+    }
+
+    /// What the job is doing.
+    pub(crate) fn status(&self) -> AaeStatus {
+        let mut synced_ms: BTreeMap<PartitionId, u64> = BTreeMap::new();
+        for (job, at) in &self.synced {
+            let e = synced_ms.entry(job.partition).or_insert(*at);
+            *e = (*e).min(*at);
+        }
+        AaeStatus {
+            queued: self.queue.len(),
+            active: self.active.len(),
+            synced_ms,
+        }
+    }
+
+    /// Starts queued exchanges while there is room and budget.
+    fn pump<S: Store>(&mut self, ctx: &mut Ctx<'_, S>, view: View<'_>) {
+        while self.active.len() < ACTIVE_MAX && self.budget > 0 {
+            let Some(job) = self.queue.pop_front() else {
+                return;
+            };
+            self.budget -= 1;
+            self.begin(ctx, &view, job, 0);
+        }
+    }
+
+    /// Sends the first message of a round of `job`.
+    fn begin<S: Store>(&mut self, ctx: &mut Ctx<'_, S>, view: &View<'_>, job: Job, round: u32) {
+        if !view.is_live(&job.peer) {
+            return;
+        }
+        let Some(t) = tree(ctx, view, job.partition, job.n) else {
+            return;
+        };
+        let branches = t.branches().to_vec();
+        let xid = ctx.ids.next();
+        ctx.stats.aae_exchanges += u64::from(round == 0);
+        ctx.stats.aae_bytes_sent += 8 * branches.len() as u64;
+        ctx.out.push(Output::Send {
+            to: job.peer.clone(),
+            msg: PeerMsg::AaeBranches {
+                xid,
+                partition: job.partition,
+                n: job.n as u32,
+                branches,
+            },
+        });
+        self.active.insert(
+            xid,
+            Exchange {
+                job,
+                round,
+                started_ms: ctx.now_ms,
+                segments: BTreeSet::new(),
+            },
+        );
+    }
+
+    /// Ends an exchange whose trees were found equal.
+    fn in_sync<S: Store>(&mut self, ctx: &mut Ctx<'_, S>, view: View<'_>, x: Exchange) {
+        ctx.stats.aae_exchanges_in_sync += 1;
+        self.synced.insert(x.job, ctx.now_ms);
+        self.pump(ctx, view);
+    }
+
+    /// Ends a round that found differences: another round confirms the
+    /// repair (or carries on), up to `rounds_max`.
+    fn next_round<S: Store>(&mut self, ctx: &mut Ctx<'_, S>, view: View<'_>, x: Exchange) {
+        if x.round + 1 < ctx.cfg.aae.rounds_max {
+            if self.budget > 0 {
+                self.begin(ctx, &view, x.job, x.round + 1);
+            } else {
+                // Out of budget: it runs again from the front next tick.
+                self.queue.push_front(x.job);
+            }
+        } else {
+            ctx.stats.aae_rounds_exhausted += 1;
+        }
+        self.pump(ctx, view);
+    }
+
+    /// An anti-entropy message from `from`.
+    pub(crate) fn on_msg<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        view: View<'_>,
+        replica: &mut Replica,
+        from: NodeId,
+        msg: PeerMsg,
+    ) {
+        let refused = match msg {
+            PeerMsg::AaeBranches {
+                xid,
+                partition,
+                n,
+                branches,
+            } => on_branches(ctx, &view, &from, (xid, partition, n), &branches),
+            PeerMsg::AaeSegments {
+                xid,
+                partition,
+                n,
+                segments,
+            } => self.on_segments(ctx, view, &from, (xid, partition, n), &segments),
+            PeerMsg::AaeKeys {
+                xid,
+                partition,
+                n,
+                segments,
+                keys,
+            } => on_keys(ctx, &view, &from, (xid, partition, n), &segments, &keys),
+            PeerMsg::AaeWant {
+                xid,
+                partition,
+                n,
+                keys,
+            } => self.on_want(ctx, view, &from, (xid, partition, n), &keys),
+            PeerMsg::AaePut { key, object } => on_put(ctx, &view, replica, &from, &key, &object),
+            _ => Ok(()),
+        };
+        if let Err(why) = refused {
+            ctx.stats.aae_refused += 1;
+            debug!(peer = %from, %why, "anti-entropy message refused");
+        }
+    }
+
+    /// The peer's segment hashes of the branches that differ: compare
+    /// ours, and send our pairs of the segments that differ.
+    fn on_segments<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        view: View<'_>,
+        from: &NodeId,
+        (xid, partition, n): (u64, u32, u32),
+        theirs: &[(u32, Vec<u64>)],
+    ) -> Result<(), String> {
+        let Some(x) = self.active.get(&xid) else {
+            return Ok(()); // Timed out, or a duplicate: nothing to do.
+        };
+        if &x.job.peer != from || x.job.partition != partition || x.job.n != n as usize {
+            return Err("segments that do not match the exchange they name".into());
+        }
+        if theirs.len() > BRANCHES {
+            return Err(format!("{} branches, more than {BRANCHES}", theirs.len()));
+        }
+        let job = x.job.clone();
+        if theirs.is_empty() {
+            let x = self.active.remove(&xid).expect("present");
+            self.in_sync(ctx, view, x);
+            return Ok(());
+        }
+        let Some(t) = tree(ctx, &view, job.partition, job.n) else {
+            return Ok(());
+        };
+        let mut segments = BTreeSet::new();
+        for (b, hashes) in theirs {
+            let ours = t
+                .branch_segments(*b as usize)
+                .ok_or_else(|| format!("branch {b} out of range"))?;
+            let diff = differing(ours, hashes).ok_or_else(|| {
+                format!("{} segment hashes, not {SEGMENTS_PER_BRANCH}", hashes.len())
+            })?;
+            segments.extend(
+                diff.into_iter()
+                    .map(|s| *b as usize * SEGMENTS_PER_BRANCH + s),
+            );
+        }
+        let Some(mut mine) = pairs(ctx, &view, job.partition, job.n, &segments) else {
+            return Ok(());
+        };
+        // A round compares at most `round_keys_max` pairs: whole segments,
+        // in order, while they fit (the first always goes).
+        let max = ctx.cfg.aae.round_keys_max;
+        let mut kept = BTreeSet::new();
+        let mut count = 0;
+        for s in &segments {
+            let here = mine.keys().filter(|k| segment_of(k) == *s).count();
+            if !kept.is_empty() && count + here > max {
+                break;
+            }
+            kept.insert(*s);
+            count += here;
+        }
+        mine.retain(|k, _| kept.contains(&segment_of(k)));
+        let keys: Vec<(BucketKey, u64)> = mine.into_iter().take(ROUND_KEYS_LIMIT).collect();
+        ctx.stats.aae_bytes_sent += keys
+            .iter()
+            .map(|(k, _)| (k.bucket.len() + k.key.len() + 8) as u64)
+            .sum::<u64>()
+            + 4 * kept.len() as u64;
+        ctx.out.push(Output::Send {
+            to: from.clone(),
+            msg: PeerMsg::AaeKeys {
+                xid,
+                partition,
+                n,
+                segments: kept.iter().map(|s| *s as u32).collect(),
+                keys,
+            },
+        });
+        if let Some(x) = self.active.get_mut(&xid) {
+            x.segments = kept;
+        }
+        Ok(())
+    }
+
+    /// The keys the peer lacks or holds otherwise: send ours, and end the
+    /// round.
+    fn on_want<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        view: View<'_>,
+        from: &NodeId,
+        (xid, partition, n): (u64, u32, u32),
+        keys: &[BucketKey],
+    ) -> Result<(), String> {
+        let Some(x) = self.active.get(&xid) else {
+            return Ok(());
+        };
+        if &x.job.peer != from || x.job.partition != partition || x.job.n != n as usize {
+            return Err("a want that does not match the exchange it names".into());
+        }
+        if keys.len() > ROUND_KEYS_LIMIT {
+            return Err(format!("{} keys, more than {ROUND_KEYS_LIMIT}", keys.len()));
+        }
+        let x = self.active.remove(&xid).expect("present");
+        for key in keys {
+            if !x.segments.contains(&segment_of(key))
+                || key.partition(ctx.layout.ring_size) != partition
+            {
+                continue; // Not a key of this round: not sent.
+            }
+            send_key(ctx, &view, from, key);
+            self.budget = self.budget.saturating_sub(1);
+        }
+        self.next_round(ctx, view, x);
+        Ok(())
+    }
+}
+
+/// The exchanges of `partition` (all when `None`) this node leads: one per
+/// other replica, for each `n` in use.
+fn jobs<S>(ctx: &Ctx<'_, S>, view: &View<'_>, partition: Option<PartitionId>) -> Vec<Job> {
+    let members = ctx.layout.members.len();
+    let mut ns: BTreeSet<usize> = BTreeSet::from([ctx.cfg.n.min(members)]);
+    ns.extend(
+        view.buckets
+            .entries()
+            .filter(|e| e.props.consistency != ringkv_core::Consistency::Strong)
+            .map(|e| e.props.n.min(members)),
+    );
+    let partitions: Vec<PartitionId> = match partition {
+        Some(p) => vec![p],
+        None => (0..ctx.layout.ring_size).collect(),
+    };
+    let mut out = Vec::new();
+    for p in partitions {
+        for &n in ns.iter().filter(|&&n| n >= 2) {
+            let replicas = ctx.layout.preference_list(p, n);
+            if !replicas.contains(ctx.me()) {
+                continue;
+            }
+            for peer in replicas.into_iter().filter(|r| r != ctx.me()) {
+                out.push(Job {
+                    partition: p,
+                    n,
+                    peer,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Checks that (`partition`, `n`) names a tree both this node and `from`
+/// keep: the partition exists, `n` is in range, both are among its first
+/// `n` replicas.
+fn check_replicas<S>(
+    ctx: &Ctx<'_, S>,
+    from: &NodeId,
+    partition: u32,
+    n: u32,
+) -> Result<usize, String> {
+    if partition >= ctx.layout.ring_size {
+        return Err(format!("partition {partition} does not exist"));
+    }
+    let members = ctx.layout.members.len();
+    let n = n as usize;
+    if !(2..=members).contains(&n) {
+        return Err(format!("n={n} is out of range 2..={members}"));
+    }
+    let replicas = ctx.layout.preference_list(partition, n);
+    if !replicas.contains(ctx.me()) || !replicas.contains(from) {
+        return Err(format!(
+            "partition {partition} with n={n} is not kept by both {from} and this node"
+        ));
+    }
+    Ok(n)
+}
+
+/// A peer's branch hashes: answer with our segment hashes of each branch
+/// that differs (none: the trees are equal).
+fn on_branches<S: Store>(
+    ctx: &mut Ctx<'_, S>,
+    view: &View<'_>,
+    from: &NodeId,
+    (xid, partition, n): (u64, u32, u32),
+    theirs: &[u64],
+) -> Result<(), String> {
+    let nn = check_replicas(ctx, from, partition, n)?;
+    let Some(t) = tree(ctx, view, partition, nn) else {
+        return Ok(());
+    };
+    let diff = differing(t.branches(), theirs)
+        .ok_or_else(|| format!("{} branch hashes, not {BRANCHES}", theirs.len()))?;
+    let segments: Vec<(u32, Vec<u64>)> = diff
+        .into_iter()
+        .map(|b| {
+            let s = t.branch_segments(b).expect("b < BRANCHES");
+            (b as u32, s.to_vec())
+        })
+        .collect();
+    ctx.stats.aae_bytes_sent += segments
+        .iter()
+        .map(|(_, s)| 4 + 8 * s.len() as u64)
+        .sum::<u64>();
+    ctx.out.push(Output::Send {
+        to: from.clone(),
+        msg: PeerMsg::AaeSegments {
+            xid,
+            partition,
+            n,
+            segments,
+        },
+    });
+    Ok(())
+}
+
+/// A peer's pairs of the segments that differ: send our state of the keys
+/// it lacks or holds otherwise, and ask for the ones we lack or hold
+/// otherwise.
+fn on_keys<S: Store>(
+    ctx: &mut Ctx<'_, S>,
+    view: &View<'_>,
+    from: &NodeId,
+    (xid, partition, n): (u64, u32, u32),
+    segments: &[u32],
+    theirs: &[(BucketKey, u64)],
+) -> Result<(), String> {
+    let nn = check_replicas(ctx, from, partition, n)?;
+    if segments.len() > SEGMENTS || theirs.len() > ROUND_KEYS_LIMIT {
+        return Err(format!(
+            "{} segments and {} keys: over the bounds {SEGMENTS} and {ROUND_KEYS_LIMIT}",
+            segments.len(),
+            theirs.len()
+        ));
+    }
+    let segments: BTreeSet<usize> = segments.iter().map(|s| *s as usize).collect();
+    if let Some(s) = segments.iter().find(|s| **s >= SEGMENTS) {
+        return Err(format!("segment {s} out of range"));
+    }
+    for (k, _) in theirs {
+        check_key(k, &ctx.cfg.limits).map_err(|e| format!("{e:?}"))?;
+        if k.partition(ctx.layout.ring_size) != partition || !segments.contains(&segment_of(k)) {
+            return Err("a key outside the partition and segments compared".into());
+        }
+    }
+    let Some(ours) = pairs(ctx, view, partition, nn, &segments) else {
+        return Ok(());
+    };
+    ctx.stats.aae_keys_compared += theirs.len().max(ours.len()) as u64;
+    let diff = diff_keys(&ours, theirs);
+    for key in &diff.send {
+        send_key(ctx, view, from, key);
+    }
+    let want: Vec<BucketKey> = diff
+        .want
+        .into_iter()
+        .filter(|k| in_tree(view, k, nn))
+        .collect();
+    ctx.stats.aae_bytes_sent += want
+        .iter()
+        .map(|k| (k.bucket.len() + k.key.len()) as u64)
+        .sum::<u64>();
+    ctx.out.push(Output::Send {
+        to: from.clone(),
+        msg: PeerMsg::AaeWant {
+            xid,
+            partition,
+            n,
+            keys: want,
+        },
+    });
+    Ok(())
+}
+
+/// Sends our state of `key` to `to` for it to merge.
+fn send_key<S: Store>(ctx: &mut Ctx<'_, S>, view: &View<'_>, to: &NodeId, key: &BucketKey) {
+    if view.is_strong(&key.bucket) {
+        return;
+    }
+    let partition = key.partition(ctx.layout.ring_size);
+    let object = match ctx.store.get(partition, key) {
+        Ok(Some(o)) if !o.is_empty() => o,
+        Ok(_) => return,
+        Err(e) => {
+            ctx.stats.store_errors += 1;
+            warn!(error = %e, "anti-entropy could not read a key to send");
+            return;
+        }
+    };
+    ctx.stats.aae_keys_sent += 1;
+    ctx.stats.aae_bytes_sent += object.to_bytes().len() as u64;
+    ctx.out.push(Output::Send {
+        to: to.clone(),
+        msg: PeerMsg::AaePut {
+            key: key.clone(),
+            object,
+        },
+    });
+}
+
+/// A peer's state of a key this node keeps: checked like any replica write,
+/// then merged.
+fn on_put<S: Store>(
+    ctx: &mut Ctx<'_, S>,
+    view: &View<'_>,
+    replica: &mut Replica,
+    from: &NodeId,
+    key: &BucketKey,
+    object: &Object,
+) -> Result<(), String> {
+    check_peer_object(ctx, key, object).map_err(|e| format!("{e:?}"))?;
+    eventual_only(*view, key).map_err(|e| format!("{e:?}"))?;
+    let props = view.props(&key.bucket);
+    let replicas = ctx
+        .layout
+        .preference_list(key.partition(ctx.layout.ring_size), props.n);
+    if !replicas.contains(ctx.me()) || !replicas.contains(from) {
+        return Err("a repair of a key that this node and the sender do not both keep".into());
+    }
+    if replica.merge_report(ctx, &props, key, object) == Merged::Changed {
+        ctx.stats.aae_keys_repaired += 1;
+    }
+    Ok(())
+}

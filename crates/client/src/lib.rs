@@ -56,7 +56,7 @@ pub use path::{bucket_path, encode_segment, kv_path, ring_key_path};
 pub use types::{
     BucketInfo, BucketList, BucketPatch, BucketProps, ClusterStatus, GetResult, GroupInfo,
     GroupsStatus, GroupsSummary, HintsStatus, KeyLocation, KeyNode, MemberStatus, PartitionInfo,
-    RequestOptions, RingInfo, SiblingValue, parse_siblings,
+    RepairStatus, RequestOptions, RingInfo, SiblingValue, parse_siblings,
 };
 
 use path::with_query;
@@ -420,6 +420,55 @@ impl Client {
     /// answering node opened (leader, term, indexes).
     pub async fn groups(&self) -> Result<GroupsStatus, ClientError> {
         self.get_json("/v1/groups").await
+    }
+
+    /// `GET /v1/repair`: what anti-entropy on the answering node is doing
+    /// and has done.
+    pub async fn repair_status(&self) -> Result<RepairStatus, ClientError> {
+        self.get_json("/v1/repair").await
+    }
+
+    /// `POST /v1/repair`: queues the answering node's anti-entropy
+    /// exchanges (of `partition`, or all it is a replica of; of the trees
+    /// holding `bucket`'s keys, or all) and returns its status at once; the
+    /// pass runs in the background (poll [`Client::repair_status`]).
+    pub async fn repair(
+        &self,
+        partition: Option<u32>,
+        bucket: Option<&str>,
+    ) -> Result<RepairStatus, ClientError> {
+        let mut q = vec![];
+        if let Some(p) = partition {
+            q.push(format!("partition={p}"));
+        }
+        if let Some(b) = bucket {
+            q.push(format!("bucket={}", path::encode_segment(b.as_bytes())));
+        }
+        let path = if q.is_empty() {
+            "/v1/repair".to_string()
+        } else {
+            format!("/v1/repair?{}", q.join("&"))
+        };
+        // Queuing exchanges twice is harmless (the queue holds each once).
+        let (endpoint, resp) = self
+            .send(Request {
+                method: Method::POST,
+                path: path.clone(),
+                context: None,
+                body: None,
+                timeout_ms: None,
+                idempotent: true,
+                precondition: None,
+            })
+            .await?;
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(server_error(endpoint, resp).await);
+        }
+        let body = read_body(&endpoint, resp).await?;
+        serde_json::from_slice(&body).map_err(|e| ClientError::Protocol {
+            endpoint,
+            message: format!("{path} answered JSON this client does not understand: {e}"),
+        })
     }
 
     /// `GET /v1/ring`: the preference list of every partition.

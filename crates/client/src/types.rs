@@ -11,7 +11,7 @@ use ringkv_core::api::SiblingsBody;
 pub(crate) use ringkv_core::api::ErrorBody;
 pub use ringkv_core::api::{
     BucketInfo, BucketList, BucketProps, ClusterStatus, GroupInfo, GroupsStatus, GroupsSummary,
-    HintsStatus, KeyLocation, KeyNode, MemberStatus, PartitionInfo, RingInfo,
+    HintsStatus, KeyLocation, KeyNode, MemberStatus, PartitionInfo, RepairStatus, RingInfo,
 };
 
 /// Per-request parameters. Each is sent only when set; the server uses the

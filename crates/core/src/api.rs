@@ -379,6 +379,49 @@ pub struct GroupsSummary {
     pub proposals_in_flight: u64,
 }
 
+/// `GET /v1/repair` and `POST /v1/repair`: what anti-entropy on the
+/// answering node is doing and has done since it started.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairStatus {
+    /// The answering node.
+    pub node: String,
+    /// Exchanges this request queued (`POST` only; 0 for `GET`).
+    #[serde(default)]
+    pub queued_now: u64,
+    /// Exchanges waiting to run.
+    pub queued: u64,
+    /// Exchanges in flight.
+    pub active: u64,
+    /// Exchanges this node led.
+    pub exchanges: u64,
+    /// Exchange rounds that found equal trees.
+    pub exchanges_in_sync: u64,
+    /// `(key, digest)` pairs compared, as the responder of an exchange.
+    pub keys_compared: u64,
+    /// Keys sent to peers that lacked them or held them otherwise.
+    pub keys_sent: u64,
+    /// Keys peers' repairs changed on this node.
+    pub keys_repaired: u64,
+    /// Payload bytes sent for anti-entropy (hashes, key lists, objects).
+    pub bytes_sent: u64,
+    /// Hash trees built by a scan of a partition.
+    pub trees_built: u64,
+    /// Partitions this node leads exchanges of.
+    pub partitions: u64,
+    /// How long ago the partition least recently found in step with all
+    /// its replicas was found so, in ms; absent while some partition never
+    /// was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_sync_age_ms: Option<u64>,
+}
+
+impl RepairStatus {
+    /// Whether no exchange is queued or in flight.
+    pub fn idle(&self) -> bool {
+        self.queued == 0 && self.active == 0
+    }
+}
+
 /// One consensus group as a node sees it: an entry of `GET /v1/groups`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupInfo {

@@ -188,6 +188,23 @@ pub struct AaeStatus {
     /// monotonic clock) its last exchange with every one of its peers had
     /// ended with equal trees: the oldest of those times.
     pub synced_ms: BTreeMap<PartitionId, u64>,
+    /// The node's clock at the job's last tick, to read `synced_ms` against.
+    pub now_ms: u64,
+    /// Partitions this node leads exchanges of (it is one of their
+    /// replicas).
+    pub partitions: u64,
+}
+
+impl AaeStatus {
+    /// How long ago the partition least recently found in step was found
+    /// so, in ms; `None` while some partition was never found in step.
+    pub fn oldest_sync_age_ms(&self) -> Option<u64> {
+        if (self.synced_ms.len() as u64) < self.partitions {
+            return None;
+        }
+        let oldest = self.synced_ms.values().min()?;
+        Some(self.now_ms.saturating_sub(*oldest))
+    }
 }
 
 /// The anti-entropy job.
@@ -201,6 +218,10 @@ pub struct Aae {
     budget: usize,
     /// When each job last ended with equal trees.
     synced: BTreeMap<Job, u64>,
+    /// The clock at the last tick.
+    now_ms: u64,
+    /// Partitions this node is a replica of, at the last sweep.
+    partitions: u64,
 }
 
 impl Aae {
@@ -227,6 +248,7 @@ impl Aae {
     pub(crate) fn tick<S: Store>(&mut self, ctx: &mut Ctx<'_, S>, view: View<'_>) {
         self.arm(ctx);
         self.budget = ctx.cfg.aae.keys_per_tick;
+        self.now_ms = ctx.now_ms;
         let (now, timeout) = (ctx.now_ms, ctx.cfg.timeout_ms.saturating_mul(5));
         self.active
             .retain(|_, x| now.saturating_sub(x.started_ms) < timeout);
@@ -234,6 +256,8 @@ impl Aae {
             self.next_sweep_ms = now.saturating_add(ctx.cfg.aae.interval_ms);
             if self.queue.is_empty() {
                 let jobs = jobs(ctx, &view, None);
+                let parts: BTreeSet<PartitionId> = jobs.iter().map(|j| j.partition).collect();
+                self.partitions = parts.len() as u64;
                 self.queue.extend(jobs);
             }
         }
@@ -241,17 +265,26 @@ impl Aae {
     }
 
     /// Queues an exchange of `partition` (every partition when `None`) with
-    /// each of its other replicas, ahead of the background sweep. Returns
-    /// how many exchanges were queued.
+    /// each of its other replicas, ahead of the background sweep; with a
+    /// `bucket`, only of the trees holding its keys (those of its `n`, which
+    /// it shares with every bucket of the same `n`). Returns how many
+    /// exchanges were queued.
     pub(crate) fn repair<S: Store>(
         &mut self,
         ctx: &mut Ctx<'_, S>,
         view: View<'_>,
         partition: Option<PartitionId>,
+        bucket: Option<&[u8]>,
     ) -> usize {
-        let jobs: Vec<Job> = jobs(ctx, &view, partition)
+        let n = bucket.map(|b| view.props(b).n);
+        let all = jobs(ctx, &view, partition);
+        if partition.is_none() {
+            let parts: BTreeSet<PartitionId> = all.iter().map(|j| j.partition).collect();
+            self.partitions = parts.len() as u64;
+        }
+        let jobs: Vec<Job> = all
             .into_iter()
-            .filter(|j| !self.queue.contains(j))
+            .filter(|j| n.is_none_or(|n| j.n == n) && !self.queue.contains(j))
             .collect();
         let queued = jobs.len();
         for j in jobs.into_iter().rev() {
@@ -272,6 +305,8 @@ impl Aae {
             queued: self.queue.len(),
             active: self.active.len(),
             synced_ms,
+            now_ms: self.now_ms,
+            partitions: self.partitions,
         }
     }
 

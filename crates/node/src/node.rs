@@ -220,20 +220,22 @@ impl<S: Store> Node<S> {
     }
 
     /// Queues an anti-entropy exchange of `partition` (every partition
-    /// when `None`) with each of its other replicas, ahead of the
-    /// background sweep; returns how many were queued. The exchanges run
+    /// when `None`; with a `bucket`, of the trees holding its keys) with
+    /// each of its other replicas, ahead of the background sweep; returns
+    /// how many were queued. The exchanges run
     /// at the configured rate; [`Node::aae_status`] tells when they are
     /// done.
     pub fn repair(
         &mut self,
         now_ms: u64,
         partition: Option<PartitionId>,
+        bucket: Option<&[u8]>,
         out: &mut Vec<Output>,
     ) -> usize {
         self.start(now_ms, out);
         let mut p = self.parts(now_ms, out);
         let view = view!(p);
-        p.aae.repair(&mut p.ctx, view, partition)
+        p.aae.repair(&mut p.ctx, view, partition, bucket)
     }
 
     /// Tells the node the wall-clock time (ms since the Unix epoch), which it

@@ -47,6 +47,9 @@ pub(crate) enum Command {
     Status(AdminArgs),
     /// Show each partition's preference list.
     Ring(RingArgs),
+    /// Run an anti-entropy repair pass on every node: replicas compare hash
+    /// trees and exchange the keys that differ; waits until it is done.
+    Repair(RepairArgs),
     /// Show or change a bucket's properties (n, r, w, pr, pw, conflict,
     /// siblings_warn, siblings_max).
     #[command(subcommand)]
@@ -395,6 +398,26 @@ pub(crate) struct AdminArgs {
     pub json: bool,
     #[command(flatten)]
     pub connection: Connection,
+}
+
+/// `ringkv repair`.
+#[derive(Debug, Args)]
+pub(crate) struct RepairArgs {
+    /// Only the keys of this bucket's trees (every bucket with the same n
+    /// shares them).
+    #[arg(long)]
+    pub bucket: Option<String>,
+    /// Only this partition (see `ringkv ring`).
+    #[arg(long)]
+    pub partition: Option<u32>,
+    /// Queue the pass and return at once instead of waiting for it.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Longest wait for the pass, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub timeout_s: u64,
+    #[command(flatten)]
+    pub admin: AdminArgs,
 }
 
 /// `ringkv ring`: the whole ring, or where one key lives (`--key`).

@@ -7,11 +7,13 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use ringkv_client::{
     BucketInfo, BucketList, BucketProps, Client, ClientError, ClusterStatus, GetResult,
-    GroupsSummary, KeyLocation, Precondition, RequestOptions, RingInfo, SiblingValue, Written,
+    GroupsSummary, KeyLocation, Precondition, RepairStatus, RequestOptions, RingInfo, SiblingValue,
+    Written,
 };
 
 use crate::cli::{
-    AdminArgs, BucketCommand, Connection, DeleteArgs, GetArgs, PutArgs, RingArgs, bucket_patch,
+    AdminArgs, BucketCommand, Connection, DeleteArgs, GetArgs, PutArgs, RepairArgs, RingArgs,
+    bucket_patch,
 };
 
 /// Exit code of `get` when the key has no value.
@@ -268,6 +270,123 @@ pub(crate) async fn ring(args: RingArgs) -> anyhow::Result<ExitCode> {
     };
     write_stdout(text.as_bytes())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `ringkv repair`: queues a pass on every member the endpoint knows an
+/// HTTP address of, waits until every one is idle (unless `--no-wait`), and
+/// prints what each did during the pass.
+pub(crate) async fn repair(args: RepairArgs) -> anyhow::Result<ExitCode> {
+    let conn = &args.admin.connection;
+    let seed = client(conn)?;
+    let status = seed
+        .cluster()
+        .await
+        .context("cannot get the cluster status")?;
+    let scheme = if conn.endpoint.starts_with("https://") {
+        "https"
+    } else {
+        "http"
+    };
+    let mut nodes = vec![];
+    for m in &status.members {
+        let Some(addr) = m.http_addr.as_deref().filter(|a| !a.is_empty()) else {
+            eprintln!("{}: no HTTP address known, skipped", m.id);
+            continue;
+        };
+        let c = client(&Connection {
+            endpoint: format!("{scheme}://{addr}"),
+            token: conn.token.clone(),
+            ca: conn.ca.clone(),
+        })?;
+        let before = c
+            .repair_status()
+            .await
+            .with_context(|| format!("cannot reach {} at {addr}", m.id))?;
+        let queued = c
+            .repair(args.partition, args.bucket.as_deref())
+            .await
+            .with_context(|| format!("{} refused the repair", m.id))?;
+        nodes.push((m.id.clone(), c, before, queued.queued_now));
+    }
+    let started = std::time::Instant::now();
+    let deadline = started + std::time::Duration::from_secs(args.timeout_s);
+    let mut after = vec![];
+    loop {
+        after.clear();
+        for (id, c, _, _) in &nodes {
+            let s = c
+                .repair_status()
+                .await
+                .with_context(|| format!("cannot follow the repair on {id}"))?;
+            after.push(s);
+        }
+        if args.no_wait || after.iter().all(RepairStatus::idle) {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "the repair pass is still running after {} s (--timeout-s); it goes on in the \
+                 background: see GET /v1/repair on each node",
+                args.timeout_s
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let rows: Vec<RepairRow> = nodes
+        .iter()
+        .zip(&after)
+        .map(|((id, _, before, queued), a)| RepairRow {
+            node: id.clone(),
+            exchanges_queued: *queued,
+            keys_compared: a.keys_compared - before.keys_compared,
+            keys_sent: a.keys_sent - before.keys_sent,
+            keys_repaired: a.keys_repaired - before.keys_repaired,
+            bytes_sent: a.bytes_sent - before.bytes_sent,
+            done: a.idle(),
+        })
+        .collect();
+    let text = if args.admin.json {
+        serde_json::to_string_pretty(&rows)? + "\n"
+    } else {
+        render_repair(&rows, started.elapsed(), args.no_wait)
+    };
+    write_stdout(text.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What one node did during a repair pass.
+#[derive(Debug, serde::Serialize)]
+struct RepairRow {
+    node: String,
+    exchanges_queued: u64,
+    keys_compared: u64,
+    keys_sent: u64,
+    keys_repaired: u64,
+    bytes_sent: u64,
+    done: bool,
+}
+
+fn render_repair(rows: &[RepairRow], took: std::time::Duration, no_wait: bool) -> String {
+    let mut out = format!(
+        "{:<10} {:>9} {:>13} {:>9} {:>13} {:>12}\n",
+        "node", "exchanges", "keys compared", "keys sent", "keys repaired", "bytes sent"
+    );
+    for r in rows {
+        out += &format!(
+            "{:<10} {:>9} {:>13} {:>9} {:>13} {:>12}\n",
+            r.node, r.exchanges_queued, r.keys_compared, r.keys_sent, r.keys_repaired, r.bytes_sent
+        );
+    }
+    let repaired: u64 = rows.iter().map(|r| r.keys_repaired).sum();
+    if no_wait {
+        out += "queued; the pass runs in the background (GET /v1/repair on each node)\n";
+    } else {
+        out += &format!(
+            "repair pass done in {:.1} s: {repaired} keys repaired\n",
+            took.as_secs_f64()
+        );
+    }
+    out
 }
 
 /// `ringkv bucket get|set|list`.

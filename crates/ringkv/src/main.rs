@@ -145,6 +145,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Delete(args) => kv::delete(args).await,
         Command::Status(args) => kv::status(args).await,
         Command::Ring(args) => kv::ring(args).await,
+        Command::Repair(args) => kv::repair(args).await,
         Command::Bucket(cmd) => kv::bucket(cmd).await,
         // `main` runs it on a runtime of its own; never reached.
         Command::Bench(_) => Err(anyhow!("ringkv bench must run outside the shared runtime")),

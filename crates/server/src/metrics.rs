@@ -116,6 +116,9 @@ pub struct Snapshot {
     pub groups: Vec<GroupMetric>,
     /// Strong writes this node proposed that wait to be applied.
     pub proposals_in_flight: u64,
+    /// Seconds since the partition least recently found in step with its
+    /// replicas was (anti-entropy); `None` while some never was.
+    pub aae_oldest_sync_age_ms: Option<u64>,
 }
 
 impl Snapshot {
@@ -161,8 +164,24 @@ impl Snapshot {
                 })
                 .collect(),
             proposals_in_flight: node.proposals_in_flight(),
+            aae_oldest_sync_age_ms: node.aae_status().oldest_sync_age_ms(),
         }
     }
+}
+
+/// A gauge of anti-entropy's progress, in seconds.
+type SecondsGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
+/// Registers the age of the oldest partition sync.
+fn register_aae_sync_age(registry: &mut Registry) -> SecondsGauge {
+    let g = SecondsGauge::default();
+    registry.register(
+        "aae_oldest_sync_age_seconds",
+        "Seconds since the partition least recently found in step with all its replicas by \
+         anti-entropy was; -1 while some partition never was",
+        g.clone(),
+    );
+    g
 }
 
 /// The node's metrics.
@@ -178,6 +197,7 @@ pub struct Metrics {
     hints_full: Gauge,
     peer_refusals: Family<ReasonLabel, Counter>,
     store_failed: Gauge,
+    aae_sync_age: SecondsGauge,
     strong: StrongMetrics,
     /// Handles of the key API's series, found once: looking a series up in
     /// its family hashes its labels under a lock, on every request.
@@ -381,8 +401,10 @@ impl Metrics {
              the node is out of service until restarted",
             store_failed.clone(),
         );
+        let aae_sync_age = register_aae_sync_age(&mut registry);
         let strong = StrongMetrics::register(&mut registry);
         Metrics {
+            aae_sync_age,
             strong,
             store_failed,
             registry: Mutex::new(registry),
@@ -462,6 +484,15 @@ impl Metrics {
             ("gossip_errors", s.gossip_errors),
             ("peer_refused", s.peer_refused),
             ("buckets_refused", s.buckets_refused),
+            ("aae_exchanges", s.aae_exchanges),
+            ("aae_exchanges_in_sync", s.aae_exchanges_in_sync),
+            ("aae_rounds_exhausted", s.aae_rounds_exhausted),
+            ("aae_keys_compared", s.aae_keys_compared),
+            ("aae_keys_sent", s.aae_keys_sent),
+            ("aae_keys_repaired", s.aae_keys_repaired),
+            ("aae_bytes_sent", s.aae_bytes_sent),
+            ("aae_tree_builds", s.aae_tree_builds),
+            ("aae_refused", s.aae_refused),
         ];
         let registry = self.registry.lock().expect("metrics lock");
         for (name, value) in events {
@@ -474,6 +505,10 @@ impl Metrics {
             }
         }
         self.pending.set(snap.pending as i64);
+        self.aae_sync_age.set(
+            snap.aae_oldest_sync_age_ms
+                .map_or(-1.0, |ms| ms as f64 / 1000.0),
+        );
         for (state, count) in [
             ("live", snap.members_live),
             ("suspect", snap.members_suspect),
@@ -520,8 +555,12 @@ mod tests {
         };
         snap.stats.hints_delivered = 4;
         snap.stats.siblings_warned = 1;
+        snap.stats.aae_keys_repaired = 7;
+        snap.aae_oldest_sync_age_ms = Some(2_500);
         let text = m.render(&snap);
         for line in [
+            "ringkv_node_events_total{event=\"aae_keys_repaired\"} 7",
+            "ringkv_aae_oldest_sync_age_seconds 2.5",
             "ringkv_members{state=\"live\"} 2",
             "ringkv_members{state=\"down\"} 1",
             "ringkv_members{state=\"suspect\"} 1",

@@ -425,7 +425,7 @@ impl Cluster {
             .nodes
             .get_mut(&id(at))
             .expect("known node")
-            .repair(now, partition, &mut outs);
+            .repair(now, partition, None, &mut outs);
         self.route(&id(at), outs);
         queued
     }

@@ -57,6 +57,7 @@ mod cluster;
 mod error;
 mod faults;
 mod kv;
+mod repair;
 pub mod serve;
 pub mod tls;
 
@@ -214,6 +215,10 @@ fn router_with(state: Arc<AppState>) -> Router {
         .route("/metrics", get(cluster::metrics))
         .route("/v1/cluster", get(cluster::cluster))
         .route("/v1/groups", get(cluster::groups))
+        .route(
+            "/v1/repair",
+            get(repair::repair_get).post(repair::repair_post),
+        )
         .route("/v1/ring", get(cluster::ring))
         .route("/v1/ring/{*rest}", get(cluster::locate))
         .route("/v1/buckets", get(buckets::buckets_list))

@@ -312,6 +312,37 @@ pub enum PeerMsg {
         /// The sender's state of it.
         object: Object,
     },
+    /// "Do you hold exactly these tombstones?" Asked by the replica that
+    /// leads the purge of a partition's old tombstones, of every other
+    /// replica; answered with [`PeerMsg::PurgeHave`].
+    PurgeCheck {
+        /// The purge round's id.
+        xid: u64,
+        /// The partition.
+        partition: u32,
+        /// The replicas per key of the tree the keys are in.
+        n: u32,
+        /// The tombstones: `(key, digest of the tombstone state)`.
+        keys: Vec<(BucketKey, u64)>,
+    },
+    /// The keys of a [`PeerMsg::PurgeCheck`] this replica holds in exactly
+    /// the state named.
+    PurgeHave {
+        /// The purge round's id.
+        xid: u64,
+        /// The keys.
+        keys: Vec<BucketKey>,
+    },
+    /// "Every replica holds these tombstones and their grace period is
+    /// over: remove each that you still hold in exactly this state."
+    Purge {
+        /// The partition.
+        partition: u32,
+        /// The replicas per key.
+        n: u32,
+        /// `(key, digest)` of each tombstone to remove.
+        keys: Vec<(BucketKey, u64)>,
+    },
 }
 
 // (Bucket properties travel as `PeerMsg::Bucket`, below the replica messages.)

@@ -176,6 +176,18 @@ struct Exchange {
     segments: BTreeSet<usize>,
 }
 
+/// A purge round this node leads.
+#[derive(Debug)]
+struct PurgeRound {
+    partition: PartitionId,
+    n: usize,
+    /// The tombstones every replica answered for so far.
+    keys: BTreeMap<BucketKey, u64>,
+    /// Replicas that have not answered yet.
+    waiting: BTreeSet<NodeId>,
+    started_ms: u64,
+}
+
 /// What anti-entropy reports about itself (status pages, metrics, the
 /// `repair` command).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -220,6 +232,11 @@ pub struct Aae {
     synced: BTreeMap<Job, u64>,
     /// The clock at the last tick.
     now_ms: u64,
+    /// Partitions (and trees) whose old tombstones this node leads the
+    /// purge of, waiting to run.
+    purge_queue: VecDeque<(PartitionId, usize)>,
+    /// Purge rounds waiting for the other replicas' answers, by id.
+    purges: BTreeMap<u64, PurgeRound>,
     /// Partitions this node is a replica of, at the last sweep.
     partitions: u64,
 }
@@ -252,6 +269,8 @@ impl Aae {
         let (now, timeout) = (ctx.now_ms, ctx.cfg.timeout_ms.saturating_mul(5));
         self.active
             .retain(|_, x| now.saturating_sub(x.started_ms) < timeout);
+        self.purges
+            .retain(|_, r| now.saturating_sub(r.started_ms) < timeout);
         if ctx.cfg.aae.interval_ms > 0 && now >= self.next_sweep_ms {
             self.next_sweep_ms = now.saturating_add(ctx.cfg.aae.interval_ms);
             if self.queue.is_empty() {
@@ -260,8 +279,10 @@ impl Aae {
                 self.partitions = parts.len() as u64;
                 self.queue.extend(jobs);
             }
+            self.queue_purges(ctx, &view, None);
         }
         self.pump(ctx, view);
+        self.pump_purges(ctx, &view);
     }
 
     /// Queues an exchange of `partition` (every partition when `None`) with
@@ -290,8 +311,137 @@ impl Aae {
         for j in jobs.into_iter().rev() {
             self.queue.push_front(j);
         }
+        self.queue_purges(ctx, &view, partition);
         self.pump(ctx, view);
+        self.pump_purges(ctx, &view);
         queued
+    }
+
+    /// Queues the purge of old tombstones of `partition` (every one when
+    /// `None`) for each tree this node leads the purge of: those whose
+    /// first replica it is. Nothing without a grace period.
+    fn queue_purges<S>(
+        &mut self,
+        ctx: &Ctx<'_, S>,
+        view: &View<'_>,
+        partition: Option<PartitionId>,
+    ) {
+        if ctx.cfg.aae.tombstone_grace_ms.is_none() {
+            return;
+        }
+        let mut lead: BTreeSet<(PartitionId, usize)> = BTreeSet::new();
+        for j in jobs(ctx, view, partition) {
+            if ctx.layout.preference_list(j.partition, j.n).first() == Some(ctx.me()) {
+                lead.insert((j.partition, j.n));
+            }
+        }
+        for pn in lead {
+            if !self.purge_queue.contains(&pn) {
+                self.purge_queue.push_back(pn);
+            }
+        }
+    }
+
+    /// Starts queued purge rounds, one at a time.
+    fn pump_purges<S: Store>(&mut self, ctx: &mut Ctx<'_, S>, view: &View<'_>) {
+        while self.purges.is_empty() {
+            let Some((partition, n)) = self.purge_queue.pop_front() else {
+                return;
+            };
+            self.begin_purge(ctx, view, partition, n);
+        }
+    }
+
+    /// Asks every other replica of (`partition`, `n`) whether it holds the
+    /// tombstones whose grace period is over; nothing when a replica is
+    /// unreachable (a purge needs every one of them) or none is old enough.
+    fn begin_purge<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        view: &View<'_>,
+        partition: PartitionId,
+        n: usize,
+    ) {
+        let Some(grace) = ctx.cfg.aae.tombstone_grace_ms else {
+            return;
+        };
+        let replicas = ctx.layout.preference_list(partition, n);
+        if !replicas.iter().all(|r| view.is_live(r)) && !ctx.cfg.bugs.purge_unconfirmed {
+            return;
+        }
+        let Some(keys) = scan(ctx, partition) else {
+            return;
+        };
+        let before = ctx.clock.wall_ms(ctx.now_ms).saturating_sub(grace);
+        let old: BTreeMap<BucketKey, u64> = keys
+            .into_iter()
+            .filter(|(k, o)| in_tree(view, k, n) && is_old_tombstone(o, before))
+            .filter_map(|(k, o)| object_digest(&o).map(|d| (k, d)))
+            .take(ROUND_KEYS_LIMIT)
+            .collect();
+        if old.is_empty() {
+            return;
+        }
+        let others: BTreeSet<NodeId> = replicas.into_iter().filter(|r| r != ctx.me()).collect();
+        if ctx.cfg.bugs.purge_unconfirmed {
+            return finish_purge(ctx, view, partition, n, &others, old);
+        }
+        let xid = ctx.ids.next();
+        let list: Vec<(BucketKey, u64)> = old.iter().map(|(k, d)| (k.clone(), *d)).collect();
+        for r in &others {
+            ctx.out.push(Output::Send {
+                to: r.clone(),
+                msg: PeerMsg::PurgeCheck {
+                    xid,
+                    partition,
+                    n: n as u32,
+                    keys: list.clone(),
+                },
+            });
+        }
+        self.purges.insert(
+            xid,
+            PurgeRound {
+                partition,
+                n,
+                keys: old,
+                waiting: others,
+                started_ms: ctx.now_ms,
+            },
+        );
+    }
+
+    /// A replica's answer to a purge check: keep the tombstones it holds;
+    /// once every replica answered, purge what all of them hold.
+    fn on_purge_have<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        view: &View<'_>,
+        from: &NodeId,
+        xid: u64,
+        have: &[BucketKey],
+    ) -> Result<(), String> {
+        let Some(round) = self.purges.get_mut(&xid) else {
+            return Ok(());
+        };
+        if !round.waiting.remove(from) {
+            return Err("an answer to a purge check it was not asked".into());
+        }
+        if have.len() > ROUND_KEYS_LIMIT {
+            return Err(format!("{} keys, more than {ROUND_KEYS_LIMIT}", have.len()));
+        }
+        let have: BTreeSet<&BucketKey> = have.iter().collect();
+        round.keys.retain(|k, _| have.contains(k));
+        if round.waiting.is_empty() {
+            let round = self.purges.remove(&xid).expect("present");
+            let replicas = ctx.layout.preference_list(round.partition, round.n);
+            let others: BTreeSet<NodeId> = replicas.into_iter().filter(|r| r != ctx.me()).collect();
+            if !round.keys.is_empty() {
+                finish_purge(ctx, view, round.partition, round.n, &others, round.keys);
+            }
+            self.pump_purges(ctx, view);
+        }
+        Ok(())
     }
 
     /// What the job is doing.
@@ -412,6 +562,16 @@ impl Aae {
                 keys,
             } => self.on_want(ctx, view, &from, (xid, partition, n), &keys),
             PeerMsg::AaePut { key, object } => on_put(ctx, &view, replica, &from, &key, &object),
+            PeerMsg::PurgeCheck {
+                xid,
+                partition,
+                n,
+                keys,
+            } => on_purge_check(ctx, &view, &from, (xid, partition, n), &keys),
+            PeerMsg::PurgeHave { xid, keys } => self.on_purge_have(ctx, &view, &from, xid, &keys),
+            PeerMsg::Purge { partition, n, keys } => {
+                on_purge(ctx, &view, &from, partition, n, &keys).map(|_| ())
+            }
             _ => Ok(()),
         };
         if let Err(why) = refused {
@@ -739,4 +899,127 @@ fn on_put<S: Store>(
         ctx.stats.aae_keys_repaired += 1;
     }
     Ok(())
+}
+
+/// Whether `o` is a tombstone (no sibling holds data) whose newest delete
+/// was stamped before the wall-clock time `before`.
+fn is_old_tombstone(o: &Object, before: u64) -> bool {
+    !o.is_empty()
+        && o.is_deleted()
+        && o.siblings
+            .iter()
+            .map(|s| ringkv_core::Hlc::from_u64(s.timestamp_ms).wall_ms())
+            .max()
+            .is_some_and(|newest| newest < before)
+}
+
+/// Checks a peer's list of `(key, digest)` pairs of (`partition`): bounded,
+/// and every key of that partition.
+fn check_pairs<S>(
+    ctx: &Ctx<'_, S>,
+    partition: u32,
+    keys: &[(BucketKey, u64)],
+) -> Result<(), String> {
+    if keys.len() > ROUND_KEYS_LIMIT {
+        return Err(format!("{} keys, more than {ROUND_KEYS_LIMIT}", keys.len()));
+    }
+    for (k, _) in keys {
+        check_key(k, &ctx.cfg.limits).map_err(|e| format!("{e:?}"))?;
+        if k.partition(ctx.layout.ring_size) != partition {
+            return Err("a key outside the partition named".into());
+        }
+    }
+    Ok(())
+}
+
+/// The tombstones of a purge check that this node holds in exactly the
+/// state named.
+fn on_purge_check<S: Store>(
+    ctx: &mut Ctx<'_, S>,
+    view: &View<'_>,
+    from: &NodeId,
+    (xid, partition, n): (u64, u32, u32),
+    keys: &[(BucketKey, u64)],
+) -> Result<(), String> {
+    let nn = check_replicas(ctx, from, partition, n)?;
+    check_pairs(ctx, partition, keys)?;
+    let mut have = vec![];
+    for (k, d) in keys {
+        if !in_tree(view, k, nn) {
+            continue;
+        }
+        if let Ok(Some(o)) = ctx.store.get(partition, k)
+            && o.is_deleted()
+            && object_digest(&o) == Some(*d)
+        {
+            have.push(k.clone());
+        }
+    }
+    ctx.out.push(Output::Send {
+        to: from.clone(),
+        msg: PeerMsg::PurgeHave { xid, keys: have },
+    });
+    Ok(())
+}
+
+/// Tells every other replica to purge `keys`, and purges them here.
+fn finish_purge<S: Store>(
+    ctx: &mut Ctx<'_, S>,
+    view: &View<'_>,
+    partition: PartitionId,
+    n: usize,
+    others: &BTreeSet<NodeId>,
+    keys: BTreeMap<BucketKey, u64>,
+) {
+    let list: Vec<(BucketKey, u64)> = keys.into_iter().collect();
+    for r in others {
+        ctx.out.push(Output::Send {
+            to: r.clone(),
+            msg: PeerMsg::Purge {
+                partition,
+                n: n as u32,
+                keys: list.clone(),
+            },
+        });
+    }
+    let me = ctx.me().clone();
+    if let Err(why) = on_purge(ctx, view, &me, partition, n as u32, &list) {
+        warn!(%why, "could not purge tombstones");
+    }
+}
+
+/// Removes each listed tombstone this node still holds in exactly the
+/// state named (a write since, or a state it never had, keeps the key);
+/// returns how many were removed.
+fn on_purge<S: Store>(
+    ctx: &mut Ctx<'_, S>,
+    view: &View<'_>,
+    from: &NodeId,
+    partition: u32,
+    n: u32,
+    keys: &[(BucketKey, u64)],
+) -> Result<u64, String> {
+    let nn = check_replicas(ctx, from, partition, n)?;
+    check_pairs(ctx, partition, keys)?;
+    let mut purged = 0;
+    for (k, d) in keys {
+        if !in_tree(view, k, nn) {
+            continue;
+        }
+        let Ok(Some(o)) = ctx.store.get(partition, k) else {
+            continue;
+        };
+        if !o.is_deleted() || object_digest(&o) != Some(*d) {
+            continue;
+        }
+        match ctx.delete_object(partition, nn, k, &o) {
+            Ok(()) => purged += 1,
+            Err(e) => {
+                ctx.stats.store_errors += 1;
+                warn!(error = %e, "could not purge a tombstone");
+            }
+        }
+    }
+    ctx.stats.tombstones_purged += purged;
+    Ok(purged)
 }

@@ -94,6 +94,11 @@ pub struct AaeConfig {
     /// Rounds one exchange runs at most before it gives way to the next
     /// (a partition still differing is queued again). At least 1.
     pub rounds_max: u32,
+    /// How long a tombstone is kept after its delete, in ms, before it may
+    /// be purged (and then only once every replica holds it); `None` keeps
+    /// tombstones for ever. A replica down for longer than this must be
+    /// wiped before it rejoins: its old values could otherwise come back.
+    pub tombstone_grace_ms: Option<u64>,
 }
 
 impl Default for AaeConfig {
@@ -104,6 +109,7 @@ impl Default for AaeConfig {
             keys_per_tick: 1_000,
             round_keys_max: 20_000,
             rounds_max: 16,
+            tombstone_grace_ms: None,
         }
     }
 }
@@ -171,6 +177,9 @@ pub struct InjectedBugs {
     /// Anti-entropy: writes do not update the hash trees once built (a
     /// forgotten hook), so trees go stale and differences go unseen.
     pub aae_stale_trees: bool,
+    /// Tombstone purge: remove old tombstones on every reachable replica
+    /// without first checking that every replica holds them.
+    pub purge_unconfirmed: bool,
 }
 
 /// A [`NodeConfig`] that cannot run. Nothing was started.

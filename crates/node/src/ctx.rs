@@ -154,6 +154,11 @@ impl Clock {
         stamp.wall_ms() > wall.saturating_add(MAX_DRIFT_MS)
     }
 
+    /// The wall-clock time the runtime last told us (without one, `now_ms`).
+    pub(crate) fn wall_ms(&self, now_ms: u64) -> u64 {
+        self.wall_ms.unwrap_or(now_ms)
+    }
+
     /// Moves the clock past a peer's metadata stamp.
     pub(crate) fn observe(&mut self, stamp: Hlc, now_ms: u64) {
         let wall = self.wall_ms.unwrap_or(now_ms);

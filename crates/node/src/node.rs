@@ -324,7 +324,10 @@ impl<S: Store> Parts<'_, S> {
             | PeerMsg::AaeSegments { .. }
             | PeerMsg::AaeKeys { .. }
             | PeerMsg::AaeWant { .. }
-            | PeerMsg::AaePut { .. }) => self.aae.on_msg(ctx, view, replica, from, msg),
+            | PeerMsg::AaePut { .. }
+            | PeerMsg::PurgeCheck { .. }
+            | PeerMsg::PurgeHave { .. }
+            | PeerMsg::Purge { .. }) => self.aae.on_msg(ctx, view, replica, from, msg),
             PeerMsg::Gossip { .. } => unreachable!("handled above"),
         }
     }

@@ -62,4 +62,7 @@ pub struct NodeStats {
     pub aae_tree_builds: u64,
     /// Anti-entropy messages refused as malformed or misaddressed.
     pub aae_refused: u64,
+    /// Tombstones this node removed (every replica held them and their
+    /// grace period was over).
+    pub tombstones_purged: u64,
 }

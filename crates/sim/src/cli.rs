@@ -38,6 +38,8 @@ pub enum Bug {
     StrongAckBeforeCommit,
     /// Anti-entropy: writes stop updating the hash trees once built.
     AaeStaleTrees,
+    /// Purge old tombstones without checking every replica holds them.
+    PurgeUnconfirmed,
 }
 
 /// `ringkv sim run`.
@@ -101,6 +103,7 @@ fn bugs(list: &[Bug]) -> InjectedBugs {
         strong_stale_reads: list.contains(&Bug::StrongStaleReads),
         strong_ack_before_commit: list.contains(&Bug::StrongAckBeforeCommit),
         aae_stale_trees: list.contains(&Bug::AaeStaleTrees),
+        purge_unconfirmed: list.contains(&Bug::PurgeUnconfirmed),
     }
 }
 
@@ -184,8 +187,9 @@ fn sim_run(a: RunArgs) -> Result<ExitCode, String> {
     );
     if let Some(c) = &result.convergence {
         println!(
-            "convergence: {} keys checked, {} divergent",
-            c.keys, c.divergent
+            "convergence: {} keys checked, {} divergent; {} deleted keys checked, {} came back; \
+             {} tombstones purged",
+            c.keys, c.divergent, c.deleted_keys, c.resurrected, st.tombstones_purged
         );
     }
     println!("{}", obs.summary());

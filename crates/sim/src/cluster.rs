@@ -98,6 +98,7 @@ impl Cluster {
             consensus: ringkv_node::ConsensusConfig::default(),
             aae: ringkv_node::AaeConfig {
                 interval_ms: s.aae_interval_ms,
+                tombstone_grace_ms: s.tombstone_grace_ms,
                 ..Default::default()
             },
             hinted_handoff: s.hinted_handoff,

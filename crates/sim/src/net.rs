@@ -55,7 +55,10 @@ impl Leg {
             | PeerMsg::AaeSegments { .. }
             | PeerMsg::AaeKeys { .. }
             | PeerMsg::AaeWant { .. }
-            | PeerMsg::AaePut { .. } => Leg::Default,
+            | PeerMsg::AaePut { .. }
+            | PeerMsg::PurgeCheck { .. }
+            | PeerMsg::PurgeHave { .. }
+            | PeerMsg::Purge { .. } => Leg::Default,
         }
     }
 }

@@ -43,6 +43,14 @@ impl RunResult {
     /// replica of every key converged; else what diverged.
     pub fn convergence_violation(&self) -> Option<String> {
         let c = self.convergence.as_ref()?;
+        if c.resurrected > 0 {
+            return Some(format!(
+                "resurrection: {} of {} deleted keys hold a value again; first: {}",
+                c.resurrected,
+                c.deleted_keys,
+                c.resurrected_examples[..c.resurrected_examples.len().min(3)].join(" | ")
+            ));
+        }
         (c.divergent > 0).then(|| {
             format!(
                 "convergence: {} of {} keys differ between their running replicas after the \
@@ -104,6 +112,8 @@ pub struct SimStats {
     pub aae_keys_repaired: u64,
     /// Anti-entropy exchanges that found equal trees, summed likewise.
     pub aae_exchanges_in_sync: u64,
+    /// Tombstones purged, summed likewise.
+    pub tombstones_purged: u64,
 }
 
 /// Runs `scenario` with `seed`, with `bugs` switched on in every node.
@@ -138,15 +148,19 @@ pub fn try_run(
             stats.read_repairs += ns.read_repairs;
             stats.aae_keys_repaired += ns.aae_keys_repaired;
             stats.aae_exchanges_in_sync += ns.aae_exchanges_in_sync;
+            stats.tombstones_purged += ns.tombstones_purged;
             stats.hints_left += node.hints_len() as u64;
         }
     }
     let convergence = (scenario.converge_ms > 0).then(|| {
-        convergence::check(
+        let mut c = convergence::check(
             &world.cluster,
             scenario.n,
             crate::workload::strong::STRONG_BUCKET,
-        )
+        );
+        let strict = scenario.r + scenario.w > scenario.n && !scenario.hinted_handoff;
+        convergence::check_deleted(&world.cluster, scenario.n, &world.history, strict, &mut c);
+        c
     });
     Ok(RunResult {
         history: world.history,

@@ -41,6 +41,10 @@ pub struct Scenario {
     /// Anti-entropy sweep interval, in simulated ms; 0: no background
     /// anti-entropy.
     pub aae_interval_ms: u64,
+    /// How long tombstones are kept before anti-entropy may purge them, in
+    /// simulated ms (then only once every replica holds them); absent:
+    /// kept for ever.
+    pub tombstone_grace_ms: Option<u64>,
     /// The liveness phase: after the faults end and the usual settle
     /// time, the cluster runs this many more quiet ms, then every replica
     /// of every key must hold the same state (checked when > 0).
@@ -65,6 +69,7 @@ impl Default for Scenario {
             workload: Workload::default(),
             hinted_handoff: true,
             aae_interval_ms: 0,
+            tombstone_grace_ms: None,
             converge_ms: 0,
         }
     }

@@ -199,13 +199,24 @@ fn build_write<S: Store>(
         context
     };
     request::check_context(&context, &local, ctx.actor).map_err(|e| (e, true))?;
-    let dot = request::next_dot(&local, ctx.actor, &context).map_err(|e| (e, true))?;
+    let mut dot = request::next_dot(&local, ctx.actor, &context).map_err(|e| (e, true))?;
+    let stamp = ctx.clock.now(ctx.now_ms).to_u64();
+    if local.vv.get(ctx.actor) == 0 && ctx.cfg.aae.tombstone_grace_ms.is_some() {
+        // This node's first write to the key as stored here. The key may
+        // have been purged: a replica that missed the purge can still hold
+        // its tombstone, whose version vector covers the counters this
+        // actor used on the key before (a client's old context may name
+        // some). So the counter starts at the clock's stamp, above every
+        // counter of the key's previous life (those count up by one per
+        // write from an older stamp, at least a grace period ago), and a
+        // new write is never taken for one that tombstone superseded.
+        dot.counter = dot.counter.max(stamp);
+    }
     debug_assert!(
         dot.counter > local.vv.get(ctx.actor),
         "a dot is never reused: {dot:?} over {:?}",
         local.vv
     );
-    let stamp = ctx.clock.now(ctx.now_ms).to_u64();
     let new = match adm.props.conflict {
         ConflictMode::Siblings => local.update(&context, dot.clone(), value, stamp),
         // Last write wins: every write competes by stamp with everything

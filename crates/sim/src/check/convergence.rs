@@ -10,6 +10,7 @@ use ringkv_core::{NodeId, Object};
 use ringkv_storage::Store;
 
 use crate::cluster::Cluster;
+use crate::history::{History, OpKind, Outcome};
 
 /// Most divergent keys described in a report; the count is always exact.
 const SHOWN_MAX: usize = 10;
@@ -25,6 +26,13 @@ pub struct Convergence {
     pub examples: Vec<String>,
     /// Replicas that were down at the end (not compared).
     pub down: Vec<String>,
+    /// Keys whose last write was an acknowledged delete of every value
+    /// written before it, checked for resurrection.
+    pub deleted_keys: u64,
+    /// Of those, keys some running replica holds a value of again.
+    pub resurrected: u64,
+    /// The first few resurrected keys, with what came back.
+    pub resurrected_examples: Vec<String>,
 }
 
 /// Compares, for every key any node stores, the states held by the key's
@@ -95,4 +103,98 @@ pub fn check(cluster: &Cluster, n: usize, strong_bucket: &[u8]) -> Convergence {
         }
     }
     out
+}
+
+/// The keys whose last write is an acknowledged delete that removed every
+/// value written before it: each other write of the key was acknowledged
+/// before the delete started, and the delete's context covers it (a delete
+/// without a context reads first, which sees every acknowledged write when
+/// quorums are `strict`: R + W > N without fallbacks). Their state at the
+/// end must hold no value on any replica.
+pub fn deleted_keys(history: &History, strict: bool) -> BTreeMap<String, u64> {
+    let mut by_key: BTreeMap<&str, Vec<&crate::history::Op>> = BTreeMap::new();
+    for op in history.ops.iter().filter(|o| !o.strong) {
+        if matches!(op.kind, OpKind::Put { .. } | OpKind::Delete { .. }) {
+            by_key.entry(&op.key).or_default().push(op);
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (key, writes) in by_key {
+        let Some(d) = writes.iter().max_by_key(|o| o.invoke_ms) else {
+            continue;
+        };
+        let OpKind::Delete { context } = &d.kind else {
+            continue;
+        };
+        if !matches!(d.outcome, Outcome::Written { dot: Some(_), .. }) {
+            continue;
+        }
+        if context.is_none() && !strict {
+            continue;
+        }
+        let covered = writes.iter().filter(|w| w.id != d.id).all(|w| {
+            let Outcome::Written { dot, .. } = &w.outcome else {
+                return false;
+            };
+            let before = w.complete_ms.is_some_and(|c| c < d.invoke_ms);
+            let seen = match (context, dot) {
+                (Some(ctx), Some(dot)) => ctx.covers(dot),
+                _ => true,
+            };
+            before && seen
+        });
+        if covered {
+            out.insert(key.to_string(), d.id);
+        }
+    }
+    out
+}
+
+/// Checks that no replica holds a value of a key [`deleted_keys`] names.
+pub fn check_deleted(
+    cluster: &Cluster,
+    n: usize,
+    history: &History,
+    strict: bool,
+    out: &mut Convergence,
+) {
+    let deleted = deleted_keys(history, strict);
+    out.deleted_keys = deleted.len() as u64;
+    let Some(layout) = (0..cluster.len())
+        .find_map(|i| cluster.node(i))
+        .map(|n| n.layout().clone())
+    else {
+        return;
+    };
+    for (key, op) in &deleted {
+        let bk = BucketKey::new(&b"default"[..], key.clone().into_bytes());
+        let p = bk.partition(layout.ring_size);
+        let replicas = layout.preference_list(p, n);
+        let mut back = vec![];
+        for i in 0..cluster.len() {
+            let Some(node) = cluster.node(i) else {
+                continue;
+            };
+            if !replicas.contains(node.id()) {
+                continue;
+            }
+            let o = node
+                .store()
+                .get(p, &bk)
+                .expect("memory store reads")
+                .unwrap_or_default();
+            if !o.is_deleted() {
+                back.push(format!("{} holds {} siblings", node.id(), o.siblings.len()));
+            }
+        }
+        if !back.is_empty() {
+            out.resurrected += 1;
+            if out.resurrected_examples.len() < SHOWN_MAX {
+                out.resurrected_examples.push(format!(
+                    "key {key:?}, deleted by op {op}: {}",
+                    back.join("; ")
+                ));
+            }
+        }
+    }
 }

@@ -40,7 +40,7 @@ use super::{
     Bound, Checker, Ctx, DotFmt, Violation, VvFmt, WriteClass, WriteIndex, at, classify,
     input_context, ops_by_key,
 };
-use crate::history::{History, Outcome};
+use crate::history::{History, OpKind, Outcome};
 
 /// Checks invariant 1 (see the module docs).
 #[derive(Clone, Copy, Debug, Default)]
@@ -91,7 +91,25 @@ fn lost_writes(h: &History, key: &str, ops: &[usize], out: &mut Vec<Violation>) 
         let Outcome::Read { object } = &read.outcome else {
             continue;
         };
-        for (_, (lo, hi)) in acked.missed_by(h, read.quorum, &object.vv) {
+        if let Some(v) = resurrected(h, key, &writes[..next], read, object) {
+            out.push(v);
+            continue;
+        }
+        let by_ms = read.complete_ms.unwrap_or(u64::MAX);
+        let purged = purged_writes(h, &writes[..next], ops, by_ms);
+        let missed = if purged.is_empty() {
+            acked.missed_by(h, read.quorum, &object.vv)
+        } else {
+            let mut kept = Acked::new();
+            for &(_, wi) in writes[..next]
+                .iter()
+                .filter(|(_, i)| purged.binary_search(i).is_err())
+            {
+                kept.add(h, wi);
+            }
+            kept.missed_by(h, read.quorum, &object.vv)
+        };
+        for (_, (lo, hi)) in missed {
             let what = describe_missed(h, lo, hi);
             out.push(Violation {
                 checker: NAME,
@@ -108,6 +126,115 @@ fn lost_writes(h: &History, key: &str, ops: &[usize], out: &mut Vec<Violation>) 
             });
         }
     }
+}
+
+/// The writes among `acked` (the key's writes acknowledged so far) that a
+/// purge may have removed before a read that completed at `by_ms`: every
+/// delete (a tombstone is purged once every replica holds it and its grace
+/// period is over) and every write a delete among `all` (the key's ops)
+/// that may have been applied, started before `by_ms`, removed (see
+/// [`deleted_later`]). A value written after the
+/// purge starts the key afresh, so a read may cover only that.
+fn purged_writes(h: &History, acked: &[Timed], all: &[usize], by_ms: u64) -> Vec<usize> {
+    acked
+        .iter()
+        .map(|&(_, i)| i)
+        .filter(|&wi| deleted_later(h, all, wi, by_ms))
+        .collect()
+}
+
+/// A read, started after a delete among `acked` was acknowledged, that
+/// returns a value that delete removed: the deleted value came back.
+fn resurrected(
+    h: &History,
+    key: &str,
+    acked: &[Timed],
+    read: &crate::history::Op,
+    object: &ringkv_core::Object,
+) -> Option<Violation> {
+    for &(_, di) in acked {
+        let d = &h.ops[di];
+        let OpKind::Delete { context } = &d.kind else {
+            continue;
+        };
+        // Only a read whose quorum overlaps the delete's must see it.
+        if !matches!(d.outcome, Outcome::Written { dot: Some(_), .. })
+            || read.quorum + d.quorum <= h.n
+        {
+            continue;
+        }
+        for &(_, wi) in acked.iter().filter(|(_, i)| *i != di) {
+            let Outcome::Written { dot: Some(dot), .. } = &h.ops[wi].outcome else {
+                continue;
+            };
+            if removed_by(h, wi, d, context.as_ref())
+                && object.siblings.iter().any(|s| &s.dot == dot)
+            {
+                return Some(Violation {
+                    checker: NAME,
+                    op: read.id,
+                    message: format!(
+                        "key {key:?}: read op {} returned the value of write op {} (dot {}), \
+                         which acknowledged delete op {} had removed: a deleted value came back",
+                        read.id,
+                        h.ops[wi].id,
+                        DotFmt(dot),
+                        d.id
+                    ),
+                });
+            }
+        }
+    }
+    None
+}
+
+/// Whether delete `d` (with input `context`) removed write `wi`: the write
+/// was acknowledged before the delete started, and the delete's context
+/// covers it. (A delete without a context deletes what its own read found,
+/// which the history does not record: it removes nothing provably.)
+fn removed_by(
+    h: &History,
+    wi: usize,
+    d: &crate::history::Op,
+    context: Option<&VersionVector>,
+) -> bool {
+    let w = &h.ops[wi];
+    let before = w.complete_ms.is_some_and(|c| c < d.invoke_ms);
+    let covered = match (context, &w.outcome) {
+        (Some(ctx), Outcome::Written { dot: Some(dot), .. }) => ctx.covers(dot),
+        _ => false,
+    };
+    before && covered
+}
+
+/// Whether a delete among `ops` that may have been applied, started
+/// before `by_ms`, removed write `wi` (see [`removed_by`]): its value may be gone for good,
+/// the tombstone purged. A delete's own tombstone may be purged too.
+fn deleted_later(h: &History, ops: &[usize], wi: usize, by_ms: u64) -> bool {
+    if matches!(h.ops[wi].kind, OpKind::Delete { .. }) {
+        return true;
+    }
+    ops.iter().any(|&di| {
+        let d = &h.ops[di];
+        if d.invoke_ms >= by_ms {
+            return false;
+        }
+        // Any delete that may have been applied: acknowledged, or with
+        // an outcome unknown to its client.
+        let applied = matches!(
+            d.outcome,
+            Outcome::Written { dot: Some(_), .. }
+                | Outcome::Unavailable { .. }
+                | Outcome::Pending
+                | Outcome::Unknown(_)
+        );
+        match &d.kind {
+            OpKind::Delete { context } if applied => {
+                di != wi && removed_by(h, wi, d, context.as_ref())
+            }
+            _ => false,
+        }
+    })
 }
 
 /// The acknowledged writes (by time of ack) and successful reads (by time
@@ -284,7 +411,10 @@ fn vanished_dots(h: &History, key: &str, ops: &[usize], out: &mut Vec<Violation>
                 continue;
             };
             let by_known = superseded[ai].is_some_and(|c| c.counter >= counter);
-            if by_known || unknown_join.get(actor) >= counter {
+            if by_known
+                || unknown_join.get(actor) >= counter
+                || deleted_later(h, ops, wi, read.complete_ms.unwrap_or(u64::MAX))
+            {
                 continue;
             }
             let w = &h.ops[wi];
@@ -534,6 +664,38 @@ mod tests {
         let v = check(&b.h);
         assert_eq!(v.len(), 1, "{v:?}");
         assert_eq!(v[0].op, r);
+    }
+
+    /// A key whose acknowledged delete removed every earlier write may be
+    /// purged: a later read finding it empty lost nothing. A write
+    /// acknowledged after the delete started is not excused.
+    #[test]
+    fn a_purged_key_may_read_empty_but_only_after_a_covering_delete() {
+        let mut b = Builder::new(3);
+        let a = write(&Object::empty(), &VersionVector::new(), &dot(1, 1), "a");
+        b.put("k", None, &dot(1, 1), 2, (0, 5), &a);
+        let t = a.update(&a.vv, dot(1, 2), ringkv_core::Value::Tombstone, 0);
+        let outcome = Outcome::Written {
+            context: t.vv.clone(),
+            dot: Some(dot(1, 2)),
+        };
+        let kind = OpKind::Delete {
+            context: Some(a.vv.clone()),
+        };
+        b.raw("k", kind.clone(), 2, (6, 10), outcome.clone());
+        b.get("k", 2, (100, 102), &Object::empty());
+        assert_eq!(check(&b.h), vec![]);
+
+        // A write the delete did not cover (acked while it ran): its loss
+        // is a lost write.
+        let mut b = Builder::new(3);
+        b.put("k", None, &dot(1, 1), 2, (0, 5), &a);
+        let c = write(&Object::empty(), &VersionVector::new(), &dot(2, 1), "c");
+        b.put("k", None, &dot(2, 1), 2, (6, 8), &c);
+        b.raw("k", kind, 2, (7, 10), outcome);
+        let r = b.get("k", 2, (100, 102), &Object::empty());
+        let v = check(&b.h);
+        assert!(v.iter().any(|v| v.op == r), "{v:?}");
     }
 
     /// Malformed histories (pending ops, missing times, odd quorums) do not

@@ -780,18 +780,25 @@ mod tests {
         }
     }
 
-    /// Each injected bug is caught by its checker, and only by it.
+    /// Each injected bug is caught by its checker, and only by the
+    /// checkers it really breaks the invariants of. (A delete that ignores
+    /// its context leaves the values it deleted beside its tombstone: they
+    /// come back, which durability reports too.)
     #[test]
     fn injected_bugs_are_caught_by_their_checker() {
-        for (bug, name) in [
-            (model::Bug::IgnoreContext, "siblings"),
-            (model::Bug::AckBeforeQuorum, "durability"),
+        for (bug, name, also) in [
+            (model::Bug::IgnoreContext, "siblings", Some("durability")),
+            (model::Bug::AckBeforeQuorum, "durability", None),
         ] {
             let mut caught = 0;
             for seed in 0..50 {
                 let v = check_all(&model::history(seed, 300, 3, bug));
-                assert!(v.iter().all(|x| x.checker == name), "{bug:?}: {v:?}");
-                caught += usize::from(!v.is_empty());
+                assert!(
+                    v.iter().all(|x| x.checker == name
+                        || (Some(x.checker) == also && x.message.contains("came back"))),
+                    "{bug:?}: {v:?}"
+                );
+                caught += usize::from(v.iter().any(|x| x.checker == name));
             }
             assert!(caught >= 45, "{bug:?} caught in only {caught} of 50 seeds");
         }

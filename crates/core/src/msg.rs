@@ -244,9 +244,11 @@ pub enum PeerMsg {
         /// The fallback's state of the key.
         object: Object,
     },
-    /// Anti-entropy, first step: "here are my tree's branch hashes for
-    /// this partition; which of yours differ?" Answered with
-    /// [`PeerMsg::AaeSegments`].
+    /// Anti-entropy, first step: "here is my tree's root for this
+    /// partition" (one hash; answered with an empty [`PeerMsg::AaeSegments`]
+    /// when equal, else [`PeerMsg::AaeRootDiffers`]), then "here are my
+    /// branch hashes; which of yours differ?" (answered with
+    /// [`PeerMsg::AaeSegments`]).
     AaeBranches {
         /// The exchange's id, chosen by the sender, echoed in the answers.
         xid: u64,
@@ -256,7 +258,8 @@ pub enum PeerMsg {
         /// its own tree: a key lives on the first `n` of its preference
         /// list).
         n: u32,
-        /// The sender's branch hashes ([`crate::aae::BRANCHES`] of them).
+        /// The sender's root (one hash), or its branch hashes
+        /// ([`crate::aae::BRANCHES`] of them).
         branches: Vec<u64>,
     },
     /// The receiver's segment hashes of each branch that differs from the
@@ -332,6 +335,12 @@ pub enum PeerMsg {
         xid: u64,
         /// The keys.
         keys: Vec<BucketKey>,
+    },
+    /// The answer to an [`PeerMsg::AaeBranches`] that carried only the
+    /// sender's root: the roots differ; send the branches.
+    AaeRootDiffers {
+        /// The exchange's id.
+        xid: u64,
     },
     /// "Every replica holds these tombstones and their grace period is
     /// over: remove each that you still hold in exactly this state."

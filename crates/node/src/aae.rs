@@ -14,12 +14,12 @@
 //!   consensus groups keep them in step. Trees are built on first use by a
 //!   scan of the partition (kept in memory, rebuilt after a restart), then
 //!   kept current write by write.
-//! - An exchange, led by one primary with another: branches, then the
-//!   segments of the branches that differ, then the `(key, digest)` pairs of
+//! - An exchange, led by one primary with another: roots, then branches,
+//!   then the segments of the branches that differ, then the `(key, digest)` pairs of
 //!   the segments that differ; then each side sends the other its state of
 //!   the keys the other lacks or holds otherwise ([`PeerMsg::AaePut`]), and
 //!   the receiver merges it like any replica write. Trees that are equal end
-//!   the exchange after one message each way (about 256 bytes).
+//!   the exchange after one message each way (a root hash, 8 bytes).
 //! - A round that repaired keys is followed by another, up to
 //!   `rounds_max`, which confirms the trees now agree (or carries on with
 //!   what did not fit in a round).
@@ -479,17 +479,17 @@ impl Aae {
         let Some(t) = tree(ctx, view, job.partition, job.n) else {
             return;
         };
-        let branches = t.branches().to_vec();
+        let root = t.root();
         let xid = ctx.ids.next();
         ctx.stats.aae_exchanges += u64::from(round == 0);
-        ctx.stats.aae_bytes_sent += 8 * branches.len() as u64;
+        ctx.stats.aae_bytes_sent += 8;
         ctx.out.push(Output::Send {
             to: job.peer.clone(),
             msg: PeerMsg::AaeBranches {
                 xid,
                 partition: job.partition,
                 n: job.n as u32,
-                branches,
+                branches: vec![root],
             },
         });
         self.active.insert(
@@ -569,6 +569,7 @@ impl Aae {
                 keys,
             } => on_purge_check(ctx, &view, &from, (xid, partition, n), &keys),
             PeerMsg::PurgeHave { xid, keys } => self.on_purge_have(ctx, &view, &from, xid, &keys),
+            PeerMsg::AaeRootDiffers { xid } => self.on_root_differs(ctx, &view, &from, xid),
             PeerMsg::Purge { partition, n, keys } => {
                 on_purge(ctx, &view, &from, partition, n, &keys).map(|_| ())
             }
@@ -578,6 +579,38 @@ impl Aae {
             ctx.stats.aae_refused += 1;
             debug!(peer = %from, %why, "anti-entropy message refused");
         }
+    }
+
+    /// The roots differ: send the branches.
+    fn on_root_differs<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        view: &View<'_>,
+        from: &NodeId,
+        xid: u64,
+    ) -> Result<(), String> {
+        let Some(x) = self.active.get(&xid) else {
+            return Ok(());
+        };
+        if &x.job.peer != from {
+            return Err("a root answer from a node not in the exchange".into());
+        }
+        let (partition, n) = (x.job.partition, x.job.n);
+        let Some(t) = tree(ctx, view, partition, n) else {
+            return Ok(());
+        };
+        let branches = t.branches().to_vec();
+        ctx.stats.aae_bytes_sent += 8 * branches.len() as u64;
+        ctx.out.push(Output::Send {
+            to: from.clone(),
+            msg: PeerMsg::AaeBranches {
+                xid,
+                partition,
+                n: n as u32,
+                branches,
+            },
+        });
+        Ok(())
     }
 
     /// The peer's segment hashes of the branches that differ: compare
@@ -754,8 +787,9 @@ fn check_replicas<S>(
     Ok(n)
 }
 
-/// A peer's branch hashes: answer with our segment hashes of each branch
-/// that differs (none: the trees are equal).
+/// A peer's root: answer whether ours equals it. A peer's branch hashes:
+/// answer with our segment hashes of each branch that differs (none: the
+/// trees are equal).
 fn on_branches<S: Store>(
     ctx: &mut Ctx<'_, S>,
     view: &View<'_>,
@@ -767,6 +801,23 @@ fn on_branches<S: Store>(
     let Some(t) = tree(ctx, view, partition, nn) else {
         return Ok(());
     };
+    if let [root] = theirs {
+        let msg = if *root == t.root() {
+            PeerMsg::AaeSegments {
+                xid,
+                partition,
+                n,
+                segments: vec![],
+            }
+        } else {
+            PeerMsg::AaeRootDiffers { xid }
+        };
+        ctx.out.push(Output::Send {
+            to: from.clone(),
+            msg,
+        });
+        return Ok(());
+    }
     let diff = differing(t.branches(), theirs)
         .ok_or_else(|| format!("{} branch hashes, not {BRANCHES}", theirs.len()))?;
     let segments: Vec<(u32, Vec<u64>)> = diff

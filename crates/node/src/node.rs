@@ -247,6 +247,9 @@ impl<S: Store> Node<S> {
 }
 
 impl<S: Store> Parts<'_, S> {
+    // One arm per kind of message, exhaustive so a new kind cannot be
+    // forgotten: long, but flat.
+    #[allow(clippy::too_many_lines)]
     fn on_peer(&mut self, from: NodeId, msg: PeerMsg) {
         self.peers.heard_from(&from);
         if let PeerMsg::Gossip { data } = msg {
@@ -325,6 +328,7 @@ impl<S: Store> Parts<'_, S> {
             | PeerMsg::AaeKeys { .. }
             | PeerMsg::AaeWant { .. }
             | PeerMsg::AaePut { .. }
+            | PeerMsg::AaeRootDiffers { .. }
             | PeerMsg::PurgeCheck { .. }
             | PeerMsg::PurgeHave { .. }
             | PeerMsg::Purge { .. }) => self.aae.on_msg(ctx, view, replica, from, msg),

@@ -193,3 +193,101 @@ fn malformed_or_misaddressed_messages_are_refused_and_change_nothing() {
     c.deliver_all();
     assert_eq!(c.snapshot(), before, "nothing changed");
 }
+
+/// A measurement (run it in release: `cargo test --release -p ringkv-node
+/// --test aae -- --ignored --nocapture`): one key differs among 1,000,000
+/// on three nodes; one repair pass on one node finds it. Reports the bytes
+/// of tree data and of objects sent, and asserts the bound the design
+/// promises: at most 64 KB of tree data, and only the differing key's
+/// objects.
+#[test]
+#[ignore = "a measurement: run it in release with --ignored --nocapture"]
+fn one_differing_key_among_a_million_costs_little_tree_data() {
+    use ringkv_core::{Actor, Object, Value, VersionVector};
+    use ringkv_storage::Store;
+
+    const KEYS: usize = 1_000_000;
+    let mut c = without_hints();
+    let actor = Actor {
+        node: id("n1"),
+        incarnation: 1,
+    };
+    let started = std::time::Instant::now();
+    for i in 0..KEYS {
+        let k = key(&format!("key{i:07}"));
+        let p = k.partition(16);
+        let o = Object::empty();
+        let dot = o.next_dot(&actor, &VersionVector::new());
+        let o = o.update(
+            &VersionVector::new(),
+            dot,
+            Value::Data(format!("value {i}").into()),
+            1,
+        );
+        for n in c.nodes.values_mut() {
+            n.store_mut().put(p, &k, &o).unwrap();
+        }
+    }
+    eprintln!("loaded {KEYS} keys on 3 nodes in {:?}", started.elapsed());
+    // n3 misses the last write of one key.
+    let odd = key("key0123456");
+    let p = odd.partition(16);
+    let stale = c.stored("n1", "key0123456").unwrap();
+    let newer = stale.update(
+        stale.context(),
+        stale.next_dot(&actor, stale.context()),
+        Value::Data("newer".into()),
+        2,
+    );
+    for n in ["n1", "n2"] {
+        c.nodes
+            .get_mut(&id(n))
+            .unwrap()
+            .store_mut()
+            .put(p, &odd, &newer)
+            .unwrap();
+    }
+
+    let started = std::time::Instant::now();
+    c.repair("n3", None);
+    c.deliver_all();
+    let took = started.elapsed();
+    assert_eq!(c.stored("n3", "key0123456"), Some(newer.clone()));
+    let stats: Vec<_> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|n| c.node(n).stats().clone())
+        .collect();
+    let bytes: u64 = stats.iter().map(|s| s.aae_bytes_sent).sum();
+    let keys_sent: u64 = stats.iter().map(|s| s.aae_keys_sent).sum();
+    let object_bytes = keys_sent * newer.to_bytes().len() as u64;
+    let tree_bytes = bytes - object_bytes;
+    let builds: u64 = stats.iter().map(|s| s.aae_tree_builds).sum();
+    eprintln!(
+        "one repair pass on n3 (with trees built from scratch: {builds} builds) took {took:?}: \
+         {tree_bytes} bytes of tree data and key lists, {keys_sent} object(s) of {} bytes sent",
+        newer.to_bytes().len()
+    );
+    // Each of n3's two exchanges finds the key differs and sends it both
+    // ways (a digest does not say which side is newer): four objects, all
+    // of that key.
+    assert!(keys_sent <= 4, "{keys_sent} keys sent");
+    assert!(tree_bytes <= 64 * 1024, "{tree_bytes} bytes of tree data");
+
+    // A second pass, trees already built: equal roots only.
+    let before: u64 = ["n1", "n2", "n3"]
+        .iter()
+        .map(|n| c.node(n).stats().aae_bytes_sent)
+        .sum();
+    let started = std::time::Instant::now();
+    c.repair("n3", None);
+    c.deliver_all();
+    let after: u64 = ["n1", "n2", "n3"]
+        .iter()
+        .map(|n| c.node(n).stats().aae_bytes_sent)
+        .sum();
+    eprintln!(
+        "a second pass, everything in step: {:?}, {} bytes",
+        started.elapsed(),
+        after - before
+    );
+}

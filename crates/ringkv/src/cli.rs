@@ -159,6 +159,12 @@ pub(crate) struct ServerArgs {
     /// repair never starves client traffic. [default: 10000]
     #[arg(long)]
     pub aae_keys_per_sec: Option<usize>,
+    /// How long a tombstone is kept after its delete, in seconds, before
+    /// anti-entropy purges it (and only once every replica holds it). A
+    /// node down for longer than this must be wiped before it rejoins, or
+    /// values deleted meanwhile could come back. [default: 86400]
+    #[arg(long)]
+    pub tombstone_grace_s: Option<u64>,
     /// Threads of the async runtime, which runs the HTTP server, the peer
     /// links and the node's loop. [default: cores - 1, at least 1]
     #[arg(long)]

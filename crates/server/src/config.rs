@@ -54,6 +54,9 @@ pub struct Config {
     pub aae_interval_ms: u64,
     /// Keys anti-entropy may send per second to repair peers, at most.
     pub aae_keys_per_sec: usize,
+    /// How long a tombstone is kept before anti-entropy may purge it (once
+    /// every replica holds it), in seconds.
+    pub tombstone_grace_s: u64,
     /// Worker threads of the async runtime (HTTP, peer links); the node's
     /// state machine has a thread of its own besides.
     pub runtime_threads: usize,
@@ -93,6 +96,9 @@ pub struct Config {
     pub http_tls: Option<(PathBuf, PathBuf)>,
 }
 
+/// Default of [`Config::tombstone_grace_s`]: one day.
+pub const TOMBSTONE_GRACE_S_DEFAULT: u64 = 86_400;
+
 /// Default of [`Config::aae_keys_per_sec`].
 pub const AAE_KEYS_PER_SEC_DEFAULT: usize = 10_000;
 
@@ -118,6 +124,7 @@ impl Config {
             hinted_handoff: true,
             aae_interval_ms: ringkv_node::AaeConfig::default().interval_ms,
             aae_keys_per_sec: AAE_KEYS_PER_SEC_DEFAULT,
+            tombstone_grace_s: TOMBSTONE_GRACE_S_DEFAULT,
             runtime_threads: default_runtime_threads(),
             fault_injection: false,
             join: Vec::new(),

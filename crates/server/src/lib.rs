@@ -343,6 +343,7 @@ fn node_config(config: &Config, me: &NodeId, layout: &Layout, incarnation: u32) 
             ringkv_node::AaeConfig {
                 interval_ms: config.aae_interval_ms,
                 keys_per_tick: (config.aae_keys_per_sec as u64 * d.tick_ms / 1000).max(1) as usize,
+                tombstone_grace_ms: Some(config.tombstone_grace_s.saturating_mul(1000)),
                 ..d
             }
         },

@@ -56,6 +56,7 @@ impl Leg {
             | PeerMsg::AaeKeys { .. }
             | PeerMsg::AaeWant { .. }
             | PeerMsg::AaePut { .. }
+            | PeerMsg::AaeRootDiffers { .. }
             | PeerMsg::PurgeCheck { .. }
             | PeerMsg::PurgeHave { .. }
             | PeerMsg::Purge { .. } => Leg::Default,

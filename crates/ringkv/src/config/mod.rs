@@ -109,6 +109,8 @@ pub(crate) struct FileConfig {
     aae_interval_ms: Option<u64>,
     #[serde(default, alias = "aae-keys-per-sec")]
     aae_keys_per_sec: Option<usize>,
+    #[serde(default, alias = "tombstone-grace-s")]
+    tombstone_grace_s: Option<u64>,
     #[serde(default, alias = "runtime-threads")]
     runtime_threads: Option<usize>,
     #[serde(default, alias = "fault-injection")]
@@ -247,6 +249,10 @@ pub(crate) fn merge(flags: &ServerArgs, file: &FileConfig) -> Result<Config, Con
     set(
         &mut c.aae_keys_per_sec,
         flags.aae_keys_per_sec.or(file.aae_keys_per_sec),
+    );
+    set(
+        &mut c.tombstone_grace_s,
+        flags.tombstone_grace_s.or(file.tombstone_grace_s),
     );
     set(
         &mut c.runtime_threads,

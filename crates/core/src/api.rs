@@ -388,9 +388,9 @@ pub struct RepairStatus {
     /// Exchanges this request queued (`POST` only; 0 for `GET`).
     #[serde(default)]
     pub queued_now: u64,
-    /// Exchanges waiting to run.
+    /// Exchanges and tombstone purges waiting to run.
     pub queued: u64,
-    /// Exchanges in flight.
+    /// Exchanges and tombstone purges in flight.
     pub active: u64,
     /// Exchanges this node led.
     pub exchanges: u64,
@@ -406,6 +406,10 @@ pub struct RepairStatus {
     pub bytes_sent: u64,
     /// Hash trees built by a scan of a partition.
     pub trees_built: u64,
+    /// Tombstones this node purged (every replica held them and their
+    /// grace period was over).
+    #[serde(default)]
+    pub tombstones_purged: u64,
     /// Partitions this node leads exchanges of.
     pub partitions: u64,
     /// How long ago the partition least recently found in step with all

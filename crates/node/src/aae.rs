@@ -192,9 +192,9 @@ struct PurgeRound {
 /// `repair` command).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AaeStatus {
-    /// Exchanges waiting to run.
+    /// Exchanges and tombstone purges waiting to run.
     pub queued: usize,
-    /// Exchanges in flight.
+    /// Exchanges and tombstone purges in flight.
     pub active: usize,
     /// For each partition this node exchanged, when (on the node's
     /// monotonic clock) its last exchange with every one of its peers had
@@ -452,8 +452,8 @@ impl Aae {
             *e = (*e).min(*at);
         }
         AaeStatus {
-            queued: self.queue.len(),
-            active: self.active.len(),
+            queued: self.queue.len() + self.purge_queue.len(),
+            active: self.active.len() + self.purges.len(),
             synced_ms,
             now_ms: self.now_ms,
             partitions: self.partitions,

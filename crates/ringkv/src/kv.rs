@@ -342,6 +342,7 @@ pub(crate) async fn repair(args: RepairArgs) -> anyhow::Result<ExitCode> {
             keys_sent: a.keys_sent - before.keys_sent,
             keys_repaired: a.keys_repaired - before.keys_repaired,
             bytes_sent: a.bytes_sent - before.bytes_sent,
+            tombstones_purged: a.tombstones_purged - before.tombstones_purged,
             done: a.idle(),
         })
         .collect();
@@ -363,18 +364,25 @@ struct RepairRow {
     keys_sent: u64,
     keys_repaired: u64,
     bytes_sent: u64,
+    tombstones_purged: u64,
     done: bool,
 }
 
 fn render_repair(rows: &[RepairRow], took: std::time::Duration, no_wait: bool) -> String {
     let mut out = format!(
-        "{:<10} {:>9} {:>13} {:>9} {:>13} {:>12}\n",
-        "node", "exchanges", "keys compared", "keys sent", "keys repaired", "bytes sent"
+        "{:<10} {:>9} {:>13} {:>9} {:>13} {:>12} {:>10}\n",
+        "node", "exchanges", "keys compared", "keys sent", "keys repaired", "bytes sent", "purged"
     );
     for r in rows {
         out += &format!(
-            "{:<10} {:>9} {:>13} {:>9} {:>13} {:>12}\n",
-            r.node, r.exchanges_queued, r.keys_compared, r.keys_sent, r.keys_repaired, r.bytes_sent
+            "{:<10} {:>9} {:>13} {:>9} {:>13} {:>12} {:>10}\n",
+            r.node,
+            r.exchanges_queued,
+            r.keys_compared,
+            r.keys_sent,
+            r.keys_repaired,
+            r.bytes_sent,
+            r.tombstones_purged
         );
     }
     let repaired: u64 = rows.iter().map(|r| r.keys_repaired).sum();

@@ -493,6 +493,7 @@ impl Metrics {
             ("aae_bytes_sent", s.aae_bytes_sent),
             ("aae_tree_builds", s.aae_tree_builds),
             ("aae_refused", s.aae_refused),
+            ("tombstones_purged", s.tombstones_purged),
         ];
         let registry = self.registry.lock().expect("metrics lock");
         for (name, value) in events {

@@ -63,6 +63,7 @@ pub(crate) fn repair_status(n: &ServedNode, me: &NodeId) -> RepairStatus {
         keys_repaired: s.aae_keys_repaired,
         bytes_sent: s.aae_bytes_sent,
         trees_built: s.aae_tree_builds,
+        tombstones_purged: s.tombstones_purged,
         partitions: a.partitions,
         oldest_sync_age_ms: a.oldest_sync_age_ms(),
     }

@@ -41,6 +41,8 @@ use crate::runtime::NodeHandle;
 mod conn;
 mod frame;
 mod keys;
+#[cfg(test)]
+mod tests;
 
 /// Most RESP connections open at once.
 pub const CONNECTIONS_MAX: usize = 4096;

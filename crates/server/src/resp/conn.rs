@@ -3,11 +3,13 @@
 //! answers are written, in one write), and the commands that concern the
 //! connection itself (protocol, bucket, token, name, introspection).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use futures::StreamExt as _;
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::frame::{self, FrameLimits, Proto, Reply};
@@ -18,6 +20,10 @@ use crate::auth::{Denied, Need};
 const READ_CHUNK: usize = 16 * 1024;
 /// Pending answers past this size are written before running more commands.
 const OUT_FLUSH: usize = 64 * 1024;
+/// Most commands parsed from the input before they are run.
+const BATCH_MAX: usize = 1024;
+/// Most pipelined commands run at the same time (see [`Session::run_batch`]).
+const RUN_MAX: usize = 64;
 /// The bucket a connection starts in (and `SELECT 0`).
 pub(super) const DEFAULT_BUCKET: &str = "default";
 
@@ -62,39 +68,37 @@ pub(super) async fn serve(mut stream: TcpStream, st: Arc<RespState>, id: u64) {
     // When the command at the front of `input` began to arrive.
     let mut partial_since: Option<Instant> = None;
     loop {
-        let mut ran = false;
-        loop {
-            let args = match frame::parse_command(&mut input, &limits) {
-                Ok(Some(args)) => args,
+        // Every whole command read so far (up to BATCH_MAX), then a
+        // protocol error if one follows them.
+        let mut batch = Vec::new();
+        let mut bad = None;
+        while batch.len() < BATCH_MAX {
+            match frame::parse_command(&mut input, &limits) {
+                Ok(Some(args)) if args.is_empty() => {}
+                Ok(Some(args)) => batch.push(args),
                 Ok(None) => break,
                 Err(e) => {
-                    Reply::err(e.message()).encode(session.proto, &mut out);
-                    let _ = wr.write_all(&out).await;
-                    return;
+                    bad = Some(e);
+                    break;
                 }
-            };
-            ran = true;
-            if args.is_empty() {
-                continue;
-            }
-            let (reply, flow) = session.run(&st, args).await;
-            reply.encode(session.proto, &mut out);
-            if flow == Flow::Close {
-                let _ = wr.write_all(&out).await;
-                return;
-            }
-            if out.len() >= OUT_FLUSH {
-                if wr.write_all(&out).await.is_err() {
-                    return;
-                }
-                out.clear();
             }
         }
-        if !out.is_empty() {
-            if wr.write_all(&out).await.is_err() {
-                return;
-            }
-            out.clear();
+        let ran = !batch.is_empty();
+        let full = batch.len() == BATCH_MAX;
+        let flow = session.run_batch(&st, batch, &mut out, &mut wr).await;
+        if let Some(e) = &bad {
+            Reply::err(e.message()).encode(session.proto, &mut out);
+        }
+        if (!out.is_empty() && wr.write_all(&out).await.is_err())
+            || flow == Flow::Close
+            || bad.is_some()
+        {
+            return;
+        }
+        out.clear();
+        if full {
+            // More whole commands may wait: run them before reading.
+            continue;
         }
         partial_since = match (input.is_empty(), ran, partial_since) {
             (true, _, _) => None,
@@ -125,6 +129,28 @@ pub(super) async fn serve(mut stream: TcpStream, st: Arc<RespState>, id: u64) {
             Ok(_) => {}
         }
     }
+}
+
+/// How many commands at the front of `cmds` (at most [`RUN_MAX`]) are
+/// plain `GET`s and `SET`s that may run at once: no key of the run is
+/// written by one command and named by another.
+pub(super) fn independent_run(cmds: &[Vec<Bytes>]) -> usize {
+    let mut read: HashSet<&Bytes> = HashSet::new();
+    let mut written: HashSet<&Bytes> = HashSet::new();
+    for (n, args) in cmds.iter().take(RUN_MAX).enumerate() {
+        let Some((write, key)) = keys::plain_get_or_set(args) else {
+            return n;
+        };
+        if written.contains(key) || (write && read.contains(key)) {
+            return n;
+        }
+        if write {
+            written.insert(key);
+        } else {
+            read.insert(key);
+        }
+    }
+    cmds.len().min(RUN_MAX)
 }
 
 /// `ERR wrong number of arguments for 'name' command`, Redis's words.
@@ -159,9 +185,59 @@ impl Session {
         }
     }
 
+    /// Runs the commands of `batch` and appends their answers to `out` in
+    /// order, writing them to `wr` whenever they pass [`OUT_FLUSH`].
+    ///
+    /// Pipelined commands are answered in order, and each sees the effects
+    /// of those before it. Consecutive plain `GET`s and `SET`s (no options)
+    /// of keys that no other command of the run writes are independent, so
+    /// up to [`RUN_MAX`] of them go to the node at once: a pipeline of reads
+    /// then costs one pass through the node's loop, not one per command.
+    async fn run_batch(
+        &mut self,
+        st: &RespState,
+        batch: Vec<Vec<Bytes>>,
+        out: &mut BytesMut,
+        wr: &mut (impl AsyncWrite + Unpin),
+    ) -> Flow {
+        let mut i = 0;
+        while i < batch.len() {
+            let end = i + independent_run(&batch[i..]);
+            if end - i > 1 {
+                let this = &*self;
+                let each: Vec<_> = batch[i..end]
+                    .iter()
+                    .map(|args| keys::run_any_case(st, this, args))
+                    .collect();
+                let replies: Vec<Reply> = futures::stream::iter(each)
+                    .buffered(RUN_MAX)
+                    .collect()
+                    .await;
+                for r in replies {
+                    r.encode(self.proto, out);
+                }
+                i = end;
+            } else {
+                let (reply, flow) = self.run(st, &batch[i]).await;
+                reply.encode(self.proto, out);
+                if flow == Flow::Close {
+                    return Flow::Close;
+                }
+                i += 1;
+            }
+            if out.len() >= OUT_FLUSH {
+                if wr.write_all(out).await.is_err() {
+                    return Flow::Close;
+                }
+                out.clear();
+            }
+        }
+        Flow::Continue
+    }
+
     /// Runs one command (`args[0]` its name, any case) and says what to
     /// answer.
-    async fn run(&mut self, st: &RespState, args: Vec<Bytes>) -> (Reply, Flow) {
+    async fn run(&mut self, st: &RespState, args: &[Bytes]) -> (Reply, Flow) {
         let name = args[0].to_ascii_uppercase();
         if !matches!(&name[..], b"AUTH" | b"HELLO" | b"QUIT")
             && let Err(refusal) = self.permit(st, &Need::Any)
@@ -171,7 +247,7 @@ impl Session {
         let reply = match &name[..] {
             b"QUIT" => return (Reply::Simple("OK"), Flow::Close),
             b"GET" | b"SET" | b"DEL" | b"UNLINK" | b"EXISTS" | b"MGET" | b"MSET" => {
-                keys::run(st, self, &name, &args).await
+                keys::run(st, self, &name, args).await
             }
             b"PING" => match args.len() {
                 1 => Reply::Simple("PONG"),
@@ -192,7 +268,7 @@ impl Session {
             b"CONFIG" if args.len() >= 2 => config(&args[1..]),
             b"INFO" => self.info(st),
             b"ECHO" | b"SELECT" | b"CLIENT" | b"CONFIG" => wrong_arity(&name),
-            _ => unknown(&args),
+            _ => unknown(args),
         };
         (reply, Flow::Continue)
     }

@@ -30,9 +30,28 @@ use crate::runtime::{AskError, QueueError};
 
 /// Most requests of one multi-key command in flight at once.
 const KEYS_IN_FLIGHT: usize = 64;
+/// Largest sum of the values of one `MGET`'s answer, in bytes.
+const REPLY_BYTES_MAX: usize = 64 << 20;
 /// Tries of a compare-and-set loop (`SET XX`, `DEL` in a strong bucket)
 /// whose read was overtaken by another write.
 const CAS_TRIES: usize = 3;
+
+/// Whether `args` is a command that may run at the same time as its
+/// neighbours in a pipeline: a plain `GET key` (`Some((false, key))`) or a
+/// plain `SET key value` without options (`Some((true, key))`).
+pub(super) fn plain_get_or_set(args: &[Bytes]) -> Option<(bool, &Bytes)> {
+    match args {
+        [name, key] if name.eq_ignore_ascii_case(b"GET") => Some((false, key)),
+        [name, key, _] if name.eq_ignore_ascii_case(b"SET") => Some((true, key)),
+        _ => None,
+    }
+}
+
+/// Runs key command `args[0]` (any case) with `args`.
+pub(super) async fn run_any_case(st: &RespState, s: &Session, args: &[Bytes]) -> Reply {
+    let name = args[0].to_ascii_uppercase();
+    run(st, s, &name, args).await
+}
 
 /// Runs key command `name` (upper case) with `args` (its name first).
 pub(super) async fn run(st: &RespState, s: &Session, name: &[u8], args: &[Bytes]) -> Reply {
@@ -52,7 +71,7 @@ pub(super) async fn run(st: &RespState, s: &Session, name: &[u8], args: &[Bytes]
         b"SET" if keys.len() >= 2 => set(st, &bucket, keys).await,
         b"DEL" | b"UNLINK" if !keys.is_empty() => delete(st, &bucket, keys).await,
         b"EXISTS" if !keys.is_empty() => exists(st, &bucket, keys).await,
-        b"MGET" if !keys.is_empty() => Ok(mget(st, &bucket, keys).await),
+        b"MGET" if !keys.is_empty() => mget(st, &bucket, keys).await,
         b"MSET" if !keys.is_empty() && keys.len().is_multiple_of(2) => {
             mset(st, &bucket, keys).await
         }
@@ -357,18 +376,31 @@ async fn exists(st: &RespState, bucket: &Bytes, keys: &[Bytes]) -> Result<Reply,
 }
 
 /// `MGET key...`: each key's value, `Null` or, in its place, its error
-/// (siblings, a failed quorum).
-async fn mget(st: &RespState, bucket: &Bytes, keys: &[Bytes]) -> Reply {
-    let replies = read_all(st, bucket, keys)
-        .await
-        .into_iter()
-        .zip(keys)
-        .map(|(r, key)| match r {
-            Ok(object) => value_of(&object, key),
+/// (siblings, a failed quorum). Refused once the values passed
+/// [`REPLY_BYTES_MAX`], so that one command cannot hold the node's memory.
+async fn mget(st: &RespState, bucket: &Bytes, keys: &[Bytes]) -> Result<Reply, Reply> {
+    let each: Vec<_> = keys.iter().map(|key| read(st, bucket, key)).collect();
+    let mut reads = futures::stream::iter(each).buffered(KEYS_IN_FLIGHT);
+    let mut replies = Vec::with_capacity(keys.len());
+    let mut bytes = 0usize;
+    while let Some(r) = reads.next().await {
+        let reply = match r {
+            Ok(object) => value_of(&object, &keys[replies.len()]),
             Err(e) => e,
-        })
-        .collect();
-    Reply::Array(replies)
+        };
+        if let Reply::Bulk(b) = &reply {
+            bytes += b.len();
+        }
+        if bytes > REPLY_BYTES_MAX {
+            return Err(Reply::err(format!(
+                "MGET: the values of the first {} keys are over {} MiB; ask for fewer keys at once",
+                replies.len() + 1,
+                REPLY_BYTES_MAX >> 20
+            )));
+        }
+        replies.push(reply);
+    }
+    Ok(Reply::Array(replies))
 }
 
 /// `MSET key value...`: one write per key; not atomic, so a failure says

@@ -212,3 +212,58 @@ async fn every_input_gets_an_answer_and_bad_frames_close_the_connection() {
         "closed after the error"
     );
 }
+
+#[test]
+fn only_independent_plain_gets_and_sets_run_at_once() {
+    let cmd = |s: &str| -> Vec<Bytes> {
+        s.split(' ')
+            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+            .collect()
+    };
+    let run = |cmds: &[&str]| {
+        let cmds: Vec<Vec<Bytes>> = cmds.iter().map(|c| cmd(c)).collect();
+        super::conn::independent_run(&cmds)
+    };
+    assert_eq!(run(&["GET a", "get b", "GET a", "SET c 1", "set d 2"]), 5);
+    assert_eq!(
+        run(&["SET a 1", "GET a"]),
+        1,
+        "a read after a write of its key waits"
+    );
+    assert_eq!(
+        run(&["GET a", "SET a 1"]),
+        1,
+        "a write after a read of its key waits"
+    );
+    assert_eq!(
+        run(&["SET a 1", "SET a 2"]),
+        1,
+        "writes of one key stay in order"
+    );
+    assert_eq!(
+        run(&["GET a", "SET b 1 NX", "GET c"]),
+        1,
+        "SET with options runs alone"
+    );
+    assert_eq!(run(&["DEL a", "GET a"]), 0);
+    assert_eq!(
+        run(&["GET a", "BUCKET x", "GET a"]),
+        1,
+        "a bucket change is a barrier"
+    );
+    let many: Vec<String> = (0..100).map(|i| format!("GET k{i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    assert_eq!(run(&many), 64);
+}
+
+#[tokio::test]
+async fn pipelined_commands_are_answered_in_order() {
+    let addr = start(None).await;
+    let mut c = TcpStream::connect(&addr).await.unwrap();
+    let input = "SET a 1\r\nGET a\r\nSET a 2\r\nGET a\r\nGET b\r\nSET b 3\r\nMGET a b\r\nPING\r\n";
+    let a = exchange(&mut c, input, 14).await;
+    assert_eq!(
+        a,
+        "+OK\r\n$1\r\n1\r\n+OK\r\n$1\r\n2\r\n$-1\r\n+OK\r\n*2\r\n$1\r\n2\r\n$1\r\n3\r\n+PONG\r\n"
+    );
+}

@@ -316,6 +316,24 @@ async fn redis_clients_read_and_write_through_the_resp_port() {
     assert_eq!(r.cmd(&["QUIT"]).await, ok());
     assert!(r.closed().await);
 
+    // What was answered is counted.
+    let metrics = c
+        .http
+        .get(format!("{}/metrics", c.url(0)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "ringkv_resp_commands_total{command=\"get\",outcome=\"ok\"}",
+        "ringkv_resp_commands_total{command=\"other\",outcome=\"error\"} 1",
+        "ringkv_resp_connections ",
+    ] {
+        assert!(metrics.contains(series), "{series} not in:\n{metrics}");
+    }
+
     redis_py(&resp);
 }
 

@@ -72,8 +72,9 @@ async fn run_node(
         security,
         &metrics,
     );
+    let resp_metrics = metrics.resp();
     let state = app_state(&config, &me, &net, metrics)?;
-    let resp_server = resp_listener.map(|l| start_resp(l, &config, &me, &net));
+    let resp_server = resp_listener.map(|l| start_resp(l, &config, &me, &net, resp_metrics));
     info!(node = %me, http = %config.http, rpc = %config.listen, incarnation = dir.incarnation, "serving");
     http::serve(http_listener, http::Api::new(state), &opts, shutdown).await;
 
@@ -151,6 +152,7 @@ fn start_resp(
     config: &Config,
     me: &NodeId,
     net: &Running,
+    metrics: metrics::RespMetrics,
 ) -> tokio::task::JoinHandle<()> {
     info!(resp = ?config.resp, "serving the Redis protocol");
     let state = resp::RespState {
@@ -160,6 +162,7 @@ fn start_resp(
         value_bytes_max: config.limits.value_bytes_max,
         bucket_bytes_max: config.limits.bucket_bytes_max,
         tokens: config.tokens.clone(),
+        metrics,
     };
     tokio::spawn(resp::serve(listener, state).in_current_span())
 }

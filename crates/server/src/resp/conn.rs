@@ -213,12 +213,14 @@ impl Session {
                     .buffered(RUN_MAX)
                     .collect()
                     .await;
-                for r in replies {
+                for (r, args) in replies.iter().zip(&batch[i..end]) {
+                    observe(st, args, r);
                     r.encode(self.proto, out);
                 }
                 i = end;
             } else {
                 let (reply, flow) = self.run(st, &batch[i]).await;
+                observe(st, &batch[i], &reply);
                 reply.encode(self.proto, out);
                 if flow == Flow::Close {
                     return Flow::Close;
@@ -419,8 +421,7 @@ impl Session {
         let text = format!(
             "# Server\r\nredis_version:{REDIS_VERSION}\r\nringkv_version:{}\r\n\
              ringkv_node:{}\r\nredis_mode:standalone\r\nprotocol:{}\r\n\r\n\
-             # Keyspace\r\nbucket:{}\r\nkeys:unknown (ringkv does not count keys; \
-             see GET /v1/kv/{{bucket}}?prefix= over HTTP)\r\n",
+             # Keyspace\r\nbucket:{}\r\nkeys:unknown (ringkv does not count keys)\r\n",
             env!("CARGO_PKG_VERSION"),
             st.me,
             match self.proto {
@@ -442,6 +443,17 @@ const COMMANDS: &[&str] = &[
     "auth", "bucket", "client", "command", "config", "del", "echo", "exists", "get", "hello",
     "info", "mget", "mset", "ping", "quit", "select", "set", "unlink",
 ];
+
+/// Counts the answer `reply` to command `args` in the metrics.
+fn observe(st: &RespState, args: &[Bytes], reply: &Reply) {
+    let command = COMMANDS
+        .iter()
+        .find(|c| args[0].eq_ignore_ascii_case(c.as_bytes()))
+        .copied()
+        .unwrap_or("other");
+    st.metrics
+        .observe(command, matches!(reply, Reply::Error(_)));
+}
 
 /// `-NOAUTH`: the connection has not authenticated and the node needs it.
 fn noauth() -> Reply {

@@ -36,6 +36,7 @@ use tokio::task::JoinSet;
 use tracing::{Instrument, debug, warn};
 
 use crate::auth::Tokens;
+use crate::metrics::RespMetrics;
 use crate::runtime::NodeHandle;
 
 mod conn;
@@ -65,6 +66,8 @@ pub struct RespState {
     pub bucket_bytes_max: usize,
     /// The bearer tokens clients must present with `AUTH`; `None`: open.
     pub tokens: Option<Arc<Tokens>>,
+    /// Commands and connections, for `/metrics`.
+    pub metrics: RespMetrics,
 }
 
 /// Serves the Redis protocol on `listener` until the task is dropped or
@@ -90,6 +93,7 @@ pub async fn serve(listener: TcpListener, state: RespState) {
         next_id += 1;
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             debug!(%peer, "RESP connection refused: too many open");
+            state.metrics.refused();
             conns.spawn(conn::refuse(stream));
             continue;
         };
@@ -97,7 +101,9 @@ pub async fn serve(listener: TcpListener, state: RespState) {
         let span = tracing::debug_span!("resp", %peer, id = next_id);
         conns.spawn(
             async move {
-                conn::serve(stream, state, next_id).await;
+                state.metrics.connections_add(1);
+                conn::serve(stream, state.clone(), next_id).await;
+                state.metrics.connections_add(-1);
                 drop(permit);
             }
             .instrument(span),

@@ -84,6 +84,7 @@ async fn start(tokens: Option<Tokens>) -> String {
         value_bytes_max: 64,
         bucket_bytes_max: 8,
         tokens: tokens.map(Arc::new),
+        metrics: crate::metrics::RespMetrics::default(),
     };
     tokio::spawn(serve(listener, state));
     addr

@@ -505,3 +505,71 @@ fn unknown(args: &[Bytes]) -> Reply {
         String::from_utf8_lossy(&args[0][..args[0].len().min(64)])
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use ringkv_core::NodeId;
+
+    /// Words commands take, so random commands reach their deeper paths.
+    const WORDS: &[&str] = &[
+        "NX", "XX", "EX", "PX", "KEEPTTL", "GET", "AUTH", "SETNAME", "3", "2", "0", "-1", "k", "v",
+        "COUNT", "DOCS", "ID", "GETNAME", "SETINFO", "default",
+    ];
+
+    fn arg() -> impl Strategy<Value = Bytes> {
+        prop_oneof![
+            prop::sample::select(WORDS).prop_map(|w| Bytes::from_static(w.as_bytes())),
+            prop::collection::vec(any::<u8>(), 0..12).prop_map(Bytes::from),
+        ]
+    }
+
+    fn command() -> impl Strategy<Value = Vec<Bytes>> {
+        let name = prop_oneof![
+            prop::sample::select(COMMANDS).prop_map(|c| Bytes::from_static(c.as_bytes())),
+            prop::collection::vec(any::<u8>(), 1..8).prop_map(Bytes::from),
+        ];
+        (name, prop::collection::vec(arg(), 0..6)).prop_map(|(n, mut args)| {
+            args.insert(0, n);
+            args
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Any commands, with or without a token file: every one is
+        /// answered (until a QUIT), nothing panics.
+        #[test]
+        fn random_commands_are_answered_without_panics(
+            batch in prop::collection::vec(command(), 1..24),
+            with_tokens in any::<bool>(),
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let tokens = with_tokens.then(|| {
+                    Arc::new(crate::auth::Tokens::parse(
+                        "[[token]]\nname = \"k\"\nsecret = \"0123456789abcdef\"\npermissions = [\"*\"]\n",
+                    ).unwrap())
+                });
+                let st = RespState {
+                    node: super::super::tests::stand_in_node(),
+                    me: NodeId::parse("n1").unwrap(),
+                    timeout_ms: 100,
+                    value_bytes_max: 64,
+                    bucket_bytes_max: 8,
+                    tokens,
+                    metrics: crate::metrics::RespMetrics::default(),
+                };
+                let quits = batch.iter().any(|c| c[0].eq_ignore_ascii_case(b"QUIT"));
+                let mut session = Session::new(1);
+                let mut out = BytesMut::new();
+                let mut wr: Vec<u8> = Vec::new();
+                let flow = session.run_batch(&st, batch, &mut out, &mut wr).await;
+                assert_eq!(flow == Flow::Close, quits);
+                assert!(!out.is_empty() || !wr.is_empty());
+            });
+        }
+    }
+}

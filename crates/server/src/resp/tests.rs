@@ -21,7 +21,7 @@ const WRITER: &str = "writer-secret-0123456789";
 
 /// A node loop stand-in: a map of keys, each write replacing the value.
 /// Other events (bucket properties) are dropped unanswered.
-fn stand_in_node() -> NodeHandle {
+pub(super) fn stand_in_node() -> NodeHandle {
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(async move {
         let mut keys: HashMap<Bytes, Value> = HashMap::new();

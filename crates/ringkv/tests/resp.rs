@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 const REPLY_WAIT: Duration = Duration::from_secs(15);
 
 /// A RESP reply, as the test reads it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum R {
     Simple(String),
     Error(String),
@@ -198,7 +198,32 @@ async fn redis_clients_read_and_write_through_the_resp_port() {
     };
     error_says(&items[0], "SIBLINGS", "lww");
     assert_eq!(items[1], R::Nil);
-    // DEL resolves them (it deletes with the context of its read).
+    // GETCTX and SETCTX resolve them: a write with the read's context.
+    let read = r.cmd(&["GETCTX", "cart"]).await;
+    let R::Array(parts) = &read else {
+        panic!("{read:?}")
+    };
+    let (R::Bulk(ctx), R::Array(values)) = (&parts[0], &parts[1]) else {
+        panic!("{read:?}")
+    };
+    let mut values = values.clone();
+    values.sort();
+    assert_eq!(values, vec![bulk("apples"), bulk("pears")]);
+    let ctx = String::from_utf8(ctx.clone()).unwrap();
+    error_says(
+        &r.cmd(&["SETCTX", "other-key", "x", &ctx]).await,
+        "ERR",
+        "SETCTX",
+    );
+    assert_eq!(r.cmd(&["SETCTX", "cart", "apples,pears", &ctx]).await, ok());
+    assert_eq!(r.cmd(&["GET", "cart"]).await, bulk("apples,pears"));
+    // DEL deletes with the context of its read, siblings and all.
+    assert_eq!(r.cmd(&["SET", "cart", "plums"]).await, ok());
+    error_says(
+        &r.cmd(&["GET", "cart"]).await,
+        "SIBLINGS",
+        "2 concurrent values",
+    );
     assert_eq!(r.cmd(&["DEL", "cart"]).await, R::Int(1));
     assert_eq!(r.cmd(&["GET", "cart"]).await, R::Nil);
 

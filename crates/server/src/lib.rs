@@ -74,7 +74,9 @@ async fn run_node(
     );
     let resp_metrics = metrics.resp();
     let state = app_state(&config, &me, &net, metrics)?;
-    let resp_server = resp_listener.map(|l| start_resp(l, &config, &me, &net, resp_metrics));
+    let context_keys = state.context_keys.clone();
+    let resp_server =
+        resp_listener.map(|l| start_resp(l, &config, &me, &net, resp_metrics, context_keys));
     info!(node = %me, http = %config.http, rpc = %config.listen, incarnation = dir.incarnation, "serving");
     http::serve(http_listener, http::Api::new(state), &opts, shutdown).await;
 
@@ -153,6 +155,7 @@ fn start_resp(
     me: &NodeId,
     net: &Running,
     metrics: metrics::RespMetrics,
+    context_keys: ringkv_core::ContextKeys,
 ) -> tokio::task::JoinHandle<()> {
     info!(resp = ?config.resp, "serving the Redis protocol");
     let state = resp::RespState {
@@ -163,6 +166,7 @@ fn start_resp(
         bucket_bytes_max: config.limits.bucket_bytes_max,
         tokens: config.tokens.clone(),
         metrics,
+        context_keys,
     };
     tokio::spawn(resp::serve(listener, state).in_current_span())
 }

@@ -248,9 +248,8 @@ impl Session {
         }
         let reply = match &name[..] {
             b"QUIT" => return (Reply::Simple("OK"), Flow::Close),
-            b"GET" | b"SET" | b"DEL" | b"UNLINK" | b"EXISTS" | b"MGET" | b"MSET" => {
-                keys::run(st, self, &name, args).await
-            }
+            b"GET" | b"SET" | b"DEL" | b"UNLINK" | b"EXISTS" | b"MGET" | b"MSET" | b"GETCTX"
+            | b"SETCTX" => keys::run(st, self, &name, args).await,
             b"PING" => match args.len() {
                 1 => Reply::Simple("PONG"),
                 2 => Reply::Bulk(args[1].clone()),
@@ -440,8 +439,8 @@ const REDIS_VERSION: &str = "7.0.0";
 
 /// The commands ringkv takes, for `COMMAND COUNT` and `COMMAND LIST`.
 const COMMANDS: &[&str] = &[
-    "auth", "bucket", "client", "command", "config", "del", "echo", "exists", "get", "hello",
-    "info", "mget", "mset", "ping", "quit", "select", "set", "unlink",
+    "auth", "bucket", "client", "command", "config", "del", "echo", "exists", "get", "getctx",
+    "hello", "info", "mget", "mset", "ping", "quit", "select", "set", "setctx", "unlink",
 ];
 
 /// Counts the answer `reply` to command `args` in the metrics.
@@ -561,6 +560,7 @@ mod tests {
                     bucket_bytes_max: 8,
                     tokens,
                     metrics: crate::metrics::RespMetrics::default(),
+        context_keys: ringkv_core::ContextKeys::new([9; 32], Vec::new()),
                 };
                 let quits = batch.iter().any(|c| c[0].eq_ignore_ascii_case(b"QUIT"));
                 let mut session = Session::new(1);

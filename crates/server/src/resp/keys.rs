@@ -1,5 +1,5 @@
 //! The key commands (`GET`, `SET`, `DEL`/`UNLINK`, `EXISTS`, `MGET`,
-//! `MSET`) over the node: each becomes the [`ClientRequest`]s the HTTP API
+//! `MSET`, and ringkv's own `GETCTX`/`SETCTX`) over the node: each becomes the [`ClientRequest`]s the HTTP API
 //! makes, through [`crate::runtime::NodeHandle::ask`], in the connection's
 //! bucket.
 //!
@@ -9,7 +9,8 @@
 //!   the key's place.
 //! - Writes carry no context: a `SET` is concurrent with what is stored, so
 //!   in a `siblings` bucket it adds a sibling rather than replacing. Use
-//!   `lww` buckets (or strong ones) from Redis clients.
+//!   `lww` buckets (or strong ones) from Redis clients, or `GETCTX` and
+//!   `SETCTX`, which hand out and take the context as HTTP does.
 //! - `SET NX`/`XX` are compare-and-set, only in strong buckets.
 //! - Keys do not expire: `EX`, `PX`, `EXAT`, `PXAT` are refused.
 //! - A command of several keys is one request per key, not atomic.
@@ -17,6 +18,7 @@
 use bytes::Bytes;
 use futures::StreamExt as _;
 use ringkv_core::bucket::Consistency;
+use ringkv_core::context;
 use ringkv_core::hash::BucketKey;
 use ringkv_core::msg::{ClientError, ClientOp, ClientReply, ClientRequest};
 use ringkv_core::strong::{self, Condition};
@@ -55,7 +57,7 @@ pub(super) async fn run_any_case(st: &RespState, s: &Session, args: &[Bytes]) ->
 
 /// Runs key command `name` (upper case) with `args` (its name first).
 pub(super) async fn run(st: &RespState, s: &Session, name: &[u8], args: &[Bytes]) -> Reply {
-    let need_write = matches!(name, b"SET" | b"DEL" | b"UNLINK" | b"MSET");
+    let need_write = matches!(name, b"SET" | b"SETCTX" | b"DEL" | b"UNLINK" | b"MSET");
     let bucket = s.bucket.clone();
     let need = if need_write {
         Need::Write(bucket.to_vec())
@@ -75,6 +77,8 @@ pub(super) async fn run(st: &RespState, s: &Session, name: &[u8], args: &[Bytes]
         b"MSET" if !keys.is_empty() && keys.len().is_multiple_of(2) => {
             mset(st, &bucket, keys).await
         }
+        b"GETCTX" if keys.len() == 1 => get_with_context(st, &bucket, &keys[0]).await,
+        b"SETCTX" if keys.len() == 3 => set_with_context(st, &bucket, keys).await,
         _ => Err(wrong_arity(name)),
     };
     result.unwrap_or_else(|e| e)
@@ -201,8 +205,8 @@ fn value_of(object: &Object, key: &[u8]) -> Reply {
     if object.siblings.len() > 1 {
         return Reply::Error(format!(
             "SIBLINGS {} concurrent values; read them over HTTP (GET /v1/kv/{{bucket}}/{}) and \
-             resolve by writing with its context, or DEL the key; a SET over RESP carries no \
-             context and adds a sibling (use an lww bucket with Redis clients)",
+             resolve by writing with its context, or GETCTX then SETCTX, or DEL the key; a SET \
+             carries no context and adds a sibling (use an lww bucket with Redis clients)",
             object.siblings.len(),
             percent_encoding::percent_encode(key, percent_encoding::NON_ALPHANUMERIC)
         ));
@@ -217,6 +221,50 @@ fn value_of(object: &Object, key: &[u8]) -> Reply {
 async fn get(st: &RespState, bucket: &Bytes, key: &Bytes) -> Result<Reply, Reply> {
     let object = read(st, bucket, key).await?;
     Ok(value_of(&object, key))
+}
+
+/// `GETCTX key` (not Redis): the key's siblings and its context, for
+/// clients that resolve siblings: `[context, [value or nil (deleted), ...]]`,
+/// the context nil when the key was never written. Hand the context to
+/// `SETCTX`.
+async fn get_with_context(st: &RespState, bucket: &Bytes, key: &Bytes) -> Result<Reply, Reply> {
+    let object = read(st, bucket, key).await?;
+    let key_hash = BucketKey::new(bucket.clone(), key.clone()).hash();
+    let context = if object.vv.is_empty() {
+        Reply::Null
+    } else {
+        Reply::text(context::encode(&object.vv, key_hash, &st.context_keys))
+    };
+    let values = object
+        .siblings
+        .iter()
+        .map(|s| match &s.value {
+            Value::Data(b) => Reply::Bulk(b.clone()),
+            Value::Tombstone => Reply::Null,
+        })
+        .collect();
+    Ok(Reply::Array(vec![context, Reply::Array(values)]))
+}
+
+/// `SETCTX key value context` (not Redis): writes `value` with the context
+/// a `GETCTX` of the key returned (or an HTTP read's `X-Ringkv-Context`), so
+/// it supersedes every value that read returned; an empty context writes
+/// without one, as `SET` does.
+async fn set_with_context(st: &RespState, bucket: &Bytes, args: &[Bytes]) -> Result<Reply, Reply> {
+    let (key, value, token) = (&args[0], &args[1], &args[2]);
+    let context = if token.is_empty() {
+        None
+    } else {
+        let token = std::str::from_utf8(token)
+            .map_err(|_| Reply::err("the context is not text; pass the context GETCTX returned"))?;
+        let key_hash = BucketKey::new(bucket.clone(), key.clone()).hash();
+        Some(
+            context::decode(token, key_hash, &st.context_keys)
+                .map_err(|e| Reply::err(format!("SETCTX: {e}")))?,
+        )
+    };
+    write(st, bucket, key, Value::Data(value.clone()), context).await?;
+    Ok(Reply::Simple("OK"))
 }
 
 /// The condition of a `SET`.

@@ -13,8 +13,8 @@
 //! - `frame`: the pure parser and encoder (RESP2/RESP3), with its limits.
 //! - `conn`: one connection: reads, pipelining, the per-connection state
 //!   (protocol, bucket, token, name) and the commands that change it.
-//! - `keys`: the key commands (GET, SET, DEL, EXISTS, MGET, MSET) over the
-//!   node.
+//! - `keys`: the key commands (GET, SET, DEL, EXISTS, MGET, MSET, GETCTX,
+//!   SETCTX) over the node.
 //!
 //! # Limits
 //! An argument is at most the node's value limit, a command at most that
@@ -29,7 +29,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringkv_core::NodeId;
+use ringkv_core::{ContextKeys, NodeId};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -68,6 +68,8 @@ pub struct RespState {
     pub tokens: Option<Arc<Tokens>>,
     /// Commands and connections, for `/metrics`.
     pub metrics: RespMetrics,
+    /// The keys that sign and verify context tokens (`GETCTX`, `SETCTX`).
+    pub context_keys: ContextKeys,
 }
 
 /// Serves the Redis protocol on `listener` until the task is dropped or

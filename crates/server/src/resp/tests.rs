@@ -85,6 +85,7 @@ async fn start(tokens: Option<Tokens>) -> String {
         bucket_bytes_max: 8,
         tokens: tokens.map(Arc::new),
         metrics: crate::metrics::RespMetrics::default(),
+        context_keys: ringkv_core::ContextKeys::new([9; 32], Vec::new()),
     };
     tokio::spawn(serve(listener, state));
     addr
@@ -188,7 +189,7 @@ async fn every_input_gets_an_answer_and_bad_frames_close_the_connection() {
         ("SET k v PX 1\r\n", "-ERR TTLs"),
         ("SET k v NX XX\r\n", "-ERR syntax error"),
         ("CLIENT LIST\r\n", "-ERR unknown subcommand"),
-        ("COMMAND COUNT\r\n", ":18"),
+        ("COMMAND COUNT\r\n", ":20"),
         ("CONFIG SET a b\r\n", "-ERR ringkv takes only CONFIG GET"),
         (
             "NOSUCH a b\r\n",

@@ -91,13 +91,14 @@ async fn start(tokens: Option<Tokens>) -> String {
     addr
 }
 
-/// Sends `input` and reads until the answer holds `lines` lines (CRLF).
+/// Sends `input` and reads until the answer holds `lines` lines (CRLF),
+/// each read within 60 s (past [`super::COMMAND_TIMEOUT`]).
 async fn exchange(conn: &mut TcpStream, input: &str, lines: usize) -> String {
     conn.write_all(input.as_bytes()).await.unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     while got.windows(2).filter(|w| w == b"\r\n").count() < lines {
-        let n = tokio::time::timeout(std::time::Duration::from_secs(10), conn.read(&mut buf))
+        let n = tokio::time::timeout(std::time::Duration::from_secs(60), conn.read(&mut buf))
             .await
             .expect("an answer in time")
             .unwrap();
@@ -268,4 +269,29 @@ async fn pipelined_commands_are_answered_in_order() {
         a,
         "+OK\r\n$1\r\n1\r\n+OK\r\n$1\r\n2\r\n$-1\r\n+OK\r\n*2\r\n$1\r\n2\r\n$1\r\n3\r\n+PONG\r\n"
     );
+}
+
+/// Time is paused and advances whenever every task waits, so the 30 s
+/// pass at once.
+#[tokio::test(start_paused = true)]
+async fn a_command_that_stops_halfway_is_refused_after_the_timeout() {
+    let addr = start(None).await;
+    let mut c = TcpStream::connect(&addr).await.unwrap();
+    // A whole command, then half of one: the first is answered, the
+    // second waits for the rest until the timeout.
+    let a = exchange(&mut c, "PING\r\n*2\r\n$3\r\nGET\r\n$1", 2).await;
+    assert_eq!(
+        a,
+        "+PONG\r\n-ERR Protocol error: a command did not arrive whole within 30 s\r\n"
+    );
+    let mut rest = Vec::new();
+    assert_eq!(
+        c.read_to_end(&mut rest).await.unwrap(),
+        0,
+        "closed after the error"
+    );
+    // An idle connection between commands is not timed out.
+    let mut idle = TcpStream::connect(&addr).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+    assert_eq!(exchange(&mut idle, "PING\r\n", 1).await, "+PONG\r\n");
 }

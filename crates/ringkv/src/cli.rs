@@ -228,6 +228,12 @@ pub(crate) struct ServerArgs {
     /// The PEM private key of --http-cert.
     #[arg(long, value_name = "FILE", requires = "http_cert")]
     pub http_key: Option<PathBuf>,
+    /// Serve the Redis protocol (RESP2, RESP3 after HELLO 3) at this
+    /// host:port, e.g. 127.0.0.1:6380: GET, SET, DEL, EXISTS, MGET, MSET
+    /// and friends, through the same path as the HTTP API (see README.md,
+    /// "Redis protocol"). [default: none]
+    #[arg(long, value_name = "ADDR")]
+    pub resp: Option<String>,
     /// TOML file giving any of the options above.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,

@@ -22,6 +22,9 @@ pub struct Config {
     pub listen: String,
     /// Address of the HTTP API (`host:port`).
     pub http: String,
+    /// Address of the Redis protocol front end (`--resp`, `host:port`);
+    /// `None`: no RESP listener.
+    pub resp: Option<String>,
     /// Members of layout version 1: (node id, RPC address).
     pub initial_cluster: Vec<(String, String)>,
     /// Number of partitions: a power of two from 8 to 4096.
@@ -110,6 +113,7 @@ impl Config {
             data_dir,
             listen: listen.to_string(),
             http: http.to_string(),
+            resp: None,
             initial_cluster: vec![(node_id.to_string(), listen.to_string())],
             ring_size: 64,
             n: 3,

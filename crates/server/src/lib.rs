@@ -9,6 +9,7 @@
 //! - [`tls`]: certificates and mutual TLS between peers.
 //! - [`faults`]: test-only fault injection on the transport.
 //! - [`http`]: the HTTP API v1.
+//! - [`resp`]: the Redis protocol front end (`--resp`).
 //! - [`metrics`]: Prometheus metrics.
 #![forbid(unsafe_code)]
 
@@ -18,6 +19,7 @@ pub mod faults;
 pub mod fsync;
 pub mod http;
 pub mod metrics;
+pub mod resp;
 pub mod runtime;
 pub mod tls;
 pub mod transport;
@@ -58,7 +60,7 @@ async fn run_node(
     let (dir, node) = open_node(&config, &me, &layout)?;
 
     // Bind both listeners before anything else so a port clash fails fast.
-    let (rpc_listener, http_listener) = bind(&config).await?;
+    let (rpc_listener, http_listener, resp_listener) = bind(&config).await?;
     let opts = serve_options(&config)?;
     let metrics = Arc::new(metrics::Metrics::new());
     let net = start_node(
@@ -70,11 +72,16 @@ async fn run_node(
         security,
         &metrics,
     );
+    let resp_metrics = metrics.resp();
     let state = app_state(&config, &me, &net, metrics)?;
+    let context_keys = state.context_keys.clone();
+    let resp_server =
+        resp_listener.map(|l| start_resp(l, &config, &me, &net, resp_metrics, context_keys));
     info!(node = %me, http = %config.http, rpc = %config.listen, incarnation = dir.incarnation, "serving");
     http::serve(http_listener, http::Api::new(state), &opts, shutdown).await;
 
     info!("shutting down: syncing the store");
+    resp_server.as_ref().map(tokio::task::JoinHandle::abort);
     net.peer_server.abort();
     stop_node(net.handle, net.thread).await?;
     dir.mark_clean_shutdown()
@@ -141,15 +148,47 @@ fn context_keys(config: &Config) -> anyhow::Result<ringkv_core::ContextKeys> {
     Ok(keys.with_actors_max(config.limits.actors_max))
 }
 
-/// The peer listener (`--listen`) and the HTTP listener (`--http`).
-async fn bind(config: &Config) -> anyhow::Result<(TcpListener, TcpListener)> {
+/// Serves the Redis protocol on `listener` (`--resp`) until aborted.
+fn start_resp(
+    listener: TcpListener,
+    config: &Config,
+    me: &NodeId,
+    net: &Running,
+    metrics: metrics::RespMetrics,
+    context_keys: ringkv_core::ContextKeys,
+) -> tokio::task::JoinHandle<()> {
+    info!(resp = ?config.resp, "serving the Redis protocol");
+    let state = resp::RespState {
+        node: net.handle.clone(),
+        me: me.clone(),
+        timeout_ms: config.timeout_ms,
+        value_bytes_max: config.limits.value_bytes_max,
+        bucket_bytes_max: config.limits.bucket_bytes_max,
+        tokens: config.tokens.clone(),
+        metrics,
+        context_keys,
+    };
+    tokio::spawn(resp::serve(listener, state).in_current_span())
+}
+
+/// The peer listener (`--listen`), the HTTP listener (`--http`) and the
+/// Redis protocol's (`--resp`, when given).
+async fn bind(config: &Config) -> anyhow::Result<(TcpListener, TcpListener, Option<TcpListener>)> {
     let rpc_listener = TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("binding --listen {}", config.listen))?;
     let http_listener = TcpListener::bind(&config.http)
         .await
         .with_context(|| format!("binding --http {}", config.http))?;
-    Ok((rpc_listener, http_listener))
+    let resp_listener = match &config.resp {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding --resp {addr}"))?,
+        ),
+        None => None,
+    };
+    Ok((rpc_listener, http_listener, resp_listener))
 }
 
 /// Opens the data directory and the store, and makes the node.

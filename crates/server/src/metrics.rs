@@ -202,6 +202,65 @@ pub struct Metrics {
     /// Handles of the key API's series, found once: looking a series up in
     /// its family hashes its labels under a lock, on every request.
     http_handles: HttpHandles,
+    resp: RespMetrics,
+}
+
+/// Labels of a Redis protocol command metric.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RespLabels {
+    /// The command, lower case (`get`, `set`, ...), or `other`.
+    pub command: &'static str,
+    /// `ok`, or `error` for an error reply.
+    pub outcome: &'static str,
+}
+
+/// The series of the Redis protocol front end (`--resp`); cheap to clone.
+#[derive(Clone, Default)]
+pub struct RespMetrics {
+    commands: Family<RespLabels, Counter>,
+    connections: Gauge,
+    refused: Counter,
+}
+
+impl RespMetrics {
+    /// Registers the series in `registry`.
+    fn register(registry: &mut Registry) -> Self {
+        let m = RespMetrics::default();
+        registry.register(
+            "resp_commands",
+            "Redis protocol commands answered, by command and outcome (error: an error reply)",
+            m.commands.clone(),
+        );
+        registry.register(
+            "resp_connections",
+            "Redis protocol connections open",
+            m.connections.clone(),
+        );
+        registry.register(
+            "resp_connections_refused",
+            "Redis protocol connections closed at once: too many were open",
+            m.refused.clone(),
+        );
+        m
+    }
+
+    /// Counts one answered command.
+    pub fn observe(&self, command: &'static str, error: bool) {
+        let outcome = if error { "error" } else { "ok" };
+        self.commands
+            .get_or_create(&RespLabels { command, outcome })
+            .inc();
+    }
+
+    /// A connection opened (`1`) or closed (`-1`).
+    pub fn connections_add(&self, n: i64) {
+        self.connections.inc_by(n);
+    }
+
+    /// Counts a connection refused for want of room.
+    pub fn refused(&self) {
+        self.refused.inc();
+    }
 }
 
 /// The series of strong buckets' consensus groups.
@@ -403,8 +462,10 @@ impl Metrics {
         );
         let aae_sync_age = register_aae_sync_age(&mut registry);
         let strong = StrongMetrics::register(&mut registry);
+        let resp = RespMetrics::register(&mut registry);
         Metrics {
             aae_sync_age,
+            resp,
             strong,
             store_failed,
             registry: Mutex::new(registry),
@@ -419,6 +480,11 @@ impl Metrics {
             peer_refusals,
             http_handles: HttpHandles::default(),
         }
+    }
+
+    /// The series of the Redis protocol front end.
+    pub fn resp(&self) -> RespMetrics {
+        self.resp.clone()
     }
 
     /// The counter of refused inbound peer connections, for the transport.

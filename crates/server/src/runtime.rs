@@ -98,6 +98,16 @@ pub enum QueueError {
     Stopped,
 }
 
+/// Why [`NodeHandle::ask`] gave no reply.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AskError {
+    /// The request was not queued (nothing changed).
+    Queue(QueueError),
+    /// No reply came within the bound: the request may or may not have
+    /// been applied.
+    NoAnswer,
+}
+
 /// Why a [`NodeHandle::mutate`] gave no result.
 #[derive(Debug, PartialEq, Eq)]
 pub enum MutateError {
@@ -140,6 +150,36 @@ impl NodeHandle {
     /// Queues an event, waiting for room (call from a blocking context).
     pub fn send_blocking(&self, ev: Event) -> Result<(), QueueError> {
         self.tx.blocking_send(ev).map_err(|_| QueueError::Stopped)
+    }
+
+    /// Queues a client request on the node loop and waits for its reply.
+    /// Every client front end (the HTTP API, the Redis protocol) goes
+    /// through here, so admission, quorums, buckets, strong buckets and
+    /// limits apply to all of them alike.
+    ///
+    /// The node always answers by the request's own deadline
+    /// (`timeout_ms`, else `default_timeout_ms`), with an error if its
+    /// journal write failed; the bound here, 5 s past that, only guards
+    /// against a lost reply.
+    pub async fn ask(
+        &self,
+        request: ClientRequest,
+        default_timeout_ms: u64,
+    ) -> Result<ClientReply, AskError> {
+        let timeout_ms = request.timeout_ms;
+        let (tx, rx) = oneshot::channel();
+        self.try_send(Event::Client { request, reply: tx })
+            .map_err(AskError::Queue)?;
+        let bound = Duration::from_millis(
+            timeout_ms
+                .unwrap_or(default_timeout_ms)
+                .min(ringkv_node::TIMEOUT_MS_MAX)
+                + 5_000,
+        );
+        match tokio::time::timeout(bound, rx).await {
+            Ok(Ok(r)) => Ok(r),
+            _ => Err(AskError::NoAnswer),
+        }
     }
 
     /// Runs `f` on the node loop and returns its result.

@@ -235,6 +235,17 @@ fn check_addresses(c: &Config, problems: &mut Vec<Invalid>) {
             "is also --listen; give them different ports",
         ));
     }
+    if let Some(resp) = &c.resp {
+        if let Err(e) = check_host_port(resp) {
+            problems.push(Invalid::new("--resp", format!("{resp:?}"), e));
+        } else if resp == &c.listen || resp == &c.http {
+            problems.push(Invalid::new(
+                "--resp",
+                resp,
+                "is also --listen or --http; give it a port of its own",
+            ));
+        }
+    }
 }
 
 /// The initial cluster, which must name this node.

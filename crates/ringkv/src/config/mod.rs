@@ -9,6 +9,7 @@
 //! data_dir = "/var/lib/ringkv/n1"        # relative paths are relative to the working directory
 //! listen = "127.0.0.1:7081"
 //! http = "127.0.0.1:8081"
+//! resp = "127.0.0.1:6380"               # the Redis protocol; absent: none
 //! initial_cluster = "n1=127.0.0.1:7081,n2=127.0.0.1:7082,n3=127.0.0.1:7083"
 //! # or: initial_cluster = ["n1=127.0.0.1:7081", "n2=127.0.0.1:7082"]
 //! # or: [initial_cluster]  n1 = "127.0.0.1:7081"  (one line per member)
@@ -75,6 +76,8 @@ pub(crate) struct FileConfig {
     listen: Option<String>,
     #[serde(default)]
     http: Option<String>,
+    #[serde(default)]
+    resp: Option<String>,
     #[serde(default, alias = "initial-cluster")]
     initial_cluster: Option<ClusterSpec>,
     #[serde(default, alias = "ring-size")]
@@ -211,6 +214,7 @@ pub(crate) fn parse_file(text: &str) -> anyhow::Result<FileConfig> {
 pub(crate) fn merge(flags: &ServerArgs, file: &FileConfig) -> Result<Config, ConfigError> {
     let (node_id, data_dir, listen, http) = identity(flags, file)?;
     let mut c = Config::new(&node_id, data_dir, &listen, &http);
+    c.resp = flags.resp.clone().or_else(|| file.resp.clone());
     if let Some(s) = &flags.initial_cluster {
         c.initial_cluster = parse_initial_cluster("--initial-cluster", s)?;
     } else if let Some(spec) = &file.initial_cluster {
@@ -512,6 +516,26 @@ mod tests {
         assert_eq!(c.timeout_ms, d.timeout_ms);
         assert_eq!(c.limits, d.limits);
         assert_eq!(c.pending_max, d.pending_max);
+    }
+
+    #[test]
+    fn resp_comes_from_the_flag_then_the_file_and_is_checked() {
+        let none = FileConfig::default();
+        assert_eq!(merge(&with_identity(&[]), &none).unwrap().resp, None);
+        let file = parse_file("resp = \"127.0.0.1:6380\"\nn = 1\nr = 1\nw = 1").unwrap();
+        let c = merge(&with_identity(&[]), &file).unwrap();
+        assert_eq!(c.resp.as_deref(), Some("127.0.0.1:6380"));
+        assert_eq!(validate(&c), Ok(()));
+        let c = merge(&with_identity(&["--resp", "127.0.0.1:6381"]), &file).unwrap();
+        assert_eq!(c.resp.as_deref(), Some("127.0.0.1:6381"), "the flag wins");
+        for (bad, says) in [
+            ("nowhere", "--resp \"nowhere\""),
+            ("127.0.0.1:8081", "a port of its own"),
+        ] {
+            let c = merge(&with_identity(&["--resp", bad]), &none).unwrap();
+            let err = validate(&c).unwrap_err().to_string();
+            assert!(err.contains(says), "{err}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! path: nearly every request a node serves comes through here.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -18,11 +18,10 @@ use ringkv_core::msg::{ClientError, ClientOp, ClientReply, ClientRequest};
 use ringkv_core::params::QuorumParam;
 use ringkv_core::strong::{self, Condition};
 use ringkv_core::{ContextKeys, Object, Value};
-use tokio::sync::oneshot;
 
 use super::error::{ApiError, node_stopped, queue_full};
 use super::{AppState, parse_bucket_key, read_limited};
-use crate::runtime::{Event, QueueError};
+use crate::runtime::{AskError, QueueError};
 
 /// Header carrying the causal context.
 pub const CONTEXT_HEADER: &str = "x-ringkv-context";
@@ -276,30 +275,18 @@ async fn key_op(
 
 /// Queues `request` on the node loop and waits for its reply.
 async fn ask_node(st: &AppState, request: ClientRequest) -> Result<ClientReply, ApiError> {
-    let timeout_ms = request.timeout_ms;
-    let (tx, rx) = oneshot::channel();
     st.node
-        .try_send(Event::Client { request, reply: tx })
+        .ask(request, st.timeout_ms)
+        .await
         .map_err(|e| match e {
-            QueueError::Full => queue_full(),
-            QueueError::Stopped => node_stopped(),
-        })?;
-    // The node always answers by its own deadline, with an error if its
-    // journal write failed; this bound only guards against a lost reply.
-    let bound = Duration::from_millis(
-        timeout_ms
-            .unwrap_or(st.timeout_ms)
-            .min(ringkv_node::TIMEOUT_MS_MAX)
-            + 5_000,
-    );
-    match tokio::time::timeout(bound, rx).await {
-        Ok(Ok(r)) => Ok(r),
-        _ => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "the node gave no answer in time; the request may or may not have been applied; retry",
-        )),
-    }
+            AskError::Queue(QueueError::Full) => queue_full(),
+            AskError::Queue(QueueError::Stopped) => node_stopped(),
+            AskError::NoAnswer => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the node gave no answer in time; the request may or may not have been applied; retry",
+            ),
+        })
 }
 
 /// Sets the context header of `resp` to `vv`, bound to the key.

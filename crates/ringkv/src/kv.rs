@@ -309,29 +309,7 @@ pub(crate) async fn repair(args: RepairArgs) -> anyhow::Result<ExitCode> {
         nodes.push((m.id.clone(), c, before, queued.queued_now));
     }
     let started = std::time::Instant::now();
-    let deadline = started + std::time::Duration::from_secs(args.timeout_s);
-    let mut after = vec![];
-    loop {
-        after.clear();
-        for (id, c, _, _) in &nodes {
-            let s = c
-                .repair_status()
-                .await
-                .with_context(|| format!("cannot follow the repair on {id}"))?;
-            after.push(s);
-        }
-        if args.no_wait || after.iter().all(RepairStatus::idle) {
-            break;
-        }
-        if std::time::Instant::now() >= deadline {
-            anyhow::bail!(
-                "the repair pass is still running after {} s (--timeout-s); it goes on in the \
-                 background: see GET /v1/repair on each node",
-                args.timeout_s
-            );
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let after = follow_repair(&nodes, args.no_wait, args.timeout_s).await?;
     let rows: Vec<RepairRow> = nodes
         .iter()
         .zip(&after)
@@ -353,6 +331,61 @@ pub(crate) async fn repair(args: RepairArgs) -> anyhow::Result<ExitCode> {
     };
     write_stdout(text.as_bytes())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Polls every node of a repair pass until each is idle and its counters
+/// stopped moving (unless `no_wait`), within `timeout_s`; their last status.
+async fn follow_repair(
+    nodes: &[(String, Client, RepairStatus, u64)],
+    no_wait: bool,
+    timeout_s: u64,
+) -> anyhow::Result<Vec<RepairStatus>> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout_s);
+    let mut after: Vec<RepairStatus> = vec![];
+    loop {
+        let mut now = vec![];
+        for (id, c, _, _) in nodes {
+            let s = c
+                .repair_status()
+                .await
+                .with_context(|| format!("cannot follow the repair on {id}"))?;
+            now.push(s);
+        }
+        // Done when every node is idle and nothing changed since the last
+        // look: the last repairs a node sent may still be on their way when
+        // its exchanges end.
+        let settled = now.iter().all(RepairStatus::idle)
+            && now.len() == after.len()
+            && now
+                .iter()
+                .zip(&after)
+                .all(|(a, b)| work_done(a) == work_done(b));
+        after = now;
+        if no_wait || settled {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "the repair pass is still running after {} s (--timeout-s); it goes on in the \
+                 background: see GET /v1/repair on each node",
+                timeout_s
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    Ok(after)
+}
+
+/// The counters of a node's repair work, to see whether it still moves.
+fn work_done(s: &RepairStatus) -> [u64; 6] {
+    [
+        s.exchanges,
+        s.exchanges_in_sync,
+        s.keys_compared,
+        s.keys_sent,
+        s.keys_repaired,
+        s.tombstones_purged,
+    ]
 }
 
 /// What one node did during a repair pass.

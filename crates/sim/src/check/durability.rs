@@ -136,11 +136,14 @@ fn lost_writes(h: &History, key: &str, ops: &[usize], out: &mut Vec<Violation>) 
 /// [`deleted_later`]). A value written after the
 /// purge starts the key afresh, so a read may cover only that.
 fn purged_writes(h: &History, acked: &[Timed], all: &[usize], by_ms: u64) -> Vec<usize> {
-    acked
+    let mut out: Vec<usize> = acked
         .iter()
         .map(|&(_, i)| i)
         .filter(|&wi| deleted_later(h, all, wi, by_ms))
-        .collect()
+        .collect();
+    // Sorted by index, for the binary searches of the caller.
+    out.sort_unstable();
+    out
 }
 
 /// A read, started after a delete among `acked` was acknowledged, that
@@ -167,8 +170,7 @@ fn resurrected(
             let Outcome::Written { dot: Some(dot), .. } = &h.ops[wi].outcome else {
                 continue;
             };
-            if removed_by(h, wi, d, context.as_ref())
-                && object.siblings.iter().any(|s| &s.dot == dot)
+            if removed_by(h, wi, context.as_ref()) && object.siblings.iter().any(|s| &s.dot == dot)
             {
                 return Some(Violation {
                     checker: NAME,
@@ -188,23 +190,16 @@ fn resurrected(
     None
 }
 
-/// Whether delete `d` (with input `context`) removed write `wi`: the write
-/// was acknowledged before the delete started, and the delete's context
-/// covers it. (A delete without a context deletes what its own read found,
-/// which the history does not record: it removes nothing provably.)
-fn removed_by(
-    h: &History,
-    wi: usize,
-    d: &crate::history::Op,
-    context: Option<&VersionVector>,
-) -> bool {
-    let w = &h.ops[wi];
-    let before = w.complete_ms.is_some_and(|c| c < d.invoke_ms);
-    let covered = match (context, &w.outcome) {
+/// Whether a delete with input `context` removed write `wi`: the
+/// delete's context covers the write's dot, so the delete supersedes it
+/// whenever it was applied. (A delete without a context deletes what its
+/// own read found, which the history does not record: it removes nothing
+/// provably.)
+fn removed_by(h: &History, wi: usize, context: Option<&VersionVector>) -> bool {
+    match (context, &h.ops[wi].outcome) {
         (Some(ctx), Outcome::Written { dot: Some(dot), .. }) => ctx.covers(dot),
         _ => false,
-    };
-    before && covered
+    }
 }
 
 /// Whether a delete among `ops` that may have been applied, started
@@ -230,7 +225,7 @@ fn deleted_later(h: &History, ops: &[usize], wi: usize, by_ms: u64) -> bool {
         );
         match &d.kind {
             OpKind::Delete { context } if applied => {
-                di != wi && removed_by(h, wi, d, context.as_ref())
+                di != wi && removed_by(h, wi, context.as_ref())
             }
             _ => false,
         }

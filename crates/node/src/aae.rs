@@ -53,12 +53,26 @@ use crate::{Output, Timer};
 pub const ROUND_KEYS_LIMIT: usize = 100_000;
 
 /// Exchanges this node leads at once.
-const ACTIVE_MAX: usize = 4;
+const ACTIVE_MAX: usize = 2;
+
+/// What starting a round of an exchange costs of the tick's budget, in
+/// keys: rounds make both sides compare and list pairs, so a node starts
+/// at most `keys_per_tick / ROUND_COST` of them per tick.
+const ROUND_COST: usize = 50;
 
 /// The anti-entropy trees this node has built, by (partition, n).
 #[derive(Debug, Default)]
 pub struct Trees {
-    built: BTreeMap<(PartitionId, usize), TicTacTree>,
+    built: BTreeMap<(PartitionId, usize), Tree>,
+}
+
+/// One partition's tree, and the `(key, digest)` pairs it hashes: an
+/// exchange lists the pairs of the segments that differ from memory, not by
+/// a scan of the store (about 60 bytes per key).
+#[derive(Debug, Default)]
+struct Tree {
+    hashes: TicTacTree,
+    digests: BTreeMap<BucketKey, u64>,
 }
 
 impl Trees {
@@ -74,7 +88,16 @@ impl Trees {
         new: &Object,
     ) {
         if let Some(t) = self.built.get_mut(&(partition, n)) {
-            t.update(key, object_digest(old), object_digest(new));
+            let new = object_digest(new);
+            t.hashes.update(key, object_digest(old), new);
+            match new {
+                Some(d) => {
+                    t.digests.insert(key.clone(), d);
+                }
+                None => {
+                    t.digests.remove(key);
+                }
+            }
         }
     }
 
@@ -110,11 +133,24 @@ fn tree<'c, S: Store>(
     partition: PartitionId,
     n: usize,
 ) -> Option<&'c TicTacTree> {
+    built(ctx, view, partition, n).map(|t| &t.hashes)
+}
+
+/// The built tree of (`partition`, `n`), building it first if need be.
+fn built<'c, S: Store>(
+    ctx: &'c mut Ctx<'_, S>,
+    view: &View<'_>,
+    partition: PartitionId,
+    n: usize,
+) -> Option<&'c Tree> {
     if !ctx.trees.built.contains_key(&(partition, n)) {
         let keys = scan(ctx, partition)?;
-        let mut t = TicTacTree::new();
-        for (key, object) in keys.iter().filter(|(k, _)| in_tree(view, k, n)) {
-            t.update(key, None, object_digest(object));
+        let mut t = Tree::default();
+        for (key, object) in keys.into_iter().filter(|(k, _)| in_tree(view, k, n)) {
+            if let Some(d) = object_digest(&object) {
+                t.hashes.update(&key, None, Some(d));
+                t.digests.insert(key, d);
+            }
         }
         ctx.stats.aae_tree_builds += 1;
         ctx.trees.built.insert((partition, n), t);
@@ -146,11 +182,12 @@ fn pairs<S: Store>(
     n: usize,
     segments: &BTreeSet<usize>,
 ) -> Option<BTreeMap<BucketKey, u64>> {
-    let keys = scan(ctx, partition)?;
+    let t = built(ctx, view, partition, n)?;
     Some(
-        keys.into_iter()
-            .filter(|(k, _)| segments.contains(&segment_of(k)) && in_tree(view, k, n))
-            .filter_map(|(k, o)| object_digest(&o).map(|d| (k, d)))
+        t.digests
+            .iter()
+            .filter(|(k, _)| segments.contains(&segment_of(k)))
+            .map(|(k, d)| (k.clone(), *d))
             .collect(),
     )
 }
@@ -466,7 +503,7 @@ impl Aae {
             let Some(job) = self.queue.pop_front() else {
                 return;
             };
-            self.budget -= 1;
+            self.budget = self.budget.saturating_sub(ROUND_COST);
             self.begin(ctx, &view, job, 0);
         }
     }
@@ -515,6 +552,7 @@ impl Aae {
     fn next_round<S: Store>(&mut self, ctx: &mut Ctx<'_, S>, view: View<'_>, x: Exchange) {
         if x.round + 1 < ctx.cfg.aae.rounds_max {
             if self.budget > 0 {
+                self.budget = self.budget.saturating_sub(ROUND_COST);
                 self.begin(ctx, &view, x.job, x.round + 1);
             } else {
                 // Out of budget: it runs again from the front next tick.

@@ -49,7 +49,7 @@ fn one_repair_pass_brings_back_every_missed_write_and_nothing_else_travels() {
 
     let queued = c.repair("n3", None);
     assert_eq!(queued, 2 * 16, "one exchange per partition and peer");
-    c.deliver_all();
+    c.settle();
 
     for i in 0..200 {
         let k = format!("k{i}");
@@ -82,7 +82,7 @@ fn one_repair_pass_brings_back_every_missed_write_and_nothing_else_travels() {
         .map(|n| c.node(n).stats().aae_keys_sent)
         .sum();
     c.repair("n3", None);
-    c.deliver_all();
+    c.settle();
     let after: u64 = ["n1", "n2", "n3"]
         .iter()
         .map(|n| c.node(n).stats().aae_keys_sent)
@@ -97,7 +97,7 @@ fn a_repair_of_one_partition_touches_only_that_partition() {
     write_while_down(&mut c, "n1", "n3", 100);
     let p = key("k0").partition(16);
     assert_eq!(c.repair("n3", Some(p)), 2);
-    c.deliver_all();
+    c.settle();
     for i in 0..100 {
         let k = format!("k{i}");
         let here = key(&k).partition(16) == p;
@@ -110,10 +110,10 @@ fn writes_after_the_trees_are_built_keep_them_current() {
     let mut c = without_hints();
     // Build every tree, in step.
     c.repair("n1", None);
-    c.deliver_all();
+    c.settle();
     write_while_down(&mut c, "n1", "n3", 50);
     c.repair("n1", None);
-    c.deliver_all();
+    c.settle();
     for i in 0..50 {
         let k = format!("k{i}");
         assert_eq!(c.stored("n3", &k), c.stored("n1", &k), "{k}");
@@ -250,7 +250,7 @@ fn one_differing_key_among_a_million_costs_little_tree_data() {
 
     let started = std::time::Instant::now();
     c.repair("n3", None);
-    c.deliver_all();
+    c.settle();
     let took = started.elapsed();
     assert_eq!(c.stored("n3", "key0123456"), Some(newer.clone()));
     let stats: Vec<_> = ["n1", "n2", "n3"]
@@ -280,7 +280,7 @@ fn one_differing_key_among_a_million_costs_little_tree_data() {
         .sum();
     let started = std::time::Instant::now();
     c.repair("n3", None);
-    c.deliver_all();
+    c.settle();
     let after: u64 = ["n1", "n2", "n3"]
         .iter()
         .map(|n| c.node(n).stats().aae_bytes_sent)

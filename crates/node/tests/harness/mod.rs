@@ -415,6 +415,25 @@ impl Cluster {
         &self.nodes[&id(n)]
     }
 
+    /// Delivers messages and lets time pass, a tick at a time, until no
+    /// node has anti-entropy work queued or in flight.
+    #[allow(dead_code)]
+    pub(crate) fn settle(&mut self) {
+        for _ in 0..10_000 {
+            self.deliver_all();
+            let idle = self.nodes.values().all(|n| {
+                let s = n.aae_status();
+                s.queued == 0 && s.active == 0
+            });
+            if idle {
+                return;
+            }
+            let t = self.now + 100;
+            self.advance_to(t);
+        }
+        panic!("anti-entropy did not settle in 1,000 simulated seconds");
+    }
+
     /// An operator's `ringkv repair` on node `at` (every partition when
     /// `partition` is `None`); returns how many exchanges were queued.
     #[allow(dead_code)]

@@ -593,6 +593,23 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn a_page_of_keys_round_trips_with_non_utf8_keys_in_base64() {
+        use crate::list::KeyPage;
+        let page = KeyPage {
+            keys: vec!["a".into(), bytes::Bytes::from_static(b"b\xff"), "c".into()],
+            next: Some(bytes::Bytes::from_static(b"\xfe")),
+        };
+        let body = KeysBody::from_page(&page);
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            r#"{"keys":["a","c"],"keys_b64":["Yv8="],"next_b64":"/g=="}"#
+        );
+        assert_eq!(body.to_page().unwrap(), page);
+        let last = KeysBody::from_page(&KeyPage::default());
+        assert_eq!(serde_json::to_string(&last).unwrap(), r#"{"keys":[]}"#);
+    }
+
     fn json<T: Serialize>(v: &T) -> String {
         serde_json::to_string(v).unwrap()
     }

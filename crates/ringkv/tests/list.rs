@@ -222,6 +222,24 @@ async fn pages_of_50_list_exactly_the_live_keys_over_http_and_the_cli() {
         assert_eq!(r.status(), status, "{q}: {}", r.text().await.unwrap());
     }
 
+    // A strong bucket is not listed (on the node that made it strong).
+    let r = c
+        .http
+        .put(format!("{}/v1/buckets/ledger", c.url(0)))
+        .body(r#"{"consistency": "strong"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let r = c
+        .http
+        .get(format!("{}/v1/kv/ledger", c.url(0)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("strong"));
+
     // One node down: R=2 of N=3 still lists everything; r=all is a 503
     // that names the partitions short of replies.
     c.kill(2);

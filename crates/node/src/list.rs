@@ -8,7 +8,7 @@
 //!
 //! A listing asks, for each partition, every live primary of the bucket's
 //! keys (fallbacks hold only the writes they stand in for, so they are not
-//! asked), and answers once every partition has R replies: the merge of
+//! asked) for up to [`per_partition_limit`] keys, and answers once every partition has R replies: the merge of
 //! them all ([`ringkv_core::list::merge_pages`]), keys whose merged state is
 //! deleted dropped. A partition with fewer than R replies by the deadline,
 //! or fewer than R primaries that may still answer, fails the listing with
@@ -37,7 +37,7 @@ use bytes::Bytes;
 use ringkv_core::bucket::ConflictMode;
 use ringkv_core::list::{
     ListEntry, ListQuery, REPLY_BYTES_MAX, ReplicaPage, check_page, check_query, entry_bytes,
-    merge_pages, shape,
+    merge_pages, per_partition_limit, shape,
 };
 use ringkv_core::msg::{ClientError, ClientOp, ClientReply, ClientRequest, PeerMsg};
 use ringkv_core::request::{self, check_object};
@@ -62,7 +62,11 @@ struct Part {
 struct Listing {
     client_id: ClientId,
     bucket: Bytes,
+    /// The client's query.
     query: ListQuery,
+    /// What each replica is asked: the query with
+    /// [`per_partition_limit`] keys.
+    ask: ListQuery,
     conflict: ConflictMode,
     /// Replies needed from each partition.
     need: usize,
@@ -138,14 +142,14 @@ impl Lister {
                             req_id,
                             partition,
                             bucket: listing.bucket.clone(),
-                            query: listing.query.clone(),
+                            query: listing.ask.clone(),
                         },
                     });
                 }
             }
             if part.waiting.remove(ctx.me()) {
                 // A failed local read counts as a failed reply.
-                if let Some(page) = local_page(ctx, partition, &listing.bucket, &listing.query) {
+                if let Some(page) = local_page(ctx, partition, &listing.bucket, &listing.ask) {
                     part.pages.push(page);
                 }
             }
@@ -180,17 +184,16 @@ impl Lister {
             debug!(peer = %from, partition, "list reply from a node not asked; refused");
             return;
         }
-        let page =
-            page.filter(
-                |page| match check_reply(ctx, &l.bucket, &l.query, partition, page) {
-                    Ok(()) => true,
-                    Err(why) => {
-                        ctx.stats.peer_refused += 1;
-                        debug!(peer = %from, partition, why, "list reply refused");
-                        false
-                    }
-                },
-            );
+        let page = page.filter(
+            |page| match check_reply(ctx, &l.bucket, &l.ask, partition, page) {
+                Ok(()) => true,
+                Err(why) => {
+                    ctx.stats.peer_refused += 1;
+                    debug!(peer = %from, partition, why, "list reply refused");
+                    false
+                }
+            },
+        );
         if let Some(page) = page {
             part.pages.push(page);
         }
@@ -307,10 +310,16 @@ fn admit<S>(
             )
         })
         .collect();
+    let ask = ListQuery {
+        limit: per_partition_limit(query.limit, ctx.layout.ring_size),
+        r: None,
+        ..query.clone()
+    };
     let listing = Listing {
         client_id,
         bucket: req.key.bucket.clone(),
         query: query.clone(),
+        ask,
         conflict: props.conflict,
         need,
         parts,

@@ -278,3 +278,33 @@ fn forged_list_replies_are_refused_and_change_nothing() {
     // And an honest listing still works.
     assert_eq!(list_all(&mut c, "n1", "", 10), vec!["a".to_string()]);
 }
+
+#[test]
+fn replicas_asked_for_a_share_of_the_page_still_fill_pages() {
+    let mut c = Cluster::new(3, 3, 2, 2);
+    for i in 0..1_500 {
+        c.client(
+            ["n1", "n2", "n3"][i % 3],
+            put(&format!("k{i:05}"), "v", None),
+        );
+        if i % 100 == 99 {
+            c.deliver_all();
+        }
+    }
+    c.deliver_all();
+    let mut after = None;
+    let mut sizes = Vec::new();
+    loop {
+        let l = c.client("n2", list_req("", after.as_ref(), 200, None));
+        c.deliver_all();
+        let p = page(&c, l);
+        sizes.push(p.keys.len());
+        match p.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    // 16 partitions asked for 2 × 13 + 32 = 58 keys each: every page but
+    // the last is full.
+    assert_eq!(sizes, [200, 200, 200, 200, 200, 200, 200, 100]);
+}

@@ -131,6 +131,7 @@ impl Lister {
             let reply = ClientReply::Error(e);
             return ctx.out.push(Output::Reply { client_id, reply });
         }
+        ctx.stats.lists_coordinated += 1;
         let req_id = ctx.ids.next();
         let mut listing = listing;
         for (&partition, part) in &mut listing.parts {

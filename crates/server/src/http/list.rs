@@ -32,7 +32,8 @@ fn parse(q: Option<&str>) -> Result<(ListQuery, Option<u64>), ApiError> {
     let mut timeout_ms = None;
     for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let raw: Vec<u8> = percent_decode_str(&value.replace('+', " ")).collect();
+        // '+' is a plus, as in key paths (not form encoding's space).
+        let raw: Vec<u8> = percent_decode_str(value).collect();
         let text = String::from_utf8_lossy(&raw).into_owned();
         match name {
             "prefix" => query.prefix = raw.into(),

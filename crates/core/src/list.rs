@@ -48,7 +48,7 @@ pub const REPLY_BYTES_MAX: usize = 1024 * 1024;
 /// next page goes on from there), never wrong.
 pub fn per_partition_limit(limit: u32, partitions: u32) -> u32 {
     let share = limit.div_ceil(partitions.max(1));
-    share.saturating_mul(2).saturating_add(32).min(limit)
+    share.saturating_mul(2).saturating_add(8).min(limit)
 }
 
 /// A listing request: the keys of the request's bucket.

@@ -304,7 +304,7 @@ fn replicas_asked_for_a_share_of_the_page_still_fill_pages() {
             None => break,
         }
     }
-    // 16 partitions asked for 2 × 13 + 32 = 58 keys each: every page but
+    // 16 partitions asked for 2 × 13 + 8 = 34 keys each: every page but
     // the last is full.
     assert_eq!(sizes, [200, 200, 200, 200, 200, 200, 200, 100]);
     assert_eq!(c.node("n2").stats().lists_coordinated, 8);

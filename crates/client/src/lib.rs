@@ -53,6 +53,7 @@ use serde::de::DeserializeOwned;
 
 pub use error::{Attempt, ClientError};
 pub use path::{bucket_path, encode_segment, kv_path, ring_key_path};
+pub use ringkv_core::list::KeyPage;
 pub use types::{
     BucketInfo, BucketList, BucketPatch, BucketProps, ClusterStatus, GetResult, GroupInfo,
     GroupsStatus, GroupsSummary, HintsStatus, KeyLocation, KeyNode, MemberStatus, PartitionInfo,
@@ -411,6 +412,57 @@ impl Client {
         }
     }
 
+    /// One page of `bucket`'s keys: `GET /v1/kv/{bucket}?prefix=&after=&limit=`
+    /// (with `r` and `timeout_ms` of `opts`). Keys are bytes, in order;
+    /// pass the page's `next` as `after` for the next page (the last page
+    /// has none). `limit` is 1 to 10,000 (the server's default: 1,000).
+    /// A page may be short, even empty, and still have a `next`: only a
+    /// page without one is the last. See the README ("Listing keys") for
+    /// what a listing promises under concurrent writes.
+    pub async fn list(
+        &self,
+        bucket: &str,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: Option<u32>,
+        opts: &RequestOptions,
+    ) -> Result<KeyPage, ClientError> {
+        let mut path = format!(
+            "/v1/kv/{}",
+            path::checked_segment("bucket", bucket.as_bytes())?
+        );
+        let mut params: Vec<(&str, String)> = Vec::new();
+        if !prefix.is_empty() {
+            params.push(("prefix", encode_segment(prefix)));
+        }
+        if let Some(a) = after {
+            params.push(("after", encode_segment(a)));
+        }
+        let plain = [
+            ("limit", limit.map(|l| l.to_string())),
+            ("r", opts.r.clone()),
+            ("timeout_ms", opts.timeout_ms.map(|t| t.to_string())),
+        ];
+        for (name, v) in plain {
+            if let Some(v) = v {
+                params.push((name, encode_segment(v.as_bytes())));
+            }
+        }
+        for (i, (name, v)) in params.iter().enumerate() {
+            path.push(if i == 0 { '?' } else { '&' });
+            path.push_str(name);
+            path.push('=');
+            path.push_str(v);
+        }
+        let mut req = read_request(&path);
+        req.timeout_ms = opts.timeout_ms;
+        let body: ringkv_core::api::KeysBody = self.get_json_request(req, &path).await?;
+        body.to_page().map_err(|e| ClientError::Protocol {
+            endpoint: self.endpoints.first().cloned().unwrap_or_default(),
+            message: format!("a page of keys with base64 that does not decode: {e}"),
+        })
+    }
+
     /// `GET /v1/cluster`: members, liveness and settings as the answering node sees them.
     pub async fn cluster(&self) -> Result<ClusterStatus, ClientError> {
         self.get_json("/v1/cluster").await
@@ -548,7 +600,16 @@ impl Client {
     }
 
     async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        let (endpoint, resp) = self.send(read_request(path)).await?;
+        self.get_json_request(read_request(path), path).await
+    }
+
+    /// Sends `req` (a GET of `path`) and decodes its `200` JSON answer.
+    async fn get_json_request<T: DeserializeOwned>(
+        &self,
+        req: Request<'_>,
+        path: &str,
+    ) -> Result<T, ClientError> {
+        let (endpoint, resp) = self.send(req).await?;
         if resp.status() != StatusCode::OK {
             return Err(server_error(endpoint, resp).await);
         }

@@ -522,6 +522,69 @@ impl LinkFault {
 /// `GET /v1/admin/faults`: the faults in force, by peer.
 pub type FaultTable = BTreeMap<NodeId, LinkFault>;
 
+/// `GET /v1/kv/{bucket}?prefix=&after=&limit=`: a page of keys.
+///
+/// Keys are bytes; JSON strings are text. A key that is valid UTF-8 is in
+/// `keys` as it is; one that is not is in `keys_b64` (standard base64),
+/// sent only when the page has such keys. Each list is in key (byte)
+/// order; the page is their union. `next` (or `next_b64`, when the cursor
+/// is not UTF-8) is where the next page starts: pass its bytes as `after`
+/// (percent-encoded in the query); neither is sent on the last page.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeysBody {
+    /// The page's keys that are valid UTF-8, in order.
+    pub keys: Vec<String>,
+    /// The page's keys that are not valid UTF-8, base64, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys_b64: Vec<String>,
+    /// Where the next page starts, when it is valid UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+    /// Where the next page starts, base64, when it is not valid UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_b64: Option<String>,
+}
+
+impl KeysBody {
+    /// The body of a page.
+    pub fn from_page(page: &crate::list::KeyPage) -> Self {
+        let mut body = KeysBody::default();
+        for k in &page.keys {
+            match std::str::from_utf8(k) {
+                Ok(s) => body.keys.push(s.to_string()),
+                Err(_) => body.keys_b64.push(STANDARD.encode(k)),
+            }
+        }
+        if let Some(n) = &page.next {
+            match std::str::from_utf8(n) {
+                Ok(s) => body.next = Some(s.to_string()),
+                Err(_) => body.next_b64 = Some(STANDARD.encode(n)),
+            }
+        }
+        body
+    }
+
+    /// The page this body describes (keys in byte order); an error when a
+    /// base64 field does not decode.
+    pub fn to_page(&self) -> Result<crate::list::KeyPage, base64::DecodeError> {
+        let mut keys: Vec<bytes::Bytes> = self
+            .keys
+            .iter()
+            .map(|k| bytes::Bytes::copy_from_slice(k.as_bytes()))
+            .collect();
+        for k in &self.keys_b64 {
+            keys.push(STANDARD.decode(k)?.into());
+        }
+        keys.sort();
+        let next = match (&self.next, &self.next_b64) {
+            (Some(n), _) => Some(bytes::Bytes::copy_from_slice(n.as_bytes())),
+            (None, Some(b)) => Some(STANDARD.decode(b)?.into()),
+            (None, None) => None,
+        };
+        Ok(crate::list::KeyPage { keys, next })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Golden bodies: the bytes the server sent for these values when it
@@ -529,6 +592,23 @@ mod tests {
     //! the API contract.
 
     use super::*;
+
+    #[test]
+    fn a_page_of_keys_round_trips_with_non_utf8_keys_in_base64() {
+        use crate::list::KeyPage;
+        let page = KeyPage {
+            keys: vec!["a".into(), bytes::Bytes::from_static(b"b\xff"), "c".into()],
+            next: Some(bytes::Bytes::from_static(b"\xfe")),
+        };
+        let body = KeysBody::from_page(&page);
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            r#"{"keys":["a","c"],"keys_b64":["Yv8="],"next_b64":"/g=="}"#
+        );
+        assert_eq!(body.to_page().unwrap(), page);
+        let last = KeysBody::from_page(&KeyPage::default());
+        assert_eq!(serde_json::to_string(&last).unwrap(), r#"{"keys":[]}"#);
+    }
 
     fn json<T: Serialize>(v: &T) -> String {
         serde_json::to_string(v).unwrap()

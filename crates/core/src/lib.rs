@@ -15,6 +15,7 @@
 //!   the versioned entry that spreads them by gossip.
 //! - [`hlc`]: the hybrid logical clock behind last-write-wins timestamps and
 //!   metadata versions.
+//! - [`list`]: key listing: queries, replicas' pages and their merge.
 //! - [`lww`]: last-write-wins resolution of an object's siblings.
 //! - [`msg`]: the messages nodes exchange.
 #![deny(missing_docs)]
@@ -27,6 +28,7 @@ pub mod context;
 pub mod hash;
 pub mod hlc;
 pub mod layout;
+pub mod list;
 pub mod lww;
 pub mod msg;
 pub mod params;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::bucket::BucketEntry;
 use crate::hash::BucketKey;
 use crate::layout::NodeId;
+use crate::list::{KeyPage, ListQuery, ReplicaPage};
 use crate::params::QuorumParam;
 use crate::strong::Condition;
 use crate::version::{Dot, Object, Value, VersionVector};
@@ -43,6 +44,10 @@ pub enum ClientOp {
         /// When it applies.
         condition: Condition,
     },
+    /// List the keys of the request's bucket (the request's key is empty):
+    /// one page, merged across R replicas of every partition
+    /// ([`crate::list`]). Never forwarded; refused on strong buckets.
+    List(ListQuery),
 }
 
 /// A client request, as received by any node.
@@ -90,6 +95,8 @@ pub enum ClientReply {
         /// an error.
         reply: Box<ClientReply>,
     },
+    /// A page of keys ([`ClientOp::List`]).
+    Keys(KeyPage),
 }
 
 /// Why a client request failed.
@@ -137,6 +144,14 @@ pub enum ClientError {
     OutcomeUnknown {
         /// What happened.
         reason: String,
+    },
+    /// A listing got fewer than R replies before the deadline from some
+    /// partitions' replicas; nothing was changed.
+    PartitionsUnavailable {
+        /// Replies needed from each partition.
+        required: usize,
+        /// `(partition, replies received)` of each partition short of them.
+        short: Vec<(u32, usize)>,
     },
 }
 
@@ -351,6 +366,28 @@ pub enum PeerMsg {
         n: u32,
         /// `(key, digest)` of each tombstone to remove.
         keys: Vec<(BucketKey, u64)>,
+    },
+    /// "List your keys of this bucket in this partition": a listing's
+    /// question to a replica, answered with [`PeerMsg::ListReply`].
+    List {
+        /// Id chosen by the sender, echoed in the reply.
+        req_id: u64,
+        /// The partition (the receiver must be one of its primaries).
+        partition: u32,
+        /// The bucket.
+        bucket: bytes::Bytes,
+        /// Prefix, `after` and `limit` (`r` is the sender's business).
+        query: ListQuery,
+    },
+    /// A replica's keys for a [`PeerMsg::List`], or `None` when its store
+    /// failed to read.
+    ListReply {
+        /// The sender's id for the listing.
+        req_id: u64,
+        /// The partition asked.
+        partition: u32,
+        /// The page.
+        page: Option<ReplicaPage>,
     },
 }
 

@@ -98,6 +98,8 @@ pub fn resolve_need(props: &BucketProps, op: &ClientOp) -> Result<Need, ClientEr
     let ((name, p, default), (strict_name, strict, strict_default)) = match op {
         ClientOp::Get { r, pr } => (("r", *r, props.r), ("pr", *pr, props.pr)),
         ClientOp::Put { w, pw, .. } => (("w", *w, props.w), ("pw", *pw, props.pw)),
+        // A listing asks primaries only: every reply is a primary's.
+        ClientOp::List(q) => (("r", q.r, props.r), ("pr", None, 0)),
         ClientOp::PutIf { .. } => {
             return Err(ClientError::BadRequest(
                 "If-Match and If-None-Match (compare-and-set) are only for strong buckets: \
@@ -125,6 +127,12 @@ pub fn resolve_need(props: &BucketProps, op: &ClientOp) -> Result<Need, ClientEr
     })
 }
 
+/// Why a listing of a strong bucket is refused.
+pub const LIST_STRONG: &str = "listing keys is not offered on strong buckets: a listing merges \
+     replicas' stored keys and would not be linearizable (it could miss a key a write was \
+     acknowledged for, or show one a delete removed); read the keys you know one by one, or \
+     keep an index of them in an eventual bucket";
+
 /// Checks a request on a strong bucket: the eventual-only quorum options
 /// (`r`, `w`, `pr`, `pw`) are refused, since the consensus group decides.
 pub fn check_strong(op: &ClientOp) -> Result<(), ClientError> {
@@ -132,6 +140,7 @@ pub fn check_strong(op: &ClientOp) -> Result<(), ClientError> {
         ClientOp::Get { r, pr } => [("r", r), ("pr", pr)],
         ClientOp::Put { w, pw, .. } => [("w", w), ("pw", pw)],
         ClientOp::PutIf { .. } => return Ok(()),
+        ClientOp::List(_) => return Err(ClientError::BadRequest(LIST_STRONG.into())),
     };
     if let Some((name, _)) = given.iter().find(|(_, q)| q.is_some()) {
         return Err(ClientError::BadRequest(format!(

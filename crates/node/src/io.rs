@@ -24,6 +24,8 @@ pub enum Timer {
     RaftTick,
     /// The anti-entropy job's tick.
     Aae,
+    /// The deadline of a key listing this node coordinates (by its id).
+    List(u64),
 }
 
 /// Something that happened to the node.

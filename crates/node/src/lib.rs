@@ -20,6 +20,7 @@
 //! - `ctx`: what the router lends a sub-machine for one input.
 //! - [`coordinator`]: admission, forwarding, and the GET, PUT and DELETE
 //!   coordinators with read repair.
+//! - [`list`]: key listing, as coordinator and as replica.
 //! - [`replica`]: this node's copy of its keys and the hints it keeps.
 //! - [`handoff`]: hinted handoff, a fallback giving writes back to their
 //!   primaries.
@@ -40,6 +41,7 @@ pub mod coordinator;
 mod ctx;
 pub mod handoff;
 pub mod io;
+pub mod list;
 pub mod membership;
 pub mod node;
 pub mod peers;

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use ringkv_core::bucket::{BucketEntry, BucketError, BucketPatch, BucketProps};
-use ringkv_core::msg::PeerMsg;
+use ringkv_core::msg::{ClientOp, PeerMsg};
 use ringkv_core::{Actor, Layout, NodeId, PartitionId};
 use ringkv_storage::Store;
 use tracing::debug;
@@ -36,6 +36,7 @@ use crate::consensus::{Consensus, GroupStatus};
 use crate::coordinator::{Coordinator, Origin, Plan};
 use crate::ctx::{Clock, Ctx, RequestIds, View};
 use crate::handoff::Handoff;
+use crate::list::Lister;
 use crate::membership::{Liveness, MemberInfo, Membership};
 use crate::peers::{PeerEvent, Peers};
 use crate::replica::{Replica, ReplicaWrite};
@@ -58,6 +59,7 @@ pub struct Node<S: Store> {
     consensus: Consensus,
     aae: Aae,
     trees: Trees,
+    lister: Lister,
     /// Whether [`Node::start`] ran (joins sent, handoff timer armed).
     started: bool,
 }
@@ -73,6 +75,7 @@ struct Parts<'a, S> {
     coord: &'a mut Coordinator,
     consensus: &'a mut Consensus,
     aae: &'a mut Aae,
+    lister: &'a mut Lister,
 }
 
 /// A [`View`] of `p`'s peers and buckets, borrowing only those two fields.
@@ -108,6 +111,7 @@ impl<S: Store> Node<S> {
             consensus: Consensus::default(),
             aae: Aae::default(),
             trees: Trees::default(),
+            lister: Lister::default(),
             clock: Clock::default(),
             stats: NodeStats::default(),
             started: false,
@@ -138,6 +142,7 @@ impl<S: Store> Node<S> {
             coord: &mut self.coord,
             consensus: &mut self.consensus,
             aae: &mut self.aae,
+            lister: &mut self.lister,
         }
     }
 
@@ -164,6 +169,9 @@ impl<S: Store> Node<S> {
         match input {
             Input::Client { client_id, request } => {
                 let view = view!(p);
+                if let ClientOp::List(_) = request.op {
+                    return p.lister.on_client(&mut p.ctx, view, client_id, request);
+                }
                 if view.is_strong(&request.key.bucket) {
                     return p.consensus.on_client(&mut p.ctx, view, client_id, request);
                 }
@@ -332,6 +340,19 @@ impl<S: Store> Parts<'_, S> {
             | PeerMsg::PurgeCheck { .. }
             | PeerMsg::PurgeHave { .. }
             | PeerMsg::Purge { .. }) => self.aae.on_msg(ctx, view, replica, from, msg),
+            PeerMsg::List {
+                req_id,
+                partition,
+                bucket,
+                query,
+            } => self
+                .lister
+                .on_list(ctx, view, from, req_id, partition, bucket, query),
+            PeerMsg::ListReply {
+                req_id,
+                partition,
+                page,
+            } => self.lister.on_reply(ctx, from, req_id, partition, page),
             PeerMsg::Gossip { .. } => unreachable!("handled above"),
         }
     }
@@ -363,6 +384,7 @@ impl<S: Store> Parts<'_, S> {
                 let view = view!(self);
                 self.aae.tick(&mut self.ctx, view)
             }
+            Timer::List(id) => self.lister.on_deadline(&mut self.ctx, id),
         }
     }
 
@@ -532,6 +554,11 @@ impl<S: Store> Node<S> {
     /// Requests being coordinated or forwarded right now.
     pub fn pending(&self) -> usize {
         self.coord.pending()
+    }
+
+    /// Key listings being coordinated right now.
+    pub fn listings_pending(&self) -> usize {
+        self.lister.pending()
     }
 
     /// The store (the runtime flushes and syncs it).

@@ -7,6 +7,8 @@ pub struct NodeStats {
     pub gets_coordinated: u64,
     /// Writes (and deletes) this node coordinated.
     pub puts_coordinated: u64,
+    /// Key listings (pages) this node coordinated.
+    pub lists_coordinated: u64,
     /// Requests forwarded to a primary.
     pub forwarded: u64,
     /// Requests that failed for lack of replies.

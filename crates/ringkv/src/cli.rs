@@ -43,6 +43,8 @@ pub(crate) enum Command {
     Get(GetArgs),
     /// Delete a key.
     Delete(DeleteArgs),
+    /// List a bucket's keys, one per line, paging through all of them.
+    List(ListArgs),
     /// Show the cluster's members, liveness and settings.
     Status(AdminArgs),
     /// Show each partition's preference list.
@@ -372,6 +374,33 @@ pub(crate) struct GetArgs {
     /// How many of the replies must come from primaries.
     #[arg(long, value_parser = parse_quorum)]
     pub pr: Option<String>,
+    #[command(flatten)]
+    pub common: KvCommon,
+}
+
+/// `ringkv list`.
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// Only keys starting with this (UTF-8).
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+    /// Start after this key (the `next` a page or `--json` printed).
+    #[arg(long)]
+    pub after: Option<String>,
+    /// Stop after this many keys (prints where to go on: `next:` on stderr,
+    /// or `next` in the JSON). [default: every key]
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// Keys asked per request, 1 to 10000.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub page_size: u32,
+    /// Replies to wait for from each partition: a number, one, quorum or all.
+    #[arg(long, value_parser = parse_quorum)]
+    pub r: Option<String>,
+    /// Print one JSON object `{"keys": [...], "next": ...}` (non-UTF-8 keys
+    /// in `keys_b64`, base64) instead of one key per line.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub common: KvCommon,
 }

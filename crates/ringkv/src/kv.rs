@@ -23,7 +23,7 @@ const EXIT_PRECONDITION: u8 = 3;
 /// Exit code of a write whose outcome is unknown (it may have applied).
 const EXIT_UNKNOWN: u8 = 4;
 
-fn client(conn: &Connection) -> anyhow::Result<Client> {
+pub(crate) fn client(conn: &Connection) -> anyhow::Result<Client> {
     let client = Client::new(vec![conn.endpoint.clone()])
         .context("bad --endpoint (or RINGKV_ENDPOINT)")?
         .with_token(conn.token.as_deref())
@@ -194,7 +194,7 @@ fn render_get(result: &GetResult, out: &mut Vec<u8>) {
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error.
-fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),

@@ -17,6 +17,7 @@ mod cli;
 mod config;
 mod dev;
 mod kv;
+mod list;
 mod process;
 mod signals;
 
@@ -143,6 +144,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Put(args) => kv::put(args).await,
         Command::Get(args) => kv::get(args).await,
         Command::Delete(args) => kv::delete(args).await,
+        Command::List(args) => list::list(args).await,
         Command::Status(args) => kv::status(args).await,
         Command::Ring(args) => kv::ring(args).await,
         Command::Repair(args) => kv::repair(args).await,

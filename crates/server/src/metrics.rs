@@ -535,6 +535,7 @@ impl Metrics {
         let events = [
             ("gets_coordinated", s.gets_coordinated),
             ("puts_coordinated", s.puts_coordinated),
+            ("lists_coordinated", s.lists_coordinated),
             ("forwarded", s.forwarded),
             ("unavailable", s.unavailable),
             ("rejected", s.rejected),

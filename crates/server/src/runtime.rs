@@ -280,6 +280,16 @@ impl Store for Tracked {
     fn metas(&self) -> Result<Vec<ringkv_storage::Meta>, StoreError> {
         self.inner.metas()
     }
+    fn scan_bucket(
+        &self,
+        p: PartitionId,
+        bucket: &[u8],
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(bytes::Bytes, Object)>, StoreError> {
+        self.inner.scan_bucket(p, bucket, prefix, after, limit)
+    }
     fn flush(&mut self) -> Result<(), StoreError> {
         #[cfg(test)]
         if self.fail {

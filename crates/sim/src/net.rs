@@ -59,7 +59,9 @@ impl Leg {
             | PeerMsg::AaeRootDiffers { .. }
             | PeerMsg::PurgeCheck { .. }
             | PeerMsg::PurgeHave { .. }
-            | PeerMsg::Purge { .. } => Leg::Default,
+            | PeerMsg::Purge { .. }
+            | PeerMsg::List { .. }
+            | PeerMsg::ListReply { .. } => Leg::Default,
         }
     }
 }

@@ -152,6 +152,8 @@ fn outcome(reply: ClientReply) -> Outcome {
         ClientReply::Written { context, dot, .. } => Outcome::Written { context, dot },
         ClientReply::Read { object, .. } => Outcome::Read { object },
         ClientReply::Strong { reply, .. } => outcome(*reply),
+        // The workload lists no keys.
+        ClientReply::Keys(_) => Outcome::Error("a page of keys for a key operation".into()),
         ClientReply::Error(e) => match e {
             ClientError::Unavailable { required, acks }
             | ClientError::PrimariesUnavailable { required, acks } => {
@@ -164,6 +166,10 @@ fn outcome(reply: ClientReply) -> Outcome {
             ClientError::PreconditionFailed { current } => Outcome::PreconditionFailed { current },
             ClientError::NoQuorum { reason } => Outcome::Error(format!("no quorum: {reason}")),
             ClientError::OutcomeUnknown { reason } => Outcome::Unknown(reason),
+            ClientError::PartitionsUnavailable { required, short } => Outcome::Unavailable {
+                required,
+                acks: short.iter().map(|&(_, got)| got).min().unwrap_or(0),
+            },
         },
     }
 }
@@ -350,7 +356,7 @@ impl World<'_> {
             ClientReply::Read {
                 fallback_replies, ..
             } => *fallback_replies,
-            ClientReply::Error(_) | ClientReply::Strong { .. } => 0,
+            ClientReply::Error(_) | ClientReply::Strong { .. } | ClientReply::Keys(_) => 0,
         };
         op.outcome = outcome(reply);
         if op.strong {

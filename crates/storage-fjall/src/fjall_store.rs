@@ -684,6 +684,51 @@ impl Store for FjallStore {
         Ok(out)
     }
 
+    /// A range scan from the first record key of `bucket` with `prefix`
+    /// (or just after `after`): the keys of one bucket are one contiguous
+    /// range of the partition's keyspace (length-prefixed bucket, then key),
+    /// and those with a prefix one contiguous range within it.
+    fn scan_bucket(
+        &self,
+        partition: PartitionId,
+        bucket: &[u8],
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(bytes::Bytes, Object)>, StoreError> {
+        use std::ops::Bound;
+        let Some(ks) = self.existing(partition)? else {
+            return Ok(Vec::new());
+        };
+        let start = encode_key(&BucketKey::new(
+            bytes::Bytes::copy_from_slice(bucket),
+            bytes::Bytes::copy_from_slice(prefix),
+        ))?;
+        let lower = match after {
+            Some(a) if a >= prefix => Bound::Excluded(encode_key(&BucketKey::new(
+                bytes::Bytes::copy_from_slice(bucket),
+                bytes::Bytes::copy_from_slice(a),
+            ))?),
+            _ => Bound::Included(start.clone()),
+        };
+        let mut out = Vec::new();
+        for guard in ks.range::<Vec<u8>, _>((lower, Bound::Unbounded)) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = guard
+                .into_inner()
+                .map_err(|e| engine(&format!("scanning partition {partition}"), e))?;
+            if !k.starts_with(&start) {
+                break;
+            }
+            let key = decode_key(&k)?;
+            let object = decode_object(&key, partition, &v)?;
+            out.push((key.key, object));
+        }
+        Ok(out)
+    }
+
     /// One write batch: the entries, and the removal of every stored entry
     /// after the last of them (so a crash never keeps the new entries with
     /// stale ones after them, nor the truncation without the entries).

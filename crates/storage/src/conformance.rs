@@ -83,6 +83,7 @@ macro_rules! store_conformance_tests {
             delete_removes_only_its_key,
             deleting_what_is_absent_is_not_an_error,
             scan_is_in_key_order_with_latest_values,
+            scan_bucket_lists_one_bucket_by_prefix_after_and_limit,
             hints_are_a_set_listed_in_hint_order,
             hints_and_metas_are_apart_from_objects,
             metas_are_listed_in_key_order_and_replaced,
@@ -333,6 +334,61 @@ pub fn scan_is_in_key_order_with_latest_values<E: Engine>(mut engine: E) {
     assert_eq!(scan[0].0, key("", "x"));
     assert_eq!(scan[1].0, key("a", "bc"));
     assert_eq!(scan[2].0, key("ab", "c"));
+}
+
+/// `scan_bucket` lists the keys of one bucket in one partition that start
+/// with the prefix and come after `after`, in key order, at most `limit`,
+/// tombstones included; other buckets (also those whose name starts like
+/// it) and other partitions are never listed.
+pub fn scan_bucket_lists_one_bucket_by_prefix_after_and_limit<E: Engine>(mut engine: E) {
+    let mut s = engine.open();
+    let keys = ["b", "abc", "a", "ab", "\u{ff}", "ac", "a\u{0}"];
+    for k in keys {
+        s.put(2, &key("b", k), &obj(k)).unwrap();
+    }
+    let mut gone = obj("ad");
+    gone.siblings[0].value = Value::Tombstone;
+    s.put(2, &key("b", "ad"), &gone).unwrap();
+    s.put(2, &key("bb", "a"), &obj("x")).unwrap();
+    s.put(2, &key("", "ba"), &obj("x")).unwrap();
+    s.put(2, &key("c", "a"), &obj("x")).unwrap();
+    s.put(3, &key("b", "aa"), &obj("x")).unwrap();
+    let list = |prefix: &str, after: Option<&str>, limit: usize| -> Vec<String> {
+        let got = s
+            .scan_bucket(2, b"b", prefix.as_bytes(), after.map(str::as_bytes), limit)
+            .unwrap();
+        got.into_iter()
+            .map(|(k, o)| {
+                let what = if o.is_deleted() { "(deleted)" } else { "" };
+                format!("{}{what}", String::from_utf8_lossy(&k))
+            })
+            .collect()
+    };
+    let all = [
+        "a",
+        "a\u{0}",
+        "ab",
+        "abc",
+        "ac",
+        "ad(deleted)",
+        "b",
+        "\u{ff}",
+    ];
+    assert_eq!(list("", None, 100), all);
+    assert_eq!(list("", None, 3), all[..3]);
+    assert_eq!(list("a", None, 100), all[..6]);
+    assert_eq!(list("ab", None, 100), ["ab", "abc"]);
+    assert_eq!(list("a", Some("ab"), 100), ["abc", "ac", "ad(deleted)"]);
+    assert_eq!(list("a", Some("a"), 2), ["a\u{0}", "ab"]);
+    assert_eq!(list("ab", Some("0"), 100), ["ab", "abc"]);
+    assert_eq!(list("a", Some("b"), 100), Vec::<String>::new());
+    assert_eq!(list("", Some("ad"), 100), ["b", "\u{ff}"]);
+    assert_eq!(list("z", None, 100), Vec::<String>::new());
+    assert!(s.scan_bucket(5, b"b", b"", None, 10).unwrap().is_empty());
+    assert!(s.scan_bucket(2, b"nope", b"", None, 10).unwrap().is_empty());
+    let full = s.scan_bucket(2, b"b", b"", None, 100).unwrap();
+    assert_eq!(full[0].1, obj("a"));
+    assert_eq!(full[5].1, gone);
 }
 
 /// Hints form a set: listed in [`Hint`] order (primary first), a second put

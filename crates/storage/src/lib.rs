@@ -109,6 +109,19 @@ pub trait Store {
         partition: PartitionId,
     ) -> Result<Vec<(BucketKey, Object)>, StoreError>;
 
+    /// Up to `limit` keys of `bucket` stored in `partition` that start with
+    /// `prefix` and, when `after` is given, come after it, in key order,
+    /// each with its state (tombstones included). A range scan: it reads
+    /// from the first such key on, never the whole partition.
+    fn scan_bucket(
+        &self,
+        partition: PartitionId,
+        bucket: &[u8],
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(bytes::Bytes, Object)>, StoreError>;
+
     /// Stores raft log entries of `group`, `entries[i]` at index
     /// `first + i`, replacing any stored at those indexes, and removes every
     /// stored entry after the last one given (a new leader overwrote them).

@@ -273,6 +273,36 @@ impl Store for MemStore {
             .unwrap_or_default())
     }
 
+    fn scan_bucket(
+        &self,
+        partition: PartitionId,
+        bucket: &[u8],
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(bytes::Bytes, Object)>, StoreError> {
+        use std::ops::Bound;
+        let Some(objects) = self.visible.objects.get(&partition) else {
+            return Ok(Vec::new());
+        };
+        let at = |k: &[u8]| {
+            BucketKey::new(
+                bytes::Bytes::copy_from_slice(bucket),
+                bytes::Bytes::copy_from_slice(k),
+            )
+        };
+        let lower = match after {
+            Some(a) if a >= prefix => Bound::Excluded(at(a)),
+            _ => Bound::Included(at(prefix)),
+        };
+        Ok(objects
+            .range((lower, Bound::Unbounded))
+            .take_while(|(k, _)| k.bucket == bucket && k.key.starts_with(prefix))
+            .take(limit)
+            .map(|(k, o)| (k.key.clone(), o.clone()))
+            .collect())
+    }
+
     fn raft_append(
         &mut self,
         group: PartitionId,

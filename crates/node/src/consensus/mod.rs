@@ -301,6 +301,8 @@ impl Consensus {
             }
             ClientOp::Put { value, .. } => (value.clone(), None),
             ClientOp::PutIf { value, condition } => (value.clone(), Some(condition.clone())),
+            // `admit` refuses them (check_request: an empty key; check_strong).
+            ClientOp::List(_) => unreachable!("listings never reach a group"),
         };
         let cmd = Command {
             proposer: Proposer {

@@ -59,6 +59,12 @@ impl Coordinator {
                 self.start_put(ctx, view, replica, adm, value, context)
             }
             // `admit` refused it already (resolve_need): never reached.
+            // `admit` refused it already (an empty key): listings are never
+            // forwarded (the router hands clients' listings to `list`).
+            (ClientOp::List(_), origin) => {
+                let e = "a key listing is not forwarded".to_string();
+                reject(ctx, origin, ClientError::BadRequest(e))
+            }
             (ClientOp::PutIf { .. }, origin) => {
                 let e = "compare-and-set is only for strong buckets".to_string();
                 reject(ctx, origin, ClientError::BadRequest(e))

@@ -106,6 +106,33 @@ impl From<ClientError> for ApiError {
                 "no_quorum",
                 format!("{reason}; retry when a majority of the group's voters is up"),
             ),
+            ClientError::PartitionsUnavailable { required, short } => {
+                let acks = short.iter().map(|&(_, got)| got).min().unwrap_or(0);
+                let named: Vec<String> = short
+                    .iter()
+                    .take(16)
+                    .map(|(p, got)| format!("partition {p} ({got} of {required})"))
+                    .collect();
+                let more = short.len().saturating_sub(named.len());
+                let more = if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                };
+                ApiError {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    code: "unavailable",
+                    message: format!(
+                        "listing quorum not reached: {} partitions had fewer than the {required} \
+                         required replies in time: {}{more}; nothing was changed; retry, or \
+                         lower r",
+                        short.len(),
+                        named.join(", ")
+                    ),
+                    counts: Some((required, acks)),
+                    unknown: false,
+                }
+            }
             ClientError::OutcomeUnknown { reason } => ApiError {
                 unknown: true,
                 ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "outcome_unknown", reason)

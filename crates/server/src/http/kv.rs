@@ -184,6 +184,10 @@ async fn kv_inner(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let rest = uri.path().strip_prefix("/v1/kv/").unwrap_or("");
+    if let Some(bucket) = super::list::list_bucket(rest) {
+        return super::list::list(st, &method, bucket, uri.query()).await;
+    }
     let (bucket, key) = parse_kv_path(uri.path())?;
     let q = parse_query(uri.query())?;
     let key = BucketKey::new(bucket, key);
@@ -218,7 +222,7 @@ async fn kv_inner(
             debug_assert!(is_get);
             read_response(&object, key_hash, &st.context_keys)
         }
-        ClientReply::Strong { .. } => ApiError::new(
+        ClientReply::Strong { .. } | ClientReply::Keys(_) => ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "the node answered twice wrapped; please report this",
@@ -274,7 +278,10 @@ async fn key_op(
 }
 
 /// Queues `request` on the node loop and waits for its reply.
-async fn ask_node(st: &AppState, request: ClientRequest) -> Result<ClientReply, ApiError> {
+pub(super) async fn ask_node(
+    st: &AppState,
+    request: ClientRequest,
+) -> Result<ClientReply, ApiError> {
     st.node
         .ask(request, st.timeout_ms)
         .await

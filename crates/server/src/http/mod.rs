@@ -9,6 +9,7 @@
 //!   takes key requests past the router, and the path and body helpers the
 //!   handlers share.
 //! - `kv`: `GET`/`PUT`/`DELETE /v1/kv/{bucket}/{key}`, contexts and siblings.
+//! - `list`: `GET /v1/kv/{bucket}`, a page of the bucket's keys.
 //! - `cluster`: `/health`, `/metrics`, `/v1/cluster`, `/v1/groups`, `/v1/ring`.
 //! - `buckets`: `/v1/buckets`, bucket properties.
 //! - `faults`: `/v1/admin/faults`, test-only fault injection (routed only
@@ -57,6 +58,7 @@ mod cluster;
 mod error;
 mod faults;
 mod kv;
+mod list;
 mod repair;
 pub mod serve;
 pub mod tls;
@@ -357,6 +359,19 @@ mod tests {
                     continue;
                 };
                 let answer = match (&request.key.key[..], request.op) {
+                    (_, ClientOp::List(q)) if q.limit == 1 => {
+                        ClientReply::Error(ClientError::PartitionsUnavailable {
+                            required: 2,
+                            short: vec![(3, 1), (9, 0)],
+                        })
+                    }
+                    (_, ClientOp::List(q)) => ClientReply::Keys(ringkv_core::list::KeyPage {
+                        keys: vec![
+                            bytes::Bytes::from(q.prefix.to_vec()),
+                            bytes::Bytes::from_static(b"\xff\x00"),
+                        ],
+                        next: q.after.clone(),
+                    }),
                     (b"down", _) => ClientReply::Error(ClientError::Unavailable {
                         required: 2,
                         acks: 1,
@@ -420,6 +435,44 @@ mod tests {
             .entry(header::CONTENT_LENGTH)
             .or_insert_with(|| HeaderValue::from(body.len()));
         (parts.status, parts.headers, body)
+    }
+
+    #[tokio::test]
+    async fn a_bucket_path_lists_keys_with_non_utf8_keys_in_base64() {
+        let mut api = Api::new(state(stand_in_node()));
+        let get = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
+        let (status, _, body) =
+            answer(&mut api, get("/v1/kv/b?prefix=a%2Fb&after=x%20y&limit=5")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            std::str::from_utf8(&body).unwrap(),
+            r#"{"keys":["a/b"],"keys_b64":["/wA="],"next":"x y"}"#
+        );
+        let (status, _, body) = answer(&mut api, get("/v1/kv/b?after=%FF")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            std::str::from_utf8(&body)
+                .unwrap()
+                .contains(r#""next_b64":"/w==""#)
+        );
+        let (status, _, body) = answer(&mut api, get("/v1/kv/b?limit=1")).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let text = std::str::from_utf8(&body).unwrap();
+        assert!(
+            text.contains("partition 3 (1 of 2)") && text.contains("partition 9 (0 of 2)"),
+            "{text}"
+        );
+        for bad in [
+            "/v1/kv/b?limit=many",
+            "/v1/kv/b?colour=red",
+            "/v1/kv/b?r=banana",
+        ] {
+            let (status, _, _) = answer(&mut api, get(bad)).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        }
+        let put = Request::put("/v1/kv/b").body(Body::from("v")).unwrap();
+        let (status, _, _) = answer(&mut api, put).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     }
 
     #[tokio::test]

@@ -137,6 +137,11 @@ fn node_error(e: ClientError) -> Reply {
         ClientError::NoQuorum { reason } => {
             format!("NOQUORUM {reason}; retry when a majority of the group's voters is up")
         }
+        ClientError::PartitionsUnavailable { required, short } => format!(
+            "UNAVAILABLE listing quorum not reached: {} partitions had fewer than {required} \
+             replies; retry",
+            short.len()
+        ),
         ClientError::OutcomeUnknown { reason } => format!(
             "UNKNOWN {reason}; the write may or may not have been applied: read the key to tell"
         ),

@@ -260,6 +260,8 @@ impl AaeStatus {
 #[derive(Debug, Default)]
 pub struct Aae {
     queue: VecDeque<Job>,
+    /// The rounds already run by queued jobs that paused for budget.
+    resume: BTreeMap<Job, u32>,
     active: BTreeMap<u64, Exchange>,
     armed: bool,
     next_sweep_ms: u64,
@@ -504,7 +506,8 @@ impl Aae {
                 return;
             };
             self.budget = self.budget.saturating_sub(ROUND_COST);
-            self.begin(ctx, &view, job, 0);
+            let round = self.resume.remove(&job).unwrap_or(0);
+            self.begin(ctx, &view, job, round);
         }
     }
 
@@ -556,6 +559,7 @@ impl Aae {
                 self.begin(ctx, &view, x.job, x.round + 1);
             } else {
                 // Out of budget: it runs again from the front next tick.
+                self.resume.insert(x.job.clone(), x.round + 1);
                 self.queue.push_front(x.job);
             }
         } else {
@@ -710,6 +714,9 @@ impl Aae {
         }
         mine.retain(|k, _| kept.contains(&segment_of(k)));
         let keys: Vec<(BucketKey, u64)> = mine.into_iter().take(ROUND_KEYS_LIMIT).collect();
+        // The peer answers with up to as many keys each way: the round
+        // spends that much of the tick's budget.
+        self.budget = self.budget.saturating_sub(keys.len());
         ctx.stats.aae_bytes_sent += keys
             .iter()
             .map(|(k, _)| (k.bucket.len() + k.key.len() + 8) as u64)

@@ -88,11 +88,12 @@ pub struct AaeConfig {
     /// Keys this node sends to repair peers per tick, at most: what keeps
     /// repair from starving client traffic. At least 1.
     pub keys_per_tick: usize,
-    /// Most `(key, digest)` pairs one round of an exchange compares; more
-    /// differing keys take more rounds. At least 1.
+    /// Most `(key, digest)` pairs one round of an exchange compares (and so
+    /// about the most keys it sends each way); more differing keys take
+    /// more rounds, paced by `keys_per_tick`. At least 1.
     pub round_keys_max: usize,
-    /// Rounds one exchange runs at most before it gives way to the next
-    /// (a partition still differing is queued again). At least 1.
+    /// Rounds one exchange runs at most before it gives up until the next
+    /// sweep (a bound for keys that never converge). At least 1.
     pub rounds_max: u32,
     /// How long a tombstone is kept after its delete, in ms, before it may
     /// be purged (and then only once every replica holds it); `None` keeps
@@ -107,8 +108,8 @@ impl Default for AaeConfig {
             interval_ms: 600_000,
             tick_ms: 100,
             keys_per_tick: 1_000,
-            round_keys_max: 20_000,
-            rounds_max: 16,
+            round_keys_max: 500,
+            rounds_max: 1_000,
             tombstone_grace_ms: None,
         }
     }

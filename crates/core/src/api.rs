@@ -410,6 +410,10 @@ pub struct RepairStatus {
     /// grace period was over).
     #[serde(default)]
     pub tombstones_purged: u64,
+    /// How long after the node started every tree it keeps had been built
+    /// (one per tick, in the background), in ms; absent until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trees_ready_after_ms: Option<u64>,
     /// Partitions this node leads exchanges of.
     pub partitions: u64,
     /// How long ago the partition least recently found in step with all

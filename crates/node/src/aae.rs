@@ -242,6 +242,10 @@ pub struct AaeStatus {
     /// Partitions this node leads exchanges of (it is one of their
     /// replicas).
     pub partitions: u64,
+    /// When (the node's clock) every tree this node keeps had been built
+    /// after it started, one per tick in the background; `None` while some
+    /// is not.
+    pub trees_ready_ms: Option<u64>,
 }
 
 impl AaeStatus {
@@ -262,6 +266,10 @@ pub struct Aae {
     queue: VecDeque<Job>,
     /// The rounds already run by queued jobs that paused for budget.
     resume: BTreeMap<Job, u32>,
+    /// Whether every tree this node keeps was built once since it started.
+    warm_done: bool,
+    /// When that happened (the node's clock).
+    warm_done_ms: Option<u64>,
     active: BTreeMap<u64, Exchange>,
     armed: bool,
     next_sweep_ms: u64,
@@ -320,8 +328,29 @@ impl Aae {
             }
             self.queue_purges(ctx, &view, None);
         }
+        self.warm(ctx, &view);
         self.pump(ctx, view);
         self.pump_purges(ctx, &view);
+    }
+
+    /// Builds the next tree this node keeps that is not built yet: one per
+    /// tick, from the start, so that trees are rebuilt in the background
+    /// after a restart (a build scans a partition) rather than all at once
+    /// by the first repair pass, in the way of client requests.
+    fn warm<S: Store>(&mut self, ctx: &mut Ctx<'_, S>, view: &View<'_>) {
+        if self.warm_done {
+            return;
+        }
+        let trees: BTreeSet<(PartitionId, usize)> = jobs(ctx, view, None)
+            .into_iter()
+            .map(|j| (j.partition, j.n))
+            .collect();
+        let Some(&(p, n)) = trees.iter().find(|pn| !ctx.trees.built.contains_key(pn)) else {
+            self.warm_done = true;
+            self.warm_done_ms = Some(ctx.now_ms);
+            return;
+        };
+        built(ctx, view, p, n);
     }
 
     /// Queues an exchange of `partition` (every partition when `None`) with
@@ -496,6 +525,7 @@ impl Aae {
             synced_ms,
             now_ms: self.now_ms,
             partitions: self.partitions,
+            trees_ready_ms: self.warm_done_ms,
         }
     }
 

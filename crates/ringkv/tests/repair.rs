@@ -144,34 +144,7 @@ async fn a_node_that_missed_ten_thousand_writes_gets_all_of_them_from_one_repair
     c.wait_all_see_all().await;
 
     // One repair pass, from the CLI, on every node.
-    let out = tokio::task::spawn_blocking({
-        let endpoint = c.url(2);
-        let ca = c.certs_dir().join("ca.crt");
-        move || {
-            Command::new(env!("CARGO_BIN_EXE_ringkv"))
-                .args([
-                    "repair",
-                    "--json",
-                    "--timeout-s",
-                    "300",
-                    "--endpoint",
-                    &endpoint,
-                ])
-                .arg("--ca")
-                .arg(ca)
-                .output()
-                .expect("running ringkv repair")
-        }
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "ringkv repair failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        c.log(2)
-    );
-    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = repair_pass(&c, 2).await;
     let row = |id: &str| {
         rows.as_array()
             .unwrap()

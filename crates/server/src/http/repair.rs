@@ -64,6 +64,7 @@ pub(crate) fn repair_status(n: &ServedNode, me: &NodeId) -> RepairStatus {
         bytes_sent: s.aae_bytes_sent,
         trees_built: s.aae_tree_builds,
         tombstones_purged: s.tombstones_purged,
+        trees_ready_after_ms: a.trees_ready_ms,
         partitions: a.partitions,
         oldest_sync_age_ms: a.oldest_sync_age_ms(),
     }

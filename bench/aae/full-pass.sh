@@ -3,6 +3,7 @@
 # the client p99 while it runs next to without it.
 #
 #   bench/aae/full-pass.sh [BIN]        (BIN defaults to target/release/ringkv)
+#   AAE_RATE=2000 bench/aae/full-pass.sh   (--aae-keys-per-sec of the nodes)
 #
 # 1. Three nodes (hinted handoff off, no background sweeps) take 1,000,000
 #    keys of 100 bytes.
@@ -32,7 +33,8 @@ start() { # start node i
   local i=$1
   "$BIN" server --node-id "n$i" --data-dir "$DIR/n$i" --listen "127.0.0.1:$((BASE+i))" \
     --http "127.0.0.1:$((BASE+10+i))" --initial-cluster "$CLUSTER" --insecure \
-    --hinted-handoff false --aae-interval-ms 0 >>"$DIR/n$i.log" 2>&1 &
+    --hinted-handoff false --aae-interval-ms 0 --aae-keys-per-sec "${AAE_RATE:-10000}" \
+    >>"$DIR/n$i.log" 2>&1 &
   PIDS[$i]=$!
   for _ in $(seq 1 100); do
     curl -sf "http://127.0.0.1:$((BASE+10+i))/health" >/dev/null && return 0

@@ -73,6 +73,9 @@ pub struct Trees {
 struct Tree {
     hashes: TicTacTree,
     digests: BTreeMap<BucketKey, u64>,
+    /// The keys whose state is a tombstone: what a purge looks at, without
+    /// a scan.
+    tombstones: BTreeSet<BucketKey>,
 }
 
 impl Trees {
@@ -88,6 +91,11 @@ impl Trees {
         new: &Object,
     ) {
         if let Some(t) = self.built.get_mut(&(partition, n)) {
+            if !new.is_empty() && new.is_deleted() {
+                t.tombstones.insert(key.clone());
+            } else {
+                t.tombstones.remove(key);
+            }
             let new = object_digest(new);
             t.hashes.update(key, object_digest(old), new);
             match new {
@@ -148,6 +156,9 @@ fn built<'c, S: Store>(
         let mut t = Tree::default();
         for (key, object) in keys.into_iter().filter(|(k, _)| in_tree(view, k, n)) {
             if let Some(d) = object_digest(&object) {
+                if object.is_deleted() {
+                    t.tombstones.insert(key.clone());
+                }
                 t.hashes.update(&key, None, Some(d));
                 t.digests.insert(key, d);
             }
@@ -437,16 +448,25 @@ impl Aae {
         if !replicas.iter().all(|r| view.is_live(r)) && !ctx.cfg.bugs.purge_unconfirmed {
             return;
         }
-        let Some(keys) = scan(ctx, partition) else {
+        let Some(t) = built(ctx, view, partition, n) else {
             return;
         };
-        let before = ctx.clock.wall_ms(ctx.now_ms).saturating_sub(grace);
-        let old: BTreeMap<BucketKey, u64> = keys
-            .into_iter()
-            .filter(|(k, o)| in_tree(view, k, n) && is_old_tombstone(o, before))
-            .filter_map(|(k, o)| object_digest(&o).map(|d| (k, d)))
+        let candidates: Vec<BucketKey> = t
+            .tombstones
+            .iter()
             .take(ROUND_KEYS_LIMIT)
+            .cloned()
             .collect();
+        let before = ctx.clock.wall_ms(ctx.now_ms).saturating_sub(grace);
+        let mut old: BTreeMap<BucketKey, u64> = BTreeMap::new();
+        for k in candidates {
+            if let Ok(Some(o)) = ctx.store.get(partition, &k)
+                && is_old_tombstone(&o, before)
+                && let Some(d) = object_digest(&o)
+            {
+                old.insert(k, d);
+            }
+        }
         if old.is_empty() {
             return;
         }

@@ -53,7 +53,7 @@ use crate::{Output, Timer};
 pub const ROUND_KEYS_LIMIT: usize = 100_000;
 
 /// Exchanges this node leads at once.
-const ACTIVE_MAX: usize = 2;
+const ACTIVE_MAX: usize = 4;
 
 /// What starting a round of an exchange costs of the tick's budget, in
 /// keys: rounds make both sides compare and list pairs, so a node starts
@@ -324,7 +324,9 @@ impl Aae {
         self.arm(ctx);
         self.budget = ctx.cfg.aae.keys_per_tick;
         self.now_ms = ctx.now_ms;
-        let (now, timeout) = (ctx.now_ms, ctx.cfg.timeout_ms.saturating_mul(5));
+        // A round is a few messages: one not answered within twice the
+        // request timeout was lost, and its slot goes to the next exchange.
+        let (now, timeout) = (ctx.now_ms, ctx.cfg.timeout_ms.saturating_mul(2));
         self.active
             .retain(|_, x| now.saturating_sub(x.started_ms) < timeout);
         self.purges

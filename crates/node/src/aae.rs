@@ -53,7 +53,7 @@ use crate::{Output, Timer};
 pub const ROUND_KEYS_LIMIT: usize = 100_000;
 
 /// Exchanges this node leads at once.
-const ACTIVE_MAX: usize = 4;
+const ACTIVE_MAX: usize = 2;
 
 /// What starting a round of an exchange costs of the tick's budget, in
 /// keys: rounds make both sides compare and list pairs, so a node starts

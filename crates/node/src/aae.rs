@@ -751,19 +751,7 @@ impl Aae {
         let Some(mut mine) = pairs(ctx, &view, job.partition, job.n, &segments) else {
             return Ok(());
         };
-        // A round compares at most `round_keys_max` pairs: whole segments,
-        // in order, while they fit (the first always goes).
-        let max = ctx.cfg.aae.round_keys_max;
-        let mut kept = BTreeSet::new();
-        let mut count = 0;
-        for s in &segments {
-            let here = mine.keys().filter(|k| segment_of(k) == *s).count();
-            if !kept.is_empty() && count + here > max {
-                break;
-            }
-            kept.insert(*s);
-            count += here;
-        }
+        let kept = fit_segments(&mine, &segments, ctx.cfg.aae.round_keys_max);
         mine.retain(|k, _| kept.contains(&segment_of(k)));
         let keys: Vec<(BucketKey, u64)> = mine.into_iter().take(ROUND_KEYS_LIMIT).collect();
         // The peer answers with up to as many keys each way: the round
@@ -822,6 +810,31 @@ impl Aae {
         self.next_round(ctx, view, x);
         Ok(())
     }
+}
+
+/// The segments one round compares: whole segments of `segments`, in
+/// order, while their pairs in `mine` fit in `max` (the first always goes).
+/// One pass over the pairs, whatever the number of segments.
+fn fit_segments(
+    mine: &BTreeMap<BucketKey, u64>,
+    segments: &BTreeSet<usize>,
+    max: usize,
+) -> BTreeSet<usize> {
+    let mut per_segment: BTreeMap<usize, usize> = BTreeMap::new();
+    for k in mine.keys() {
+        *per_segment.entry(segment_of(k)).or_default() += 1;
+    }
+    let mut kept = BTreeSet::new();
+    let mut count = 0;
+    for s in segments {
+        let here = per_segment.get(s).copied().unwrap_or(0);
+        if !kept.is_empty() && count + here > max {
+            break;
+        }
+        kept.insert(*s);
+        count += here;
+    }
+    kept
 }
 
 /// The exchanges of `partition` (all when `None`) this node leads: one per

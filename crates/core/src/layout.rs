@@ -2,7 +2,8 @@
 //! preference list of every partition.
 //!
 //! A layout is an immutable, versioned document. Version 1 is computed from the
-//! initial members; later versions (joins and leaves) come with their own issue.
+//! initial members; later versions come from staged changes (see
+//! [`crate::plan`]), committed through the cluster manager.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -83,6 +84,15 @@ impl From<String> for NodeId {
     }
 }
 
+/// Longest allowed zone name, in bytes.
+pub const ZONE_LEN_MAX: usize = 64;
+
+/// Most members a layout may hold.
+pub const MEMBERS_MAX: usize = 1024;
+
+/// Largest capacity weight a member may be given.
+pub const CAPACITY_MAX: u32 = 1_000_000;
+
 /// One member of the cluster.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
@@ -90,6 +100,54 @@ pub struct Member {
     pub id: NodeId,
     /// Address peers connect to (`host:port`).
     pub rpc_addr: String,
+    /// Failure domain (rack, room, data centre); empty when not set, and
+    /// then the node counts as a zone of its own. Preference lists take
+    /// distinct zones first.
+    #[serde(default)]
+    pub zone: String,
+    /// Relative weight: a member owns partitions in proportion to it.
+    #[serde(default = "default_capacity")]
+    pub capacity: u32,
+}
+
+fn default_capacity() -> u32 {
+    1
+}
+
+impl Member {
+    /// A member without a zone, of capacity 1.
+    pub fn new(id: NodeId, rpc_addr: impl Into<String>) -> Self {
+        Member {
+            id,
+            rpc_addr: rpc_addr.into(),
+            zone: String::new(),
+            capacity: 1,
+        }
+    }
+
+    /// Whether `self` and `other` share a failure domain: the same zone,
+    /// or (without zones) the same node.
+    pub fn same_zone(&self, other: &Member) -> bool {
+        if self.zone.is_empty() || other.zone.is_empty() {
+            self.id == other.id
+        } else {
+            self.zone == other.zone
+        }
+    }
+}
+
+/// Checks a zone name: empty (no zone), or up to [`ZONE_LEN_MAX`] ASCII
+/// letters, digits, `-`, `_`, `.`.
+pub fn check_zone(zone: &str) -> Result<(), LayoutError> {
+    let ok = zone.len() <= ZONE_LEN_MAX
+        && zone
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(LayoutError::BadZone(zone.to_string()))
+    }
 }
 
 /// Why a layout could not be built. Nothing was changed.
@@ -111,6 +169,17 @@ pub enum LayoutError {
         "node id {0:?} is not valid: use 1 to {NODE_ID_LEN_MAX} ASCII letters, digits, '-', '_' or '.'"
     )]
     BadNodeId(String),
+    /// A zone name has characters or a length we do not accept.
+    #[error(
+        "zone {0:?} is not valid: use up to {ZONE_LEN_MAX} ASCII letters, digits, '-', '_' or '.'"
+    )]
+    BadZone(String),
+    /// A capacity outside `1..=CAPACITY_MAX`.
+    #[error("capacity {0} is not allowed: use a whole number from 1 to {CAPACITY_MAX}")]
+    BadCapacity(u32),
+    /// More members than a layout may hold.
+    #[error("a layout holds at most {MEMBERS_MAX} members; {0} were given")]
+    TooManyMembers(usize),
 }
 
 /// Which node owns each partition, for one version of the membership.
@@ -123,7 +192,7 @@ pub struct Layout {
     /// Members, sorted by id.
     pub members: Vec<Member>,
     /// `owners[p]` is the index in `members` of partition `p`'s owner.
-    owners: Vec<u16>,
+    pub(crate) owners: Vec<u16>,
 }
 
 impl Layout {
@@ -141,18 +210,7 @@ impl Layout {
         if !ring_size.is_power_of_two() || !(RING_SIZE_MIN..=RING_SIZE_MAX).contains(&ring_size) {
             return Err(LayoutError::BadRingSize(ring_size));
         }
-        if members.is_empty() {
-            return Err(LayoutError::NoMembers);
-        }
-        for m in &members {
-            NodeId::parse(m.id.as_str())?;
-        }
-        members.sort_by(|a, b| a.id.cmp(&b.id));
-        for w in members.windows(2) {
-            if w[0].id == w[1].id {
-                return Err(LayoutError::DuplicateNode(w[0].id.to_string()));
-            }
-        }
+        check_members(&mut members)?;
         let s = members.len();
         let owners = (0..ring_size as usize).map(|p| (p % s) as u16).collect();
         Ok(Layout {
@@ -161,6 +219,24 @@ impl Layout {
             members,
             owners,
         })
+    }
+
+    /// A layout with these members (checked, sorted by id) and owners
+    /// (`owners[p]` indexes the sorted members).
+    pub(crate) fn with_owners(
+        version: u64,
+        ring_size: u32,
+        members: Vec<Member>,
+        owners: Vec<u16>,
+    ) -> Self {
+        debug_assert_eq!(owners.len(), ring_size as usize);
+        debug_assert!(owners.iter().all(|&o| (o as usize) < members.len()));
+        Layout {
+            version,
+            ring_size,
+            members,
+            owners,
+        }
     }
 
     /// The owner of partition `p`.
@@ -179,24 +255,77 @@ impl Layout {
     }
 
     /// The first `n` distinct owners walking clockwise from partition `p`
-    /// (all owners when there are fewer than `n`). The first is the
-    /// partition's own owner.
+    /// (all owners when there are fewer than `n`), distinct zones first:
+    /// the walk takes owners whose zone is not yet in the list, and only
+    /// when the ring has no more zones does a second walk add the first
+    /// owners not yet taken. The first is the partition's own owner.
     pub fn preference_list(&self, p: PartitionId, n: usize) -> Vec<NodeId> {
+        self.preference_indexes(p, n)
+            .into_iter()
+            .map(|i| self.members[i as usize].id.clone())
+            .collect()
+    }
+
+    /// [`Layout::preference_list`] as indexes into `members`.
+    fn preference_indexes(&self, p: PartitionId, n: usize) -> Vec<u16> {
         let want = n.min(self.members.len()).min(self.ring_size as usize);
-        let mut out: Vec<NodeId> = Vec::with_capacity(want);
+        let mut out: Vec<u16> = Vec::with_capacity(want);
         let q = self.ring_size;
-        for i in 0..q {
-            if out.len() == want {
-                break;
-            }
-            let owner = self.owner((p + i) % q);
-            if !out.contains(owner) {
-                out.push(owner.clone());
+        for distinct_zones in [true, false] {
+            for i in 0..q {
+                if out.len() == want {
+                    return out;
+                }
+                let o = self.owners[((p + i) % q) as usize];
+                let m = &self.members[o as usize];
+                let taken = out
+                    .iter()
+                    .any(|&t| t == o || (distinct_zones && self.members[t as usize].same_zone(m)));
+                if !taken {
+                    out.push(o);
+                }
             }
         }
         debug_assert_eq!(out.len(), want);
         out
     }
+
+    /// How many distinct zones `p`'s preference list of `n` spans.
+    pub fn zones_spanned(&self, p: PartitionId, n: usize) -> usize {
+        let pl = self.preference_indexes(p, n);
+        let mut spanned: Vec<&Member> = Vec::with_capacity(pl.len());
+        for &i in &pl {
+            let m = &self.members[i as usize];
+            if !spanned.iter().any(|s| s.same_zone(m)) {
+                spanned.push(m);
+            }
+        }
+        spanned.len()
+    }
+}
+
+/// Checks members for a layout and sorts them by id.
+pub(crate) fn check_members(members: &mut [Member]) -> Result<(), LayoutError> {
+    if members.is_empty() {
+        return Err(LayoutError::NoMembers);
+    }
+    if members.len() > MEMBERS_MAX {
+        return Err(LayoutError::TooManyMembers(members.len()));
+    }
+    for m in members.iter() {
+        NodeId::parse(m.id.as_str())?;
+        check_zone(&m.zone)?;
+        if !(1..=CAPACITY_MAX).contains(&m.capacity) {
+            return Err(LayoutError::BadCapacity(m.capacity));
+        }
+    }
+    members.sort_by(|a, b| a.id.cmp(&b.id));
+    for w in members.windows(2) {
+        if w[0].id == w[1].id {
+            return Err(LayoutError::DuplicateNode(w[0].id.to_string()));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -221,9 +350,11 @@ mod tests {
 
     fn members(s: usize) -> Vec<Member> {
         (1..=s)
-            .map(|i| Member {
-                id: NodeId::from(format!("n{i}")),
-                rpc_addr: format!("127.0.0.1:{}", 7000 + i),
+            .map(|i| {
+                Member::new(
+                    NodeId::from(format!("n{i}")),
+                    format!("127.0.0.1:{}", 7000 + i),
+                )
             })
             .collect()
     }

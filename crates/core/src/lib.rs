@@ -4,6 +4,7 @@
 //! - [`aae`]: anti-entropy hash trees and the diff of two replicas' keys.
 //! - [`hash`]: the stable hash of (bucket, key) and the partition it falls in.
 //! - [`layout`]: members, partition ownership and preference lists.
+//! - [`plan`]: staged layout changes, the next layout and its plan.
 //! - [`version`]: dots, version vectors, objects with siblings, merge and update.
 //! - [`context`]: the opaque context token handed to clients.
 //! - [`quorum`]: bookkeeping for one read or one write waiting for replies.
@@ -32,6 +33,7 @@ pub mod list;
 pub mod lww;
 pub mod msg;
 pub mod params;
+pub mod plan;
 pub mod quorum;
 pub mod request;
 pub mod sloppy;

@@ -96,10 +96,7 @@ impl Fixture {
     /// buckets' defaults are taken from it).
     pub(crate) fn with(me: &str, tweak: impl FnOnce(&mut NodeConfig)) -> Self {
         let members = (1..=3)
-            .map(|i| Member {
-                id: id(&format!("n{i}")),
-                rpc_addr: format!("sim:{i}"),
-            })
+            .map(|i| Member::new(id(&format!("n{i}")), format!("sim:{i}")))
             .collect();
         let layout = Layout::initial(members, RING_SIZE).expect("valid layout");
         let mut cfg = NodeConfig {

@@ -324,10 +324,10 @@ fn initial_layout(config: &Config, me: &NodeId) -> anyhow::Result<Layout> {
         .initial_cluster
         .iter()
         .map(|(id, addr)| {
-            Ok(Member {
-                id: NodeId::parse(id).map_err(|e| anyhow::anyhow!("--initial-cluster: {e}"))?,
-                rpc_addr: addr.clone(),
-            })
+            Ok(Member::new(
+                NodeId::parse(id).map_err(|e| anyhow::anyhow!("--initial-cluster: {e}"))?,
+                addr.clone(),
+            ))
         })
         .collect::<anyhow::Result<_>>()?;
     let layout = Layout::initial(members, config.ring_size)

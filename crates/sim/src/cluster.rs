@@ -68,10 +68,7 @@ impl Cluster {
             .collect();
         let members = ids
             .iter()
-            .map(|id| Member {
-                id: id.clone(),
-                rpc_addr: format!("sim:{id}"),
-            })
+            .map(|id| Member::new(id.clone(), format!("sim:{id}")))
             .collect();
         let layout = Layout::initial(members, s.ring_size).expect("scenario was validated");
         let template = NodeConfig {

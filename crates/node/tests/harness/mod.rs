@@ -150,10 +150,7 @@ impl Cluster {
         tweak: impl Fn(&mut NodeConfig),
     ) -> Self {
         let members: Vec<Member> = (1..=size)
-            .map(|i| Member {
-                id: id(&format!("n{i}")),
-                rpc_addr: format!("sim:{i}"),
-            })
+            .map(|i| Member::new(id(&format!("n{i}")), format!("sim:{i}")))
             .collect();
         let layout = Layout::initial(members.clone(), 16).unwrap();
         let nodes = members

@@ -177,6 +177,9 @@ pub enum LayoutError {
     /// A capacity outside `1..=CAPACITY_MAX`.
     #[error("capacity {0} is not allowed: use a whole number from 1 to {CAPACITY_MAX}")]
     BadCapacity(u32),
+    /// Owners that do not index the members, or members out of order.
+    #[error("the layout's owners or members are malformed")]
+    Malformed,
     /// More members than a layout may hold.
     #[error("a layout holds at most {MEMBERS_MAX} members; {0} were given")]
     TooManyMembers(usize),
@@ -237,6 +240,28 @@ impl Layout {
             members,
             owners,
         }
+    }
+
+    /// Checks a layout that came from a peer or the store: its ring size,
+    /// its members (valid, sorted, distinct) and that every owner indexes
+    /// a member.
+    pub fn check(&self) -> Result<(), LayoutError> {
+        let q = self.ring_size;
+        if !q.is_power_of_two() || !(RING_SIZE_MIN..=RING_SIZE_MAX).contains(&q) {
+            return Err(LayoutError::BadRingSize(q));
+        }
+        let mut sorted = self.members.clone();
+        check_members(&mut sorted)?;
+        if sorted != self.members
+            || self.owners.len() != q as usize
+            || self
+                .owners
+                .iter()
+                .any(|&o| o as usize >= self.members.len())
+        {
+            return Err(LayoutError::Malformed);
+        }
+        Ok(())
     }
 
     /// The owner of partition `p`.

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`aae`]: anti-entropy hash trees and the diff of two replicas' keys.
 //! - [`hash`]: the stable hash of (bucket, key) and the partition it falls in.
+//! - [`cluster`]: the cluster manager's document (layout, staged changes).
 //! - [`layout`]: members, partition ownership and preference lists.
 //! - [`plan`]: staged layout changes, the next layout and its plan.
 //! - [`version`]: dots, version vectors, objects with siblings, merge and update.
@@ -25,6 +26,7 @@
 pub mod aae;
 pub mod api;
 pub mod bucket;
+pub mod cluster;
 pub mod context;
 pub mod hash;
 pub mod hlc;

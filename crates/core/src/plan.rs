@@ -30,7 +30,7 @@ const GAP_CAP: u32 = 8;
 
 /// One staged change to the membership.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Change {
     /// A new node takes a share of the ring.
     Join {

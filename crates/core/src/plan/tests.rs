@@ -305,7 +305,7 @@ fn bad_changes_are_refused_with_what_to_do() {
 #[test]
 fn changes_read_as_json_operators_write() {
     let c: Change =
-        serde_json::from_str(r#"{"op":"join","id":"n4","rpc_addr":"10.0.0.4:7081"}"#).unwrap();
+        serde_json::from_str(r#"{"join":{"id":"n4","rpc_addr":"10.0.0.4:7081"}}"#).unwrap();
     assert_eq!(c, join(4, "", 1).clone_with_addr("10.0.0.4:7081"));
 }
 

@@ -38,6 +38,52 @@ pub struct ClusterDoc {
     pub target: Option<Layout>,
 }
 
+/// What an operator asks of the cluster manager.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClusterOp {
+    /// Read the document.
+    Get,
+    /// Stage a change.
+    Stage(Change),
+    /// Drop the change staged for a node.
+    Unstage(NodeId),
+    /// Drop every staged change.
+    Clear,
+    /// Commit the staged changes, planned against layout version
+    /// `expected`.
+    Commit {
+        /// The layout version the operator's plan was made from.
+        expected: u64,
+    },
+}
+
+impl ClusterOp {
+    /// Applies the op to `doc` (`n`: replicas per partition, for the plan
+    /// a commit checks). `Get` changes nothing.
+    pub fn apply(&self, doc: &mut ClusterDoc, n: usize) -> Result<(), ClusterError> {
+        match self {
+            ClusterOp::Get => Ok(()),
+            ClusterOp::Stage(c) => doc.stage(c.clone()),
+            ClusterOp::Unstage(node) => doc.unstage(node),
+            ClusterOp::Clear => {
+                doc.staged.clear();
+                Ok(())
+            }
+            ClusterOp::Commit { expected } => doc.commit(*expected, n),
+        }
+    }
+}
+
+/// The cluster document as committed, with its version: the index of the
+/// consensus entry that wrote it (0: never written, the initial layout).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterState {
+    /// The version: higher is newer.
+    pub version: u64,
+    /// The document.
+    pub doc: ClusterDoc,
+}
+
 /// Why a change to the document was refused. Nothing was changed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClusterError {

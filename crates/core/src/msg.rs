@@ -48,6 +48,10 @@ pub enum ClientOp {
     /// one page, merged across R replicas of every partition
     /// ([`crate::list`]). Never forwarded; refused on strong buckets.
     List(ListQuery),
+    /// An operator's request to the cluster manager (the request's key is
+    /// the cluster document's). Never forwarded: the node that takes it
+    /// reads and writes the document through its consensus group.
+    Cluster(crate::cluster::ClusterOp),
 }
 
 /// A client request, as received by any node.
@@ -97,6 +101,8 @@ pub enum ClientReply {
     },
     /// A page of keys ([`ClientOp::List`]).
     Keys(KeyPage),
+    /// The cluster document after a [`ClientOp::Cluster`] op.
+    Cluster(Box<crate::cluster::ClusterState>),
 }
 
 /// Why a client request failed.
@@ -145,6 +151,9 @@ pub enum ClientError {
         /// What happened.
         reason: String,
     },
+    /// The request conflicts with the cluster's state (a stale plan, a
+    /// layout change in progress); nothing was changed.
+    Conflict(String),
     /// A listing got fewer than R replies before the deadline from some
     /// partitions' replicas; nothing was changed.
     PartitionsUnavailable {
@@ -388,6 +397,12 @@ pub enum PeerMsg {
         partition: u32,
         /// The page.
         page: Option<ReplicaPage>,
+    },
+    /// "The cluster document's newest version I know is this": sent to a
+    /// peer that is reachable again, in case it missed the gossip.
+    ClusterVersion {
+        /// The version.
+        version: u64,
     },
 }
 

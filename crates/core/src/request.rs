@@ -100,6 +100,11 @@ pub fn resolve_need(props: &BucketProps, op: &ClientOp) -> Result<Need, ClientEr
         ClientOp::Put { w, pw, .. } => (("w", *w, props.w), ("pw", *pw, props.pw)),
         // A listing asks primaries only: every reply is a primary's.
         ClientOp::List(q) => (("r", q.r, props.r), ("pr", None, 0)),
+        ClientOp::Cluster(_) => {
+            return Err(ClientError::BadRequest(
+                "a cluster manager request has no quorum of its own".into(),
+            ));
+        }
         ClientOp::PutIf { .. } => {
             return Err(ClientError::BadRequest(
                 "If-Match and If-None-Match (compare-and-set) are only for strong buckets: \
@@ -140,6 +145,11 @@ pub fn check_strong(op: &ClientOp) -> Result<(), ClientError> {
         ClientOp::Get { r, pr } => [("r", r), ("pr", pr)],
         ClientOp::Put { w, pw, .. } => [("w", w), ("pw", pw)],
         ClientOp::PutIf { .. } => return Ok(()),
+        ClientOp::Cluster(_) => {
+            return Err(ClientError::BadRequest(
+                "a cluster manager request goes to the manager, not to a key's group".into(),
+            ));
+        }
         ClientOp::List(_) => return Err(ClientError::BadRequest(LIST_STRONG.into())),
     };
     if let Some((name, _)) = given.iter().find(|(_, q)| q.is_some()) {

@@ -110,7 +110,8 @@ impl View<'_> {
 
     /// Whether `bucket` is a strong bucket (its keys go through consensus).
     pub(crate) fn is_strong(&self, bucket: &[u8]) -> bool {
-        self.buckets.props(bucket).consistency == ringkv_core::Consistency::Strong
+        bucket == ringkv_core::cluster::CLUSTER_BUCKET
+            || self.buckets.props(bucket).consistency == ringkv_core::Consistency::Strong
     }
 
     /// The primaries and targets of a request on `partition` with `n`

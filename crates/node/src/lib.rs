@@ -42,6 +42,7 @@ mod ctx;
 pub mod handoff;
 pub mod io;
 pub mod list;
+mod manager;
 pub mod membership;
 pub mod node;
 pub mod peers;

@@ -37,6 +37,7 @@ use crate::coordinator::{Coordinator, Origin, Plan};
 use crate::ctx::{Clock, Ctx, RequestIds, View};
 use crate::handoff::Handoff;
 use crate::list::Lister;
+use crate::manager::{self, Manager};
 use crate::membership::{Liveness, MemberInfo, Membership};
 use crate::peers::{PeerEvent, Peers};
 use crate::replica::{Replica, ReplicaWrite};
@@ -60,6 +61,7 @@ pub struct Node<S: Store> {
     aae: Aae,
     trees: Trees,
     lister: Lister,
+    manager: Manager,
     /// Whether [`Node::start`] ran (joins sent, handoff timer armed).
     started: bool,
 }
@@ -76,6 +78,7 @@ struct Parts<'a, S> {
     consensus: &'a mut Consensus,
     aae: &'a mut Aae,
     lister: &'a mut Lister,
+    manager: &'a mut Manager,
 }
 
 /// A [`View`] of `p`'s peers and buckets, borrowing only those two fields.
@@ -112,6 +115,7 @@ impl<S: Store> Node<S> {
             aae: Aae::default(),
             trees: Trees::default(),
             lister: Lister::default(),
+            manager: Manager::load(&store),
             clock: Clock::default(),
             stats: NodeStats::default(),
             started: false,
@@ -143,6 +147,7 @@ impl<S: Store> Node<S> {
             consensus: &mut self.consensus,
             aae: &mut self.aae,
             lister: &mut self.lister,
+            manager: &mut self.manager,
         }
     }
 
@@ -167,22 +172,7 @@ impl<S: Store> Node<S> {
         self.start(now_ms, out);
         let mut p = self.parts(now_ms, out);
         match input {
-            Input::Client { client_id, request } => {
-                let view = view!(p);
-                if let ClientOp::List(_) = request.op {
-                    return p.lister.on_client(&mut p.ctx, view, client_id, request);
-                }
-                if view.is_strong(&request.key.bucket) {
-                    return p.consensus.on_client(&mut p.ctx, view, client_id, request);
-                }
-                p.coord.on_client(
-                    &mut p.ctx,
-                    view,
-                    p.replica,
-                    Origin::Client(client_id),
-                    request,
-                )
-            }
+            Input::Client { client_id, request } => p.on_client(client_id, request),
             Input::Peer { from, msg } => p.on_peer(from, msg),
             Input::Timer(timer) => p.on_timer(timer),
             Input::PeerStatus { peer, up } => {
@@ -190,6 +180,34 @@ impl<S: Store> Node<S> {
                 p.on_events(events.into_iter().collect());
             }
         }
+        p.drain_internal();
+        self.put_layout_in_force();
+    }
+
+    /// Puts the adopted cluster document's layout in force when it is
+    /// newer and needs no data moved (the same members in the same
+    /// places: a zone or capacity change that moved no replica).
+    fn put_layout_in_force(&mut self) {
+        let Some(state) = self.manager.state() else {
+            return;
+        };
+        let next = &state.doc.layout;
+        let same_members = next.members.len() == self.layout.members.len()
+            && next
+                .members
+                .iter()
+                .zip(&self.layout.members)
+                .all(|(a, b)| a.id == b.id && a.rpc_addr == b.rpc_addr);
+        if next.version > self.layout.version && same_members {
+            tracing::info!(version = next.version, "layout in force");
+            self.layout = next.clone();
+        }
+    }
+
+    /// The cluster document this node adopted last (`None`: none yet;
+    /// layout version 1 from the configuration is in force).
+    pub fn cluster_state(&self) -> Option<&ringkv_core::cluster::ClusterState> {
+        self.manager.state()
     }
 
     /// Starts a batch of inputs: the consensus groups' work (appends,
@@ -204,6 +222,8 @@ impl<S: Store> Node<S> {
         let mut p = self.parts(now_ms, out);
         let view = view!(p);
         p.consensus.end_batch(&mut p.ctx, view);
+        p.drain_internal();
+        self.put_layout_in_force();
     }
 
     /// Applies `patch` to `bucket`'s properties and spreads the result to
@@ -255,6 +275,72 @@ impl<S: Store> Node<S> {
 }
 
 impl<S: Store> Parts<'_, S> {
+    fn on_client(&mut self, client_id: crate::ClientId, request: ringkv_core::msg::ClientRequest) {
+        let view = view!(self);
+        if let ClientOp::Cluster(op) = request.op {
+            let fx = self.manager.on_client(&mut self.ctx, client_id, op);
+            return self.on_manager(fx);
+        }
+        if request.key.bucket.starts_with(b"~") {
+            self.ctx.stats.rejected += 1;
+            let e = ringkv_core::msg::ClientError::BadRequest(
+                "bucket names starting with '~' are kept for ringkv's own data; choose another \
+                 name"
+                    .into(),
+            );
+            let reply = ringkv_core::msg::ClientReply::Error(e);
+            return self.ctx.out.push(Output::Reply { client_id, reply });
+        }
+        if let ClientOp::List(_) = request.op {
+            return self
+                .lister
+                .on_client(&mut self.ctx, view, client_id, request);
+        }
+        if view.is_strong(&request.key.bucket) {
+            return self
+                .consensus
+                .on_client(&mut self.ctx, view, client_id, request);
+        }
+        self.coord.on_client(
+            &mut self.ctx,
+            view,
+            self.replica,
+            Origin::Client(client_id),
+            request,
+        )
+    }
+
+    /// Hands the consensus machine's answers to internal requests to the
+    /// cluster manager, until no more come.
+    fn drain_internal(&mut self) {
+        for _round in 0..16 {
+            let answers = self.consensus.take_internal();
+            if answers.is_empty() {
+                return;
+            }
+            for (id, reply) in answers {
+                let fx = self.manager.on_reply(&mut self.ctx, id, reply);
+                self.on_manager(fx);
+            }
+        }
+    }
+
+    /// Does what the cluster manager asked: requests on its document, and
+    /// announcing a newer one.
+    fn on_manager(&mut self, fx: manager::Effects) {
+        if let Some(state) = fx.adopted {
+            let data = state.version.to_le_bytes().to_vec();
+            let events =
+                self.peers
+                    .broadcast(&mut self.ctx, manager::META_ANNOUNCE, state.version, data);
+            self.on_events(events);
+        }
+        for (id, req) in fx.submit {
+            let view = view!(self);
+            self.consensus.submit(&mut self.ctx, view, id, req);
+        }
+    }
+
     // One arm per kind of message, exhaustive so a new kind cannot be
     // forgotten: long, but flat.
     #[allow(clippy::too_many_lines)]
@@ -320,6 +406,10 @@ impl<S: Store> Parts<'_, S> {
                 .coord
                 .on_get_reply(ctx, view, replica, from, req_id, object),
             PeerMsg::Bucket { entry } => self.buckets.on_entry(ctx, entry),
+            PeerMsg::ClusterVersion { version } => {
+                let fx = self.manager.on_announce(ctx, &version.to_le_bytes());
+                self.on_manager(fx);
+            }
             PeerMsg::Raft { msgs } => self.consensus.on_raft(ctx, view, &from, msgs),
             PeerMsg::StrongForward {
                 fwd_id,
@@ -392,10 +482,24 @@ impl<S: Store> Parts<'_, S> {
     fn on_events(&mut self, events: Vec<PeerEvent>) {
         for e in events {
             match e {
+                PeerEvent::Metadata { key, data } if key == manager::META_ANNOUNCE => {
+                    let fx = self.manager.on_announce(&mut self.ctx, &data);
+                    self.on_manager(fx);
+                }
                 PeerEvent::Metadata { key, data } => {
                     self.buckets.on_metadata(&mut self.ctx, &key, &data)
                 }
-                PeerEvent::Back(peer) => self.buckets.send_to(&mut self.ctx, &peer),
+                PeerEvent::Back(peer) => {
+                    self.buckets.send_to(&mut self.ctx, &peer);
+                    // It may have missed the last announcement.
+                    let version = self.manager.version();
+                    if version > 0 {
+                        self.ctx.out.push(Output::Send {
+                            to: peer,
+                            msg: PeerMsg::ClusterVersion { version },
+                        });
+                    }
+                }
             }
         }
     }

@@ -47,6 +47,7 @@ impl Leg {
             PeerMsg::Forward { .. }
             | PeerMsg::ForwardReply { .. }
             | PeerMsg::Bucket { .. }
+            | PeerMsg::ClusterVersion { .. }
             | PeerMsg::Gossip { .. }
             | PeerMsg::Raft { .. }
             | PeerMsg::StrongForward { .. }

@@ -154,12 +154,14 @@ fn outcome(reply: ClientReply) -> Outcome {
         ClientReply::Strong { reply, .. } => outcome(*reply),
         // The workload lists no keys.
         ClientReply::Keys(_) => Outcome::Error("a page of keys for a key operation".into()),
+        ClientReply::Cluster(_) => Outcome::Error("a cluster document for a key operation".into()),
         ClientReply::Error(e) => match e {
             ClientError::Unavailable { required, acks }
             | ClientError::PrimariesUnavailable { required, acks } => {
                 Outcome::Unavailable { required, acks }
             }
             ClientError::BadRequest(m) => Outcome::Error(format!("bad request: {m}")),
+            ClientError::Conflict(m) => Outcome::Error(format!("conflict: {m}")),
             ClientError::TooLarge(m) => Outcome::Error(format!("too large: {m}")),
             ClientError::Overloaded(m) => Outcome::Error(format!("overloaded: {m}")),
             ClientError::Internal(m) => Outcome::Error(format!("internal: {m}")),
@@ -356,7 +358,10 @@ impl World<'_> {
             ClientReply::Read {
                 fallback_replies, ..
             } => *fallback_replies,
-            ClientReply::Error(_) | ClientReply::Strong { .. } | ClientReply::Keys(_) => 0,
+            ClientReply::Error(_)
+            | ClientReply::Strong { .. }
+            | ClientReply::Keys(_)
+            | ClientReply::Cluster(_) => 0,
         };
         op.outcome = outcome(reply);
         if op.strong {

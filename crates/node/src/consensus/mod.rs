@@ -45,7 +45,12 @@ const SEEN_MAX: usize = 4096;
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Origin {
     Client(ClientId),
-    Forward { from: NodeId, fwd_id: u64 },
+    Forward {
+        from: NodeId,
+        fwd_id: u64,
+    },
+    /// Another of this node's machines (the cluster manager), by its id.
+    Internal(u64),
 }
 
 /// Where a request is.
@@ -122,6 +127,8 @@ pub(crate) struct Consensus {
     /// Inside a batch of inputs ([`Consensus::begin_batch`]): the `Ready`
     /// work waits for its end.
     deferred: bool,
+    /// Answers to this node's own machines' requests, by their id.
+    internal: Vec<(u64, ClientReply)>,
 }
 
 /// A node's raft id: a hash of its id (never 0), stable across layouts.
@@ -151,6 +158,24 @@ impl Consensus {
         self.flush(ctx, view);
     }
 
+    /// A request from another of this node's machines (the cluster
+    /// manager): answered through [`Consensus::take_internal`].
+    pub(crate) fn submit<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        view: View<'_>,
+        id: u64,
+        req: ClientRequest,
+    ) {
+        self.admit(ctx, view, Origin::Internal(id), req, 0);
+        self.flush(ctx, view);
+    }
+
+    /// The answers to internal requests since the last call.
+    pub(crate) fn take_internal(&mut self) -> Vec<(u64, ClientReply)> {
+        std::mem::take(&mut self.internal)
+    }
+
     fn admit<S: Store>(
         &mut self,
         ctx: &mut Ctx<'_, S>,
@@ -159,13 +184,19 @@ impl Consensus {
         req: ClientRequest,
         hops: u8,
     ) {
-        let checked = request::check_request(&req, &ctx.cfg.limits, ctx.cfg.timeout_ms)
+        // The cluster document is the manager's, not a client's value: it
+        // has its own bound (only this node's manager and peers' send it).
+        let mut limits = ctx.cfg.limits.clone();
+        if req.key.bucket == ringkv_core::cluster::CLUSTER_BUCKET {
+            limits.value_bytes_max = ringkv_core::cluster::DOC_BYTES_MAX;
+        }
+        let checked = request::check_request(&req, &limits, ctx.cfg.timeout_ms)
             .and_then(|t| request::check_strong(&req.op).map(|()| t));
         let timeout_ms = match checked {
             Ok(t) => t,
             Err(e) => {
                 ctx.stats.rejected += 1;
-                return answer(ctx, &origin, None, ClientReply::Error(e), true);
+                return self.answer(ctx, &origin, None, ClientReply::Error(e), true);
             }
         };
         if self.pending.len() >= ctx.cfg.pending_max {
@@ -174,7 +205,7 @@ impl Consensus {
                 "{} requests are in flight on this node (--pending-max); retry later",
                 self.pending.len()
             ));
-            return answer(ctx, &origin, None, ClientReply::Error(e), true);
+            return self.answer(ctx, &origin, None, ClientReply::Error(e), true);
         }
         let id = ctx.ids.next();
         let partition = req.key.partition(ctx.layout.ring_size);
@@ -302,7 +333,9 @@ impl Consensus {
             ClientOp::Put { value, .. } => (value.clone(), None),
             ClientOp::PutIf { value, condition } => (value.clone(), Some(condition.clone())),
             // `admit` refuses them (check_request: an empty key; check_strong).
-            ClientOp::List(_) => unreachable!("listings never reach a group"),
+            ClientOp::List(_) | ClientOp::Cluster(_) => {
+                unreachable!("check_strong refuses listings and cluster ops")
+            }
         };
         let cmd = Command {
             proposer: Proposer {
@@ -829,7 +862,8 @@ impl Consensus {
             if p.stage == Stage::Proposed {
                 self.proposals = self.proposals.saturating_sub(1);
             }
-            answer(ctx, &p.origin, leader, reply, !self.late_answers);
+            let now = !self.late_answers;
+            self.answer(ctx, &p.origin, leader, reply, now);
         }
     }
 
@@ -882,36 +916,41 @@ fn written(index: u64) -> ClientReply {
     }
 }
 
-/// Sends `reply` to whoever waits, wrapped with the leader when known. At
-/// once ([`Output::Now`]): an answer reports an entry committed on a
-/// majority (or a read of one), never this batch's own writes.
-fn answer<S>(
-    ctx: &mut Ctx<'_, S>,
-    origin: &Origin,
-    leader: Option<NodeId>,
-    reply: ClientReply,
-    now: bool,
-) {
-    let reply = match leader {
-        Some(leader) => ClientReply::Strong {
-            leader,
-            reply: Box::new(reply),
-        },
-        None => reply,
-    };
-    let out = match origin {
-        Origin::Client(client_id) => Output::Reply {
-            client_id: *client_id,
-            reply,
-        },
-        Origin::Forward { from, fwd_id } => Output::Send {
-            to: from.clone(),
-            msg: PeerMsg::StrongReply {
-                fwd_id: *fwd_id,
+impl Consensus {
+    /// Sends `reply` to whoever waits, wrapped with the leader when known.
+    /// At once ([`Output::Now`]) when `now`: an answer reports an entry
+    /// committed on a majority (or a read of one), never this batch's own
+    /// writes.
+    fn answer<S>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        origin: &Origin,
+        leader: Option<NodeId>,
+        reply: ClientReply,
+        now: bool,
+    ) {
+        let reply = match leader {
+            Some(leader) => ClientReply::Strong {
+                leader,
+                reply: Box::new(reply),
+            },
+            None => reply,
+        };
+        let out = match origin {
+            Origin::Client(client_id) => Output::Reply {
+                client_id: *client_id,
                 reply,
             },
-        },
-    };
-    ctx.out
-        .push(if now { Output::Now(Box::new(out)) } else { out });
+            Origin::Forward { from, fwd_id } => Output::Send {
+                to: from.clone(),
+                msg: PeerMsg::StrongReply {
+                    fwd_id: *fwd_id,
+                    reply,
+                },
+            },
+            Origin::Internal(id) => return self.internal.push((*id, reply)),
+        };
+        ctx.out
+            .push(if now { Output::Now(Box::new(out)) } else { out });
+    }
 }

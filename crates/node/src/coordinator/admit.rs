@@ -69,6 +69,12 @@ impl Coordinator {
                 let e = "compare-and-set is only for strong buckets".to_string();
                 reject(ctx, origin, ClientError::BadRequest(e))
             }
+            // `admit` refused it already (resolve_need): the router hands
+            // them to the cluster manager.
+            (ClientOp::Cluster(_), origin) => {
+                let e = "a cluster manager request is not forwarded".to_string();
+                reject(ctx, origin, ClientError::BadRequest(e))
+            }
         }
     }
 

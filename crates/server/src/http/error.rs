@@ -85,6 +85,7 @@ impl From<ClientError> for ApiError {
                 unknown: false,
             },
             ClientError::BadRequest(m) => ApiError::bad(m),
+            ClientError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             ClientError::TooLarge(m) => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", m)
             }

@@ -222,12 +222,14 @@ async fn kv_inner(
             debug_assert!(is_get);
             read_response(&object, key_hash, &st.context_keys)
         }
-        ClientReply::Strong { .. } | ClientReply::Keys(_) => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "the node answered twice wrapped; please report this",
-        )
-        .into_response(),
+        ClientReply::Strong { .. } | ClientReply::Keys(_) | ClientReply::Cluster(_) => {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the node answered twice wrapped; please report this",
+            )
+            .into_response()
+        }
     };
     if let Some(leader) = leader
         && let Ok(v) = HeaderValue::try_from(leader.as_str())

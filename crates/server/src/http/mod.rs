@@ -372,6 +372,9 @@ mod tests {
                         ],
                         next: q.after.clone(),
                     }),
+                    (_, ClientOp::Cluster(_)) => {
+                        ClientReply::Error(ClientError::Conflict("not in these tests".into()))
+                    }
                     (b"down", _) => ClientReply::Error(ClientError::Unavailable {
                         required: 2,
                         acks: 1,

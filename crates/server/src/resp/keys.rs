@@ -127,7 +127,7 @@ fn node_error(e: ClientError) -> Reply {
              required by the bucket's pr/pw answered; a write may still be applied where it was \
              acked; retry later"
         ),
-        ClientError::BadRequest(m) => format!("ERR {m}"),
+        ClientError::BadRequest(m) | ClientError::Conflict(m) => format!("ERR {m}"),
         ClientError::TooLarge(m) => format!("ERR {m}"),
         ClientError::Overloaded(m) => format!("OVERLOADED {m}"),
         ClientError::Internal(m) => format!("ERR internal: {m}"),

@@ -42,6 +42,8 @@ mod path;
 pub mod tls;
 mod types;
 
+use ringkv_core::cluster::{ChangeSpec, ClusterInfo};
+use ringkv_core::plan::Plan;
 use std::error::Error as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -140,6 +142,10 @@ pub struct Client {
 }
 
 /// One request, before an endpoint is picked.
+/// How long an operator's change to the cluster document may take: the
+/// server waits up to 20 s for the manager.
+const MANAGER_TIMEOUT_MS: u64 = 25_000;
+
 struct Request<'a> {
     method: Method,
     /// Path and query, starting with `/`.
@@ -597,6 +603,64 @@ impl Client {
         } else {
             Err(server_error(endpoint, resp).await)
         }
+    }
+
+    /// `GET /v1/cluster/layout`: the cluster manager's document (layout in
+    /// force, staged changes, a committed target).
+    pub async fn cluster_layout(&self) -> Result<ClusterInfo, ClientError> {
+        self.get_json("/v1/cluster/layout").await
+    }
+
+    /// `POST /v1/cluster/changes`: stages a change; the document after it.
+    pub async fn cluster_stage(&self, change: &ChangeSpec) -> Result<ClusterInfo, ClientError> {
+        let body = serde_json::to_vec(change).expect("a change always serializes");
+        self.manager_request(Method::POST, "/v1/cluster/changes".into(), Some(body))
+            .await
+    }
+
+    /// `DELETE /v1/cluster/changes/{node}` (or every staged change with
+    /// `None`): drops staged changes; the document after it.
+    pub async fn cluster_unstage(&self, node: Option<&str>) -> Result<ClusterInfo, ClientError> {
+        let path = match node {
+            Some(n) => format!(
+                "/v1/cluster/changes/{}",
+                path::checked_segment("node", n.as_bytes())?
+            ),
+            None => "/v1/cluster/changes".into(),
+        };
+        self.manager_request(Method::DELETE, path, None).await
+    }
+
+    /// `GET /v1/cluster/plan`: what committing the staged changes would do.
+    pub async fn cluster_plan(&self) -> Result<Plan, ClientError> {
+        self.get_json("/v1/cluster/plan").await
+    }
+
+    /// `POST /v1/cluster/commit?version=V`: commits the staged changes,
+    /// planned against layout version `version`.
+    pub async fn cluster_commit(&self, version: u64) -> Result<ClusterInfo, ClientError> {
+        let path = format!("/v1/cluster/commit?version={version}");
+        self.manager_request(Method::POST, path, None).await
+    }
+
+    /// A change to the cluster document: not repeated elsewhere once sent
+    /// (the error says what happened; `cluster_layout` tells the rest).
+    async fn manager_request(
+        &self,
+        method: Method,
+        path: String,
+        body: Option<Vec<u8>>,
+    ) -> Result<ClusterInfo, ClientError> {
+        let req = Request {
+            method,
+            path: path.clone(),
+            context: None,
+            body: body.map(Bytes::from),
+            timeout_ms: Some(MANAGER_TIMEOUT_MS),
+            idempotent: false,
+            precondition: None,
+        };
+        self.get_json_request(req, &path).await
     }
 
     async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {

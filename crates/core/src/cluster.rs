@@ -225,6 +225,173 @@ impl ClusterDoc {
     }
 }
 
+/// One change as operators write and read it in JSON: `{"op": "join",
+/// "node": "n4", "zone": "a", "capacity": 2}`. A join's `addr` may be left
+/// out when the node already announced itself by gossip (`--join`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeSpec {
+    /// `join`, `leave`, `remove` or `zone`.
+    pub op: String,
+    /// The node.
+    pub node: String,
+    /// Where peers reach a joining node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
+    /// The zone (join, zone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    /// The capacity (join, zone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<u32>,
+}
+
+impl ChangeSpec {
+    /// The change, checked; a join without `addr` takes `known_addr(node)`.
+    pub fn to_change(
+        &self,
+        known_addr: impl Fn(&NodeId) -> Option<String>,
+    ) -> Result<Change, String> {
+        let id = NodeId::parse(&self.node).map_err(|e| e.to_string())?;
+        let zone = self.zone.clone().unwrap_or_default();
+        let change = match self.op.as_str() {
+            "join" => {
+                let rpc_addr = match self.addr.clone().or_else(|| known_addr(&id)) {
+                    Some(a) if !a.is_empty() && a.len() <= 256 => a,
+                    _ => {
+                        return Err(format!(
+                            "node {id} has not announced itself: start it with `ringkv server \
+                             --node-id {id} ... --join ADDR` first, or give its address (addr)"
+                        ));
+                    }
+                };
+                Change::Join {
+                    id,
+                    rpc_addr,
+                    zone,
+                    capacity: self.capacity.unwrap_or(1),
+                }
+            }
+            "leave" | "remove" if self.zone.is_some() || self.capacity.is_some() => {
+                return Err(format!("{} takes no zone or capacity", self.op));
+            }
+            "leave" => Change::Leave { id },
+            "remove" => Change::Remove { id },
+            "zone" => Change::Zone {
+                id,
+                zone,
+                capacity: self.capacity,
+            },
+            other => {
+                return Err(format!(
+                    "unknown op {other:?}: use join, leave, remove or zone"
+                ));
+            }
+        };
+        check_change(&change).map_err(|e| e.to_string())?;
+        Ok(change)
+    }
+
+    /// How a staged change reads.
+    pub fn of(change: &Change) -> Self {
+        let (op, addr, zone, capacity) = match change {
+            Change::Join {
+                rpc_addr,
+                zone,
+                capacity,
+                ..
+            } => (
+                "join",
+                Some(rpc_addr.clone()),
+                Some(zone.clone()),
+                Some(*capacity),
+            ),
+            Change::Leave { .. } => ("leave", None, None, None),
+            Change::Remove { .. } => ("remove", None, None, None),
+            Change::Zone { zone, capacity, .. } => ("zone", None, Some(zone.clone()), *capacity),
+        };
+        ChangeSpec {
+            op: op.into(),
+            node: change.node().to_string(),
+            addr,
+            zone,
+            capacity,
+        }
+    }
+}
+
+/// One member of a layout, as `GET /v1/cluster/layout` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayoutMember {
+    /// Its id.
+    pub id: String,
+    /// Where peers reach it.
+    pub addr: String,
+    /// Its zone (empty: none).
+    pub zone: String,
+    /// Its capacity.
+    pub capacity: u32,
+    /// Partitions it owns.
+    pub partitions: u32,
+}
+
+/// A layout, as `GET /v1/cluster/layout` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayoutInfo {
+    /// Its version.
+    pub version: u64,
+    /// Partitions.
+    pub ring_size: u32,
+    /// Members, by id.
+    pub members: Vec<LayoutMember>,
+}
+
+impl LayoutInfo {
+    /// How `layout` reads.
+    pub fn of(layout: &Layout) -> Self {
+        LayoutInfo {
+            version: layout.version,
+            ring_size: layout.ring_size,
+            members: layout
+                .members
+                .iter()
+                .map(|m| LayoutMember {
+                    id: m.id.to_string(),
+                    addr: m.rpc_addr.clone(),
+                    zone: m.zone.clone(),
+                    capacity: m.capacity,
+                    partitions: layout.partitions_owned(&m.id) as u32,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The body of `GET /v1/cluster/layout` and of every change's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    /// The document's version (0: never changed).
+    pub doc_version: u64,
+    /// The layout in force.
+    pub layout: LayoutInfo,
+    /// Staged changes, in order.
+    pub staged: Vec<ChangeSpec>,
+    /// A committed layout data is moving to.
+    pub target: Option<LayoutInfo>,
+}
+
+impl ClusterInfo {
+    /// How `state` reads.
+    pub fn of(state: &ClusterState) -> Self {
+        ClusterInfo {
+            doc_version: state.version,
+            layout: LayoutInfo::of(&state.doc.layout),
+            staged: state.doc.staged.iter().map(ChangeSpec::of).collect(),
+            target: state.doc.target.as_ref().map(LayoutInfo::of),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

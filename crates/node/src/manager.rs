@@ -21,6 +21,7 @@ use ringkv_core::cluster::{
 };
 use ringkv_core::hash::BucketKey;
 use ringkv_core::msg::{ClientError, ClientOp, ClientReply, ClientRequest};
+use ringkv_core::plan::Plan;
 use ringkv_core::strong::{self, Condition};
 use ringkv_core::{Layout, Value};
 use ringkv_storage::Store;
@@ -232,6 +233,22 @@ impl Manager {
         let mut doc = state.doc.clone();
         if let Err(e) = op.op.apply(&mut doc, ctx.cfg.n) {
             reply_to(ctx, op.client, ClientReply::Error(cluster_error(e)));
+            return fx;
+        }
+        if let Some(target) = doc.target.as_ref().filter(|_| state.doc.target.is_none()) {
+            // Streaming partitions to new owners is not built yet: a target
+            // could never come into force, and would block every later
+            // commit.
+            let moves = Plan::new(&state.doc.layout, target, ctx.cfg.n, &[])
+                .moves
+                .len();
+            let e = ClientError::Conflict(format!(
+                "this plan moves {moves} partitions' replicas, and this version of ringkv cannot \
+                 stream data to new owners yet; only changes that move no replica (zones, \
+                 capacities that keep every preference list) can be committed. Nothing was \
+                 changed; `ringkv cluster clear` drops the staged changes"
+            ));
+            reply_to(ctx, op.client, ClientReply::Error(e));
             return fx;
         }
         let condition = if state.version == 0 {

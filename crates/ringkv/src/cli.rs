@@ -56,6 +56,10 @@ pub(crate) enum Command {
     /// siblings_warn, siblings_max).
     #[command(subcommand)]
     Bucket(BucketCommand),
+    /// Change the cluster's layout: stage joins, leaves, removals and zone
+    /// changes, review the plan, commit it.
+    #[command(subcommand)]
+    Cluster(crate::cluster::ClusterCommand),
     /// Measure throughput and latency with YCSB-style workloads
     /// (`ringkv bench suite`: the standard set, written to docs/benchmarks.md).
     Bench(Box<crate::bench::BenchArgs>),

@@ -14,6 +14,7 @@
 mod bench;
 mod cert;
 mod cli;
+mod cluster;
 mod config;
 mod dev;
 mod kv;
@@ -149,6 +150,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ring(args) => kv::ring(args).await,
         Command::Repair(args) => kv::repair(args).await,
         Command::Bucket(cmd) => kv::bucket(cmd).await,
+        Command::Cluster(cmd) => cluster::cluster(cmd).await,
         // `main` runs it on a runtime of its own; never reached.
         Command::Bench(_) => Err(anyhow!("ringkv bench must run outside the shared runtime")),
         Command::Sim(_) => Err(anyhow!("ringkv sim must run outside the shared runtime")),

@@ -58,6 +58,7 @@ mod cluster;
 mod error;
 mod faults;
 mod kv;
+mod layout;
 mod list;
 mod repair;
 pub mod serve;
@@ -217,6 +218,20 @@ fn router_with(state: Arc<AppState>) -> Router {
         .route("/metrics", get(cluster::metrics))
         .route("/v1/cluster", get(cluster::cluster))
         .route("/v1/groups", get(cluster::groups))
+        .route("/v1/cluster/layout", get(layout::layout_get))
+        .route(
+            "/v1/cluster/changes",
+            axum::routing::post(layout::change_post).delete(layout::changes_clear),
+        )
+        .route(
+            "/v1/cluster/changes/{node}",
+            axum::routing::delete(layout::change_delete),
+        )
+        .route("/v1/cluster/plan", get(layout::plan_get))
+        .route(
+            "/v1/cluster/commit",
+            axum::routing::post(layout::commit_post),
+        )
         .route(
             "/v1/repair",
             get(repair::repair_get).post(repair::repair_post),

@@ -404,6 +404,18 @@ pub enum PeerMsg {
         /// The version.
         version: u64,
     },
+    /// "Send me the cluster document you hold": to a peer that announced a
+    /// newer version than ours.
+    ClusterFetch,
+    /// The cluster document the sender holds: its version and encoding
+    /// ([`crate::cluster::ClusterDoc::to_bytes`]). A committed version
+    /// names one document, so any holder's copy is as good as the group's.
+    ClusterDoc {
+        /// The version.
+        version: u64,
+        /// The encoded document.
+        doc: Vec<u8>,
+    },
 }
 
 // (Bucket properties travel as `PeerMsg::Bucket`, below the replica messages.)

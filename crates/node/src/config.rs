@@ -181,6 +181,9 @@ pub struct InjectedBugs {
     /// Tombstone purge: remove old tombstones on every reachable replica
     /// without first checking that every replica holds them.
     pub purge_unconfirmed: bool,
+    /// Cluster manager: write the cluster document unconditionally instead
+    /// of with a compare-and-set on the version read (lost updates).
+    pub cluster_blind_writes: bool,
 }
 
 /// A [`NodeConfig`] that cannot run. Nothing was started.

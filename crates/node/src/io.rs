@@ -26,6 +26,9 @@ pub enum Timer {
     Aae,
     /// The deadline of a key listing this node coordinates (by its id).
     List(u64),
+    /// The cluster manager's periodic tick: tell a peer the newest
+    /// document version, fetch a newer one heard of.
+    Manager,
 }
 
 /// Something that happened to the node.

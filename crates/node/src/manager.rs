@@ -20,15 +20,16 @@ use ringkv_core::cluster::{
     CLUSTER_BUCKET, CLUSTER_KEY, ClusterDoc, ClusterError, ClusterOp, ClusterState,
 };
 use ringkv_core::hash::BucketKey;
+use ringkv_core::msg::PeerMsg;
 use ringkv_core::msg::{ClientError, ClientOp, ClientReply, ClientRequest};
 use ringkv_core::plan::Plan;
 use ringkv_core::strong::{self, Condition};
-use ringkv_core::{Layout, Value};
+use ringkv_core::{Layout, NodeId, Value};
 use ringkv_storage::Store;
 use tracing::{info, warn};
 
 use crate::ctx::Ctx;
-use crate::{ClientId, Output};
+use crate::{ClientId, Output, Timer};
 
 /// Metadata key under which a node keeps the document it adopted.
 const META_DOC: &[u8] = b"cluster/doc";
@@ -38,6 +39,10 @@ pub(crate) const META_ANNOUNCE: &[u8] = b"cluster/version";
 
 /// Operators' requests served at once by one node.
 const OPS_MAX: usize = 16;
+
+/// How often a node tells one peer (in turn) its document version, so that
+/// a version spreads even when gossip and direct announcements were lost.
+pub(crate) const TICK_MS: u64 = 1_000;
 
 /// Read-modify-write rounds an op may take when others keep writing.
 const TRIES_MAX: u8 = 8;
@@ -74,6 +79,10 @@ pub(crate) struct Manager {
     reading: Option<u64>,
     /// The highest version announced and not yet adopted.
     announced: u64,
+    /// Ticks so far (picks the peer told next).
+    ticks: u64,
+    /// Whether a [`PeerMsg::ClusterFetch`] waits for its answer.
+    fetching: bool,
 }
 
 /// The document's key.
@@ -101,6 +110,15 @@ fn read_request<S>(ctx: &Ctx<'_, S>) -> ClientRequest {
     }
 }
 
+/// A background read after an announcement: with the node's usual
+/// timeout, as the next tick asks again when it fails.
+fn background_read<S>(ctx: &Ctx<'_, S>) -> ClientRequest {
+    ClientRequest {
+        timeout_ms: None,
+        ..read_request(ctx)
+    }
+}
+
 impl Manager {
     /// The manager with the document `store` kept, if any.
     pub(crate) fn load<S: Store>(store: &S) -> Self {
@@ -117,6 +135,53 @@ impl Manager {
         Manager {
             state,
             ..Manager::default()
+        }
+    }
+
+    /// Arms the first tick.
+    pub(crate) fn start<S>(&mut self, ctx: &mut Ctx<'_, S>) {
+        ctx.out.push(Output::SetTimer {
+            id: Timer::Manager,
+            at_ms: ctx.now_ms + TICK_MS,
+        });
+    }
+
+    /// A tick: tells the next member in turn the version held, and reads
+    /// the document again if a newer one was announced and the last read
+    /// did not bring it.
+    pub(crate) fn tick<S>(&mut self, ctx: &mut Ctx<'_, S>) -> Effects {
+        self.start(ctx);
+        self.ticks += 1;
+        self.fetching = false;
+        let others: Vec<&NodeId> = ctx
+            .layout
+            .members
+            .iter()
+            .map(|m| &m.id)
+            .filter(|id| *id != ctx.me())
+            .collect();
+        let version = self.version();
+        if version > 0 && !others.is_empty() {
+            let to = others[(self.ticks % others.len() as u64) as usize].clone();
+            ctx.out.push(Output::Send {
+                to,
+                msg: PeerMsg::ClusterVersion { version },
+            });
+        }
+        self.read_if_behind(ctx)
+    }
+
+    /// Starts a background read when a newer version was announced than
+    /// the one held and no read is in flight.
+    fn read_if_behind<S>(&mut self, ctx: &mut Ctx<'_, S>) -> Effects {
+        if self.announced <= self.version() || self.reading.is_some() {
+            return Effects::default();
+        }
+        let id = ctx.ids.next();
+        self.reading = Some(id);
+        Effects {
+            submit: vec![(id, background_read(ctx))],
+            adopted: None,
         }
     }
 
@@ -160,23 +225,66 @@ impl Manager {
         }
     }
 
+    /// A peer holds `version`: ask it for the document if that is newer
+    /// than ours (one fetch at a time; a tick forgets one unanswered).
+    pub(crate) fn on_version<S>(&mut self, ctx: &mut Ctx<'_, S>, from: &NodeId, version: u64) {
+        self.announced = self.announced.max(version);
+        if version > self.version() && !self.fetching {
+            self.fetching = true;
+            ctx.out.push(Output::Send {
+                to: from.clone(),
+                msg: PeerMsg::ClusterFetch,
+            });
+        }
+    }
+
+    /// A peer asks for our document.
+    pub(crate) fn on_fetch<S>(&self, ctx: &mut Ctx<'_, S>, from: NodeId) {
+        if let Some(s) = &self.state {
+            ctx.out.push(Output::Send {
+                to: from,
+                msg: PeerMsg::ClusterDoc {
+                    version: s.version,
+                    doc: s.doc.to_bytes(),
+                },
+            });
+        }
+    }
+
+    /// A peer sent its document: checked, adopted if newer.
+    pub(crate) fn on_doc<S: Store>(
+        &mut self,
+        ctx: &mut Ctx<'_, S>,
+        from: &NodeId,
+        version: u64,
+        doc: &[u8],
+    ) -> Effects {
+        self.fetching = false;
+        match ClusterDoc::from_bytes(doc) {
+            Ok(doc) if doc.layout.ring_size == ctx.layout.ring_size => {
+                self.adopt(ctx, ClusterState { version, doc })
+            }
+            Ok(_) => {
+                ctx.stats.peer_refused += 1;
+                warn!(peer = %from, "a cluster document with another ring size; dropped");
+                Effects::default()
+            }
+            Err(e) => {
+                ctx.stats.peer_refused += 1;
+                warn!(peer = %from, error = %e, "a cluster document that does not decode; dropped");
+                Effects::default()
+            }
+        }
+    }
+
     /// Gossip says version `data` exists: read it if it is newer.
     pub(crate) fn on_announce<S>(&mut self, ctx: &mut Ctx<'_, S>, data: &[u8]) -> Effects {
         let Ok(bytes) = <[u8; 8]>::try_from(data) else {
             ctx.stats.gossip_errors += 1;
             return Effects::default();
         };
-        let version = u64::from_le_bytes(bytes);
-        self.announced = self.announced.max(version);
-        if version <= self.version() || self.reading.is_some() {
-            return Effects::default();
-        }
-        let id = ctx.ids.next();
-        self.reading = Some(id);
-        Effects {
-            submit: vec![(id, read_request(ctx))],
-            adopted: None,
-        }
+        self.announced = self.announced.max(u64::from_le_bytes(bytes));
+        self.read_if_behind(ctx)
     }
 
     /// The consensus machine answered request `id` on the document.
@@ -256,12 +364,20 @@ impl Manager {
         } else {
             Condition::IfVersion(state.version)
         };
+        let value = Value::Data(Bytes::from(doc.to_bytes()));
+        let op_ = if ctx.cfg.bugs.cluster_blind_writes {
+            ClientOp::Put {
+                value,
+                context: None,
+                w: None,
+                pw: None,
+            }
+        } else {
+            ClientOp::PutIf { value, condition }
+        };
         let write = ClientRequest {
             key: doc_key(),
-            op: ClientOp::PutIf {
-                value: Value::Data(Bytes::from(doc.to_bytes())),
-                condition,
-            },
+            op: op_,
             timeout_ms: timeout_ms(ctx),
         };
         op.writing = Some(doc);

@@ -163,6 +163,7 @@ impl<S: Store> Node<S> {
         let mut p = self.parts(now_ms, out);
         p.handoff.start(&mut p.ctx);
         p.aae.start(&mut p.ctx);
+        p.manager.start(&mut p.ctx);
         let events = p.peers.join(&mut p.ctx);
         p.on_events(events);
     }
@@ -406,8 +407,10 @@ impl<S: Store> Parts<'_, S> {
                 .coord
                 .on_get_reply(ctx, view, replica, from, req_id, object),
             PeerMsg::Bucket { entry } => self.buckets.on_entry(ctx, entry),
-            PeerMsg::ClusterVersion { version } => {
-                let fx = self.manager.on_announce(ctx, &version.to_le_bytes());
+            PeerMsg::ClusterVersion { version } => self.manager.on_version(ctx, &from, version),
+            PeerMsg::ClusterFetch => self.manager.on_fetch(ctx, from),
+            PeerMsg::ClusterDoc { version, doc } => {
+                let fx = self.manager.on_doc(ctx, &from, version, &doc);
                 self.on_manager(fx);
             }
             PeerMsg::Raft { msgs } => self.consensus.on_raft(ctx, view, &from, msgs),
@@ -475,6 +478,10 @@ impl<S: Store> Parts<'_, S> {
                 self.aae.tick(&mut self.ctx, view)
             }
             Timer::List(id) => self.lister.on_deadline(&mut self.ctx, id),
+            Timer::Manager => {
+                let fx = self.manager.tick(&mut self.ctx);
+                self.on_manager(fx);
+            }
         }
     }
 

@@ -202,3 +202,22 @@ fn a_node_away_during_a_change_adopts_it_when_back() {
     cl.run_gossip(5_000);
     assert_eq!(cl.node("n3").cluster_state(), Some(&staged));
 }
+
+#[test]
+fn a_malformed_document_from_a_peer_changes_nothing() {
+    use ringkv_core::msg::PeerMsg;
+    use ringkv_node::Input;
+    let mut cl = Cluster::new(3, 3, 2, 2);
+    cl.run_gossip(200);
+    for doc in [vec![], vec![1, 2, 3], vec![9; 64]] {
+        cl.input(
+            &id("n1"),
+            Input::Peer {
+                from: id("n2"),
+                msg: PeerMsg::ClusterDoc { version: 99, doc },
+            },
+        );
+    }
+    assert!(cl.node("n1").cluster_state().is_none());
+    assert_eq!(cl.node("n1").layout().version, 1);
+}

@@ -40,6 +40,8 @@ pub enum Bug {
     AaeStaleTrees,
     /// Purge old tombstones without checking every replica holds them.
     PurgeUnconfirmed,
+    /// Cluster manager: write the document without compare-and-set.
+    ClusterBlindWrites,
 }
 
 /// `ringkv sim run`.
@@ -104,6 +106,7 @@ fn bugs(list: &[Bug]) -> InjectedBugs {
         strong_ack_before_commit: list.contains(&Bug::StrongAckBeforeCommit),
         aae_stale_trees: list.contains(&Bug::AaeStaleTrees),
         purge_unconfirmed: list.contains(&Bug::PurgeUnconfirmed),
+        cluster_blind_writes: list.contains(&Bug::ClusterBlindWrites),
     }
 }
 
@@ -165,6 +168,7 @@ fn sim_run(a: RunArgs) -> Result<ExitCode, String> {
     let report = report_all(&result.history);
     let mut violations: Vec<String> = report.violations.iter().map(|v| v.to_string()).collect();
     violations.extend(result.convergence_violation());
+    violations.extend(result.manager_violation());
     let violations = &violations;
     println!("scenario {:?}, seed {}", scenario.name, a.seed);
     for line in &result.stats.fault_log {
@@ -253,6 +257,7 @@ fn run_seed(scenario: &Scenario, seed: u64, injected: &InjectedBugs) -> SeedResu
     let report = report_all(&r.history);
     let mut violations: Vec<String> = report.violations.iter().map(|v| v.to_string()).collect();
     violations.extend(r.convergence_violation());
+    violations.extend(r.manager_violation());
     SeedResult {
         seed,
         ops: r.stats.ops_invoked,

@@ -48,6 +48,8 @@ impl Leg {
             | PeerMsg::ForwardReply { .. }
             | PeerMsg::Bucket { .. }
             | PeerMsg::ClusterVersion { .. }
+            | PeerMsg::ClusterFetch
+            | PeerMsg::ClusterDoc { .. }
             | PeerMsg::Gossip { .. }
             | PeerMsg::Raft { .. }
             | PeerMsg::StrongForward { .. }

@@ -36,9 +36,26 @@ pub struct RunResult {
     /// The convergence check of the liveness phase (`converge_ms` > 0):
     /// whether every replica of every key holds the same state at the end.
     pub convergence: Option<Convergence>,
+    /// The cluster manager's check (`cluster_ops` > 0).
+    pub manager: Option<crate::check::manager::ManagerCheck>,
 }
 
 impl RunResult {
+    /// The cluster manager checker's verdict: `None` when it was not run
+    /// or found nothing wrong.
+    pub fn manager_violation(&self) -> Option<String> {
+        let m = self.manager.as_ref()?;
+        (!m.violations.is_empty()).then(|| {
+            format!(
+                "cluster manager: {} of {} ops acknowledged, newest version {}: {}",
+                m.acked,
+                m.ops,
+                m.final_version,
+                m.violations[..m.violations.len().min(3)].join(" | ")
+            )
+        })
+    }
+
     /// The liveness phase's verdict: `None` when it was not run or every
     /// replica of every key converged; else what diverged.
     pub fn convergence_violation(&self) -> Option<String> {
@@ -162,9 +179,12 @@ pub fn try_run(
         convergence::check_deleted(&world.cluster, scenario.n, &world.history, strict, &mut c);
         c
     });
+    let manager = (scenario.cluster_ops > 0)
+        .then(|| crate::check::manager::check(&world.cluster_records, &world.cluster));
     Ok(RunResult {
         history: world.history,
         stats,
         convergence,
+        manager,
     })
 }

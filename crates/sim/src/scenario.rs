@@ -49,6 +49,10 @@ pub struct Scenario {
     /// time, the cluster runs this many more quiet ms, then every replica
     /// of every key must hold the same state (checked when > 0).
     pub converge_ms: u64,
+    /// Operators' layout changes staged during the workload, at random
+    /// nodes (each the join of a node `x{i}`); the cluster manager's
+    /// checker runs at the end when > 0.
+    pub cluster_ops: usize,
 }
 
 impl Default for Scenario {
@@ -71,6 +75,7 @@ impl Default for Scenario {
             aae_interval_ms: 0,
             tombstone_grace_ms: None,
             converge_ms: 0,
+            cluster_ops: 0,
         }
     }
 }

@@ -36,6 +36,13 @@ impl Scenario {
                 self.converge_ms, self.aae_interval_ms
             ));
         }
+        if self.cluster_ops > ringkv_core::plan::CHANGES_MAX - 4 {
+            return bad(format!(
+                "cluster_ops={} must be at most {} (changes staged at once)",
+                self.cluster_ops,
+                ringkv_core::plan::CHANGES_MAX - 4
+            ));
+        }
         if let SimSync::Periodic { interval_ms } = self.sync
             && (interval_ms == 0 || interval_ms > DURATION_MS_MAX)
         {

@@ -90,6 +90,11 @@ pub enum Event {
     },
     /// An open-loop arrival.
     Arrival,
+    /// An operator stages layout change `i` (see [`crate::check::manager`]).
+    ClusterOp {
+        /// Its index.
+        i: usize,
+    },
     /// The write half of a read-modify-write or delete whose read was `op`.
     SecondPhase {
         /// The read.
@@ -134,6 +139,8 @@ pub struct World<'a> {
     pub history: History,
     /// Counters.
     pub stats: SimStats,
+    /// The operators' layout changes and what came of them.
+    pub cluster_records: Vec<crate::check::manager::ClusterRecord>,
     /// Whether the workload is over (no new operations, no more faults).
     pub over: bool,
     /// Whether the final [`Event::Stop`] is scheduled.
@@ -168,6 +175,7 @@ impl<'a> World<'a> {
                 seed,
                 ..SimStats::default()
             },
+            cluster_records: Vec::new(),
             over: false,
             stopping: false,
             out: Vec::new(),
@@ -207,6 +215,63 @@ impl<'a> World<'a> {
             }
         }
         self.start_clients();
+        // Operators' changes, in bursts of 4 spread over the workload:
+        // concurrent changes at different nodes contend.
+        let ops = s.cluster_ops as u64;
+        let bursts = ops.div_ceil(4);
+        for i in 0..ops {
+            let at = (i / 4 + 1) * s.duration_ms * 1_000 / (bursts + 1) + (i % 4) * 300;
+            self.queue.push(at, Event::ClusterOp { i: i as usize });
+        }
+    }
+
+    /// Sends operator change `i` to a random node.
+    fn cluster_op(&mut self, i: usize) {
+        use crate::check::manager::{CLUSTER_OP_BASE, ClusterOutcome, ClusterRecord, staged_node};
+        use ringkv_core::cluster::{CLUSTER_BUCKET, CLUSTER_KEY, ClusterOp};
+        use ringkv_core::msg::{ClientOp, ClientRequest};
+        let node = self.rng_work.below(self.cluster.len() as u64) as usize;
+        let up = self.cluster.is_up(node);
+        let now = self.now_ms();
+        self.cluster_records.push(ClusterRecord {
+            invoke_ms: now,
+            complete_ms: (!up).then_some(now),
+            outcome: if up {
+                ClusterOutcome::Pending
+            } else {
+                ClusterOutcome::Refused("node down".into())
+            },
+        });
+        if !up {
+            return;
+        }
+        let id = ringkv_core::NodeId::from(staged_node(i));
+        let change = ringkv_core::plan::Change::Join {
+            rpc_addr: format!("sim:{id}"),
+            id,
+            zone: String::new(),
+            capacity: 1,
+        };
+        let request = ClientRequest {
+            key: ringkv_core::hash::BucketKey::new(
+                bytes::Bytes::from_static(CLUSTER_BUCKET),
+                bytes::Bytes::from_static(CLUSTER_KEY),
+            ),
+            op: ClientOp::Cluster(ClusterOp::Stage(change)),
+            timeout_ms: None,
+        };
+        let client_id = CLUSTER_OP_BASE + i as u64;
+        self.step(node, Input::Client { client_id, request });
+    }
+
+    /// A node answered operator change `i`.
+    fn on_cluster_reply(&mut self, i: usize, reply: &ringkv_core::msg::ClientReply) {
+        use crate::check::manager::ClusterOutcome;
+        let now = self.now_ms();
+        if let Some(r) = self.cluster_records.get_mut(i) {
+            r.complete_ms = Some(now);
+            r.outcome = ClusterOutcome::of(reply);
+        }
     }
 
     /// Makes the strong workload's bucket strong on every node, before
@@ -285,6 +350,11 @@ impl<'a> World<'a> {
             Event::ClientNext { client } => self.client_next(client),
             Event::Arrival => self.arrival(),
             Event::SecondPhase { op } => self.second_phase(op),
+            Event::ClusterOp { i } => {
+                if !self.over {
+                    self.cluster_op(i)
+                }
+            }
             Event::ClientTimeout { op } => self.client_timeout(op),
             Event::EndWorkload => self.end_workload(),
             Event::Stop => return false,
@@ -346,6 +416,12 @@ impl<'a> World<'a> {
                 // Done by `Cluster::handle` before the outputs got here.
                 Output::Sync => {}
                 Output::Now(_) => unreachable!("unnested above"),
+                Output::Reply { client_id, reply }
+                    if client_id >= crate::check::manager::CLUSTER_OP_BASE =>
+                {
+                    let i = (client_id - crate::check::manager::CLUSTER_OP_BASE) as usize;
+                    self.on_cluster_reply(i, &reply)
+                }
                 Output::Reply { client_id, reply } => self.on_reply(client_id, reply),
                 Output::SetTimer { id, at_ms } => {
                     let at = at_ms.saturating_mul(1_000).max(self.now_us);

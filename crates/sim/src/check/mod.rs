@@ -40,6 +40,7 @@ use crate::history::{History, Op, OpKind, Outcome};
 pub mod convergence;
 pub mod durability;
 pub mod linearizable;
+pub mod manager;
 pub mod siblings;
 pub mod strong;
 

@@ -87,6 +87,20 @@ pub(crate) struct TestNode {
     /// `--initial-cluster` and extra flags of this node when they differ
     /// from the cluster's (a node added with [`TestCluster::add_node`]).
     pub(crate) own_args: Option<(String, Vec<String>)>,
+    /// The network namespace the node runs in (`ip netns exec NS ...`);
+    /// `None`: this one.
+    pub(crate) netns: Option<String>,
+}
+
+/// Where a node of [`TestCluster::start_at`] runs: its addresses and its
+/// network namespace.
+pub(crate) struct Placement {
+    /// `host:port` for node-to-node traffic.
+    pub(crate) rpc: String,
+    /// `host:port` of the HTTP API.
+    pub(crate) http: String,
+    /// The network namespace to run it in; `None`: this one.
+    pub(crate) netns: Option<String>,
 }
 
 /// A cluster of real server processes; dropped, it kills them all.
@@ -160,18 +174,42 @@ impl TestCluster {
         extra_args: &[&str],
         dirs: &[(usize, PathBuf)],
     ) -> TestCluster {
-        let tmp = tempfile::tempdir().unwrap();
-        let nodes: Vec<TestNode> = (1..=size)
-            .map(|i| TestNode {
-                id: format!("n{i}"),
+        let placements: Vec<Placement> = (0..size)
+            .map(|_| Placement {
                 rpc: format!("127.0.0.1:{}", free_port()),
                 http: format!("127.0.0.1:{}", free_port()),
+                netns: None,
+            })
+            .collect();
+        TestCluster::launch(placements, extra_args, dirs).await
+    }
+
+    /// As [`TestCluster::start`], with node `i` at `placements[i]`: its own
+    /// addresses, in its own network namespace if it names one.
+    pub(crate) async fn start_at(placements: Vec<Placement>, extra_args: &[&str]) -> TestCluster {
+        TestCluster::launch(placements, extra_args, &[]).await
+    }
+
+    async fn launch(
+        placements: Vec<Placement>,
+        extra_args: &[&str],
+        dirs: &[(usize, PathBuf)],
+    ) -> TestCluster {
+        let size = placements.len();
+        let tmp = tempfile::tempdir().unwrap();
+        let nodes: Vec<TestNode> = (1..=size)
+            .zip(placements)
+            .map(|(i, p)| TestNode {
+                id: format!("n{i}"),
+                rpc: p.rpc,
+                http: p.http,
                 dir: dirs
                     .iter()
                     .find(|(j, _)| *j + 1 == i)
                     .map_or_else(|| tmp.path().join(format!("n{i}")), |(_, d)| d.clone()),
                 child: None,
                 own_args: None,
+                netns: p.netns,
             })
             .collect();
         let initial_cluster = nodes
@@ -226,7 +264,17 @@ impl TestCluster {
         } else {
             vec!["--certs".into(), self.certs_dir().display().to_string()]
         };
-        let child = Command::new(env!("CARGO_BIN_EXE_ringkv"))
+        // `ip netns exec` enters the namespace and then execs the server:
+        // the child's pid is the server's, so `kill` reaches it.
+        let mut cmd = match &n.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_ringkv")]);
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_ringkv")),
+        };
+        let child = cmd
             .args([
                 "server",
                 "--node-id",
@@ -271,6 +319,7 @@ impl TestCluster {
                 extra_args.iter().map(|s| s.to_string()).collect(),
             )),
             rpc,
+            netns: None,
         });
         self.spawn(i);
         self.wait_healthy(i).await;

@@ -387,6 +387,9 @@ pub struct Plan {
     pub short_of_nodes: Vec<PartitionId>,
     /// Partitions where one zone would hold more than one replica.
     pub shared_zones: Vec<PartitionId>,
+    /// Whether partition sizes were known, so that the keys and bytes to
+    /// receive mean something (they are 0 otherwise).
+    pub sizes_known: bool,
 }
 
 impl Plan {
@@ -451,6 +454,7 @@ impl Plan {
             off_target_after,
             short_of_nodes,
             shared_zones,
+            sizes_known: !sizes.is_empty(),
         }
     }
 }

@@ -268,6 +268,13 @@ fn render_plan(p: &Plan) -> String {
         "  {:<12} {:<10} {:>8} {:>12} {:>12} {:>9} {:>10} {:>12}",
         "NODE", "ZONE", "CAPACITY", "OWNED", "REPLICAS", "RECEIVES", "KEYS", "BYTES"
     );
+    let size = |x: u64| {
+        if p.sizes_known {
+            x.to_string()
+        } else {
+            "?".to_string()
+        }
+    };
     for n in &p.nodes {
         let zone = if n.zone.is_empty() { "-" } else { &n.zone };
         let _ = writeln!(
@@ -279,9 +286,12 @@ fn render_plan(p: &Plan) -> String {
             format!("{} -> {}", n.owned_before, n.owned_after),
             format!("{} -> {}", n.replicas_before, n.replicas_after),
             n.receives,
-            n.receive_keys,
-            n.receive_bytes
+            size(n.receive_keys),
+            size(n.receive_bytes)
         );
+    }
+    if !p.sizes_known {
+        out.push_str("(keys and bytes to receive: not measured by this version)\n");
     }
     let _ = writeln!(
         out,

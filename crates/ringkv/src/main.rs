@@ -20,6 +20,7 @@ mod kv;
 mod list;
 mod process;
 mod signals;
+mod staleness;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -149,6 +150,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ring(args) => kv::ring(args).await,
         Command::Repair(args) => kv::repair(args).await,
         Command::Bucket(cmd) => kv::bucket(cmd).await,
+        Command::Staleness(args) => staleness::staleness(args).await,
         // `main` runs it on a runtime of its own; never reached.
         Command::Bench(_) => Err(anyhow!("ringkv bench must run outside the shared runtime")),
         Command::Sim(_) => Err(anyhow!("ringkv sim must run outside the shared runtime")),

@@ -36,6 +36,10 @@ pub struct RunResult {
     /// The convergence check of the liveness phase (`converge_ms` > 0):
     /// whether every replica of every key holds the same state at the end.
     pub convergence: Option<Convergence>,
+    /// The latency legs the nodes measured as coordinators, pooled (the
+    /// input of the PBS model, [`ringkv_core::pbs`]).
+    #[serde(skip)]
+    pub legs: ringkv_core::legs::LegHistograms,
 }
 
 impl RunResult {
@@ -140,8 +144,10 @@ pub fn try_run(
     world.run_until(u64::MAX);
     let mut stats = world.stats;
     stats.sim_ms = world.now_us / 1_000;
+    let mut legs = ringkv_core::legs::LegHistograms::default();
     for i in 0..world.cluster.len() {
         if let Some(node) = world.cluster.node(i) {
+            legs.merge(node.legs());
             let ns = node.stats();
             stats.hinted_writes += ns.hinted_writes;
             stats.hints_delivered += ns.hints_delivered;
@@ -166,5 +172,6 @@ pub fn try_run(
         history: world.history,
         stats,
         convergence,
+        legs,
     })
 }

@@ -166,6 +166,9 @@ pub struct Curve {
     pub r: usize,
     /// Acks the write waits for.
     pub w: usize,
+    /// The median time from the write's start to its W-th ack, in µs
+    /// (what a larger W costs).
+    pub ack_p50_us: u64,
     staleness_us: Vec<u32>,
 }
 
@@ -203,18 +206,30 @@ pub fn predict(d: &LegDists, model: &Model) -> Vec<Curve> {
     let n = model.n.clamp(1, N_MAX);
     let trials = model.trials.clamp(1, VALUES_MAX / (n * n));
     let mut out: Vec<Vec<u32>> = vec![Vec::with_capacity(trials); n * n];
+    let mut acks: Vec<Vec<u64>> = vec![Vec::with_capacity(trials); n];
     let mut rng = SplitMix(model.seed);
     let mut t = Trial::new(n);
     for _ in 0..trials {
         t.draw(d, model.reader, &mut rng);
         t.staleness(&mut out);
+        for (w, &ack) in t.acks.iter().enumerate() {
+            acks[w].push(ack);
+        }
     }
+    let ack_p50_us: Vec<u64> = acks
+        .iter_mut()
+        .map(|a| {
+            a.sort_unstable();
+            a[a.len() / 2]
+        })
+        .collect();
     let mut curves = Vec::with_capacity(n * n);
     for (k, mut staleness_us) in out.into_iter().enumerate() {
         staleness_us.sort_unstable();
         curves.push(Curve {
             w: k % n + 1,
             r: k / n + 1,
+            ack_p50_us: ack_p50_us[k % n],
             staleness_us,
         });
     }

@@ -64,7 +64,8 @@ pub struct WhatIf {
     pub t_99_ms: f64,
     /// `t` (ms) from which reads are fresh with probability 0.999.
     pub t_999_ms: f64,
-    /// Median time for the write to be acked, in ms (what a larger W costs).
+    /// Median time from a write's start at its coordinator to its W-th ack,
+    /// in ms, from the same draws (what a larger W costs).
     pub write_p50_ms: f64,
 }
 
@@ -178,7 +179,7 @@ pub fn report(bucket: &str, legs: &LegHistograms, ask: Ask) -> StalenessReport {
         seed: ask.seed,
     };
     let curves = pbs::predict(&LegDists::of(legs), &model);
-    rep.prediction = prediction(&curves, ask.r, ask.w, legs);
+    rep.prediction = prediction(&curves, ask.r, ask.w);
     rep.message = "p_fresh: probability that a read started t ms after a write's ack \
                    returns that write, from the latencies this node measured (Monte Carlo \
                    over the WARS legs, Bailis et al.)"
@@ -187,7 +188,7 @@ pub fn report(bucket: &str, legs: &LegHistograms, ask: Ask) -> StalenessReport {
 }
 
 /// The prediction of the bucket's pair with every pair's summary.
-fn prediction(curves: &[Curve], r: usize, w: usize, legs: &LegHistograms) -> Option<Prediction> {
+fn prediction(curves: &[Curve], r: usize, w: usize) -> Option<Prediction> {
     let main = curves.iter().find(|c| c.r == r && c.w == w)?;
     let points = T_GRID_MS
         .iter()
@@ -196,7 +197,6 @@ fn prediction(curves: &[Curve], r: usize, w: usize, legs: &LegHistograms) -> Opt
             p_fresh: main.fresh_at(t_ms * 1_000),
         })
         .collect();
-    let write_p50 = write_latency_p50(legs, curves.iter().map(|c| c.w).max().unwrap_or(1));
     let what_if = curves
         .iter()
         .map(|c| WhatIf {
@@ -205,7 +205,7 @@ fn prediction(curves: &[Curve], r: usize, w: usize, legs: &LegHistograms) -> Opt
             p_fresh_at_0: c.fresh_at(0),
             t_99_ms: ms(c.t_at_us(0.99)),
             t_999_ms: ms(c.t_at_us(0.999)),
-            write_p50_ms: write_p50.get(c.w - 1).copied().unwrap_or(0.0),
+            write_p50_ms: ms(c.ack_p50_us),
         })
         .collect();
     Some(Prediction {
@@ -215,13 +215,6 @@ fn prediction(curves: &[Curve], r: usize, w: usize, legs: &LegHistograms) -> Opt
         t_999_ms: ms(main.t_at_us(0.999)),
         what_if,
     })
-}
-
-/// For W = 1..=n: the median time until the W-th ack (the coordinator's own
-/// is immediate), from the W and A legs' medians: a rough cost of a larger W.
-fn write_latency_p50(legs: &LegHistograms, n: usize) -> Vec<f64> {
-    let rtt = ms(legs.write.quantile_us(0.5) + legs.ack.quantile_us(0.5));
-    (1..=n).map(|w| if w == 1 { 0.0 } else { rtt }).collect()
 }
 
 #[cfg(test)]

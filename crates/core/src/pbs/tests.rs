@@ -73,6 +73,17 @@ fn fixed_legs_give_a_step() {
     assert_eq!(c.t_at_us(0.999), 10_000);
 }
 
+/// W=1 is acked by the coordinator at once; W=2 after the faster of two
+/// round trips of 10 ms; W=3 after the slower.
+#[test]
+fn a_larger_w_costs_the_next_round_trip() {
+    let d = dists(&[4_000, 8_000], &[2_000], &[1_000], &[1_000]);
+    let curves = predict(&d, &model(3, Reader::NonReplica));
+    assert_eq!(curve(&curves, 1, 1).ack_p50_us, 0);
+    assert_eq!(curve(&curves, 2, 2).ack_p50_us, 6_000);
+    assert_eq!(curve(&curves, 1, 3).ack_p50_us, 10_000);
+}
+
 #[test]
 fn the_same_seed_gives_the_same_prediction() {
     let d = dists(&[1_000, 9_000], &[2_000, 3_000], &[500, 4_000], &[800, 100]);

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use ringkv_core::pbs::Reader;
 use ringkv_core::staleness::{Prediction, StalenessReport};
 
 use crate::cli::StalenessArgs;
@@ -28,10 +29,15 @@ pub(crate) async fn staleness(args: StalenessArgs) -> anyhow::Result<ExitCode> {
 /// the other (R, W) pairs.
 pub(crate) fn render(rep: &StalenessReport) -> String {
     let mut s = String::new();
+    let reader = match rep.reader {
+        Reader::Any { members } => format!("a node at random of {members}"),
+        Reader::Replica => "another replica".to_string(),
+        Reader::NonReplica => "a node without a replica".to_string(),
+    };
     let _ = writeln!(
         s,
-        "bucket {}: N={} R={} W={}, read coordinated by {:?}",
-        rep.bucket, rep.n, rep.r, rep.w, rep.reader
+        "bucket {}: N={} R={} W={}, read coordinated by {reader}",
+        rep.bucket, rep.n, rep.r, rep.w
     );
     let l = &rep.legs_ms;
     let _ = writeln!(
@@ -91,7 +97,6 @@ fn render_prediction(s: &mut String, p: &Prediction) {
 #[cfg(test)]
 mod tests {
     use ringkv_core::legs::LegHistograms;
-    use ringkv_core::pbs::Reader;
     use ringkv_core::staleness::{Ask, report};
 
     use super::*;
@@ -109,6 +114,7 @@ mod tests {
         let mut legs = LegHistograms::default();
         let text = render(&report("b", &legs, ask));
         assert!(text.contains("no prediction: too few samples"), "{text}");
+        assert!(text.contains("by a node without a replica"), "{text}");
         for i in 0..500 {
             legs.write.record(1_000 + i * 20);
             legs.ack.record(500);

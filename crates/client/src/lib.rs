@@ -546,6 +546,23 @@ impl Client {
         self.get_json(&path::bucket_path(bucket)?).await
     }
 
+    /// `GET /v1/buckets/{bucket}/staleness`: the predicted probability that
+    /// a read started t ms after a write's ack returns it, from the leg
+    /// latencies the answering node measured. `reader` is `any`, `replica`
+    /// or `non-replica` (who coordinates the read; the server's default
+    /// when `None`).
+    pub async fn staleness(
+        &self,
+        bucket: &str,
+        reader: Option<&str>,
+    ) -> Result<ringkv_core::staleness::StalenessReport, ClientError> {
+        let mut path = path::bucket_path(bucket)? + "/staleness";
+        if let Some(r) = reader {
+            path = format!("{path}?reader={}", encode_segment(r.as_bytes()));
+        }
+        self.get_json(&path).await
+    }
+
     /// `GET /v1/buckets`: every bucket with properties of its own, and the defaults.
     pub async fn buckets(&self) -> Result<BucketList, ClientError> {
         self.get_json("/v1/buckets").await

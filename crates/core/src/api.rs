@@ -499,6 +499,11 @@ pub struct LinkFault {
     /// Extra delay before each batch of messages is sent, in ms.
     #[serde(default)]
     pub delay_ms: u64,
+    /// Random extra delay on top of `delay_ms`, drawn uniformly from 0 to
+    /// this many ms for each batch (a spread of latencies, as a real network
+    /// has; the staleness test needs one). Not sent when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub jitter_ms: u64,
     /// Probability that a message is dropped, 0..=1 (1 = the link is cut).
     #[serde(default)]
     pub drop: f64,
@@ -513,6 +518,12 @@ impl LinkFault {
                 self.drop
             ));
         }
+        if self.jitter_ms > DELAY_MS_MAX {
+            return Err(format!(
+                "jitter_ms={} must be at most {DELAY_MS_MAX}",
+                self.jitter_ms
+            ));
+        }
         if self.delay_ms > DELAY_MS_MAX {
             return Err(format!(
                 "delay_ms={} must be at most {DELAY_MS_MAX}",
@@ -521,6 +532,10 @@ impl LinkFault {
         }
         Ok(())
     }
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// `GET /v1/admin/faults`: the faults in force, by peer.
@@ -838,6 +853,7 @@ mod tests {
             LinkFault {
                 delay_ms: 40,
                 drop: 0.25,
+                ..Default::default()
             },
         );
         table.insert(
@@ -845,6 +861,7 @@ mod tests {
             LinkFault {
                 delay_ms: 0,
                 drop: 1.0,
+                ..Default::default()
             },
         );
         assert_eq!(
@@ -857,12 +874,22 @@ mod tests {
         let bad_drop = LinkFault {
             drop: 1.5,
             delay_ms: 0,
+            ..Default::default()
         };
         assert!(bad_drop.validate().is_err());
         let bad_delay = LinkFault {
             drop: 0.5,
             delay_ms: DELAY_MS_MAX + 1,
+            ..Default::default()
         };
         assert!(bad_delay.validate().is_err());
+        let jitter: LinkFault = serde_json::from_str(r#"{"jitter_ms": 20}"#).unwrap();
+        assert_eq!(jitter.jitter_ms, 20);
+        assert!(json(&jitter).contains("\"jitter_ms\":20"));
+        let bad_jitter = LinkFault {
+            jitter_ms: DELAY_MS_MAX + 1,
+            ..Default::default()
+        };
+        assert!(bad_jitter.validate().is_err());
     }
 }

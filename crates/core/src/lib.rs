@@ -20,6 +20,9 @@
 //! - [`list`]: key listing: queries, replicas' pages and their merge.
 //! - [`lww`]: last-write-wins resolution of an object's siblings.
 //! - [`msg`]: the messages nodes exchange.
+//! - [`legs`]: windowed histograms of the four latency legs of replica requests.
+//! - [`pbs`]: probabilistically bounded staleness: the WARS Monte Carlo model.
+//! - [`staleness`]: a bucket's staleness report from measured legs.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -31,14 +34,17 @@ pub mod context;
 pub mod hash;
 pub mod hlc;
 pub mod layout;
+pub mod legs;
 pub mod list;
 pub mod lww;
 pub mod msg;
 pub mod params;
+pub mod pbs;
 pub mod plan;
 pub mod quorum;
 pub mod request;
 pub mod sloppy;
+pub mod staleness;
 pub mod strong;
 pub mod version;
 

@@ -217,6 +217,9 @@ pub enum PeerMsg {
         /// stands in for. The receiver keeps a durable hint and hands the
         /// state off when that primary is back.
         stands_in_for: Option<NodeId>,
+        /// When the coordinator sent it, on its wall clock in µs (0: not
+        /// measured), echoed in the ack ([`Stamps::req_sent_us`]).
+        sent_us: u64,
     },
     /// The replica merged and stored the object (`ok`), or failed to.
     ReplicaPutAck {
@@ -224,6 +227,10 @@ pub enum PeerMsg {
         req_id: u64,
         /// Whether it was stored.
         ok: bool,
+        /// When the replica received the write and sent this ack, on its
+        /// wall clock: the coordinator measures the W and A legs with them
+        /// ([`crate::legs`]).
+        stamps: Stamps,
     },
     /// "Send me your state of the key."
     ReplicaGet {
@@ -231,6 +238,9 @@ pub enum PeerMsg {
         req_id: u64,
         /// The key.
         key: BucketKey,
+        /// When the coordinator sent it, on its wall clock in µs (0: not
+        /// measured), echoed in the reply ([`Stamps::req_sent_us`]).
+        sent_us: u64,
     },
     /// A replica's state of the key (empty when it has none), or `None` when it
     /// failed to read.
@@ -239,6 +249,9 @@ pub enum PeerMsg {
         req_id: u64,
         /// The state, if it could be read.
         object: Option<Object>,
+        /// When the replica received the read and sent this reply, on its
+        /// wall clock: the coordinator measures the R and S legs with them.
+        stamps: Stamps,
     },
     /// A bucket's properties as set somewhere in the cluster: adopt them if
     /// they supersede what this node has.
@@ -419,6 +432,22 @@ pub enum PeerMsg {
 }
 
 // (Bucket properties travel as `PeerMsg::Bucket`, below the replica messages.)
+
+/// A replica's wall-clock stamps on its answer to a coordinator, in µs since
+/// the Unix epoch (0: not stamped). Untrusted like everything from a peer:
+/// the coordinator ignores stamps out of order and caps each leg
+/// ([`crate::legs::LegHistograms::record_reply`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamps {
+    /// The request's `sent_us`, echoed: the coordinator keeps no state
+    /// for it, so an ack that comes after the write was answered (W acks
+    /// were enough) is measured too.
+    pub req_sent_us: u64,
+    /// When the request arrived.
+    pub recv_us: u64,
+    /// When the answer was sent.
+    pub sent_us: u64,
+}
 
 /// What an envelope is allocated with before encoding: a write or a read
 /// reply of a small value, with its version vector, fits.

@@ -52,15 +52,26 @@ fn envelopes() -> Vec<Vec<u8>> {
             key: key.clone(),
             object: object(),
             stands_in_for: Some(NodeId::from("n3")),
+            sent_us: 0,
         },
         PeerMsg::ReplicaPutAck {
             req_id: 7,
             ok: true,
+            stamps: ringkv_core::msg::Stamps {
+                req_sent_us: 1_699_999_999_999_000,
+                recv_us: 1_700_000_000_000_000,
+                sent_us: 1_700_000_000_000_100,
+            },
         },
-        PeerMsg::ReplicaGet { req_id: 8, key },
+        PeerMsg::ReplicaGet {
+            req_id: 8,
+            key,
+            sent_us: 0,
+        },
         PeerMsg::ReplicaGetReply {
             req_id: 8,
             object: Some(object()),
+            stamps: ringkv_core::msg::Stamps::default(),
         },
         PeerMsg::Bucket { entry: entry() },
         PeerMsg::Gossip {

@@ -33,6 +33,8 @@ pub(crate) struct Ctx<'a, S> {
     pub(crate) clock: &'a mut Clock,
     pub(crate) ids: &'a mut RequestIds,
     pub(crate) stats: &'a mut NodeStats,
+    /// Latency of the replica requests this node coordinates, per leg.
+    pub(crate) legs: &'a mut ringkv_core::legs::LegHistograms,
     /// The anti-entropy trees of the partitions that have one, kept
     /// current by every write of an eventual bucket's key.
     pub(crate) trees: &'a mut Trees,
@@ -135,12 +137,26 @@ impl View<'_> {
 pub(crate) struct Clock {
     hlc: HlcClock,
     wall_ms: Option<u64>,
+    wall_us: Option<u64>,
 }
 
 impl Clock {
     /// Records the wall-clock time (ms since the Unix epoch).
     pub(crate) fn set_wall_ms(&mut self, wall_ms: u64) {
         self.wall_ms = Some(wall_ms);
+    }
+
+    /// Records the wall-clock time of the current input (µs since the Unix
+    /// epoch), for the latency stamps of replica requests.
+    pub(crate) fn set_wall_us(&mut self, wall_us: u64) {
+        self.wall_us = Some(wall_us);
+    }
+
+    /// The stamp of a replica request's send or arrival, in µs: the wall
+    /// clock of the current input (without one, `now_ms`: in a simulation
+    /// every node shares that clock).
+    pub(crate) fn stamp_us(&self, now_ms: u64) -> u64 {
+        self.wall_us.unwrap_or(now_ms.saturating_mul(1_000))
     }
 
     /// A new stamp for a local event; without a wall clock, `now_ms` stands in.

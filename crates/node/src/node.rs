@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use ringkv_core::bucket::{BucketEntry, BucketError, BucketPatch, BucketProps};
+use ringkv_core::legs::LegHistograms;
 use ringkv_core::msg::{ClientOp, PeerMsg};
 use ringkv_core::{Actor, Layout, NodeId, PartitionId};
 use ringkv_storage::Store;
@@ -52,6 +53,7 @@ pub struct Node<S: Store> {
     clock: Clock,
     ids: RequestIds,
     stats: NodeStats,
+    legs: LegHistograms,
     peers: Peers,
     buckets: Buckets,
     replica: Replica,
@@ -118,6 +120,7 @@ impl<S: Store> Node<S> {
             manager: Manager::load(&store),
             clock: Clock::default(),
             stats: NodeStats::default(),
+            legs: LegHistograms::default(),
             started: false,
             cfg,
             layout,
@@ -136,6 +139,7 @@ impl<S: Store> Node<S> {
                 clock: &mut self.clock,
                 ids: &mut self.ids,
                 stats: &mut self.stats,
+                legs: &mut self.legs,
                 trees: &mut self.trees,
                 out,
             },
@@ -273,6 +277,19 @@ impl<S: Store> Node<S> {
     pub fn set_wall_clock_ms(&mut self, wall_ms: u64) {
         self.clock.set_wall_ms(wall_ms);
     }
+
+    /// Tells the node the wall-clock time of the next input, in µs since the
+    /// Unix epoch: the stamps that measure the legs of replica requests
+    /// ([`ringkv_core::legs`]). One-way legs compare two nodes' clocks, so
+    /// they are as exact as the clocks agree. Without it, stamps use `now_ms`.
+    pub fn set_wall_clock_us(&mut self, wall_us: u64) {
+        self.clock.set_wall_us(wall_us);
+    }
+
+    /// The latencies of the replica requests this node coordinated, per leg.
+    pub fn legs(&self) -> &LegHistograms {
+        &self.legs
+    }
 }
 
 impl<S: Store> Parts<'_, S> {
@@ -374,6 +391,7 @@ impl<S: Store> Parts<'_, S> {
                 key,
                 object,
                 stands_in_for,
+                sent_us,
             } => {
                 let write = ReplicaWrite {
                     req_id,
@@ -381,6 +399,7 @@ impl<S: Store> Parts<'_, S> {
                     object,
                     stands_in_for,
                     handoff: false,
+                    sent_us,
                 };
                 replica.on_put(ctx, view, from, write)
             }
@@ -395,17 +414,28 @@ impl<S: Store> Parts<'_, S> {
                     object,
                     stands_in_for: None,
                     handoff: true,
+                    sent_us: 0,
                 };
                 replica.on_put(ctx, view, from, write)
             }
-            PeerMsg::ReplicaGet { req_id, key } => replica.on_get(ctx, from, req_id, key),
-            PeerMsg::ReplicaPutAck { req_id, ok } if self.handoff.owns(req_id) => {
+            PeerMsg::ReplicaGet {
+                req_id,
+                key,
+                sent_us,
+            } => replica.on_get(ctx, from, (req_id, sent_us), key),
+            PeerMsg::ReplicaPutAck { req_id, ok, .. } if self.handoff.owns(req_id) => {
                 self.handoff.on_ack(ctx, view, replica, from, req_id, ok)
             }
-            PeerMsg::ReplicaPutAck { req_id, ok } => self.coord.on_put_ack(ctx, from, req_id, ok),
-            PeerMsg::ReplicaGetReply { req_id, object } => self
+            PeerMsg::ReplicaPutAck { req_id, ok, stamps } => {
+                self.coord.on_put_ack(ctx, from, req_id, ok, stamps)
+            }
+            PeerMsg::ReplicaGetReply {
+                req_id,
+                object,
+                stamps,
+            } => self
                 .coord
-                .on_get_reply(ctx, view, replica, from, req_id, object),
+                .on_get_reply(ctx, view, replica, from, (req_id, stamps), object),
             PeerMsg::Bucket { entry } => self.buckets.on_entry(ctx, entry),
             PeerMsg::ClusterVersion { version } => self.manager.on_version(ctx, &from, version),
             PeerMsg::ClusterFetch => self.manager.on_fetch(ctx, from),

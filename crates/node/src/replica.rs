@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ringkv_core::bucket::BucketProps;
 use ringkv_core::hash::BucketKey;
-use ringkv_core::msg::{ClientError, PeerMsg};
+use ringkv_core::msg::{ClientError, PeerMsg, Stamps};
 use ringkv_core::request::{check_key, check_object};
 use ringkv_core::sloppy::Hint;
 use ringkv_core::{NodeId, Object, PartitionId};
@@ -41,6 +41,8 @@ pub(crate) struct ReplicaWrite {
     /// A fallback handing the key back ([`PeerMsg::HandoffPut`]): acked
     /// only after the batch is synced to disk.
     pub(crate) handoff: bool,
+    /// The coordinator's send stamp, echoed in the ack (0: none).
+    pub(crate) sent_us: u64,
 }
 
 /// What a merge did to the stored state.
@@ -83,6 +85,7 @@ impl Replica {
             object,
             stands_in_for,
             handoff,
+            sent_us,
         } = write;
         ctx.stats.replica_puts += 1;
         let checked = check_peer_object(ctx, &key, &object)
@@ -109,7 +112,11 @@ impl Replica {
             }
             ctx.out.push(Output::Send {
                 to: from,
-                msg: PeerMsg::ReplicaPutAck { req_id, ok },
+                msg: PeerMsg::ReplicaPutAck {
+                    req_id,
+                    ok,
+                    stamps: stamps(ctx, sent_us),
+                },
             });
         }
     }
@@ -154,7 +161,7 @@ impl Replica {
         &mut self,
         ctx: &mut Ctx<'_, S>,
         from: NodeId,
-        req_id: u64,
+        (req_id, sent_us): (u64, u64),
         key: BucketKey,
     ) {
         let partition = key.partition(ctx.layout.ring_size);
@@ -163,7 +170,11 @@ impl Replica {
             .map(Option::unwrap_or_default);
         ctx.out.push(Output::Send {
             to: from,
-            msg: PeerMsg::ReplicaGetReply { req_id, object },
+            msg: PeerMsg::ReplicaGetReply {
+                req_id,
+                object,
+                stamps: stamps(ctx, sent_us),
+            },
         });
     }
 
@@ -380,9 +391,21 @@ pub(crate) fn check_peer_object<S>(
     check_object(object, &limits.for_peers(ctx.layout.members.len()))
 }
 
+/// The stamps of an answer to a coordinator whose request was sent at
+/// `req_sent_us`: received and sent within the same input, so both are its
+/// time.
+fn stamps<S>(ctx: &Ctx<'_, S>, req_sent_us: u64) -> Stamps {
+    let now_us = ctx.clock.stamp_us(ctx.now_ms);
+    Stamps {
+        req_sent_us,
+        recv_us: now_us,
+        sent_us: now_us,
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use ringkv_core::msg::PeerMsg;
+    use ringkv_core::msg::{PeerMsg, Stamps};
     use ringkv_core::sloppy::Hint;
     use ringkv_core::{NodeId, Object};
     use ringkv_storage::Store;
@@ -398,13 +421,18 @@ mod tests {
             object,
             stands_in_for,
             handoff: false,
+            sent_us: 0,
         }
     }
 
     fn ack(to: &str, req_id: u64, ok: bool) -> Output {
         Output::Send {
             to: id(to),
-            msg: PeerMsg::ReplicaPutAck { req_id, ok },
+            msg: PeerMsg::ReplicaPutAck {
+                req_id,
+                ok,
+                stamps: Stamps::default(),
+            },
         }
     }
 
@@ -585,11 +613,12 @@ mod tests {
         let mut fx = Fixture::new("n1");
         let mut replica = Replica::new();
 
-        fx.run(|ctx, _| replica.on_get(ctx, id("n2"), 9, key("nope")));
+        fx.run(|ctx, _| replica.on_get(ctx, id("n2"), (9, 0), key("nope")));
 
         let reply = PeerMsg::ReplicaGetReply {
             req_id: 9,
             object: Some(Object::empty()),
+            stamps: Stamps::default(),
         };
         assert_eq!(
             fx.take_out(),
@@ -608,11 +637,12 @@ mod tests {
         let o = object("n3", 2, "v");
         fx.store_object(&key("k"), &o);
 
-        fx.run(|ctx, _| replica.on_get(ctx, id("n3"), 5, key("k")));
+        fx.run(|ctx, _| replica.on_get(ctx, id("n3"), (5, 0), key("k")));
 
         let reply = PeerMsg::ReplicaGetReply {
             req_id: 5,
             object: Some(o),
+            stamps: Stamps::default(),
         };
         assert_eq!(
             fx.take_out(),

@@ -67,6 +67,8 @@ pub(crate) fn object(writer: &str, counter: u64, value: &str) -> Object {
 /// One node's context and view, owned, for driving a sub-machine alone.
 pub(crate) struct Fixture {
     /// The time of the next input.
+    /// The legs the coordinator measured.
+    pub(crate) legs: ringkv_core::legs::LegHistograms,
     pub(crate) now_ms: u64,
     pub(crate) cfg: NodeConfig,
     pub(crate) actor: Actor,
@@ -138,6 +140,7 @@ impl Fixture {
         let store = MemStore::new();
         Fixture {
             now_ms: 0,
+            legs: Default::default(),
             actor: Actor {
                 node: cfg.id.clone(),
                 incarnation: cfg.incarnation,
@@ -166,6 +169,7 @@ impl Fixture {
             clock: &mut self.clock,
             ids: &mut self.ids,
             stats: &mut self.stats,
+            legs: &mut self.legs,
             trees: &mut self.trees,
             out: &mut self.out,
         };

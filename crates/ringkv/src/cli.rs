@@ -60,6 +60,10 @@ pub(crate) enum Command {
     /// changes, review the plan, commit it.
     #[command(subcommand)]
     Cluster(crate::cluster::ClusterCommand),
+    /// Predict how stale a bucket's reads are: the probability that a read
+    /// started t ms after a write's ack returns it, for the bucket's N, R
+    /// and W and for other R and W (from latencies the node measured).
+    Staleness(StalenessArgs),
     /// Measure throughput and latency with YCSB-style workloads
     /// (`ringkv bench suite`: the standard set, written to docs/benchmarks.md).
     Bench(Box<crate::bench::BenchArgs>),
@@ -443,6 +447,20 @@ pub(crate) struct AdminArgs {
     pub json: bool,
     #[command(flatten)]
     pub connection: Connection,
+}
+
+/// `ringkv staleness BUCKET`.
+#[derive(Debug, Args)]
+pub(crate) struct StalenessArgs {
+    /// The bucket.
+    #[arg(value_name = "BUCKET")]
+    pub bucket: String,
+    /// Who coordinates the read: any (a node at random), replica (another
+    /// replica of the key) or non-replica. [default: any]
+    #[arg(long, value_parser = ["any", "replica", "non-replica"])]
+    pub reader: Option<String>,
+    #[command(flatten)]
+    pub admin: AdminArgs,
 }
 
 /// `ringkv repair`.

@@ -21,6 +21,7 @@ mod kv;
 mod list;
 mod process;
 mod signals;
+mod staleness;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -151,6 +152,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Repair(args) => kv::repair(args).await,
         Command::Bucket(cmd) => kv::bucket(cmd).await,
         Command::Cluster(cmd) => cluster::cluster(cmd).await,
+        Command::Staleness(args) => staleness::staleness(args).await,
         // `main` runs it on a runtime of its own; never reached.
         Command::Bench(_) => Err(anyhow!("ringkv bench must run outside the shared runtime")),
         Command::Sim(_) => Err(anyhow!("ringkv sim must run outside the shared runtime")),

@@ -69,6 +69,7 @@ fn replica_put(from: &str, key: &str, object: Object) -> Vec<u8> {
         key: BucketKey::new("default", key.to_string()),
         object,
         stands_in_for: None,
+        sent_us: 0,
     };
     envelope(from, msg)
 }

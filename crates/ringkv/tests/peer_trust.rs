@@ -51,6 +51,7 @@ fn replica_put(from: &str, key: &str) -> Vec<u8> {
         key: BucketKey::new("default", key.to_string()),
         object,
         stands_in_for: None,
+        sent_us: 0,
     };
     frame(
         &Envelope {

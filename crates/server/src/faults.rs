@@ -57,7 +57,8 @@ mod tests {
         assert!(
             LinkFault {
                 drop: 1.5,
-                delay_ms: 0
+                delay_ms: 0,
+                ..Default::default()
             }
             .validate()
             .is_err()
@@ -65,7 +66,8 @@ mod tests {
         assert!(
             LinkFault {
                 drop: 0.5,
-                delay_ms: DELAY_MS_MAX + 1
+                delay_ms: DELAY_MS_MAX + 1,
+                ..Default::default()
             }
             .validate()
             .is_err()
@@ -77,6 +79,7 @@ mod tests {
             LinkFault {
                 drop: 1.0,
                 delay_ms: 0,
+                ..Default::default()
             },
         );
         assert_eq!(f.get(&n2).unwrap().drop, 1.0);

@@ -413,6 +413,14 @@ fn fail_batch(outputs: &mut Vec<Output>, error: &str) {
     });
 }
 
+/// The wall-clock time, in µs since the Unix epoch (0 before it).
+fn wall_clock_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
 impl<P: PeerSender> Loop<P> {
     fn new(
         node: Node<Tracked>,
@@ -567,6 +575,9 @@ impl<P: PeerSender> Loop<P> {
             return self.on_event_failed(ev);
         }
         let now = self.now_ms();
+        // Each input's own wall-clock time, in µs: the stamps that measure
+        // the legs of replica requests (a batch's inputs span its time).
+        self.node.set_wall_clock_us(wall_clock_us());
         match ev {
             Event::Client { request, reply } => {
                 let client_id = self.next_client;
@@ -731,8 +742,9 @@ mod tests {
         /// Waits up to 10 s for the ack of `req_id`; returns whether it came.
         async fn acked(&self, req_id: u64) -> bool {
             for _ in 0..1_000 {
-                let ack = PeerMsg::ReplicaPutAck { req_id, ok: true };
-                let sent = self.0.lock().unwrap().iter().any(|(_, m)| *m == ack);
+                let sent = self.0.lock().unwrap().iter().any(|(_, m)| {
+                    matches!(m, PeerMsg::ReplicaPutAck { req_id: r, ok: true, .. } if *r == req_id)
+                });
                 if sent {
                     return true;
                 }
@@ -792,6 +804,7 @@ mod tests {
             key: key.clone(),
             object: object(1),
             stands_in_for: None,
+            sent_us: 0,
         };
         let input = Input::Peer {
             from: from.clone(),
@@ -823,7 +836,11 @@ mod tests {
         let mut outputs = vec![
             Output::Send {
                 to: NodeId::from("n2"),
-                msg: PeerMsg::ReplicaGet { req_id: 1, key },
+                msg: PeerMsg::ReplicaGet {
+                    req_id: 1,
+                    key,
+                    sent_us: 0,
+                },
             },
             Output::Reply {
                 client_id: 7,
@@ -914,7 +931,11 @@ mod tests {
             "{reply:?}"
         );
         let sent = peers.0.lock().unwrap().len();
-        let read = PeerMsg::ReplicaGet { req_id: 9, key };
+        let read = PeerMsg::ReplicaGet {
+            req_id: 9,
+            key,
+            sent_us: 0,
+        };
         let from = NodeId::from("n2");
         assert!(
             handle

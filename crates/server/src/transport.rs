@@ -571,9 +571,11 @@ impl Link {
     ) -> bool {
         let fault = self.faults.get(&self.peer);
         if let Some(f) = &fault
-            && f.delay_ms > 0
+            && f.delay_ms + f.jitter_ms > 0
         {
-            tokio::time::sleep(Duration::from_millis(f.delay_ms)).await;
+            let jitter_us = rand::random_range(0..=f.jitter_ms * 1_000);
+            let delay = Duration::from_millis(f.delay_ms) + Duration::from_micros(jitter_us);
+            tokio::time::sleep(delay).await;
         }
         let dropped = || {
             fault
@@ -943,6 +945,7 @@ mod tests {
                 key: ringkv_core::hash::BucketKey::new("b", "k"),
                 object,
                 stands_in_for: None,
+                sent_us: 0,
             }
         };
         let queued = || {

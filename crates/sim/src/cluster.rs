@@ -214,6 +214,15 @@ impl Cluster {
         self.slots[i].node.as_ref()
     }
 
+    /// Tells node `i` the simulated time in µs, which stamps its replica
+    /// requests to measure their latency legs ([`ringkv_core::legs`]): the
+    /// simulated network's delays have µs resolution, the nodes' clock ms.
+    pub fn set_clock_us(&mut self, i: usize, now_us: u64) {
+        if let Some(node) = self.slots[i].node.as_mut() {
+            node.set_wall_clock_us(now_us);
+        }
+    }
+
     /// Feeds `input` to node `i` at `now_ms` and makes its writes durable
     /// (flush, or sync with `sync = always` or when the outputs ask for it
     /// with [`Output::Sync`]) before the outputs are released

@@ -6,9 +6,12 @@
 //! point is the mean over several seeds; the report gives the spread across
 //! seeds so a reader can judge how stable each figure is.
 
+mod tvis;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use ringkv_core::legs::LegHistograms;
 use ringkv_node::InjectedBugs;
 
 use crate::observe::{Observations, observe};
@@ -143,15 +146,26 @@ fn mean_spread(xs: &[f64]) -> (f64, f64) {
 /// pure function of its seed, so the figures do not depend on the
 /// threads); returns the observations in seed order.
 fn runs(s: &Scenario, opts: &Options, ops: &mut u64) -> Result<Vec<Observations>, String> {
+    let with_legs = runs_with_legs(s, opts, ops)?;
+    Ok(with_legs.into_iter().map(|(o, _)| o).collect())
+}
+
+/// As [`runs`], with the latency legs each run's nodes measured.
+fn runs_with_legs(
+    s: &Scenario,
+    opts: &Options,
+    ops: &mut u64,
+) -> Result<Vec<(Observations, LegHistograms)>, String> {
     s.validate().map_err(|e| e.to_string())?;
-    let results: Vec<(u64, Observations)> = std::thread::scope(|scope| {
+    let results: Vec<(u64, Observations, LegHistograms)> = std::thread::scope(|scope| {
         let handles: Vec<_> = opts
             .seeds
             .iter()
             .map(|&seed| {
                 scope.spawn(move || {
                     let r = crate::run(s, seed, &InjectedBugs::default());
-                    (r.stats.ops_invoked, observe(&r.history, s.duration_ms))
+                    let obs = observe(&r.history, s.duration_ms);
+                    (r.stats.ops_invoked, obs, r.legs)
                 })
             })
             .collect();
@@ -160,8 +174,8 @@ fn runs(s: &Scenario, opts: &Options, ops: &mut u64) -> Result<Vec<Observations>
             .map(|h| h.join().expect("experiment run"))
             .collect()
     });
-    *ops += results.iter().map(|(n, _)| n).sum::<u64>();
-    Ok(results.into_iter().map(|(_, o)| o).collect())
+    *ops += results.iter().map(|(n, _, _)| n).sum::<u64>();
+    Ok(results.into_iter().map(|(_, o, l)| (o, l)).collect())
 }
 
 /// One figure per seed run, reduced by `f` to mean and spread.
@@ -206,7 +220,7 @@ pub fn run_experiment(name: &str, opts: &Options) -> Result<Experiment, String> 
         "crashes" => crashes(opts),
         "loss" => loss(opts),
         "hotspot" => hotspot(opts),
-        "tvisibility" => tvisibility(opts),
+        "tvisibility" => tvis::tvisibility(opts),
         other => Err(format!(
             "unknown experiment {other:?}; known: {}",
             EXPERIMENTS.join(", ")
@@ -540,82 +554,6 @@ fn hotspot(opts: &Options) -> Result<Experiment, String> {
             ]
             .map(String::from)
             .to_vec(),
-            rows,
-        }],
-        spread,
-        ops,
-    })
-}
-
-/// t-visibility curves for N=3 under the scenario's latency legs.
-fn tvisibility(opts: &Options) -> Result<Experiment, String> {
-    let mut ops = 0;
-    let mut series = vec![];
-    let mut rows = vec![];
-    let mut spread = 0.0f64;
-    for (r, w) in [(1, 1), (1, 2), (2, 1)] {
-        let mut s = opts.tvis_scenario.clone();
-        s.n = 3;
-        s.r = r;
-        s.w = w;
-        if !opts.quick {
-            s.duration_ms = s.duration_ms.max(60_000);
-        }
-        let obs = runs(&s, opts, &mut ops)?;
-        let (stale, s1) = agg(&obs, |o| o.stale_share * 100.0);
-        spread = spread.max(s1);
-        // Pool the seeds' points per bucket, weighted by reads.
-        let mut buckets: std::collections::BTreeMap<u64, (f64, f64)> = Default::default();
-        for o in &obs {
-            for p in &o.t_visibility {
-                let e = buckets.entry((p.t_ms * 1000.0) as u64).or_default();
-                e.0 += p.reads as f64;
-                e.1 += p.consistent_share * p.reads as f64;
-            }
-        }
-        let pts: Vec<(f64, f64)> = buckets
-            .iter()
-            .filter(|(_, (n, _))| *n > 0.0)
-            .map(|(t, (n, c))| ((*t as f64 / 1000.0).max(0.5), 100.0 * c / n))
-            .collect();
-        let t999: Vec<String> = obs
-            .iter()
-            .map(|o| {
-                o.t_visibility_999_ms
-                    .map(|t| format!("{t}"))
-                    .unwrap_or_else(|| "never".into())
-            })
-            .collect();
-        rows.push(vec![
-            rw_label(r, w),
-            format!("{stale:.2}"),
-            t999.join(" / "),
-        ]);
-        series.push(Series {
-            label: rw_label(r, w),
-            points: pts,
-        });
-    }
-    let mut f = fig(
-        "tvisibility",
-        "t-visibility: P(read sees the latest acked write)",
-        "time since the write was acknowledged (ms, log)",
-        "consistent reads (%)",
-        series,
-    );
-    f.log_x = true;
-    Ok(Experiment {
-        name: "tvisibility".into(),
-        title: "t-visibility (probabilistically bounded staleness)".into(),
-        setup: format!(
-            "N=3 on {} nodes with the latency legs of scenario {:?} (a slow, heavy-tailed \
-             write leg), for each (R, W).",
-            opts.tvis_scenario.nodes, opts.tvis_scenario.name
-        ),
-        figures: vec![f],
-        tables: vec![Table {
-            title: "Stale reads (%) and the time after which 99.9 % of reads are consistent (ms, per seed)".into(),
-            headers: ["R/W", "stale %", "t(99.9 %) ms"].map(String::from).to_vec(),
             rows,
         }],
         spread,

@@ -121,8 +121,8 @@ impl Percentiles {
 /// One point of the t-visibility curve.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TVisPoint {
-    /// Lower edge of the bucket, in ms (buckets run 0, 1, 2, 5, 10, 20, 50,
-    /// ... each up to the next edge).
+    /// Lower edge of the bucket, in ms (see [`t_bucket`]: every ms up to
+    /// 20, then the PBS model's points, then 1, 2, 5 per decade).
     pub t_ms: f64,
     /// Reads whose t fell in the bucket.
     pub reads: u64,
@@ -130,10 +130,16 @@ pub struct TVisPoint {
     pub consistent_share: f64,
 }
 
-/// The lower edge of `t`'s bucket: 0, 1, 2, 5, 10, 20, 50, 100, ...
+/// The lower edge of `t`'s bucket: every ms up to 20, then the points of
+/// the PBS model's curve ([`ringkv_core::pbs::T_GRID_MS`]: 25, 30, 40, 50,
+/// 75, 100, 150, 200, 500, 1000), then 2000, 5000, 10000, ... So the
+/// measured curve and the model's can be compared point by point.
 pub fn t_bucket(t: u64) -> u64 {
-    if t == 0 {
-        return 0;
+    use ringkv_core::pbs::T_GRID_MS;
+    let last = T_GRID_MS[T_GRID_MS.len() - 1];
+    if t < last {
+        let k = T_GRID_MS.partition_point(|&edge| edge <= t);
+        return T_GRID_MS[k.saturating_sub(1)];
     }
     let mut decade = 1u64;
     while let Some(next) = decade.checked_mul(10)
@@ -470,9 +476,9 @@ mod tests {
     use ringkv_core::{Object, VersionVector};
 
     #[test]
-    fn buckets_follow_one_two_five() {
+    fn buckets_are_every_ms_to_20_then_the_model_grid() {
         let edges: Vec<u64> = [
-            0, 1, 2, 3, 4, 5, 9, 10, 19, 20, 49, 50, 99, 100, 250, 999, 1000, 7000,
+            0, 1, 2, 3, 4, 5, 9, 10, 19, 20, 24, 49, 50, 99, 100, 250, 999, 1000, 7000,
         ]
         .into_iter()
         .map(t_bucket)
@@ -480,7 +486,7 @@ mod tests {
         assert_eq!(
             edges,
             vec![
-                0, 1, 2, 2, 2, 5, 5, 10, 10, 20, 20, 50, 50, 100, 200, 500, 1000, 5000
+                0, 1, 2, 3, 4, 5, 9, 10, 19, 20, 20, 40, 50, 75, 100, 200, 500, 1000, 5000
             ]
         );
         assert_eq!(t_bucket(u64::MAX), 10_000_000_000_000_000_000);

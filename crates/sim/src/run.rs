@@ -38,6 +38,10 @@ pub struct RunResult {
     pub convergence: Option<Convergence>,
     /// The cluster manager's check (`cluster_ops` > 0).
     pub manager: Option<crate::check::manager::ManagerCheck>,
+    /// The latency legs the nodes measured as coordinators, pooled (the
+    /// input of the PBS model, [`ringkv_core::pbs`]).
+    #[serde(skip)]
+    pub legs: ringkv_core::legs::LegHistograms,
 }
 
 impl RunResult {
@@ -157,8 +161,10 @@ pub fn try_run(
     world.run_until(u64::MAX);
     let mut stats = world.stats;
     stats.sim_ms = world.now_us / 1_000;
+    let mut legs = ringkv_core::legs::LegHistograms::default();
     for i in 0..world.cluster.len() {
         if let Some(node) = world.cluster.node(i) {
+            legs.merge(node.legs());
             let ns = node.stats();
             stats.hinted_writes += ns.hinted_writes;
             stats.hints_delivered += ns.hints_delivered;
@@ -186,5 +192,6 @@ pub fn try_run(
         stats,
         convergence,
         manager,
+        legs,
     })
 }

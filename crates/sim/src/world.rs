@@ -393,6 +393,7 @@ impl<'a> World<'a> {
     /// network, replies to the clients, timers to the queue.
     pub fn step(&mut self, i: usize, input: Input) {
         let mut out = std::mem::take(&mut self.out);
+        self.cluster.set_clock_us(i, self.now_us);
         self.cluster.handle(i, self.now_ms(), input, &mut out);
         self.perform(i, out);
     }

@@ -7,7 +7,8 @@ use ringkv_core::NodeId;
 use ringkv_core::Object;
 use ringkv_core::bucket::BucketProps;
 use ringkv_core::hash::BucketKey;
-use ringkv_core::msg::{ClientReply, PeerMsg};
+use ringkv_core::legs::Leg;
+use ringkv_core::msg::{ClientReply, PeerMsg, Stamps};
 use ringkv_core::quorum::{QuorumStatus, ReadQuorum};
 use ringkv_core::request::Need;
 use ringkv_storage::Store;
@@ -75,6 +76,7 @@ impl Coordinator {
             quorum = quorum.with_fallbacks(fallbacks);
         }
         let req_id = ctx.ids.next();
+        let sent_us = ctx.clock.stamp_us(ctx.now_ms);
         for p in &plan.nodes() {
             if p == ctx.me() {
                 read_own(ctx, &adm, &mut quorum);
@@ -84,6 +86,7 @@ impl Coordinator {
                     msg: PeerMsg::ReplicaGet {
                         req_id,
                         key: adm.key.clone(),
+                        sent_us,
                     },
                 });
             }
@@ -111,9 +114,17 @@ impl Coordinator {
         view: View<'_>,
         replica: &mut Replica,
         from: NodeId,
-        req_id: u64,
+        (req_id, stamps): (u64, Stamps),
         object: Option<Object>,
     ) {
+        let now_us = ctx.clock.stamp_us(ctx.now_ms);
+        let theirs = (stamps.recv_us, stamps.sent_us);
+        ctx.legs.record_reply(
+            (Leg::Read, Leg::Response),
+            stamps.req_sent_us,
+            theirs,
+            now_us,
+        );
         let Some(Pending::Get(g)) = self.pending.get_mut(&req_id) else {
             return; // late reply for a finished read
         };
@@ -234,6 +245,7 @@ impl Coordinator {
                         key: g.key.clone(),
                         object: merged.clone(),
                         stands_in_for: None,
+                        sent_us: 0,
                     },
                 });
             }

@@ -3,8 +3,9 @@
 //! (its own included), PW of them from primaries.
 
 use ringkv_core::bucket::ConflictMode;
+use ringkv_core::legs::Leg;
 use ringkv_core::lww::resolve_lww;
-use ringkv_core::msg::{ClientError, ClientReply, PeerMsg};
+use ringkv_core::msg::{ClientError, ClientReply, PeerMsg, Stamps};
 use ringkv_core::quorum::{QuorumStatus, WriteQuorum};
 use ringkv_core::request;
 use ringkv_core::sloppy::Hint;
@@ -77,6 +78,7 @@ impl Coordinator {
         let quorum = own_ack(ctx, replica, &adm, stands_in_for);
         let me = ctx.me().clone();
         let req_id = ctx.ids.next();
+        let sent_us = ctx.clock.stamp_us(ctx.now_ms);
         for t in adm.plan.targets.iter().filter(|t| t.node != me) {
             ctx.out.push(Output::Send {
                 to: t.node.clone(),
@@ -85,6 +87,7 @@ impl Coordinator {
                     key: adm.key.clone(),
                     object: object.clone(),
                     stands_in_for: t.stands_in_for.clone(),
+                    sent_us,
                 },
             });
         }
@@ -117,7 +120,14 @@ impl Coordinator {
         from: NodeId,
         req_id: u64,
         ok: bool,
+        stamps: Stamps,
     ) {
+        // Measured before the write is looked up: the acks after the W-th
+        // (the write answered already) are samples like the others.
+        let now_us = ctx.clock.stamp_us(ctx.now_ms);
+        let theirs = (stamps.recv_us, stamps.sent_us);
+        ctx.legs
+            .record_reply((Leg::Write, Leg::Ack), stamps.req_sent_us, theirs, now_us);
         let Some(Pending::Put(p)) = self.pending.get_mut(&req_id) else {
             return; // late ack for a finished write
         };

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use ringkv_core::hash::BucketKey;
-use ringkv_core::msg::{ClientError, ClientOp, ClientReply, ClientRequest, PeerMsg};
+use ringkv_core::msg::{ClientError, ClientOp, ClientReply, ClientRequest, PeerMsg, Stamps};
 use ringkv_core::params::QuorumParam;
 use ringkv_core::{Dot, NodeId, Object, Value, VersionVector};
 
@@ -43,13 +43,22 @@ impl Setup {
 
     fn put_ack(&mut self, from: &NodeId, req_id: u64, ok: bool) -> Vec<Output> {
         let Setup { fx, coord, .. } = self;
-        fx.run(|ctx, _| coord.on_put_ack(ctx, from.clone(), req_id, ok));
+        fx.run(|ctx, _| coord.on_put_ack(ctx, from.clone(), req_id, ok, Stamps::default()));
         fx.take_out()
     }
 
     fn get_reply(&mut self, from: &NodeId, req_id: u64, object: Option<Object>) -> Vec<Output> {
         let Setup { fx, coord, replica } = self;
-        fx.run(|ctx, view| coord.on_get_reply(ctx, view, replica, from.clone(), req_id, object));
+        fx.run(|ctx, view| {
+            coord.on_get_reply(
+                ctx,
+                view,
+                replica,
+                from.clone(),
+                (req_id, Stamps::default()),
+                object,
+            )
+        });
         fx.take_out()
     }
 
@@ -123,6 +132,7 @@ fn replica_put(to: &NodeId, req_id: u64, k: &BucketKey, object: &Object) -> Outp
             key: k.clone(),
             object: object.clone(),
             stands_in_for: None,
+            sent_us: 0,
         },
     )
 }
@@ -133,6 +143,7 @@ fn replica_get(to: &NodeId, req_id: u64, k: &BucketKey) -> Output {
         PeerMsg::ReplicaGet {
             req_id,
             key: k.clone(),
+            sent_us: 0,
         },
     )
 }
@@ -295,6 +306,16 @@ fn a_put_at_a_target_stores_sends_to_the_other_targets_and_arms_one_timer() {
         .iter()
         .map(|t| replica_put(t, 1, &k, &object))
         .collect();
+    for o in &mut want {
+        if let Output::Send {
+            msg: PeerMsg::ReplicaPut { sent_us, .. },
+            ..
+        } = o
+        {
+            // The send stamp, for the W leg: without a wall clock, now_ms.
+            *sent_us = 10_000;
+        }
+    }
     want.push(timer(1, 1_010));
     assert_eq!(out, want);
     assert_eq!(s.fx.stored(&k), Some(object));
@@ -343,6 +364,7 @@ fn a_put_with_a_primary_down_sends_a_hinted_write_to_a_fallback() {
             key: k.clone(),
             object,
             stands_in_for: Some(down),
+            sent_us: 0,
         },
     );
     assert_eq!(out, vec![hinted, timer(1, 1_000)]);
@@ -615,4 +637,62 @@ fn a_delete_without_context_reads_then_writes_a_tombstone_over_what_it_read() {
     assert!(tombstone.is_deleted());
     assert!(tombstone.vv.descends(&a.vv), "covers what the read found");
     assert_eq!(s.fx.stored(&k), Some(tombstone));
+}
+
+// Latency legs.
+
+/// The req id of the first replica write or read among `out`.
+fn sent_req_id(out: &[Output]) -> u64 {
+    out.iter()
+        .find_map(|o| match o {
+            Output::Send {
+                msg: PeerMsg::ReplicaPut { req_id, .. } | PeerMsg::ReplicaGet { req_id, .. },
+                ..
+            } => Some(*req_id),
+            _ => None,
+        })
+        .expect("a replica request was sent")
+}
+
+#[test]
+fn replies_measure_the_four_legs_from_the_replicas_stamps() {
+    let mut s = Setup::new(Fixture::new("n1"));
+    let k = key("k");
+    let peer = others(&s.fx, &k, 3)[0].clone();
+    s.fx.now_ms = 1_000;
+    let id = sent_req_id(&s.client(1, put_w(&k, "v", 3)));
+    // The replica got it 4 ms later and acked at once; the ack took 2 ms.
+    s.fx.now_ms = 1_006;
+    let stamps = Stamps {
+        req_sent_us: 1_000_000,
+        recv_us: 1_004_000,
+        sent_us: 1_004_000,
+    };
+    let Setup { fx, coord, .. } = &mut s;
+    fx.run(|ctx, _| coord.on_put_ack(ctx, peer.clone(), id, true, stamps));
+    assert_eq!(s.fx.legs.counts(), [1, 1, 0, 0]);
+    let near = |got: u64, want: u64| got.abs_diff(want) * 100 <= want;
+    assert!(near(s.fx.legs.write.quantile_us(0.5), 4_000));
+    assert!(near(s.fx.legs.ack.quantile_us(0.5), 2_000));
+
+    s.fx.take_out();
+    let id = sent_req_id(&s.client(2, get(&k)));
+    s.fx.now_ms = 1_010;
+    let stamps = Stamps {
+        req_sent_us: 1_006_000,
+        recv_us: 1_007_000,
+        sent_us: 1_008_000,
+    };
+    let Setup { fx, coord, replica } = &mut s;
+    fx.run(|ctx, view| coord.on_get_reply(ctx, view, replica, peer.clone(), (id, stamps), None));
+    assert_eq!(s.fx.legs.counts(), [1, 1, 1, 1]);
+    assert!(near(s.fx.legs.read.quantile_us(0.5), 1_000));
+    assert!(near(s.fx.legs.response.quantile_us(0.5), 2_000));
+    // An ack after the write was answered still measures (its stamps say
+    // when the write was sent); one without stamps does not.
+    let Setup { fx, coord, .. } = &mut s;
+    fx.run(|ctx, _| coord.on_put_ack(ctx, peer.clone(), 999, true, stamps));
+    assert_eq!(fx.legs.counts(), [2, 2, 1, 1]);
+    fx.run(|ctx, _| coord.on_put_ack(ctx, peer.clone(), 999, true, Stamps::default()));
+    assert_eq!(s.fx.legs.counts(), [2, 2, 1, 1]);
 }

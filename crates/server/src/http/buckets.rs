@@ -49,7 +49,12 @@ pub(crate) async fn buckets_list(State(st): State<Arc<AppState>>) -> Response {
 }
 
 /// `GET /v1/buckets/{bucket}`: the properties in force for a bucket.
+/// `GET /v1/buckets/{bucket}/staleness` is answered by [`super::staleness`].
 pub(crate) async fn bucket_get(State(st): State<Arc<AppState>>, uri: Uri) -> Response {
+    let rest = uri.path().strip_prefix("/v1/buckets/").unwrap_or("");
+    if let Some(bucket) = rest.strip_suffix(super::staleness::SUFFIX) {
+        return super::staleness::staleness(&st, bucket, uri.query()).await;
+    }
     let bucket = match parse_bucket_path(uri.path()) {
         Ok(b) => b,
         Err(e) => return e.into_response(),

@@ -12,6 +12,7 @@
 //! - `list`: `GET /v1/kv/{bucket}`, a page of the bucket's keys.
 //! - `cluster`: `/health`, `/metrics`, `/v1/cluster`, `/v1/groups`, `/v1/ring`.
 //! - `buckets`: `/v1/buckets`, bucket properties.
+//! - `staleness`: `/v1/buckets/{bucket}/staleness`, predicted staleness (PBS).
 //! - `faults`: `/v1/admin/faults`, test-only fault injection (routed only
 //!   when the node was started with `--fault-injection`).
 //! - `error`: the error type and its status and JSON body.
@@ -62,6 +63,7 @@ mod layout;
 mod list;
 mod repair;
 pub mod serve;
+mod staleness;
 pub mod tls;
 
 pub use kv::CONTEXT_HEADER;

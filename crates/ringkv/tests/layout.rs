@@ -98,7 +98,8 @@ async fn stage_plan_commit_through_the_cli() {
         }
     })
     .await;
-    let staged = ok_json(&cli(&c, 1, &["join", "n4", "--json"]));
+    // Through n1, which the wait above saw learn n4's address.
+    let staged = ok_json(&cli(&c, 0, &["join", "n4", "--json"]));
     assert_eq!(staged["staged"][0]["op"], "join");
     assert_eq!(staged["staged"][0]["addr"], c.nodes[n4].rpc.as_str());
 
